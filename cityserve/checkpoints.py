@@ -1,0 +1,80 @@
+"""Reading and writing weights safely.
+
+Checkpoints are untrusted input (pickles): everything goes through ``torch.load(weights_only=True)``,
+and a truncated or foreign file becomes a one-line ``CheckpointError`` naming the file. Writes are
+atomic: a run killed mid-save leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .cards import ModelCard, atomic_write_bytes, now_iso, sha256_file
+from .errors import CheckpointError
+
+
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` and errors that name the file and the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {p} is empty (0 bytes)")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors …
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "central directory" in msg or "EOF" in msg or "truncated" in msg.lower() or isinstance(e, EOFError):
+            why = "truncated or corrupt"
+        elif "weights_only" in msg or "Unsupported global" in msg:
+            why = "holds Python objects beyond tensors (refused: checkpoints are loaded with weights_only=True)"
+        else:
+            why = "not a readable PyTorch checkpoint"
+        raise CheckpointError(f"checkpoint {p} is {why}: {msg[:200]}") from None
+
+
+def state_dict_from(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Find the state dict in what an official script saved: a bare dict, or {"model_state": ...} /
+    {"state_dict": ...} wrappers; strips DataParallel's ``module.`` prefix."""
+    for key in ("model_state", "state_dict", "model", "netG"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
+    sd = dict(obj)
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> str:
+    """Atomically write a state dict; returns its sha256."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return sha256_file(path)
+
+
+def save_checkpoint(card: ModelCard, state_dict: Mapping[str, torch.Tensor], out_dir: str | os.PathLike,
+                    stem: str | None = None) -> Path:
+    """Write ``stem.pt`` and ``stem.card.json`` into ``out_dir`` (weights first, then the card that
+    vouches for them), filling in the card's weights name and sha256. Returns the card path."""
+    out = Path(out_dir)
+    stem = stem or card.name
+    weights = out / f"{stem}.pt"
+    card.weights = weights.name
+    card.sha256 = save_weights(state_dict, weights)
+    card.provenance.setdefault("created", now_iso())
+    return card.save(out / f"{stem}.card.json")
+
+
+def load_weights(card: ModelCard, verify: bool = True) -> dict[str, torch.Tensor]:
+    """The card's state dict, after checking the sha256 the card records."""
+    if verify:
+        card.verify()
+    return state_dict_from(safe_load(card.weights_path), card.weights_path)

@@ -1,0 +1,96 @@
+"""Model families and how a model card becomes a module.
+
+Each family module (``spade``, ``pix2pix``, ``fchardnet``, ``deeplab``) calls ``register_family`` at
+import time with its config dataclass and builders; ``family(arch)`` imports it on first use, so
+importing ``cityserve.models`` stays cheap. Everything that turns a card into a module goes through
+``build_from_card``, which verifies the weights' sha256 first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Optional
+
+from torch import nn
+
+from ..cards import ModelCard
+from ..errors import CheckpointError, ConfigError
+
+FAMILY_MODULES = {
+    "spade": "cityserve.models.spade",
+    "pix2pix": "cityserve.models.pix2pix",
+    "fchardnet": "cityserve.models.fchardnet",
+    "deeplabv3plus": "cityserve.models.deeplab",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderIO:
+    """What a generator's render graph takes (see cityserve.models.render)."""
+
+    num_classes: int  # label ids must be < num_classes (the generator's label channels, dontcare included)
+    use_instance: bool = False
+    z_dim: int = 0  # > 0: the graph takes z [B, z_dim]
+    input_mode: str = "onehot"  # or "color" (pix2pix trained on palette images)
+
+
+@dataclasses.dataclass
+class Family:
+    arch: str
+    kind: str  # "generator" | "segmenter"
+    config_cls: type
+    build: Callable[[Any], nn.Module]  # config -> module (random init)
+    render_io: Optional[Callable[[Any], RenderIO]] = None  # generators only
+    # state dict -> module in its inference form (e.g. spectral norm folded); default: load_state_dict
+    to_inference: Optional[Callable[[nn.Module], nn.Module]] = None
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(f: Family) -> Family:
+    _FAMILIES[f.arch] = f
+    return f
+
+
+def family(arch: str) -> Family:
+    if arch not in _FAMILIES:
+        if arch not in FAMILY_MODULES:
+            raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(sorted(FAMILY_MODULES))}")
+        importlib.import_module(FAMILY_MODULES[arch])
+    return _FAMILIES[arch]
+
+
+def config_from_card(card: ModelCard) -> Any:
+    fam = family(card.arch)
+    try:
+        return fam.config_cls(**card.config)
+    except TypeError as e:
+        raise CheckpointError(f"model card {card.path}: config does not fit {fam.config_cls.__name__}: {e}") from None
+
+
+def build_from_card(card: ModelCard, load: bool = True, inference: bool = True) -> nn.Module:
+    """The card's model with its weights (sha256-verified), in eval mode; inference form if asked."""
+    from ..checkpoints import load_weights
+
+    fam = family(card.arch)
+    model = fam.build(config_from_card(card))
+    if load:
+        sd = load_weights(card)
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()
+            raise CheckpointError(f"weights {card.weights_path} do not fit {card.arch} with the card's config: "
+                                  f"{' '.join(first[:2])[:300]}") from None
+    model.eval()
+    if inference and fam.to_inference is not None:
+        model = fam.to_inference(model)
+    return model
+
+
+def render_io(card: ModelCard) -> RenderIO:
+    fam = family(card.arch)
+    if fam.render_io is None:
+        raise ConfigError(f"{card.name} is a {fam.kind} ({card.arch}), not a generator")
+    return fam.render_io(config_from_card(card))

@@ -88,3 +88,14 @@ class RenderGraph(nn.Module):
         x = self.semantics(labels, instances)
         y = self.generator(x, z) if self.z_dim else self.generator(x)
         return to_uint8_image(y)
+
+
+def render_graph_from_card(card, inference: bool = True) -> RenderGraph:
+    """The card's generator wrapped in the render contract, weights loaded (sha256-checked), eval mode."""
+    from ..labels import get_label_set
+    from .registry import build_from_card, render_io
+
+    io = render_io(card)
+    generator = build_from_card(card, inference=inference)
+    palette = get_label_set(card.label_set).palette if io.input_mode == "color" else None
+    return RenderGraph(generator, io.num_classes, io.use_instance, io.z_dim, io.input_mode, palette).eval()

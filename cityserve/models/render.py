@@ -36,7 +36,8 @@ def instance_edges(instances: torch.Tensor) -> torch.Tensor:
 
 def to_uint8_image(y: torch.Tensor) -> torch.Tensor:
     """Generator output [B,3,H,W] in [-1,1] -> uint8 [B,H,W,3], the DESIGN.md conversion."""
-    return torch.clamp(torch.round((y + 1.0) * 127.5), 0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+    # permute before the cast: TensorRT takes uint8 only at the network's edges (no uint8 Transpose)
+    return torch.clamp(torch.round((y + 1.0) * 127.5), 0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 class RenderGraph(nn.Module):

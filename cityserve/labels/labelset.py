@@ -1,0 +1,351 @@
+"""LabelSet: the classes of one label map vocabulary and every conversion between its representations.
+
+Ids are the generator's channel indices (see the team's label-ids convention): a label map travels as
+integer ids, and this module converts them from and to what sits in files (annotation values, which
+differ from the ids for ADE20K and COCO-Stuff), colors (what people paint) and train ids (what
+segmenters predict). Every conversion rejects values it does not know with a one-line ``LabelError``
+naming the value, how many pixels carry it, and the label set; nothing is silently mapped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..errors import LabelError
+
+IGNORE = 255  # train id of classes left out of training / evaluation
+
+# How annotation files store ids. Each entry: (shift, dontcare_value): id = value - shift, except
+# ``dontcare_value`` which stands for the set's dontcare id.
+FILE_CONVENTIONS: dict[str, tuple[int, Optional[int]]] = {
+    "identity": (0, None),    # Cityscapes *_labelIds.png, user sets: the file value is the id
+    "ade20k": (1, 0),         # ADEChallenge annotations: 0 = other (dontcare), k = class k-1
+    "coco-stuff": (0, 255),   # stuffthingmaps: 0..181 as they are, 255 = unknown (dontcare)
+}
+
+_NEAREST_CHUNK = 16384  # unique colors per distance block in nearest mode (x palette size int32s)
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One class. ``train_id`` 255 means ignored in training/evaluation (Cityscapes' convention)."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+    train_id: int = IGNORE
+    ignore_in_eval: bool = False
+    category: str = ""
+    has_instances: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "color": list(self.color), "train_id": self.train_id,
+                "ignore_in_eval": self.ignore_in_eval, "category": self.category,
+                "has_instances": self.has_instances}
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """[...,3] uint8-range colors -> [...] int32 keys 0xRRGGBB (one comparison per pixel, not three)."""
+    rgb = rgb.astype(np.int32, copy=False)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _unpack(key: int) -> tuple[int, int, int]:
+    key = int(key)
+    return (key >> 16) & 255, (key >> 8) & 255, key & 255
+
+
+def _count_values(bad: np.ndarray, limit: int = 3) -> tuple[list[tuple[Any, int]], int]:
+    """The ``limit`` most frequent values of ``bad`` with their counts, and how many other values."""
+    values, counts = np.unique(bad, return_counts=True)
+    order = np.lexsort((values, -counts))  # most pixels first, then the smaller value
+    top = [(values[i].item(), int(counts[i])) for i in order[:limit]]
+    return top, max(0, len(values) - limit)
+
+
+def _pixels(n: int) -> str:
+    return f"{n} pixel" + ("" if n == 1 else "s")
+
+
+def _describe(kind: str, top: list[tuple[str, int]], more: int) -> str:
+    """'color (1, 2, 3) at 5 pixels' / 'colors (..) at 5 pixels, (..) at 2 pixels and 3 more'."""
+    parts = [f"{value} at {_pixels(n)}" for value, n in top]
+    text = f"{kind}{'s' if len(parts) > 1 or more else ''} " + ", ".join(parts)
+    if more:
+        text += f" and {more} more"
+    verb = "are" if len(parts) > 1 or more else "is"
+    return f"{text} {verb}"
+
+
+def _as_int_array(a: Any, what: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise LabelError(f"{what} must be an integer array, not {arr.dtype}")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class LabelSet:
+    """A label vocabulary: ``classes`` cover ids 0..num_ids-1 exactly once each.
+
+    ``dontcare_id`` is the id of the "other / unknown" class (ADE20K 150, COCO-Stuff 182) or None.
+    ``file_convention`` names how annotation files store ids (see ``FILE_CONVENTIONS``).
+    Several classes may share one color (Cityscapes: ids 0-4 are black, pole/polegroup share gray);
+    a color then reads back as the lowest id carrying it, so color -> ids is deterministic.
+    """
+
+    name: str
+    classes: tuple[LabelClass, ...]
+    dontcare_id: Optional[int] = None
+    file_convention: str = "identity"
+    allow_shared_colors: bool = False
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        ids = [c.id for c in self.classes]
+        if ids != list(range(len(ids))):
+            raise LabelError(f"label set {self.name!r}: classes must have ids 0..{len(ids) - 1} in order")
+        if self.dontcare_id is not None and not 0 <= self.dontcare_id < len(ids):
+            raise LabelError(f"label set {self.name!r}: dontcare_id {self.dontcare_id} is not one of its ids")
+        if self.file_convention not in FILE_CONVENTIONS:
+            raise LabelError(f"label set {self.name!r}: unknown file_convention {self.file_convention!r} "
+                             f"(one of {', '.join(FILE_CONVENTIONS)})")
+        shift, dc_value = FILE_CONVENTIONS[self.file_convention]
+        if dc_value is not None and self.dontcare_id is None:
+            raise LabelError(f"label set {self.name!r}: file_convention {self.file_convention!r} needs a dontcare_id")
+        if not self.allow_shared_colors:
+            seen: dict[tuple[int, ...], LabelClass] = {}
+            for c in self.classes:
+                other = seen.setdefault(tuple(c.color), c)
+                if other is not c:
+                    raise LabelError(f"label set {self.name!r}: classes {other.id} '{other.name}' and {c.id} "
+                                     f"'{c.name}' share color {tuple(c.color)} (set allow_shared_colors to accept "
+                                     f"that; the color then reads back as the lower id)")
+
+    # ------------------------------------------------------------------ basic tables
+    @property
+    def num_ids(self) -> int:
+        """Number of ids (= generator channels this set needs, dontcare included)."""
+        return len(self.classes)
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        """uint8 where the ids fit (DESIGN: label maps travel as uint8), else int32."""
+        return np.dtype(np.uint8 if self.num_ids <= 256 else np.int32)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def palette(self) -> np.ndarray:
+        """uint8 [num_ids, 3] RGB color of each id (read-only)."""
+        if "palette" not in self._cache:
+            p = np.array([c.color for c in self.classes], dtype=np.uint8).reshape(-1, 3)
+            p.setflags(write=False)
+            self._cache["palette"] = p
+        return self._cache["palette"]
+
+    @property
+    def num_train_ids(self) -> int:
+        """Number of train classes (Cityscapes: 19); train id 255 is ignore and not counted."""
+        used = [c.train_id for c in self.classes if c.train_id != IGNORE]
+        return max(used) + 1 if used else 0
+
+    def __getitem__(self, key: int | str) -> LabelClass:
+        """A class by id or by name."""
+        if isinstance(key, str):
+            for c in self.classes:
+                if c.name == key:
+                    return c
+            raise LabelError(f"no class named {key!r} in label set {self.name!r}")
+        if not 0 <= int(key) < self.num_ids:
+            raise LabelError(f"id {key} is out of range for label set {self.name!r} (ids 0..{self.num_ids - 1})")
+        return self.classes[int(key)]
+
+    def __len__(self) -> int:
+        return self.num_ids
+
+    def __repr__(self) -> str:
+        return f"LabelSet({self.name!r}, {self.num_ids} ids, dontcare_id={self.dontcare_id})"
+
+    # ------------------------------------------------------------------ ids
+    def check_ids(self, ids: Any, num_channels: Optional[int] = None) -> np.ndarray:
+        """Return ``ids`` as an array after checking every value is in 0..limit-1, where limit is
+        ``num_channels`` (a model's channel count, e.g. 35 for official SPADE Cityscapes) or num_ids."""
+        arr = _as_int_array(ids, f"label ids for label set {self.name!r}")
+        limit = self.num_ids if num_channels is None else int(num_channels)
+        if arr.size:
+            lo, hi = arr.min(), arr.max()
+            if lo < 0 or hi >= limit:
+                bad = arr[(arr < 0) | (arr >= limit)]
+                top, more = _count_values(bad)
+                scope = f"a {limit}-channel model of label set {self.name!r}" if num_channels is not None \
+                    else f"label set {self.name!r}"
+                raise LabelError(f"{_describe('id', top, more)} out of range for {scope} (ids 0..{limit - 1})")
+        return arr
+
+    def ids_to_colors(self, ids: Any) -> np.ndarray:
+        """ids [...] -> uint8 RGB [..., 3] (a color label image)."""
+        arr = self.check_ids(ids)
+        return self.palette[arr]
+
+    def to_train_ids(self, ids: Any) -> np.ndarray:
+        """Label ids -> train ids (uint8; 255 where the class is ignored), as cityscapesscripts' id2label."""
+        arr = self.check_ids(ids)
+        if "train_lut" not in self._cache:
+            self._cache["train_lut"] = np.array([c.train_id for c in self.classes], dtype=np.uint8)
+        return self._cache["train_lut"][arr]
+
+    def from_train_ids(self, train_ids: Any) -> np.ndarray:
+        """Train ids -> label ids. Each train id maps to the lowest id carrying it, as
+        cityscapesscripts' trainId2label does (so 255 -> Cityscapes 0 'unlabeled', ADE20K 150 'other')."""
+        arr = _as_int_array(train_ids, f"train ids for label set {self.name!r}")
+        if "from_train_lut" not in self._cache:
+            lut = np.full(256, -1, dtype=np.int64)
+            for c in reversed(self.classes):
+                lut[c.train_id] = c.id
+            self._cache["from_train_lut"] = lut
+        lut = self._cache["from_train_lut"]
+        valid = (arr >= 0) & (arr < 256)
+        valid[valid] = lut[arr[valid]] >= 0
+        if not valid.all():
+            top, more = _count_values(arr[~valid])
+            known = sorted({c.train_id for c in self.classes})
+            raise LabelError(f"{_describe('train id', top, more)} not a train id of label set {self.name!r} "
+                             f"(train ids 0..{self.num_train_ids - 1}" + (", 255 = ignore)" if IGNORE in known else ")"))
+        return lut[arr].astype(self.id_dtype)
+
+    # ------------------------------------------------------------------ files
+    @property
+    def max_file_value(self) -> int:
+        shift, dc_value = FILE_CONVENTIONS[self.file_convention]
+        values = [self.num_ids - 1 + shift] + ([dc_value] if dc_value is not None else [])
+        return max(values)
+
+    @property
+    def file_dtype(self) -> np.dtype:
+        """uint8 where every file value fits, else uint16 (16-bit PNG)."""
+        return np.dtype(np.uint8 if self.max_file_value <= 255 else np.uint16)
+
+    def _file_lut(self) -> np.ndarray:
+        """file value -> id, -1 where the value means nothing in this set."""
+        if "file_lut" not in self._cache:
+            shift, dc_value = FILE_CONVENTIONS[self.file_convention]
+            lut = np.full(self.max_file_value + 1, -1, dtype=np.int64)
+            for c in self.classes:
+                if c.id != self.dontcare_id or dc_value is None:
+                    lut[c.id + shift] = c.id
+            if dc_value is not None:
+                lut[dc_value] = self.dontcare_id
+            self._cache["file_lut"] = lut
+        return self._cache["file_lut"]
+
+    def file_to_ids(self, values: Any) -> np.ndarray:
+        """Annotation file values -> ids (ADE20K: 0 -> 150, k -> k-1; COCO-Stuff: 255 -> 182)."""
+        arr = _as_int_array(values, f"label file values for label set {self.name!r}")
+        lut = self._file_lut()
+        valid = (arr >= 0) & (arr < len(lut))
+        valid[valid] = lut[arr[valid]] >= 0
+        if not valid.all():
+            top, more = _count_values(arr[~valid])
+            raise LabelError(f"{_describe('file value', top, more)} not valid in label set {self.name!r} "
+                             f"({self._file_rule()})")
+        return lut[arr].astype(self.id_dtype)
+
+    def ids_to_file(self, ids: Any) -> np.ndarray:
+        """ids -> the values annotation files store (the inverse of ``file_to_ids``), ``file_dtype``."""
+        arr = self.check_ids(ids)
+        shift, dc_value = FILE_CONVENTIONS[self.file_convention]
+        out = arr.astype(np.int64) + shift
+        if dc_value is not None:
+            out[arr == self.dontcare_id] = dc_value
+        return out.astype(self.file_dtype)
+
+    def _file_rule(self) -> str:
+        shift, dc_value = FILE_CONVENTIONS[self.file_convention]
+        if self.file_convention == "identity":
+            return f"its files hold the ids 0..{self.num_ids - 1}"
+        if shift:
+            return f"its files hold {dc_value} for '{self[self.dontcare_id].name}' and k+{shift} for id k, up to {self.max_file_value}"
+        return f"its files hold 0..{self.num_ids - 2} and {dc_value} for '{self[self.dontcare_id].name}'"
+
+    # ------------------------------------------------------------------ colors
+    def _color_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted unique keys, their canonical ids, unique colors in id order, their ids)."""
+        if "colors" not in self._cache:
+            keys = _pack(self.palette)
+            canon: dict[int, int] = {}
+            for i, k in enumerate(keys.tolist()):
+                canon.setdefault(k, i)  # lowest id wins
+            by_id = sorted(canon.items(), key=lambda kv: kv[1])
+            skeys = np.array(sorted(canon), dtype=np.int32)
+            sids = np.array([canon[k] for k in skeys.tolist()], dtype=np.int64)
+            ucolors = np.array([_unpack(k) for k, _ in by_id], dtype=np.int32)
+            uids = np.array([i for _, i in by_id], dtype=np.int64)
+            self._cache["colors"] = (skeys, sids, ucolors, uids)
+        return self._cache["colors"]
+
+    def color_to_id(self) -> dict[tuple[int, int, int], int]:
+        """The canonical id of each palette color (the lowest id where colors are shared)."""
+        skeys, sids, _, _ = self._color_tables()
+        return {_unpack(k): int(i) for k, i in zip(skeys.tolist(), sids.tolist())}
+
+    def colors_to_ids(self, rgb: Any, nearest: bool = False) -> np.ndarray:
+        """RGB [..., 3] (or RGBA, alpha dropped) -> ids [...].
+
+        Exact mode: every color must be a palette color. ``nearest=True`` snaps each color to the
+        nearest palette color (squared RGB distance; ties go to the lower id) for anti-aliased brushes
+        and JPEG artifacts.
+        """
+        arr = np.asarray(rgb)
+        if arr.ndim < 1 or arr.shape[-1] not in (3, 4):
+            raise LabelError(f"a color label map must have 3 (RGB) or 4 (RGBA) channels last, not shape {arr.shape}")
+        arr = _as_int_array(arr[..., :3], "a color label map")
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise LabelError(f"color values must be 0..255, found {arr.min()}..{arr.max()}")
+        keys = _pack(arr)
+        skeys, sids, ucolors, uids = self._color_tables()
+        if nearest:
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            colors = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1).astype(np.int32)
+            best = np.empty(len(uniq), dtype=np.int64)
+            for s in range(0, len(uniq), _NEAREST_CHUNK):
+                block = colors[s:s + _NEAREST_CHUNK]
+                d = ((block[:, None, :] - ucolors[None, :, :]) ** 2).sum(-1)
+                best[s:s + _NEAREST_CHUNK] = uids[d.argmin(1)]
+            return best[inverse].reshape(keys.shape).astype(self.id_dtype)
+        idx = np.searchsorted(skeys, keys).clip(0, len(skeys) - 1)
+        found = skeys[idx] == keys
+        if not found.all():
+            top, more = _count_values(keys[~found])
+            shown = [(_unpack(k), n) for k, n in top]
+            gray = all(r == g == b for (r, g, b), _ in shown)
+            hint = "an id map saved as RGB? read it as a 1-channel PNG" if gray else \
+                "use nearest=True to snap anti-aliased or JPEG colors to the palette"
+            raise LabelError(f"{_describe('color', shown, more)} not in label set {self.name!r} "
+                             f"({self.num_ids} classes; {hint})")
+        return sids[idx].astype(self.id_dtype)
+
+    # ------------------------------------------------------------------ serialization
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that ``from_dict`` (and ``get_label_set``) read back to an equal set."""
+        return {"name": self.name, "classes": [c.to_dict() for c in self.classes],
+                "dontcare_id": self.dontcare_id, "file_convention": self.file_convention,
+                "allow_shared_colors": self.allow_shared_colors}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "label set dict") -> "LabelSet":
+        """Validate and build a set from ``to_dict``'s form or a user's file (see ``load_label_set_file``);
+        errors name ``source`` (the file) and the offending class."""
+        from .custom import label_set_from_dict
+
+        return label_set_from_dict(d, source)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelSet) and self.to_dict() == other.to_dict()
+
+    __hash__ = object.__hash__

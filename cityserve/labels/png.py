@@ -1,0 +1,122 @@
+"""Label and instance PNGs in and out (OpenCV, which is BGR), and SPADE's instance-edge map.
+
+A 1-channel PNG (8- or 16-bit) holds file values in the set's file convention; a 3/4-channel PNG holds
+palette colors (alpha dropped). A file that does not decode is a ``LabelError`` naming the file, never
+an OpenCV assertion or a None further down.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import cv2
+import numpy as np
+
+from ..errors import LabelError
+from .builtin import LabelSetSpec, get_label_set
+
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+
+
+def _read(src: Source, what: str) -> tuple[bytes, str]:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src), f"{what} (bytes)"
+    p = Path(src)
+    try:
+        return p.read_bytes(), str(p)
+    except OSError as e:
+        raise LabelError(f"cannot read {what} {p}: {e.strerror or e}") from None
+
+
+def decode_image(src: Source, what: str = "label map") -> tuple[np.ndarray, str]:
+    """Decode a PNG (or anything OpenCV reads) unchanged: (array as stored, BGR order; its name)."""
+    data, name = _read(src, what)
+    if not data:
+        raise LabelError(f"{name}: empty file, not a PNG image")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        kind = "PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image"
+        raise LabelError(f"{name}: not a readable {kind} ({len(data)} bytes; malformed or truncated)")
+    return img, name
+
+
+def read_label_png(src: Source, label_set: LabelSetSpec, nearest: bool = False) -> np.ndarray:
+    """A label PNG (path or bytes) -> ids [H, W] of ``label_set`` (uint8, or int32 for > 256 ids).
+
+    1-channel: file values in the set's convention (ADE20K 0 -> 150 etc.). 3/4-channel: palette
+    colors, exactly, or snapped to the nearest palette color with ``nearest=True``.
+    """
+    ls = get_label_set(label_set)
+    img, name = decode_image(src)
+    try:
+        if img.ndim == 2:
+            if nearest and img.dtype == np.uint8 and False:  # pragma: no cover - kept explicit below
+                pass
+            return ls.file_to_ids(img)
+        if img.ndim == 3 and img.shape[2] in (3, 4):
+            if img.dtype != np.uint8:
+                raise LabelError(f"a {img.dtype.itemsize * 8}-bit color image is not a color label map (8-bit RGB)")
+            return ls.colors_to_ids(img[..., 2::-1], nearest=nearest)  # BGR(A) -> RGB
+        raise LabelError(f"unsupported image layout {img.shape} {img.dtype} (1-channel ids or 3/4-channel colors)")
+    except LabelError as e:
+        raise LabelError(f"{name}: {e}") from None
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """uint8/uint16 [H,W] or uint8 [H,W,3] RGB -> PNG bytes."""
+    a = np.ascontiguousarray(arr)
+    if a.ndim == 3:
+        a = np.ascontiguousarray(a[..., ::-1])  # RGB -> BGR
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise LabelError(f"cannot encode a {a.dtype} array of shape {a.shape} as PNG")
+    return buf.tobytes()
+
+
+def _write(path: Optional[Union[str, "os.PathLike[str]"]], data: bytes) -> bytes:
+    if path is not None:
+        from ..cards import atomic_write_bytes
+
+        atomic_write_bytes(path, data)
+    return data
+
+
+def write_color_png(path: Optional[Union[str, "os.PathLike[str]"]], ids: Any, label_set: LabelSetSpec) -> bytes:
+    """ids [H,W] -> a color label PNG (palette colors) at ``path`` (None: only return the bytes)."""
+    ls = get_label_set(label_set)
+    return _write(path, encode_png(ls.ids_to_colors(ids)))
+
+
+def write_id_png(path: Optional[Union[str, "os.PathLike[str]"]], ids: Any, label_set: LabelSetSpec) -> bytes:
+    """ids [H,W] -> a 1-channel PNG of file values in the set's convention (16-bit where needed)."""
+    ls = get_label_set(label_set)
+    arr = np.asarray(ids)
+    if arr.ndim != 2:
+        raise LabelError(f"an id map to write must be [H, W], not shape {arr.shape}")
+    return _write(path, encode_png(ls.ids_to_file(arr)))
+
+
+def read_instance_png(src: Source) -> np.ndarray:
+    """An instance PNG (Cityscapes ``*_instanceIds.png``: 16-bit, id*1000+k for instances, else the
+    label id) -> int32 [H, W]."""
+    img, name = decode_image(src, "instance map")
+    if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
+        raise LabelError(f"{name}: an instance map is a 1-channel 8/16-bit PNG, not {img.dtype} of shape {img.shape}")
+    return img.astype(np.int32)
+
+
+def instance_edges_np(instances: Any) -> np.ndarray:
+    """SPADE's ``get_edges`` in NumPy: a pixel is an edge when any 4-neighbour has a different instance
+    id (both sides of a boundary are marked). [..., H, W] -> uint8 {0, 1} of the same shape."""
+    t = np.asarray(instances)
+    if t.ndim < 2:
+        raise LabelError(f"an instance map must be [..., H, W], not shape {t.shape}")
+    edge = np.zeros(t.shape, dtype=bool)
+    dx = t[..., :, 1:] != t[..., :, :-1]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    dy = t[..., 1:, :] != t[..., :-1, :]
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return edge.astype(np.uint8)

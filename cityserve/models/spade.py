@@ -1,0 +1,430 @@
+"""SPADE / GauGAN (NVlabs/SPADE): the generator, its residual blocks, the SPADE norm, the VAE encoder.
+
+Module and parameter names follow the official ``models/networks`` code exactly, so the official
+``latest_net_G.pth`` / ``latest_net_E.pth`` state dicts load as they are (``fc``, ``head_0``,
+``G_middle_0/1``, ``up_0..up_3`` (+ ``up_4`` for 'most'), ``conv_img``; inside a block ``conv_0/1/s``
+and ``norm_0/1/s``; inside SPADE ``param_free_norm``, ``mlp_shared.0``, ``mlp_gamma``, ``mlp_beta``;
+the encoder's ``layerN.0`` conv (+ ``layerN.1`` norm), ``fc_mu``, ``fc_var``).
+
+What the reproduction depends on (all as the official code does it): the full-resolution label map is
+resized with *nearest* to every layer; ``x_norm * (1 + gamma) + beta``; batch norm without affine
+parameters, eps 1e-5, running statistics in eval (SPADE's synchronized batch norm is plain batch norm on
+one device); ReLU in ``mlp_shared``; leaky ReLU 0.2 in the blocks and before ``conv_img``; a learned
+1x1 shortcut only where a block changes the channel count; spectral norm with the stored ``u``/``v``
+(no power iteration in eval, sigma = u . (W v)).
+
+The inference form (``to_inference``) folds each spectral norm into a plain weight ``W / sigma`` by hand
+(``torch.nn.utils.remove_spectral_norm`` leaves a load hook behind in torch 2.13) and leaves batch norm
+in eval mode, so exporters see conv -> BatchNormalization they can fuse. Outputs are unchanged.
+
+VAE models: the encoder is not part of the generator module. Its weights travel in the *same* weights
+file as the generator, under the prefix ``netE.`` (the official netE keys after that prefix);
+``SPADEGenerator`` ignores ``netE.*`` keys when loading, so ``build_from_card`` keeps loading strictly,
+and ``load_encoder(card)`` builds the ``ConvEncoder`` from them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from .registry import Family, RenderIO, register_family
+
+UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
+ENCODER_PREFIX = "netE."
+_NORM_G = re.compile(r"^(spectral)?spade(instance|batch|syncbatch)(\d+)x\d+$")
+_NORM_E = re.compile(r"^(spectral)?(instance|batch|syncbatch|sync_batch|none|)$")
+
+
+@dataclasses.dataclass
+class SPADEConfig:
+    """SPADE's options, under the official option names (defaults are the official BaseOptions ones).
+
+    The generator's input has ``semantic_nc = label_nc + contain_dontcare_label + (not no_instance)``
+    channels: the one-hot labels, the dontcare channel, the instance-edge map. The output is
+    ``height x width`` = ``(sh, sw) * 2**n_up`` with ``sw = crop_size // 2**n_up`` and
+    ``sh = round(sw / aspect_ratio)``.
+    """
+
+    label_nc: int = 182
+    contain_dontcare_label: bool = False
+    no_instance: bool = False
+    ngf: int = 64
+    num_upsampling_layers: str = "normal"  # normal | more | most
+    crop_size: int = 256
+    aspect_ratio: float = 1.0
+    use_vae: bool = False
+    z_dim: int = 256
+    norm_G: str = "spectralspadesyncbatch3x3"
+    norm_E: str = "spectralinstance"
+    output_nc: int = 3
+
+    def __post_init__(self) -> None:
+        if self.num_upsampling_layers not in UPSAMPLING_LAYERS:
+            raise ConfigError(f"num_upsampling_layers must be one of {', '.join(UPSAMPLING_LAYERS)}, "
+                              f"not {self.num_upsampling_layers!r}")
+        if not _NORM_G.match(self.norm_G):
+            raise ConfigError(f"norm_G {self.norm_G!r} is not a SPADE norm such as 'spectralspadesyncbatch3x3' "
+                              f"or 'spadeinstance3x3'")
+        if not _NORM_E.match(self.norm_E):
+            raise ConfigError(f"norm_E {self.norm_E!r} is not one of [spectral]instance|batch|syncbatch|none")
+        for name in ("label_nc", "ngf", "crop_size", "z_dim", "output_nc"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"SPADE {name} must be >= 1, not {getattr(self, name)}")
+        if self.aspect_ratio <= 0:
+            raise ConfigError(f"SPADE aspect_ratio must be > 0, not {self.aspect_ratio}")
+        if self.num_upsampling_layers == "most" and self.ngf < 2:
+            raise ConfigError("num_upsampling_layers 'most' needs ngf >= 2 (its last block has ngf // 2 channels)")
+        if self.sw < 1 or self.sh < 1:
+            raise ConfigError(f"crop_size {self.crop_size} / aspect_ratio {self.aspect_ratio} is too small for "
+                              f"{self.n_up} upsampling layers ({self.num_upsampling_layers!r}): the first layer "
+                              f"would be {self.sh}x{self.sw}")
+
+    # ---- derived sizes -------------------------------------------------------------------------
+    @property
+    def semantic_nc(self) -> int:
+        """Generator input channels: labels + dontcare + instance edges."""
+        return self.label_nc + int(self.contain_dontcare_label) + int(not self.no_instance)
+
+    @property
+    def num_classes(self) -> int:
+        """Label ids the generator accepts (one-hot channels, dontcare included)."""
+        return self.label_nc + int(self.contain_dontcare_label)
+
+    @property
+    def n_up(self) -> int:
+        return UPSAMPLING_LAYERS[self.num_upsampling_layers]
+
+    @property
+    def sw(self) -> int:
+        return self.crop_size // (2 ** self.n_up)
+
+    @property
+    def sh(self) -> int:
+        return round(self.sw / self.aspect_ratio)
+
+    @property
+    def height(self) -> int:
+        return self.sh * 2 ** self.n_up
+
+    @property
+    def width(self) -> int:
+        return self.sw * 2 ** self.n_up
+
+    @property
+    def spectral_G(self) -> bool:
+        return self.norm_G.startswith("spectral")
+
+    @property
+    def param_free_norm(self) -> str:
+        return _NORM_G.match(self.norm_G).group(2)
+
+    @property
+    def spade_kernel(self) -> int:
+        return int(_NORM_G.match(self.norm_G).group(3))
+
+
+def _sn(module: nn.Module, enabled: bool) -> nn.Module:
+    """Official SPADE wraps convs in torch's spectral norm: weight_orig / weight_u / weight_v."""
+    return nn.utils.spectral_norm(module) if enabled else module
+
+
+class SPADE(nn.Module):
+    """Spatially-adaptive normalization: ``param_free_norm(x) * (1 + gamma(seg)) + beta(seg)``."""
+
+    def __init__(self, norm_type: str, norm_nc: int, label_nc: int, ks: int = 3, nhidden: int = 128):
+        super().__init__()
+        if norm_type == "instance":
+            self.param_free_norm = nn.InstanceNorm2d(norm_nc, affine=False)
+        elif norm_type in ("batch", "syncbatch"):
+            # synchronized batch norm == batch norm on one device; eval uses running stats, eps 1e-5
+            self.param_free_norm = nn.BatchNorm2d(norm_nc, affine=False)
+        else:
+            raise ConfigError(f"{norm_type!r} is not a SPADE param-free norm (instance, batch, syncbatch)")
+        pw = ks // 2
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, nhidden, kernel_size=ks, padding=pw), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, kernel_size=ks, padding=pw)
+        self.mlp_beta = nn.Conv2d(nhidden, norm_nc, kernel_size=ks, padding=pw)
+
+    def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
+        normalized = self.param_free_norm(x)
+        segmap = F.interpolate(segmap, size=x.shape[-2:], mode="nearest")
+        actv = self.mlp_shared(segmap)
+        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+
+
+class SPADEResnetBlock(nn.Module):
+    """Two SPADE -> leaky ReLU 0.2 -> 3x3 conv stages plus a shortcut (learned only if fin != fout)."""
+
+    def __init__(self, fin: int, fout: int, cfg: SPADEConfig):
+        super().__init__()
+        self.learned_shortcut = fin != fout
+        fmiddle = min(fin, fout)
+        sn = cfg.spectral_G
+        self.conv_0 = _sn(nn.Conv2d(fin, fmiddle, kernel_size=3, padding=1), sn)
+        self.conv_1 = _sn(nn.Conv2d(fmiddle, fout, kernel_size=3, padding=1), sn)
+        if self.learned_shortcut:
+            self.conv_s = _sn(nn.Conv2d(fin, fout, kernel_size=1, bias=False), sn)
+        norm, ks, nc = cfg.param_free_norm, cfg.spade_kernel, cfg.semantic_nc
+        self.norm_0 = SPADE(norm, fin, nc, ks)
+        self.norm_1 = SPADE(norm, fmiddle, nc, ks)
+        if self.learned_shortcut:
+            self.norm_s = SPADE(norm, fin, nc, ks)
+
+    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), 0.2))
+        return x_s + dx
+
+
+class SPADEGenerator(nn.Module):
+    """``forward(input [B, semantic_nc, H, W], z=None) -> [B, 3, H, W]`` in [-1, 1].
+
+    Without VAE the label map, resized to ``sh x sw``, goes through the 3x3 conv ``fc``; with VAE
+    ``fc`` is Linear(z_dim -> 16*ngf*sh*sw) of the latent (sampled from N(0, 1) when ``z`` is None).
+    """
+
+    def __init__(self, cfg: SPADEConfig):
+        super().__init__()
+        self.cfg = cfg
+        nf = cfg.ngf
+        self.sw, self.sh = cfg.sw, cfg.sh
+        if cfg.use_vae:
+            self.fc = nn.Linear(cfg.z_dim, 16 * nf * self.sw * self.sh)
+        else:
+            self.fc = nn.Conv2d(cfg.semantic_nc, 16 * nf, 3, padding=1)
+        self.head_0 = SPADEResnetBlock(16 * nf, 16 * nf, cfg)
+        self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, cfg)
+        self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, cfg)
+        self.up_0 = SPADEResnetBlock(16 * nf, 8 * nf, cfg)
+        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, cfg)
+        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, cfg)
+        self.up_3 = SPADEResnetBlock(2 * nf, 1 * nf, cfg)
+        final_nc = nf
+        if cfg.num_upsampling_layers == "most":
+            self.up_4 = SPADEResnetBlock(1 * nf, nf // 2, cfg)
+            final_nc = nf // 2
+        self.conv_img = nn.Conv2d(final_nc, cfg.output_nc, 3, padding=1)
+
+    @staticmethod
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+    def forward(self, input: torch.Tensor, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+        seg = input
+        cfg = self.cfg
+        if cfg.use_vae:
+            if z is None:
+                z = torch.randn(input.shape[0], cfg.z_dim, dtype=input.dtype, device=input.device)
+            x = self.fc(z.to(input.dtype)).view(-1, 16 * cfg.ngf, self.sh, self.sw)
+        else:
+            x = self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
+        x = self.head_0(x, seg)
+        x = self.up(x)
+        x = self.G_middle_0(x, seg)
+        if cfg.num_upsampling_layers in ("more", "most"):
+            x = self.up(x)
+        x = self.G_middle_1(x, seg)
+        x = self.up(x)
+        x = self.up_0(x, seg)
+        x = self.up(x)
+        x = self.up_1(x, seg)
+        x = self.up(x)
+        x = self.up_2(x, seg)
+        x = self.up(x)
+        x = self.up_3(x, seg)
+        if cfg.num_upsampling_layers == "most":
+            x = self.up(x)
+            x = self.up_4(x, seg)
+        x = self.conv_img(F.leaky_relu(x, 0.2))
+        return torch.tanh(x)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A VAE checkpoint carries its encoder as netE.* beside the generator keys (see load_encoder).
+        for key in [k for k in state_dict if k.startswith(prefix + ENCODER_PREFIX)]:
+            state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
+class ConvEncoder(nn.Module):
+    """SPADE's VAE image encoder: 6 (5 below crop 256) stride-2 3x3 convs -> (mu, logvar).
+
+    Images are resized (bilinear) to 256x256 first, as the official code does. The official encoder's
+    convs carry no bias when followed by a norm (``get_nonspade_norm_layer`` deletes it).
+    """
+
+    def __init__(self, cfg: SPADEConfig):
+        super().__init__()
+        self.cfg = cfg
+        ndf = cfg.ngf
+        m = _NORM_E.match(cfg.norm_E)
+        spectral, sub = bool(m.group(1)), m.group(2)
+        widths = [(3, ndf), (ndf, ndf * 2), (ndf * 2, ndf * 4), (ndf * 4, ndf * 8), (ndf * 8, ndf * 8)]
+        if cfg.crop_size >= 256:
+            widths.append((ndf * 8, ndf * 8))
+        for i, (cin, cout) in enumerate(widths, start=1):
+            setattr(self, f"layer{i}", self._layer(cin, cout, spectral, sub))
+        self.n_layers = len(widths)
+        s0 = 4
+        self.fc_mu = nn.Linear(ndf * 8 * s0 * s0, cfg.z_dim)
+        self.fc_var = nn.Linear(ndf * 8 * s0 * s0, cfg.z_dim)
+
+    @staticmethod
+    def _layer(cin: int, cout: int, spectral: bool, sub: str) -> nn.Module:
+        conv = nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=sub in ("none", ""))
+        conv = _sn(conv, spectral)
+        if sub in ("none", ""):
+            return conv  # official: a bare (spectral) conv with bias, no nn.Sequential
+        if sub == "instance":
+            norm = nn.InstanceNorm2d(cout, affine=False)
+        else:  # batch / syncbatch / sync_batch
+            norm = nn.BatchNorm2d(cout, affine=True)
+        return nn.Sequential(conv, norm)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[2] != 256 or x.shape[3] != 256:
+            x = F.interpolate(x, size=(256, 256), mode="bilinear")
+        x = self.layer1(x)
+        for i in range(2, self.n_layers + 1):
+            x = getattr(self, f"layer{i}")(F.leaky_relu(x, 0.2))
+        x = F.leaky_relu(x, 0.2).reshape(x.shape[0], -1)
+        return self.fc_mu(x), self.fc_var(x)
+
+
+# ---- inference form ----------------------------------------------------------------------------
+
+def _spectral_hook(module: nn.Module):
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, SpectralNorm):
+            return hook
+    return None
+
+
+def folded_weight(module: nn.Module) -> torch.Tensor:
+    """``weight_orig / sigma`` with ``sigma = u . (W v)`` from the stored vectors (eval-mode SN)."""
+    hook = _spectral_hook(module)
+    name = hook.name if hook is not None else "weight"
+    w = getattr(module, name + "_orig")
+    u, v = getattr(module, name + "_u"), getattr(module, name + "_v")
+    dim = hook.dim if hook is not None else 0
+    w_mat = w.movedim(dim, 0).reshape(w.shape[dim], -1)
+    sigma = torch.dot(u, torch.mv(w_mat, v))
+    return (w / sigma).detach().clone()
+
+
+def fold_spectral_norm(model: nn.Module) -> nn.Module:
+    """Replace every spectral-normed conv / linear with a plain one holding ``W / sigma`` (in place)."""
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            if _spectral_hook(child) is None:
+                continue
+            if isinstance(child, nn.Conv2d):
+                plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                                  child.padding, child.dilation, child.groups, child.bias is not None,
+                                  child.padding_mode)
+            elif isinstance(child, nn.Linear):
+                plain = nn.Linear(child.in_features, child.out_features, child.bias is not None)
+            else:
+                raise ConfigError(f"cannot fold spectral norm of a {type(child).__name__}")
+            plain = plain.to(device=child.weight_orig.device, dtype=child.weight_orig.dtype)
+            with torch.no_grad():
+                plain.weight.copy_(folded_weight(child))
+                if child.bias is not None:
+                    plain.bias.copy_(child.bias)
+            setattr(parent, child_name, plain)
+    return model
+
+
+def to_inference(model: nn.Module) -> nn.Module:
+    """Inference form of a SPADE generator or encoder: spectral norm folded, eval mode, no grads.
+
+    Batch norm stays in eval mode (running statistics), which exporters fuse into the preceding ops.
+    """
+    model.eval()
+    fold_spectral_norm(model)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+# ---- family registration, encoder loading, style encoding --------------------------------------
+
+def build_generator(cfg: SPADEConfig) -> SPADEGenerator:
+    return SPADEGenerator(cfg)
+
+
+def spade_render_io(cfg: SPADEConfig) -> RenderIO:
+    return RenderIO(num_classes=cfg.num_classes, use_instance=not cfg.no_instance,
+                    z_dim=cfg.z_dim if cfg.use_vae else 0, input_mode="onehot")
+
+
+register_family(Family(arch="spade", kind="generator", config_cls=SPADEConfig, build=build_generator,
+                       render_io=spade_render_io, to_inference=to_inference))
+
+
+def encoder_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``netE.``-prefixed keys of a cityserve SPADE weights file, prefix removed."""
+    n = len(ENCODER_PREFIX)
+    return {k[n:]: v for k, v in state_dict.items() if k.startswith(ENCODER_PREFIX)}
+
+
+def has_encoder(card) -> bool:
+    return bool(card.extra.get("encoder"))
+
+
+def load_encoder(card, inference: bool = True) -> ConvEncoder:
+    """The card's VAE encoder (weights sha256-verified), eval mode; inference form if asked."""
+    from ..checkpoints import load_weights
+    from .registry import config_from_card
+
+    if card.arch != "spade":
+        raise ConfigError(f"{card.name} is a {card.arch} model; only SPADE VAE models have a style encoder")
+    cfg = config_from_card(card)
+    if not cfg.use_vae:
+        raise ConfigError(f"model {card.name!r} is not a VAE model (use_vae false): it takes no style image")
+    sd = encoder_state_dict(load_weights(card))
+    if not sd:
+        raise ConfigError(f"model {card.name!r} has no encoder weights (netE.* keys); re-import it with --netE "
+                          f"to render with a style image")
+    enc = ConvEncoder(cfg)
+    try:
+        enc.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = " ".join(str(e).strip().splitlines()[:2])[:300]
+        raise CheckpointError(f"encoder weights in {card.weights_path} do not fit the card's config: {first}") from None
+    enc.eval()
+    return to_inference(enc) if inference else enc
+
+
+def style_tensor(image: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """RGB uint8 [H,W,3] -> [1,3,height,width] in [-1,1], resized (bicubic) as SPADE's image loader does."""
+    import cv2
+
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ConfigError(f"style image must be RGB uint8 [H,W,3], got {img.dtype} {tuple(img.shape)}")
+    if img.shape[:2] != (height, width):
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_CUBIC)
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0)
+    return ((t - 0.5) / 0.5)[None]
+
+
+def encode_style(encoder: ConvEncoder, image: np.ndarray, height: int, width: int,
+                 device: str | torch.device = "cpu") -> np.ndarray:
+    """The style latent of an RGB image: the encoder's ``mu`` (deterministic; the official test-time
+    path samples ``mu + exp(logvar / 2) * eps``, which makes the same image render differently)."""
+    x = style_tensor(image, height, width).to(device)
+    encoder = encoder.to(device)
+    with torch.inference_mode():
+        mu, _ = encoder(x)
+    return mu.float().cpu().numpy()

@@ -259,7 +259,7 @@ def _files(folder: Path, suffix: str | Sequence[str] = IMAGE_EXTS, strip: str = 
     out: dict[str, Path] = {}
     if not folder.is_dir():
         return out
-    suffixes = (suffix,) if isinstance(suffix, str) else tuple(suffix)
+    suffixes = tuple(x.lower() for x in ((suffix,) if isinstance(suffix, str) else suffix))
     for p in sorted(folder.iterdir()):
         name = p.name
         if p.is_file() and name.lower().endswith(suffixes) and not name.startswith("."):

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from .transforms import resize_crop_photo, resize_nearest
+from .transforms import resize_crop_photo, resize_nearest, resize_photo
 from .validate import DatasetError
 
 # A segmenter maps uint8 RGB [B,H,W,3] to uint8 label ids [B,1,H,W].
@@ -309,9 +309,7 @@ def segmenter_from_card(card, device: str = "cpu") -> tuple[Segmenter, object]:
 
     def run(batch: np.ndarray) -> np.ndarray:
         h, w = batch.shape[1:3]
-        x = batch if (h, w) == size else np.stack([resize_crop_photo(f, size) if False else
-                                                   cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-                                                   for f in batch])
+        x = batch if (h, w) == size else np.stack([resize_photo(f, *size) for f in batch])
         with torch.inference_mode():
             out = graph(torch.from_numpy(np.ascontiguousarray(x)).to(device)).cpu().numpy()
         if out.shape[-2:] != (h, w):
@@ -360,13 +358,13 @@ def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray,
     return f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png"
 
 
-def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, segmenter: Segmenter,
+def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, segmenter: Segmenter | None,
                         label_set="cityscapes", config: VideoDatasetConfig | None = None,
                         progress: bool = True) -> dict:
     """Sample, filter, pseudo-label and write ``videos`` under ``out``; returns the report (also saved).
 
     ``segmenter``: uint8 RGB [B,H,W,3] -> uint8 label ids [B,1,H,W] (``segmenter_from_card`` makes one
-    from a segmenter card). ``label_set`` gives the palette of the ``*_gtFine_color.png`` previews and
+    from a segmenter card); None only judges the frames and writes the report. ``label_set`` gives the palette of the ``*_gtFine_color.png`` previews and
     the id range checked.
     """
     from tqdm import tqdm
@@ -418,7 +416,7 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
                 frame = resize_crop_photo(fr.rgb, cfg.size)
                 verdict = judge_frame(frame, cfg.blur_threshold, cfg.overlay, fr.index, fr.time_s)
                 verdicts.append(verdict)
-                if verdict.decision == "kept":
+                if verdict.decision == "kept" and segmenter is not None:
                     pending.append((verdict, np.ascontiguousarray(frame)))
                     if len(pending) >= cfg.batch_size:
                         flush()

@@ -222,9 +222,10 @@ class LabelSet:
     # ------------------------------------------------------------------ files
     @property
     def max_file_value(self) -> int:
+        """The largest value a file of this set holds (ADE20K 150, COCO-Stuff 255, Cityscapes 33)."""
         shift, dc_value = FILE_CONVENTIONS[self.file_convention]
-        values = [self.num_ids - 1 + shift] + ([dc_value] if dc_value is not None else [])
-        return max(values)
+        values = [c.id + shift for c in self.classes if dc_value is None or c.id != self.dontcare_id]
+        return max(values + ([dc_value] if dc_value is not None else []))
 
     @property
     def file_dtype(self) -> np.dtype:

@@ -29,8 +29,16 @@ def _read(src: Source, what: str) -> tuple[bytes, str]:
         raise LabelError(f"cannot read {what} {p}: {e.strerror or e}") from None
 
 
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
 def decode_image(src: Source, what: str = "label map") -> tuple[np.ndarray, str]:
     """Decode a PNG (or anything OpenCV reads) unchanged: (array as stored, BGR order; its name)."""
+    img, name, _ = _decode(src, what)
+    return img, name
+
+
+def _decode(src: Source, what: str) -> tuple[np.ndarray, str, bytes]:
     data, name = _read(src, what)
     if not data:
         raise LabelError(f"{name}: empty file, not a PNG image")
@@ -38,7 +46,7 @@ def decode_image(src: Source, what: str = "label map") -> tuple[np.ndarray, str]
     if img is None or img.size == 0:
         kind = "PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image"
         raise LabelError(f"{name}: not a readable {kind} ({len(data)} bytes; malformed or truncated)")
-    return img, name
+    return img, name, data
 
 
 def read_label_png(src: Source, label_set: LabelSetSpec, nearest: bool = False) -> np.ndarray:
@@ -48,11 +56,11 @@ def read_label_png(src: Source, label_set: LabelSetSpec, nearest: bool = False) 
     colors, exactly, or snapped to the nearest palette color with ``nearest=True``.
     """
     ls = get_label_set(label_set)
-    img, name = decode_image(src)
+    img, name, data = _decode(src, "label map")
     try:
-        if img.ndim == 2:
-            if nearest and img.dtype == np.uint8 and False:  # pragma: no cover - kept explicit below
-                pass
+        if img.ndim == 2:  # ids are exact by nature: ``nearest`` does not apply
+            if data.startswith(_JPEG_MAGIC):
+                raise LabelError("a 1-channel JPEG cannot hold label ids (lossy); save id maps as PNG")
             return ls.file_to_ids(img)
         if img.ndim == 3 and img.shape[2] in (3, 4):
             if img.dtype != np.uint8:
@@ -100,7 +108,9 @@ def write_id_png(path: Optional[Union[str, "os.PathLike[str]"]], ids: Any, label
 def read_instance_png(src: Source) -> np.ndarray:
     """An instance PNG (Cityscapes ``*_instanceIds.png``: 16-bit, id*1000+k for instances, else the
     label id) -> int32 [H, W]."""
-    img, name = decode_image(src, "instance map")
+    img, name, data = _decode(src, "instance map")
+    if data.startswith(_JPEG_MAGIC):
+        raise LabelError(f"{name}: a JPEG cannot hold instance ids (lossy); save them as PNG")
     if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
         raise LabelError(f"{name}: an instance map is a 1-channel 8/16-bit PNG, not {img.dtype} of shape {img.shape}")
     return img.astype(np.int32)

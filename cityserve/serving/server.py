@@ -108,7 +108,7 @@ def python_paths() -> list[str]:
 
     import cityserve
 
-    paths = [str(Path(cityserve.__file__).resolve().parents[1])]
+    paths = [str(Path(cityserve.__file__).resolve().parents[1])]  # noqa: E501
     for p in site.getsitepackages() + [site.getusersitepackages()]:
         if p and Path(p).is_dir() and p not in paths:
             paths.append(p)
@@ -125,14 +125,14 @@ def server_environment(install: TritonInstall) -> dict[str, str]:
     ldlib = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY") or ""
     if libdir and ldlib and (Path(libdir) / ldlib).exists():
         lib_paths.append(libdir)
-        env["PYTHONHOME"] = sys.base_prefix
     if env.get("LD_LIBRARY_PATH"):
         lib_paths.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = ":".join(lib_paths)
-    extra = python_paths()
-    if env.get("PYTHONPATH"):
-        extra.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = ":".join(extra)
+    # The stub's embedded interpreter ignores PYTHONPATH; it finds its prefix (and a venv's
+    # pyvenv.cfg) through the `python3` it sees first on PATH, as pytriton arranges too.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # ... and the python-backend models put these on sys.path themselves (non-venv installs).
+    env["CITYSERVE_PYTHONPATH"] = os.pathsep.join(python_paths())
     env.setdefault("OMP_NUM_THREADS", "1")
     env.pop("PYTHONSTARTUP", None)
     return env

@@ -1,0 +1,115 @@
+"""The engines a benchmark can time, each as ``make(card, graph_dir) -> callable(feeds) -> output``.
+
+Every engine runs the same graph (the card's render or segment graph, pre/post-processing inside),
+so their latencies compare like for like. An engine that cannot run here raises ``Unavailable``
+with the reason, and the report says "not measured: <reason>" instead of a number.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .devices import cpu_supports_bf16
+
+
+class Unavailable(Exception):
+    """This engine cannot run on this machine; the message says why."""
+
+
+Runner = Callable[[dict[str, np.ndarray]], object]
+
+
+def torch_graph(card) -> torch.nn.Module:
+    if card.kind == "segmenter":
+        from ..models.segment import segment_graph_from_card
+
+        return segment_graph_from_card(card).eval()
+    from ..models.render import render_graph_from_card
+
+    return render_graph_from_card(card).eval()
+
+
+def _torch_runner(module: torch.nn.Module, device: str, autocast_dtype=None, channels_last=False) -> Runner:
+    module = module.to(device)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+
+    def run(feeds):
+        args = [torch.from_numpy(v).to(device) for v in feeds.values()]
+        with torch.inference_mode():
+            if autocast_dtype is not None:
+                with torch.autocast(device_type=device, dtype=autocast_dtype):
+                    return module(*args)
+            return module(*args)
+
+    return run
+
+
+def make_torch_eager(card, device: str, **_) -> Runner:
+    return _torch_runner(torch_graph(card), device)
+
+
+def make_torch_lowp(card, device: str, **_) -> Runner:
+    """FP16 (CUDA) / BF16 (CUDA, or CPU with AVX-512 BF16 / AMX) autocast with channels_last."""
+    if device == "cpu":
+        if not cpu_supports_bf16():
+            raise Unavailable("this CPU has no AVX-512 BF16 / AMX-BF16 (BF16 would be emulated)")
+        return _torch_runner(torch_graph(card), device, torch.bfloat16, channels_last=True)
+    return _torch_runner(torch_graph(card), device, torch.float16, channels_last=True)
+
+
+def make_torch_compile(card, device: str, dtype: str = "fp32", **_) -> Runner:
+    if device == "cpu" and dtype == "bf16" and not cpu_supports_bf16():
+        raise Unavailable("this CPU has no AVX-512 BF16 / AMX-BF16")
+    module = torch_graph(card).to(device)
+    compiled = torch.compile(module, dynamic=False)
+    ac = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
+    return _torch_runner(compiled, device, ac)
+
+
+def make_onnxruntime(card, device: str, graph_dir: Path, threads: int | None = None, **_) -> Runner:
+    import onnxruntime as ort
+
+    from ..export.onnx_export import export_onnx
+
+    onnx_path = export_onnx(card, graph_dir)
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise Unavailable("onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(onnx_path), so, providers=providers)
+    return lambda feeds: sess.run(None, feeds)
+
+
+def make_tensorrt(card, device: str, graph_dir: Path, **_) -> Runner:
+    if device != "cuda" or not torch.cuda.is_available():
+        raise Unavailable("TensorRT needs a CUDA GPU")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise Unavailable("TensorRT is not installed (pip install 'cityserve[tensorrt]')") from None
+    from ..engines.tensorrt_engine import TensorRTEngine
+    from ..export.onnx_export import export_onnx
+    from ..export.tensorrt_build import build_engine
+
+    onnx_path = export_onnx(card, graph_dir)
+    plan = build_engine(onnx_path, graph_dir / (onnx_path.stem + ".plan"))
+    engine = TensorRTEngine(card, plan_path=plan)
+    return engine.run
+
+
+ENGINES: dict[str, Callable[..., Runner]] = {
+    "torch-eager-fp32": make_torch_eager,
+    "torch-lowp-channels-last": make_torch_lowp,
+    "torch-compile-fp32": lambda card, device, **kw: make_torch_compile(card, device, "fp32", **kw),
+    "torch-compile-bf16": lambda card, device, **kw: make_torch_compile(card, device, "bf16", **kw),
+    "onnxruntime": make_onnxruntime,
+    "tensorrt-fp16": make_tensorrt,
+}

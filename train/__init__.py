@@ -1,0 +1,1 @@
+"""Entry points that produce weights and training data (thin: argument parsing around ``cityserve``)."""

@@ -2,8 +2,6 @@
 command, card, render graph (color and one-hot label input), and the errors users see."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch

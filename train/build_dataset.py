@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=parse_size, default=(480, 960), metavar="HxW",
                    help="stored frame size, HxW (default 480x960; 2:1, or e.g. 512x512 for square)")
     p.add_argument("--blur-threshold", type=float, default=100.0, help="variance-of-Laplacian minimum (default 100)")
-    p.add_argument("--min-glyphs", type=int, default=4, help="glyphs on a line that make a caption (default 4)")
+    p.add_argument("--min-glyphs", type=int, default=5, help="glyphs on a line that make a caption (default 5)")
     p.add_argument("--band", type=float, default=0.3, help="top/bottom fraction searched for captions (default 0.3)")
     p.add_argument("--box-fraction", type=float, default=0.02,
                    help="flat saturated box area (fraction of the frame) that makes an overlay (default 0.02)")

@@ -36,7 +36,8 @@ examples:
 def register(sub, groups) -> None:
     imp = groups["import"]
     p = imp.add_parser("pix2pix", help="import a junyanz pix2pix latest_net_G.pth (U-Net generator)",
-                       description=__doc__, epilog=PIX2PIX_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="Import a junyanz pix2pix U-Net generator as it is: weights + a generator "
+                                   "model card, checked against the options on the way in.", epilog=PIX2PIX_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="latest_net_G.pth (or <epoch>_net_G.pth)")
     p.add_argument("--label-set", default="cityscapes",
                    help="built-in name (cityscapes, ade20k, coco-stuff) or a label-set JSON/YAML file (default: cityscapes)")
@@ -50,7 +51,8 @@ def register(sub, groups) -> None:
     p.set_defaults(func=run_pix2pix)
 
     f = imp.add_parser("fchardnet", help="import an FCHarDNet (hardnet70) best-model file as a segmenter",
-                       description=__doc__, epilog=FCHARDNET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="Import an official FCHarDNet (hardnet70) best-model file as it is: weights + "
+                                   "a segmenter model card with the official preprocessing.", epilog=FCHARDNET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("checkpoint", help="*_best_model.pkl from FCHarDNet's train.py")
     f.add_argument("--label-set", default="cityscapes", help="label set of the train ids (default: cityscapes)")
     f.add_argument("--size", type=parse_size, default=(1024, 2048), metavar="HxW",

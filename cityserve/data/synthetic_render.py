@@ -41,6 +41,8 @@ class Camera:
 
 def _clip_near(P: np.ndarray, near: float = NEAR) -> np.ndarray:
     """Sutherland-Hodgman clip of a polygon [N,3] against the plane Z = near."""
+    if P[:, 2].min() >= near:
+        return P
     out = []
     n = len(P)
     for i in range(n):
@@ -56,12 +58,9 @@ def _clip_near(P: np.ndarray, near: float = NEAR) -> np.ndarray:
 
 def newell_normal(P: np.ndarray) -> np.ndarray:
     """Unnormalised normal of a planar polygon [N,3] (robust to collinear vertices)."""
-    Q = np.roll(P, -1, axis=0)
-    return np.array([
-        np.sum((P[:, 1] - Q[:, 1]) * (P[:, 2] + Q[:, 2])),
-        np.sum((P[:, 2] - Q[:, 2]) * (P[:, 0] + Q[:, 0])),
-        np.sum((P[:, 0] - Q[:, 0]) * (P[:, 1] + Q[:, 1])),
-    ])
+    Q = np.concatenate([P[1:], P[:1]])
+    d, s = P - Q, P + Q
+    return np.array([(d[:, 1] * s[:, 2]).sum(), (d[:, 2] * s[:, 0]).sum(), (d[:, 0] * s[:, 1]).sum()])
 
 
 class Canvas:
@@ -74,10 +73,11 @@ class Canvas:
         self.instances = np.zeros((H, W), np.int32)
         self.depth = np.full((H, W), SKY_DEPTH, np.float32)
         self.photo = np.zeros((H, W, 3), np.float32)
+        self.material = np.zeros((H, W), np.uint8)  # texture applied after drawing (see synthetic_objects)
 
     def draw(self, contours: list[np.ndarray] | np.ndarray, label: int, instance: int, color,
              bias: float = 0.0, ztest: bool = True, photo_only: bool = False,
-             mask_labels: tuple[int, ...] | None = None) -> None:
+             mask_labels: tuple[int, ...] | None = None, material: int = 0) -> None:
         """Fill planar world polygon(s) (a list of [N,3] contours, holes by even-odd) into the buffers.
 
         ``bias`` (metres) moves the polygon towards the camera in the z-test only, so decorations
@@ -87,47 +87,67 @@ class Canvas:
         if isinstance(contours, np.ndarray):
             contours = [contours]
         cam = self.cam
-        clipped = [c for c in (_clip_near(np.asarray(c, np.float64)) for c in contours) if len(c) >= 3]
+        clipped, pts2d = [], []
+        for c in contours:
+            c = np.asarray(c, np.float64)
+            if c[:, 2].min() < NEAR:
+                c = _clip_near(c)
+            if len(c) < 3:
+                continue
+            iz = cam.f / c[:, 2]
+            p = np.empty((len(c), 2))
+            p[:, 0] = cam.cx + c[:, 0] * iz
+            p[:, 1] = cam.cy + (cam.height - c[:, 1]) * iz
+            clipped.append(c)
+            pts2d.append(p)
         if not clipped:
             return
-        pts2d = [cam.project(c) for c in clipped]
-        allp = np.concatenate(pts2d)
-        x0 = max(int(np.floor(allp[:, 0].min())), 0)
-        x1 = min(int(np.ceil(allp[:, 0].max())) + 1, cam.W)
-        y0 = max(int(np.floor(allp[:, 1].min())), 0)
-        y1 = min(int(np.ceil(allp[:, 1].max())) + 1, cam.H)
+        allp = np.concatenate(pts2d) if len(pts2d) > 1 else pts2d[0]
+        (ux0, vy0), (ux1, vy1) = allp.min(0), allp.max(0)
+        x0 = max(int(np.floor(ux0)), 0)
+        x1 = min(int(np.ceil(ux1)) + 1, cam.W)
+        y0 = max(int(np.floor(vy0)), 0)
+        y1 = min(int(np.ceil(vy1)) + 1, cam.H)
         if x1 <= x0 or y1 <= y0:
             return
+        zlo = min(float(c[:, 2].min()) for c in clipped)
+        if ztest and not photo_only and zlo - bias >= self.depth[y0:y1, x0:x1].max():
+            return  # entirely behind what is already drawn
         # Fill with 4 bits of sub-pixel precision; a pixel is inside when its centre is.
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        polys = [np.round((p - [x0 + 0.5, y0 + 0.5]) * 16).astype(np.int32) for p in pts2d]
+        off = np.array([x0 + 0.5, y0 + 0.5])
+        polys = [np.round((p - off) * 16).astype(np.int32) for p in pts2d]
         cv2.fillPoly(mask, polys, 1, lineType=cv2.LINE_8, shift=4)
         m = mask.astype(bool)
         if not m.any():
             return
         P = clipped[0]
-        # Plane of the polygon in camera coordinates (x right, y down, z forward).
-        Pc = np.stack([P[:, 0], cam.height - P[:, 1], P[:, 2]], 1)
-        n = newell_normal(Pc)
-        zs = np.concatenate([c[:, 2] for c in clipped])
-        zmin, zmax = zs.min(), zs.max()
-        if np.linalg.norm(n) < 1e-12:
-            z = np.full(m.shape, (zmin + zmax) / 2)
+        zmin, zmax = zlo, max(float(c[:, 2].max()) for c in clipped)
+        n = None
+        if zmax - zmin > 1e-9:
+            # Plane of the polygon in camera coordinates (x right, y down, z forward).
+            Pc = np.stack([P[:, 0], cam.height - P[:, 1], P[:, 2]], 1)
+            n = newell_normal(Pc)
+            if abs(n).max() < 1e-12:
+                n = None
+        if n is None:
+            z = (zmin + zmax) / 2
         else:
-            d = n @ Pc.mean(0)
-            rx = (np.arange(x0, x1) + 0.5 - cam.cx) / cam.f
-            ry = (np.arange(y0, y1) + 0.5 - cam.cy) / cam.f
-            denom = n[0] * rx[None, :] + n[1] * ry[:, None] + n[2]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = d / denom
-            z = np.where(np.isfinite(z), z, zmax)
-            z = np.clip(z, zmin, zmax)
+            d = float(n @ Pc[0])
+            rx = (np.arange(x0, x1) + (0.5 - cam.cx)) * (n[0] / cam.f)
+            ry = (np.arange(y0, y1) + (0.5 - cam.cy)) * (n[1] / cam.f) + n[2]
+            denom = ry[:, None] + rx[None, :]
+            denom[np.abs(denom) < 1e-12] = 1e-12
+            z = np.clip(d / denom, zmin, zmax)
+            z[z < 0] = zmax
         sl = (slice(y0, y1), slice(x0, x1))
         if photo_only:
             if mask_labels is not None:
                 m &= np.isin(self.labels[sl], mask_labels)
             if ztest:
                 m &= self.depth[sl] >= z - bias
+            if not m.any():
+                return
             self.photo[sl][m] *= np.asarray(color, np.float32)
             return
         if ztest:
@@ -136,8 +156,9 @@ class Canvas:
             return
         self.labels[sl][m] = label
         self.instances[sl][m] = instance
-        self.depth[sl][m] = np.minimum(z[m], SKY_DEPTH - 1)
+        self.depth[sl][m] = np.minimum(z[m] if np.ndim(z) else z, SKY_DEPTH - 1)
         self.photo[sl][m] = np.asarray(color, np.float32)
+        self.material[sl][m] = material
 
 
 # --- world-space shape helpers -------------------------------------------------------------------
@@ -155,29 +176,31 @@ def box(x0: float, x1: float, y0: float, y1: float, z0: float, z1: float,
     ], np.float64)
 
 
+# Quad corner order: front/back faces run (bottom, top, ...) so on_face's a is vertical and b lateral;
+# left/right faces run (near, far, ...) so a is along Z and b vertical.
 BOX_FACES = {
     "bottom": (0, 1, 2, 3), "top": (4, 7, 6, 5), "front": (0, 4, 5, 1),  # front = the z0 face
-    "back": (2, 6, 7, 3), "left": (0, 3, 7, 4), "right": (1, 5, 6, 2),
+    "back": (2, 6, 7, 3), "left": (0, 3, 7, 4), "right": (1, 2, 6, 5),
 }
+
+
+_FACE_NAMES = list(BOX_FACES)
+_FACE_IDX = np.array([BOX_FACES[k] for k in _FACE_NAMES])
 
 
 def visible_faces(V: np.ndarray, cam_pos: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, corners [4,3], outward unit normal) of the faces of a convex hexahedron facing the camera."""
-    centre = V.mean(0)
-    out = []
-    for name, idx in BOX_FACES.items():
-        F = V[list(idx)]
-        n = newell_normal(F)
-        nn = np.linalg.norm(n)
-        if nn < 1e-12:
-            continue
-        n = n / nn
-        fc = F.mean(0)
-        if n @ (fc - centre) < 0:
-            n = -n
-        if n @ (cam_pos - fc) > 1e-9:
-            out.append((name, F, n))
-    return out
+    F = V[_FACE_IDX]  # [6,4,3]
+    a, b = F[:, 2] - F[:, 0], F[:, 3] - F[:, 1]
+    n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                  a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], 1)
+    nn = np.linalg.norm(n, axis=1)
+    fc = F.mean(1)
+    n = n / np.maximum(nn, 1e-12)[:, None]
+    flip = np.einsum("ij,ij->i", n, fc - V.mean(0)) < 0
+    n[flip] *= -1
+    vis = (np.einsum("ij,ij->i", n, cam_pos[None, :] - fc) > 1e-9) & (nn > 1e-12)
+    return [(_FACE_NAMES[k], F[k], n[k]) for k in np.nonzero(vis)[0]]
 
 
 def on_face(F: np.ndarray, a0: float, a1: float, b0: float, b1: float) -> np.ndarray:

@@ -136,7 +136,7 @@ def _facades(rng, z_start: float, z_end: float, base_h: float, front: bool) -> F
         else:
             kind = int(rng.choice([B_NONE, B_BUILDING, B_TREES], p=[0.15, 0.55, 0.3]))
             length = rng.uniform(12, 45)
-        if kind in (K_BUILDING, B_BUILDING) if front else kind == B_BUILDING:
+        if (front and kind == K_BUILDING) or (not front and kind == B_BUILDING):
             height = base_h * rng.uniform(0.6, 1.5) * (1.0 if front else 1.4)
         elif not front and kind == B_TREES:
             height = rng.uniform(6, 13)
@@ -334,8 +334,8 @@ def render_background(cv: Canvas, st: Street) -> None:
                                                np.broadcast_to(j, front.shape)], 0)
         lab_front = np.array([BUILDING, VEGETATION, WALL, FENCE, ROAD, SKY], np.uint8)[kf]
         lab_back = np.array([SKY, BUILDING, VEGETATION], np.uint8)[B.kind[j]]
-        labc = np.select([front, wall, back], [np.broadcast_to(lab_front, front.shape), BUILDING,
-                                               np.broadcast_to(lab_back, front.shape)], SKY).astype(np.uint8)
+        labc = np.select([front, wall, back], [np.broadcast_to(lab_front, front.shape).astype(np.int64), BUILDING,
+                                               np.broadcast_to(lab_back, front.shape).astype(np.int64)], SKY).astype(np.uint8)
         rows, cc = np.nonzero(win)
         gcol = cols[cc]
         t[rows, gcol] = tc[rows, cc]

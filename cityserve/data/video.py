@@ -131,12 +131,12 @@ class OverlayParams:
     fraction of the frame height. max_fill: glyphs whose top-hat blob fills more of their box than this
     are solid shapes (windows, lamps), not letters. min_width_cv: letters vary in width; a row of
     identical blobs (windows, fence posts) does not. box_min_fraction: a flat, saturated, rectangular
-    region at least this fraction of the frame is an overlay (banner, logo plate, letterbox bar).
+    region at least this fraction of the frame, with a crisp rim, is an overlay (banner, logo plate).
     """
 
     band: float = 0.3
     stroke_contrast: float = 60.0
-    min_glyphs: int = 4
+    min_glyphs: int = 5
     glyph_height: tuple[float, float] = (0.015, 0.15)
     max_fill: float = 0.85
     min_width_cv: float = 0.12
@@ -144,6 +144,7 @@ class OverlayParams:
     box_max_std: float = 2.0
     box_min_saturation: float = 60.0
     box_min_rectangularity: float = 0.95
+    box_min_rim_contrast: float = 25.0
 
 
 @dataclass
@@ -158,13 +159,17 @@ class _Glyph:
         return self.y + self.h / 2
 
 
-def _stroke_mask(g: np.ndarray, contrast: float, stroke_px: int) -> np.ndarray:
-    """Thin strokes brighter or darker than their surroundings by ``contrast`` (white/black top-hat)."""
+def _stroke_masks(g: np.ndarray, contrast: float, stroke_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thin strokes brighter / darker than their surroundings by ``contrast`` (white / black top-hat).
+
+    The two polarities stay apart: outlined captions (white letters, black rim) would otherwise fuse
+    letters into word blobs through their rims.
+    """
     k = 2 * max(2, stroke_px) + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     white = cv2.morphologyEx(g, cv2.MORPH_TOPHAT, kernel)
     black = cv2.morphologyEx(g, cv2.MORPH_BLACKHAT, kernel)
-    return ((white >= contrast) | (black >= contrast)).astype(np.uint8)
+    return (white >= contrast).astype(np.uint8), (black >= contrast).astype(np.uint8)
 
 
 def _glyphs(mask: np.ndarray, height: int, p: OverlayParams) -> list[_Glyph]:
@@ -225,8 +230,8 @@ def caption_glyphs(rgb: np.ndarray, params: OverlayParams | None = None) -> int:
     stroke = max(2, int(round(0.0125 * h)))
     best = 0
     for part in (g[:band], g[h - band:]):
-        mask = _stroke_mask(part, p.stroke_contrast, stroke)
-        best = max(best, _longest_line(_glyphs(mask, h, p), p))
+        for mask in _stroke_masks(part, p.stroke_contrast, stroke):
+            best = max(best, _longest_line(_glyphs(mask, h, p), p))
     return best
 
 
@@ -237,7 +242,9 @@ def overlay_box_fraction(rgb: np.ndarray, params: OverlayParams | None = None) -
     regions are not axis-aligned rectangles; a banner, logo plate or colored bar pasted on the video
     is both. A pixel is flat when the grey standard deviation of its 5x5 neighbourhood is below
     ``box_max_std``; flat pixels with HSV saturation above ``box_min_saturation`` form components, and a
-    component filling at least ``box_min_rectangularity`` of its bounding box counts.
+    component filling at least ``box_min_rectangularity`` of its bounding box, whose surroundings just
+    outside each side differ from its color by at least ``box_min_rim_contrast`` in some RGB channel
+    (median over each side), counts.
     """
     p = params or OverlayParams()
     g = grey(rgb).astype(np.float32)
@@ -245,17 +252,42 @@ def overlay_box_fraction(rgb: np.ndarray, params: OverlayParams | None = None) -
     var = np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0)
     sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
     mask = ((var < p.box_max_std**2) & (sat >= p.box_min_saturation)).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
     best = 0.0
     total = float(g.shape[0] * g.shape[1])
-    for x, y, w, h, area in stats[1:]:
+    for i, (x, y, w, h, area) in enumerate(stats[1:], start=1):
         if area / total < p.box_min_fraction or area < 0.5 * w * h:
             continue
         # The 5x5 window eats ~2 px of each side of a flat box: measure against the shrunk box.
         inner = max(1, (w - 4)) * max(1, (h - 4))
-        if area / float(inner) >= p.box_min_rectangularity:
+        if area / float(inner) < p.box_min_rectangularity:
+            continue
+        # A pasted box has a crisp rim on every side: 2-5 px outside it the picture is different. A
+        # flat patch of a blurred frame (or of sky) fades into its surroundings on some side.
+        if _crisp_sides(rgb, comp == i, (x, y, w, h), p.box_min_rim_contrast):
             best = max(best, area / total)
     return best
+
+
+def _crisp_sides(rgb: np.ndarray, mask: np.ndarray, box: tuple, contrast: float) -> bool:
+    """Whether each side of the flat region ``mask`` (bounding box ``box``) that lies inside the frame
+    has a strip 4-7 px outside it whose colors differ from the region's mean by >= ``contrast``
+    (median of the largest per-channel difference)."""
+    x, y, w, h = (int(v) for v in box)
+    H, W = mask.shape
+    mean = rgb[mask].astype(np.float32).mean(0)
+    strips = [rgb[max(0, y - 7):y - 3, x:x + w], rgb[y + h + 3:y + h + 7, x:x + w],
+              rgb[y:y + h, max(0, x - 7):x - 3], rgb[y:y + h, x + w + 3:x + w + 7]]
+    inside = [y - 3 > 0, y + h + 3 < H, x - 3 > 0, x + w + 3 < W]
+    seen = 0
+    for strip, ok in zip(strips, inside):
+        if not ok or strip.size == 0:
+            continue
+        seen += 1
+        diff = np.abs(strip.reshape(-1, 3).astype(np.float32) - mean).max(-1)
+        if float(np.median(diff)) < contrast:
+            return False
+    return seen > 0
 
 
 @dataclass

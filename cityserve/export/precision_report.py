@@ -60,6 +60,7 @@ class LayerStat:
     overflow: bool
     flagged: bool
     reason: str = ""
+    scope: str = ""  # the ONNX node-name prefix of this module's nodes (see module_scope)
 
 
 @dataclasses.dataclass
@@ -147,8 +148,11 @@ def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Ten
     local: dict[str, float] = {}
     low_copies: dict[str, nn.Module] = {}
 
+    called: set[str] = set()
+
     def ref_hook(name):
         def hook(m, inp, out):
+            called.add(name)
             t = _first_float(out)
             if t is None:
                 return
@@ -222,7 +226,7 @@ def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Ten
         overflow = out_over or in_over
         flagged = bool(overflow or (loc is not None and loc > threshold))
         layers.append(LayerStat(n, type(m).__name__, n in leaves, max_abs[n], in_max.get(n), loc, rel,
-                                overflow, flagged, reason))
+                                overflow, flagged, reason, module_scope(n, called)))
 
     rf, lf = _first_tensor(ref_final), _first_tensor(low_final)
     if rf.is_floating_point() or lf.is_floating_point():
@@ -255,15 +259,30 @@ def report_for_card(card, dtype: Union[str, torch.dtype] = "float16", threshold:
 
 # ---- report -> ONNX nodes -------------------------------------------------------------------------
 
-def module_scope(name: str) -> str:
-    """torch.onnx.export (TorchScript) scopes node names by module path: ``a.b.c`` -> ``/a/b/c/``."""
-    return "/" + name.replace(".", "/") + "/"
+def _unqualified(qualified: str) -> str:
+    """torch.onnx's scope component of a module: its name from the last non-numeric atom
+    (``a.mlp_shared.0`` -> ``mlp_shared.0``), as ``torch.onnx.utils._unqualified_variable_name``."""
+    atoms = qualified.split(".")
+    for i in range(len(atoms) - 1, -1, -1):
+        if not atoms[i].isnumeric():
+            return ".".join(atoms[i:])
+    return qualified
 
 
-def onnx_nodes_of(onnx_model, module_names: Iterable[str]) -> dict[str, list[str]]:
-    """ONNX node names produced by each module (nodes whose name lies in the module's scope)."""
+def module_scope(name: str, called: Optional[set[str]] = None) -> str:
+    """The node-name prefix torch.onnx.export (TorchScript) gives a module's nodes: one component per
+    ancestor whose forward ran (containers such as ModuleList are never called and leave none):
+    ``generator.head_0.norm_0.mlp_shared.0`` -> ``/generator/head_0/norm_0/mlp_shared/mlp_shared.0/``."""
+    atoms = name.split(".")
+    prefixes = [".".join(atoms[:i + 1]) for i in range(len(atoms))]
+    comps = [_unqualified(p) for p in prefixes if called is None or p in called or p == name]
+    return "/" + "/".join(comps) + "/"
+
+
+def onnx_nodes_of(onnx_model, scopes: dict[str, str]) -> dict[str, list[str]]:
+    """ONNX node names produced by each module ({module: scope}): nodes whose name lies in its scope."""
     names = [n.name for n in onnx_model.graph.node]
-    return {m: [n for n in names if n.startswith(module_scope(m))] for m in module_names}
+    return {m: [n for n in names if n.startswith(scope)] for m, scope in scopes.items()}
 
 
 def fp32_node_selection(onnx_model, report: Optional[PrecisionReport] = None) -> dict[str, list[str]]:
@@ -271,11 +290,10 @@ def fp32_node_selection(onnx_model, report: Optional[PrecisionReport] = None) ->
     "normalization": every normalization node}. Their union is ``sorted(set(a) | set(b))``."""
     flagged: list[str] = []
     if report is not None:
-        by_module = onnx_nodes_of(onnx_model, report.flagged)
-        missing = [m for m, nodes in by_module.items() if not nodes]
-        leaves_missing = [m for m in missing if any(l.name == m and l.leaf for l in report.layers)]
-        if leaves_missing and len(leaves_missing) == len(report.flagged):
-            raise ConfigError(f"none of the report's flagged layers ({', '.join(leaves_missing[:3])}) has a node in "
+        scopes = {l.name: l.scope or module_scope(l.name) for l in report.layers if l.flagged}
+        by_module = onnx_nodes_of(onnx_model, scopes)
+        if scopes and not any(by_module.values()):
+            raise ConfigError(f"none of the report's flagged layers ({', '.join(list(scopes)[:3])}) has a node in "
                               f"this ONNX graph: was the report made for another model (or the --fused form)?")
         for nodes in by_module.values():
             flagged.extend(nodes)

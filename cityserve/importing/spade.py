@@ -185,7 +185,7 @@ def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[s
         return (default if default in fits else fits[0]), "inferred from fc.weight"
     if flag is not None:
         return flag, "--upsampling"
-    return default, "official default (pass --upsampling to override)"
+    return default, "default; pass --upsampling if the model was trained with another"
 
 
 def infer_encoder(esd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> tuple[str, int, int, bool]:

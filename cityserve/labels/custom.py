@@ -5,7 +5,8 @@
      "dontcare_id": null}
 
 Per class, ``id``, ``name`` and ``color`` ([r, g, b] 0..255, or "#rrggbb") are required; ``train_id``
-defaults to the id (255 for the dontcare class), ``ignore_in_eval`` to ``train_id == 255``,
+(0..254, 255 = ignore: train ids are uint8) defaults to the id (255 for the dontcare class and for ids
+>= 255), ``ignore_in_eval`` to ``train_id == 255``,
 ``category`` to "" and ``has_instances`` to false. Optional top-level keys: ``file_convention``
 ("identity" by default, see ``FILE_CONVENTIONS``) and ``allow_shared_colors`` (false: two classes with
 one color are an error, since a painted color could not say which class it meant).
@@ -77,7 +78,7 @@ def label_set_from_dict(d: Mapping[str, Any], source: str = "label set dict") ->
         where = f"{source}: class {cid} '{cname}'"
         if cid in by_id:
             raise LabelError(f"{source}: duplicate id {cid} ('{by_id[cid].name}' and '{cname}')")
-        train_id = c.get("train_id", IGNORE if cid == dontcare_id else cid)
+        train_id = c.get("train_id", IGNORE if cid == dontcare_id or cid >= IGNORE else cid)
         if train_id == -1:
             train_id = IGNORE  # cityscapesscripts writes -1 for license plate
         if not _is_int(train_id) or not 0 <= train_id <= IGNORE:

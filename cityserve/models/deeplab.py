@@ -258,6 +258,9 @@ def load_backbone_weights(model: DeepLabV3Plus | nn.Module, source: str | os.Pat
     from ..checkpoints import safe_load, state_dict_from
 
     backbone = model.backbone if isinstance(model, DeepLabV3Plus) else model
+    if not isinstance(backbone, (ResNetBackbone, MobileNetV2Backbone)):
+        raise ConfigError(f"ImageNet backbone weights apply to DeepLabV3+ (ResNet / MobileNetV2 backbones), "
+                          f"not to {type(model).__name__}")
     name = "<state dict>" if isinstance(source, Mapping) else str(source)
     sd = state_dict_from(source if isinstance(source, Mapping) else safe_load(source), name)
     sd = {k: v for k, v in sd.items() if not k.startswith(backbone.IGNORED_KEYS)}

@@ -4,10 +4,10 @@ Module names and the order of layers inside each ``nn.Sequential`` follow the of
 ``networks.py`` exactly, so ``latest_net_G.pth`` / ``latest_net_D.pth`` load as they are
 (``model.model.1.model.3...`` nesting for the U-Net, ``model.N`` for the discriminator).
 
-One behaviour of the official code matters for reproducing it: its down-path ``LeakyReLU`` is
-in-place, so the tensor a U-Net block concatenates as its skip connection is the *activated* input,
-not the raw one. We write that out explicitly (no in-place ops: tracers and exporters see the same
-graph) instead of relying on aliasing.
+The official activations are in-place, so there the skip tensor a block concatenates has already
+been through its LeakyReLU; the only consumer of that concatenation is the parent's ReLU, for which
+LeakyReLU changes nothing (same sign), so plain out-of-place activations give identical outputs and
+keep the graph free of aliasing for tracers and exporters.
 
 The generator takes the label map either one-hot (``input_nc`` = number of label ids) or as palette
 colors in [-1, 1] (``input_nc`` = 3); the render graph does that conversion (see ``RenderIO``).
@@ -68,7 +68,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: down (LeakyReLU 0.2 -> conv4x4/2 -> norm), the inner levels, up (ReLU ->
-    convT4x4/2 -> norm [-> dropout]); its output is ``cat(activated input, up path)``."""
+    convT4x4/2 -> norm [-> dropout]); its output is ``cat(input, up path)``."""
 
     def __init__(self, outer_nc: int, inner_nc: int, input_nc: Optional[int] = None,
                  submodule: Optional[nn.Module] = None, outermost: bool = False, innermost: bool = False,
@@ -98,11 +98,7 @@ class UnetSkipConnectionBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.outermost:
             return self.model(x)
-        h = self.model[0](x)  # the official in-place LeakyReLU also rewrites the skip tensor
-        y = h
-        for layer in list(self.model)[1:]:
-            y = layer(y)
-        return torch.cat([h, y], 1)
+        return torch.cat([x, self.model(x)], 1)
 
 
 class UnetGenerator(nn.Module):

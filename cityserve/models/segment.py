@@ -10,6 +10,7 @@ so the same module runs in torch, exports to ONNX / TensorRT and serves without 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -57,7 +58,10 @@ class SegmentGraph(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.net(self.normalize(image))
-        if logits.shape[2] != image.shape[1] or logits.shape[3] != image.shape[2]:
+        with warnings.catch_warnings():  # when tracing, the answer is fixed per net (fully convolutional)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            smaller = bool(logits.shape[2] != image.shape[1] or logits.shape[3] != image.shape[2])
+        if smaller:
             logits = F.interpolate(logits, size=(image.shape[1], image.shape[2]), mode="bilinear", align_corners=False)
         train_ids = torch.argmax(logits, dim=1, keepdim=True)  # [B,1,H,W] int64
         return self.lut[train_ids].to(torch.uint8)

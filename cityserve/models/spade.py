@@ -258,7 +258,8 @@ class SPADEGenerator(nn.Module):
 class ConvEncoder(nn.Module):
     """SPADE's VAE image encoder: 6 (5 below crop 256) stride-2 3x3 convs -> (mu, logvar).
 
-    Images are resized (bilinear) to 256x256 first, as the official code does. The official encoder's
+    Images are resized (bilinear) to 256x256 first, as the official code does (128x128 for the 5-layer
+    encoder of crops below 256, where the official code fails). The official encoder's
     convs carry no bias when followed by a norm (``get_nonspade_norm_layer`` deletes it).
     """
 
@@ -291,8 +292,11 @@ class ConvEncoder(nn.Module):
         return nn.Sequential(conv, norm)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.shape[2] != 256 or x.shape[3] != 256:
-            x = F.interpolate(x, size=(256, 256), mode="bilinear")
+        # Official: always 256x256. Without layer6 (crop < 256) the official encoder ends at 8x8 and its
+        # fc_mu does not fit (it cannot run); 128x128 keeps the 4x4 the fc layers expect.
+        side = 256 if self.n_layers == 6 else 128
+        if x.shape[2] != side or x.shape[3] != side:
+            x = F.interpolate(x, size=(side, side), mode="bilinear")
         x = self.layer1(x)
         for i in range(2, self.n_layers + 1):
             x = getattr(self, f"layer{i}")(F.leaky_relu(x, 0.2))

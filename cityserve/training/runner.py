@@ -333,13 +333,19 @@ class Runner:
         if self.device.type == "cuda":
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         elif any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-            if self.is_main:
+            if self.is_main and not getattr(self, "_told_syncbn", False):
+                self._told_syncbn = True
                 log.info("SyncBatchNorm needs CUDA: on CPU each process normalizes its own batch "
                          "(DDP keeps the running statistics equal by broadcasting rank 0's buffers)")
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return module, DDP(module, device_ids=ids, broadcast_buffers=True, find_unused_parameters=find_unused_parameters)
+        import inspect
+
+        # rank 0's buffers (running statistics, spectral-norm vectors) are copied to all ranks each forward
+        sync = ({"forward_sync_buffers": True} if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+                else {"broadcast_buffers": True})
+        return module, DDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters, **sync)
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -546,12 +552,36 @@ class Runner:
             if self.writer is not None:
                 self.writer.flush()
         if self.ctx.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
+            self.check_ranks_agree(trainer)
         if card_path is None and self.is_main and (cfg.out / f"{cfg.name}.card.json").is_file():
             card_path = cfg.out / f"{cfg.name}.card.json"
         return FitResult(step, card_path, last, time.time() - t0)
+
+    def check_ranks_agree(self, trainer: Trainer) -> list[list[float]]:
+        """All ranks must hold the same parameters after DDP training (buffers such as batch-norm running
+        statistics are rank 0's in every checkpoint; on CPU each rank's last forward updates its own).
+        Rank 0 writes the per-rank fingerprints to ``OUT/ranks.json``; a mismatch is a bug and raises."""
+        import torch.distributed as dist
+
+        vals = []
+        for _, m in sorted(trainer.modules().items()):
+            for p in m.parameters():
+                d = p.detach().double()
+                vals += [d.sum().item(), (d * d).sum().item()]
+        mine = torch.tensor(vals, dtype=torch.float64, device=self.device)
+        gathered = [torch.zeros_like(mine) for _ in range(self.ctx.world_size)]
+        dist.all_gather(gathered, mine)
+        prints = [g.cpu().tolist() for g in gathered]
+        agree = all(p == prints[0] for p in prints)
+        if self.is_main:
+            atomic_write_bytes(self.cfg.out / "ranks.json", json.dumps(
+                {"world_size": self.ctx.world_size, "agree": agree,
+                 "fingerprints": [[sum(p[0::2]), sum(p[1::2])] for p in prints]}, indent=1).encode())
+            log.info("%d ranks %s", self.ctx.world_size, "hold identical parameters" if agree else "DISAGREE")
+        if not agree:
+            raise RuntimeError("DDP ranks ended with different parameters (see ranks.json)")
+        dist.barrier()
+        return prints
 
     def _log(self, step: int, epoch: int, losses: dict[str, float], trainer: Trainer, bar, show_lines: bool,
              total: int) -> None:

@@ -1,0 +1,303 @@
+"""PNG in and out of the served models, with the checks that keep bad input from hurting a server.
+
+The python-backend models ``decode_png`` / ``encode_png`` / ``prepare_render`` are thin wrappers
+around these classes, so everything here is tested without a server. Every failure is a
+``LabelError`` whose one-line message names the problem (not a PNG, truncated, too large, wrong size,
+a color or id the label set does not have).
+
+A PNG bomb (a few kilobytes that inflate to gigabytes) is rejected from its IHDR header, before any
+pixel is decoded: width x height over ``max_pixels`` is refused outright.
+"""
+from __future__ import annotations
+
+import dataclasses
+import struct
+import zlib
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import LabelError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8\xff"
+DEFAULT_MAX_PIXELS = 4096 * 4096  # 16.7 Mpx: a 2048x1024 Cityscapes frame is 2.1 Mpx
+DEFAULT_MAX_BYTES = 64 << 20
+_PNG_COLOR_TYPES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # color type -> channels (3 = palette index)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHeader:
+    format: str  # "png" | "jpeg"
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+
+
+def png_header(data: bytes) -> ImageHeader:
+    """Width, height, channels and bit depth from a PNG's IHDR chunk (the first chunk), checked for
+    consistency (CRC, known color type and bit depth) without decoding any pixel."""
+    if len(data) < 33:
+        raise LabelError(f"not a PNG: {len(data)} bytes is shorter than a PNG header")
+    if data[:8] != PNG_SIGNATURE:
+        raise LabelError(f"not a PNG: the data starts with {data[:8]!r}, not the PNG signature")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise LabelError("malformed PNG: the first chunk is not a 13-byte IHDR")
+    body = data[16:29]
+    (crc,) = struct.unpack(">I", data[29:33])
+    if zlib.crc32(data[12:29]) & 0xFFFFFFFF != crc:
+        raise LabelError("malformed PNG: IHDR checksum mismatch (corrupt header)")
+    width, height, depth, color, _comp, _filt, _interlace = struct.unpack(">IIBBBBB", body)
+    if width == 0 or height == 0:
+        raise LabelError(f"malformed PNG: header says {width}x{height} pixels")
+    if color not in _PNG_COLOR_TYPES or depth not in (1, 2, 4, 8, 16):
+        raise LabelError(f"malformed PNG: unknown color type {color} / bit depth {depth}")
+    return ImageHeader("png", width, height, _PNG_COLOR_TYPES[color], depth)
+
+
+def jpeg_header(data: bytes) -> ImageHeader:
+    """Width and height from a JPEG's start-of-frame marker (scanning the marker segments only)."""
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            raise LabelError("malformed JPEG: marker expected")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        (seg_len,) = struct.unpack(">H", data[i + 2:i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 + 1 > n:
+                break
+            depth, height, width, comps = struct.unpack(">BHHB", data[i + 4:i + 10])
+            if width == 0 or height == 0:
+                raise LabelError(f"malformed JPEG: frame header says {width}x{height} pixels")
+            return ImageHeader("jpeg", width, height, comps, depth)
+        if marker == 0xDA:  # start of scan before a frame header
+            break
+        i += 2 + seg_len
+    raise LabelError("malformed or truncated JPEG: no frame header with the image size")
+
+
+def image_header(data: bytes, allow_jpeg: bool = False) -> ImageHeader:
+    if allow_jpeg and data[:3] == JPEG_SOI:
+        return jpeg_header(data)
+    return png_header(data)
+
+
+def check_size(header: ImageHeader, max_pixels: int, what: str) -> None:
+    pixels = header.width * header.height
+    if pixels > max_pixels:
+        raise LabelError(f"{what} is {header.width}x{header.height} ({pixels / 1e6:.1f} Mpx), over the configured "
+                         f"maximum of {max_pixels / 1e6:.1f} Mpx ({max_pixels} pixels); refused before decoding")
+
+
+def as_bytes(item: Any) -> bytes:
+    """One element of a Triton BYTES tensor (bytes, or numpy's object/bytes_ scalar) -> bytes."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8:
+        return item.tobytes()
+    if isinstance(item, str):
+        raise LabelError("expected PNG bytes, got text (send the file's bytes, not its name)")
+    return bytes(item)
+
+
+@dataclasses.dataclass
+class LabelPngDecoder:
+    """Label PNG bytes -> ids [1, H, W] of a label set, checked against a model.
+
+    A 1-channel PNG holds file values in the set's convention, a 3/4-channel PNG palette colors
+    (``nearest`` snaps to the nearest palette color). The PNG must be exactly ``height`` x ``width``:
+    label maps are never silently resized. Ids must be below ``num_classes`` (the model's channels).
+    """
+
+    label_set: Any
+    height: int
+    width: int
+    num_classes: int
+    dtype: Any = np.uint8
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    nearest: bool = False
+
+    def __post_init__(self) -> None:
+        from ..labels import get_label_set
+
+        self.label_set = get_label_set(self.label_set)
+        self.dtype = np.dtype(self.dtype)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        from ..labels import read_label_png
+
+        if len(data) > self.max_bytes:
+            raise LabelError(f"label PNG is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
+        header = png_header(data)
+        check_size(header, self.max_pixels, "label PNG")
+        if (header.height, header.width) != (self.height, self.width):
+            raise LabelError(f"label PNG is {header.height}x{header.width} (HxW) but the model renders "
+                             f"{self.height}x{self.width}; resize the label map with nearest-neighbour first")
+        try:
+            ids = read_label_png(data, self.label_set, nearest=self.nearest)
+        except LabelError as e:
+            raise LabelError(str(e).replace("label map (bytes): ", "label PNG: ")) from None
+        if ids.shape != (self.height, self.width):
+            raise LabelError(f"label PNG decoded to shape {ids.shape}, expected {self.height}x{self.width}")
+        check_ids(ids, self.num_classes, self.label_set.name)
+        return ids.astype(self.dtype)[None]
+
+
+def check_ids(ids: np.ndarray, num_classes: int, label_set_name: str = "") -> None:
+    """Every id in 0..num_classes-1, or a LabelError naming the offending ids and their pixel counts."""
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise LabelError(f"label ids must be integers, got {ids.dtype}")
+    if ids.size == 0:
+        return
+    if ids.min() >= 0 and ids.max() < num_classes:
+        return
+    bad = ids[(ids < 0) | (ids >= num_classes)]
+    values, counts = np.unique(bad, return_counts=True)
+    listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:5], counts[:5]))
+    scope = f" of label set {label_set_name!r}" if label_set_name else ""
+    raise LabelError(f"label id(s) {listed} out of range for a model with {num_classes} label channels{scope} "
+                     f"(valid ids 0..{num_classes - 1})")
+
+
+@dataclasses.dataclass
+class PhotoDecoder:
+    """Photo PNG (or JPEG) bytes -> RGB uint8 [H, W, 3] at the segmenter's size (area-resized when the
+    photo has another size: photos, unlike label maps, may be resized)."""
+
+    height: int
+    width: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def decode(self, data: bytes) -> np.ndarray:
+        import cv2
+
+        if len(data) > self.max_bytes:
+            raise LabelError(f"photo is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
+        header = image_header(data, allow_jpeg=True)
+        check_size(header, self.max_pixels, "photo")
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None or img.size == 0:
+            raise LabelError(f"photo {header.format.upper()} ({len(data)} bytes) does not decode: "
+                             f"malformed or truncated")
+        if img.dtype == np.uint16:
+            img = (img >> 8).astype(np.uint8)
+        if img.dtype != np.uint8:
+            raise LabelError(f"photo has unsupported pixel type {img.dtype}")
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        elif img.shape[2] == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        else:
+            raise LabelError(f"photo has {img.shape[2]} channels; expected gray, RGB or RGBA")
+        if img.shape[:2] != (self.height, self.width):
+            shrink = img.shape[0] > self.height or img.shape[1] > self.width
+            img = cv2.resize(img, (self.width, self.height),
+                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return np.ascontiguousarray(img)
+
+
+def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
+    """uint8 RGB [H, W, 3] -> PNG bytes (zlib level ``compression``: 1 is fast, 9 small)."""
+    import cv2
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise LabelError(f"an image to encode must be uint8 [H, W, 3], not {image.dtype} {image.shape}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise LabelError(f"cannot encode an image of shape {image.shape} as PNG")
+    return buf.tobytes()
+
+
+def decode_rgb_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> uint8 RGB [H, W, 3] (for clients reading the server's photos)."""
+    import cv2
+
+    png_header(data)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise LabelError(f"PNG of {len(data)} bytes does not decode")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+@dataclasses.dataclass
+class LabelPngEncoder:
+    """Ids [1, H, W] -> (id PNG in the set's file convention: lossless; color PNG: for people)."""
+
+    label_set: Any
+    compression: int = 1
+
+    def __post_init__(self) -> None:
+        from ..labels import get_label_set
+
+        self.label_set = get_label_set(self.label_set)
+
+    def encode(self, ids: np.ndarray) -> tuple[bytes, bytes]:
+        import cv2
+
+        ids = np.asarray(ids)
+        if ids.ndim == 3 and ids.shape[0] == 1:
+            ids = ids[0]
+        if ids.ndim != 2:
+            raise LabelError(f"a label map to encode must be [1, H, W] or [H, W], not shape {ids.shape}")
+        flag = [cv2.IMWRITE_PNG_COMPRESSION, int(self.compression)]
+        ok1, id_png = cv2.imencode(".png", np.ascontiguousarray(self.label_set.ids_to_file(ids)), flag)
+        ok2, color_png = cv2.imencode(".png", np.ascontiguousarray(self.label_set.ids_to_colors(ids)[..., ::-1]), flag)
+        if not (ok1 and ok2):
+            raise LabelError(f"cannot encode a label map of shape {ids.shape} as PNG")
+        return id_png.tobytes(), color_png.tobytes()
+
+
+@dataclasses.dataclass
+class RenderInputs:
+    """Ids [1, h, w] -> the render graph's inputs: ids at the generator's size (nearest-resized when a
+    segmenter of another size produced them), instances (one instance per class: edges at class
+    boundaries, as ``Renderer`` does without an instance map), and a N(0, 1) style latent."""
+
+    height: int
+    width: int
+    num_classes: int
+    dtype: Any = np.uint8
+    use_instance: bool = False
+    z_dim: int = 0
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.dtype = np.dtype(self.dtype)
+        self._rng = np.random.default_rng(self.seed)
+
+    def prepare(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.asarray(ids)
+        if ids.ndim == 3:
+            ids = ids[0]
+        if ids.shape != (self.height, self.width):
+            ids = resize_nearest(ids, self.height, self.width)
+        check_ids(ids, self.num_classes)
+        out = {"labels": ids.astype(self.dtype)[None]}
+        if self.use_instance:
+            out["instances"] = ids.astype(np.int32)[None]
+        if self.z_dim:
+            out["z"] = self._rng.standard_normal(self.z_dim).astype(np.float32)
+        return out
+
+
+def resize_nearest(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of an id map [h, w] (torch's ``nearest``: source index floor(i * h / H))."""
+    h, w = ids.shape[-2:]
+    rows = (np.arange(height) * h // height).astype(np.intp)
+    cols = (np.arange(width) * w // width).astype(np.intp)
+    return ids[..., rows[:, None], cols[None, :]]

@@ -27,11 +27,23 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors …
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        msg = text.splitlines()[0] if text else type(e).__name__
         if "central directory" in msg or "EOF" in msg or "truncated" in msg.lower() or isinstance(e, EOFError):
             why = "truncated or corrupt"
-        elif "weights_only" in msg or "Unsupported global" in msg:
-            why = "holds Python objects beyond tensors (refused: checkpoints are loaded with weights_only=True)"
+        elif "Unsupported global" in text:
+            # name the refused global (the first line of torch's message is generic)
+            import re
+
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+            msg = f"it needs {found.group(1)}" if found else msg
+            why = "refused: it holds Python objects beyond tensors (checkpoints are loaded with weights_only=True)"
+        elif "WeightsUnpickler error" in text or "Weights only load failed" in text:
+            import re
+
+            found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+            msg = found.group(1).strip() if found else msg
+            why = "not a readable PyTorch checkpoint (corrupt, or not a checkpoint)"
         else:
             why = "not a readable PyTorch checkpoint"
         raise CheckpointError(f"checkpoint {p} is {why}: {msg[:200]}") from None

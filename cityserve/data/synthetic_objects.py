@@ -91,7 +91,7 @@ def draw_vehicle(cv: Canvas, st: Street, rng: np.random.Generator, X: float, Z: 
     x0, x1, z0, z1 = X - Wd / 2, X + Wd / 2, Z, Z + L
     lit = _lit(st, X, Ht * 0.6, Z + L / 2)
     cast_shadow(cv, st, (x0, x1, z0, z1), Ht)
-    detail = cv.cam.f * Ht / Z >= 8  # pixels tall: far vehicles skip wheels, glass and lights
+    detail = cv.cam.f * Ht / Z >= 10  # pixels tall: far vehicles skip wheels, glass and lights
     r = 0.32 if label == CAR else 0.5
     for zc in ((z0 + 0.75 + r, z1 - 0.75 - r) if detail else ()):
         for xs in (x0 + 0.03, x1 - 0.27):

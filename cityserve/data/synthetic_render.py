@@ -139,7 +139,6 @@ class Canvas:
             denom = ry[:, None] + rx[None, :]
             denom[np.abs(denom) < 1e-12] = 1e-12
             z = np.clip(d / denom, zmin, zmax)
-            z[z < 0] = zmax
         sl = (slice(y0, y1), slice(x0, x1))
         if photo_only:
             if mask_labels is not None:

@@ -86,6 +86,27 @@ def _np_dtype_name(elem_type: int) -> str:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
 
 
+def contract_output_shapes(card: ModelCard) -> dict[str, list]:
+    h, w = card.height, card.width
+    return {"image": [DYNAMIC_BATCH, h, w, 3]} if card.kind == "generator" else {"labels": [DYNAMIC_BATCH, 1, h, w]}
+
+
+def set_output_shapes(model: onnx.ModelProto, shapes: dict[str, list]) -> None:
+    """Write the contract's output shapes into the graph (the exporter's shape inference cannot follow
+    H and W through the Resize chain and leaves them symbolic)."""
+    for out in model.graph.output:
+        if out.name not in shapes:
+            continue
+        dims = out.type.tensor_type.shape.dim
+        del dims[:]
+        for d in shapes[out.name]:
+            dim = dims.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = int(d)
+
+
 def describe_io(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     """Inputs/outputs as {name, dtype, shape} with the dynamic batch written as "batch"."""
     def one(vi: onnx.ValueInfoProto) -> dict[str, Any]:
@@ -141,6 +162,7 @@ def export_onnx(card: Union[ModelCard, str, os.PathLike], out_dir: Union[str, os
     inputs = example_inputs(card, batch=example_batch)
     model = onnx.load_from_string(torch_to_onnx_bytes(module, inputs, input_names, output_names, opset))
 
+    set_output_shapes(model, contract_output_shapes(card))
     model.producer_name = "cityserve"
     model.doc_string = f"cityserve {card.kind} {card.name} ({card.arch}), {card.height}x{card.width}"
     meta = {

@@ -1,0 +1,187 @@
+"""Triton end to end: a real server on loopback, the cpu-target repository of one generator, and a
+concurrency sweep over gRPC for the raw-tensor ``render`` model and the PNG ``label2photo`` ensemble.
+
+"Outside the engine" is the share of the client's end-to-end latency not spent running the graph:
+1 - (in-process onnxruntime latency of the same graph at batch 1) / (gRPC latency at concurrency 1 and
+above). The server's own per-model compute time (Triton's statistics API) is recorded beside it.
+perf_analyzer runs too when it is installed (``make perf-analyzer``; see benchmarks/README.md).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..cards import ModelCard
+
+
+def _pick_generator(plan, doc) -> Optional[ModelCard]:
+    from .models import ModelSpec
+
+    for spec in plan.models:
+        card = spec.card(plan.cache) if isinstance(spec, ModelSpec) else spec
+        if card.kind == "generator":
+            return card
+    return None
+
+
+def _engine_ms(doc: dict, model: str) -> Optional[float]:
+    for m in doc["models"]:
+        if m["model"] == model:
+            e = m["engines"].get("onnxruntime", {})
+            for r in e.get("batches", []):
+                if r.get("batch") == 1 and "latency_ms" in r:
+                    return r["latency_ms"]["p50"]
+    return None
+
+
+def _compute_ns(client, model: str) -> tuple[int, int]:
+    stats = client.get_inference_statistics(model_name=model)
+    s = stats.model_stats[0].inference_stats
+    return int(s.compute_infer.ns), int(s.compute_infer.count)
+
+
+def _sweep_point(url: str, endpoint: str, make_inputs, concurrency: int, requests: int) -> dict:
+    import tritonclient.grpc as grpcclient
+
+    lat: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    per_worker = max(1, requests // concurrency)
+
+    def worker():
+        client = grpcclient.InferenceServerClient(url)
+        inputs, outputs = make_inputs(grpcclient)
+        for _ in range(per_worker):
+            t = time.perf_counter()
+            try:
+                client.infer(endpoint, inputs, outputs=outputs, client_timeout=120)
+            except Exception as e:  # recorded, not raised: one failure must not hide the sweep
+                with lock:
+                    errors.append(str(e)[:200])
+                continue
+            with lock:
+                lat.append(time.perf_counter() - t)
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
+    return {"endpoint": endpoint, "concurrency": concurrency, "requests": len(lat), "errors": errors[:3],
+            "latency_ms": {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+                           "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())},
+            "throughput_ips": len(lat) / wall}
+
+
+def run_triton(plan, doc: dict, cache: Path) -> dict:
+    from ..data.synthetic import generate_scene
+    from ..labels import get_label_set
+    from ..serving.repo import build_repository
+    from ..serving.server import TritonServer
+
+    card = _pick_generator(plan, doc)
+    if card is None:
+        return {"status": "not measured", "reason": "no generator in this run", "target": "cpu", "model": None}
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError:
+        return {"status": "not measured", "reason": "tritonclient is not installed", "target": "cpu", "model": card.name}
+    repo_dir = cache / f"triton-repo-{card.name}"
+    if repo_dir.exists():
+        shutil.rmtree(repo_dir)
+    build_repository([card], "cpu", repo_dir, work_dir=cache / "triton-work")
+    scene = generate_scene(0, card.height, card.width)
+    ids = scene.labels[None, None].astype(np.uint8)
+    inst = scene.instances[None, None].astype(np.int32)
+    import cv2
+
+    png = cv2.imencode(".png", get_label_set(card.label_set).ids_to_colors(scene.labels)[:, :, ::-1])[1].tobytes()
+    from ..models.registry import render_io
+
+    io = render_io(card)
+
+    def raw_inputs(g):
+        ins = [g.InferInput("labels", list(ids.shape), "UINT8")]
+        ins[0].set_data_from_numpy(ids)
+        if io.use_instance:
+            i = g.InferInput("instances", list(inst.shape), "INT32")
+            i.set_data_from_numpy(inst)
+            ins.append(i)
+        if io.z_dim:
+            z = g.InferInput("z", [1, io.z_dim], "FP32")
+            z.set_data_from_numpy(np.zeros((1, io.z_dim), np.float32))
+            ins.append(z)
+        return ins, [g.InferRequestedOutput("image")]
+
+    def png_inputs(g):
+        i = g.InferInput("LABEL_PNG", [1, 1], "BYTES")
+        i.set_data_from_numpy(np.array([[png]], dtype=object))
+        return [i], None
+
+    engine_ms = _engine_ms(doc, card.name)
+    out = {"status": "ok", "target": "cpu", "model": card.name, "engine_ms_in_process": engine_ms,
+           "sweep": [], "perf_analyzer": {"status": "not measured"}}
+    with TritonServer(repo_dir) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for endpoint, make in (("render", raw_inputs), ("label2photo", png_inputs)):
+            _sweep_point(server.grpc_url, endpoint, make, 1, 2)  # warm-up
+            for c in plan.triton_concurrency:
+                before = _compute_ns(client, "render")
+                row = _sweep_point(server.grpc_url, endpoint, make, c, max(plan.triton_requests, c))
+                after = _compute_ns(client, "render")
+                n = after[1] - before[1]
+                row["server_render_compute_ms"] = (after[0] - before[0]) / n / 1e6 if n else None
+                row["engine_ms"] = engine_ms
+                row["outside_engine_share"] = (1 - engine_ms / row["latency_ms"]["p50"]) if engine_ms else None
+                out["sweep"].append(row)
+        out["perf_analyzer"] = run_perf_analyzer(server.grpc_url, "render", ids.shape, io, cache)
+        client.close()
+    return out
+
+
+def find_perf_analyzer() -> Optional[Path]:
+    env = os.environ.get("PERF_ANALYZER")
+    candidates = [Path(env)] if env else []
+    repo = Path(__file__).resolve().parents[2]
+    candidates += [repo / ".venv-pa" / "bin" / "perf_analyzer"]
+    which = shutil.which("perf_analyzer")
+    if which:
+        candidates.append(Path(which))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def run_perf_analyzer(url: str, model: str, shape, io, cache: Path) -> dict:
+    exe = find_perf_analyzer()
+    if exe is None:
+        return {"status": "not measured", "reason": "perf_analyzer not installed (make perf-analyzer)"}
+    csv = cache / "perf_analyzer.csv"
+    shapes = [f"--shape=labels:{','.join(map(str, shape[1:]))}"]
+    if io.use_instance:
+        shapes.append(f"--shape=instances:{','.join(map(str, shape[1:]))}")
+    cmd = [str(exe), "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--concurrency-range", "1:4:1",
+           "--input-data", "zero", "--measurement-interval", "3000", "-f", str(csv), *shapes]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"status": "failed", "reason": str(e)[:300], "command": " ".join(cmd)}
+    if proc.returncode != 0 or not csv.is_file():
+        return {"status": "failed", "reason": (proc.stderr or proc.stdout)[-300:], "command": " ".join(cmd)}
+    rows = []
+    lines = csv.read_text().strip().splitlines()
+    header = lines[0].split(",")
+    for line in lines[1:]:
+        v = dict(zip(header, line.split(",")))
+        rows.append({"concurrency": int(v["Concurrency"]), "throughput_ips": float(v["Inferences/Second"]),
+                     "p50_ms": float(v["p50 latency"]) / 1e3, "p99_ms": float(v["p99 latency"]) / 1e3})
+    return {"status": "ok", "command": " ".join(cmd), "rows": rows}

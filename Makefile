@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo install clean-venv lint
+.PHONY: test demo install clean-venv perf-analyzer bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,20 @@ demo: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# perf_analyzer in its own environment (tritonclient 2.41.1 carries the binary; the main environment
+# has a newer tritonclient). Its two missing libraries come from the nvidia-pytriton wheel.
+PA_VENV := .venv-pa
+perf-analyzer: $(STAMP)
+	$(PYTHON) -m venv $(PA_VENV)
+	$(PA_VENV)/bin/pip install --no-deps 'tritonclient==2.41.1'
+	mkdir -p $(PA_VENV)/lib/pa
+	libs=$$($(PY) -c "import nvidia_pytriton.libs as m, os; print(os.path.dirname(m.__file__))" 2>/dev/null || \
+	       $(PY) -c "import pytriton, os, glob; print(glob.glob(os.path.join(os.path.dirname(pytriton.__file__), '..', 'nvidia_pytriton.libs'))[0])"); \
+	ln -sf $$libs/libb64-*.so.0d $(PA_VENV)/lib/pa/libb64.so.0d; \
+	ln -sf $$libs/libcudart-*.so.12* $(PA_VENV)/lib/pa/libcudart.so.12
+	mv -f $(PA_VENV)/bin/perf_analyzer $(PA_VENV)/bin/perf_analyzer.bin 2>/dev/null || true
+	printf '#!/bin/sh\nd=$$(cd "$$(dirname "$$0")/.." && pwd)\nLD_LIBRARY_PATH="$$d/lib/pa:$$LD_LIBRARY_PATH" exec "$$d/bin/perf_analyzer.bin" "$$@"\n' > $(PA_VENV)/bin/perf_analyzer
+	chmod +x $(PA_VENV)/bin/perf_analyzer
+	$(PA_VENV)/bin/perf_analyzer --help >/dev/null 2>&1 || $(PA_VENV)/bin/perf_analyzer --version
+	@echo "perf_analyzer ready: $(PA_VENV)/bin/perf_analyzer"

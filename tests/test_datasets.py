@@ -1,7 +1,6 @@
 """Dataset readers on tiny trees written here in each layout, their up-front errors, and augmentation."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2

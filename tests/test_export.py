@@ -24,14 +24,15 @@ from cityserve.models.render import to_uint8_image
 from _helpers_export import deeplab_card, ort_run, pix2pix_card, spade_card
 
 SPADE_VARIANTS = {
-    # name: (label set, SPADEConfig overrides)
+    # name: (label set, SPADEConfig overrides); few label channels keep the full-resolution
+    # mlp_shared convs cheap (the fixtures below cover 35 and 151 channels)
     "cityscapes_instance_normal": ("cityscapes", {}),
-    "ade20k_dontcare_more": ("ade20k", dict(label_nc=150, contain_dontcare_label=True, no_instance=True,
+    "ade20k_dontcare_more": ("ade20k", dict(label_nc=20, contain_dontcare_label=True, no_instance=True,
                                             num_upsampling_layers="more", crop_size=128)),
-    "vae_more": ("ade20k", dict(label_nc=150, contain_dontcare_label=True, no_instance=True, use_vae=True, z_dim=8,
+    "vae_more": ("ade20k", dict(label_nc=20, contain_dontcare_label=True, no_instance=True, use_vae=True, z_dim=8,
                                 num_upsampling_layers="more", crop_size=128)),
     "instance_norm_no_spectral": ("cityscapes", dict(norm_G="spadeinstance3x3")),
-    "most_square": ("cityscapes", dict(num_upsampling_layers="most", crop_size=128, aspect_ratio=1.0,
+    "most_square": ("cityscapes", dict(label_nc=6, num_upsampling_layers="most", crop_size=128, aspect_ratio=1.0,
                                        no_instance=True)),
 }
 

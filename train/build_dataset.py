@@ -26,7 +26,7 @@ what is dropped:
 
 output: leftImg8bit/SPLIT/CITY/*_leftImg8bit.png, gtFine/SPLIT/CITY/*_gtFine_{labelIds,instanceIds,color}.png
 (CITY is the video's file name), report.json and report.md listing every sampled frame's time,
-decision, reason and scores. Read it back with: cityserve.data.build_dataset("cityscapes", OUT)
+decision, reason and scores. Read it back with cityserve.data.datasets.build_dataset("cityscapes", OUT)
 """
 
 

@@ -126,14 +126,15 @@ class SegmentationDataset(Dataset):
         for stem in sorted(images):
             lab = labels.get(stem)
             if lab is None:
-                self.problems.append(Problem(str(images[stem]), f"no label map (expected {label_hint.format(stem=stem)})"))
+                expected = label_hint.replace("{stem}", stem)
+                self.problems.append(Problem(str(images[stem]), f"no label map (expected {expected})"))
                 continue
             inst = None
             if instances is not None:
                 inst = instances.get(stem)
                 if inst is None:
                     self.problems.append(Problem(str(images[stem]),
-                                                 f"no instance map (expected {inst_hint.format(stem=stem)})"))
+                                                 f"no instance map (expected {inst_hint.replace('{stem}', stem)})"))
                     continue
             self.records.append(Record(stem, images[stem], lab, inst))
         for stem in sorted(set(labels) - set(images)):
@@ -177,7 +178,9 @@ class SegmentationDataset(Dataset):
                 self.map_labels(np.array([[v]], dtype=raw.dtype), path)
             except DatasetError:
                 bad.append(int(v))
-        what = f"label set {self.label_set.name!r}" + (f" with {self.num_channels} channels" if self.num_channels else "")
+        what = f"label set {self.label_set.name!r}"
+        if self.num_channels:
+            what += f" with {self.num_channels} channels"
         return [Problem(str(path), f"unknown label value(s) {format_ids(bad)} for {what}")]
 
     def check_record(self, rec: Record, check_ids: bool = True) -> list[Problem]:
@@ -216,7 +219,8 @@ class SegmentationDataset(Dataset):
         """Scan every file now; raise one ``DatasetError`` naming the first problems. Returns self."""
         found = scan(self.records, lambda r: self.check_record(r, check_ids), workers,
                      desc=f"checking {self.layout}")
-        raise_problems(f"{self.layout} dataset {self.root} ({self.split})", self.problems + found)
+        where = f"{self.layout} dataset {self.root}" + (f" ({self.split})" if self.split else "")
+        raise_problems(where, self.problems + found)
         return self
 
     # ---- samples -----------------------------------------------------------------------------
@@ -295,7 +299,8 @@ class CityscapesDataset(SegmentationDataset):
             images = _files(img_root / city, "_leftImg8bit.png", "_leftImg8bit.png")
             labels = _files(gt_root / city, lab_sfx, lab_sfx)
             insts = _files(gt_root / city, inst_sfx, inst_sfx) if self.use_instances else None
-            self._pair(images, labels, insts, f"{gt_root / city}/{{stem}}{lab_sfx}", f"{gt_root / city}/{{stem}}{inst_sfx}")
+            self._pair(images, labels, insts, f"{gt_root / city}/{{stem}}{lab_sfx}",
+                       f"{gt_root / city}/{{stem}}{inst_sfx}")
 
 
 class ADE20KDataset(SegmentationDataset):
@@ -342,7 +347,8 @@ class CocoStuffDataset(SegmentationDataset):
         img_dir = self.root / f"{self.split}_img"
         lab_dir, inst_dir = self.root / f"{self.split}_label", self.root / f"{self.split}_inst"
         if not img_dir.is_dir():
-            raise DatasetError(f"{img_dir} does not exist: not a COCO-Stuff tree in SPADE's layout ({self._expected()})")
+            raise DatasetError(f"{img_dir} does not exist: not a COCO-Stuff tree in SPADE's layout "
+                               f"({self._expected()})")
         use = inst_dir.is_dir() if self.use_instances is None else self.use_instances
         if use and not inst_dir.is_dir():
             raise DatasetError(f"{inst_dir} does not exist and instances were asked for")
@@ -376,7 +382,8 @@ class PairedFolderDataset(SegmentationDataset):
             if not d.is_dir():
                 raise DatasetError(f"{d} does not exist ({self._expected()})")
         insts = _files(inst_dir, ".png") if inst_dir.is_dir() else None
-        self._pair(_files(img_dir), _files(lab_dir, ".png"), insts, f"{lab_dir}/{{stem}}.png", f"{inst_dir}/{{stem}}.png")
+        self._pair(_files(img_dir), _files(lab_dir, ".png"), insts, f"{lab_dir}/{{stem}}.png",
+                   f"{inst_dir}/{{stem}}.png")
 
 
 class SyntheticDataset(Dataset):
@@ -439,7 +446,8 @@ def build_dataset(kind: str, root=None, label_set=None, size=(256, 512), augment
     """
     key = kind.lower().replace("_", "-")
     if key not in KINDS:
-        raise ConfigError(f"unknown dataset kind {kind!r}; choose one of cityscapes, ade20k, coco-stuff, paired, synthetic")
+        raise ConfigError(f"unknown dataset kind {kind!r}; choose one of cityscapes, ade20k, coco-stuff, paired, "
+                          "synthetic")
     cls = KINDS[key]
     if cls is SyntheticDataset:
         return SyntheticDataset(kw.pop("seeds", 100), size, augment, label_set or "cityscapes")

@@ -370,7 +370,7 @@ def city_name(video: Path) -> str:
 
 
 def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray, ids: np.ndarray,
-                  palette: np.ndarray) -> str:
+                  label_set) -> str:
     stem = f"{city}_000000_{index:06d}"
     img_dir = out / "leftImg8bit" / split / city
     gt_dir = out / "gtFine" / split / city
@@ -382,10 +382,12 @@ def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray,
             raise DatasetError(f"cannot write {path}")
 
     write(img_dir / f"{stem}_leftImg8bit.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    write(gt_dir / f"{stem}_gtFine_labelIds.png", ids.astype(np.uint8))
+    # Files hold the label set's file values (Cityscapes: the ids themselves), so the set's reader
+    # maps them back to the same ids.
+    write(gt_dir / f"{stem}_gtFine_labelIds.png", label_set.ids_to_file(ids))
     # No instances from a semantic segmenter: Cityscapes stores the label id for pixels without one.
     write(gt_dir / f"{stem}_gtFine_instanceIds.png", ids.astype(np.uint16))
-    color = palette[np.clip(ids, 0, len(palette) - 1)]
+    color = label_set.ids_to_colors(ids)
     write(gt_dir / f"{stem}_gtFine_color.png", cv2.cvtColor(color.astype(np.uint8), cv2.COLOR_RGB2BGR))
     return f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png"
 
@@ -396,8 +398,9 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
     """Sample, filter, pseudo-label and write ``videos`` under ``out``; returns the report (also saved).
 
     ``segmenter``: uint8 RGB [B,H,W,3] -> uint8 label ids [B,1,H,W] (``segmenter_from_card`` makes one
-    from a segmenter card); None only judges the frames and writes the report. ``label_set`` gives the palette of the ``*_gtFine_color.png`` previews and
-    the id range checked.
+    from a segmenter card); None (a dry run) only judges the frames and writes the report.
+    ``label_set``: the ids' set, for the file values, the ``*_gtFine_color.png`` previews and the id
+    range checked. Each video becomes one Cityscapes "city" named after its file.
     """
     from tqdm import tqdm
 
@@ -405,7 +408,6 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
 
     cfg = config or VideoDatasetConfig()
     ls = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
-    palette = np.asarray(ls.palette, np.uint8)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     videos = [Path(v) for v in videos]
@@ -414,7 +416,8 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
     report: dict = {
         "format": "cityserve-video-dataset/1",
         "settings": {"every_s": cfg.every_s, "size": list(cfg.size), "blur_threshold": cfg.blur_threshold,
-                     "overlay": asdict(cfg.overlay), "split": cfg.split, "label_set": ls.name},
+                     "overlay": asdict(cfg.overlay), "split": cfg.split, "label_set": ls.name,
+                     "dry_run": segmenter is None},
         "videos": [],
     }
     total = 0
@@ -424,8 +427,11 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
     bar = tqdm(total=total, desc="frames", unit="frame", disable=not progress)
     try:
         for v in videos:
-            _, fps, count = open_video(v)
+            cap, fps, count = open_video(v)
+            cap.release()
             city = city_name(v)
+            taken = {x["city"] for x in report["videos"]}
+            city = next(c for c in [city] + [f"{city}-{k}" for k in range(2, len(videos) + 2)] if c not in taken)
             verdicts: list[FrameVerdict] = []
             pending: list[tuple[FrameVerdict, np.ndarray]] = []
 
@@ -441,7 +447,7 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
                     raise ConfigError(f"segmenter produced label id {int(ids.max())}, outside label set "
                                       f"{ls.name!r} (0..{ls.num_ids - 1})")
                 for (verdict, frame), lab in zip(pending, ids):
-                    verdict.file = _write_sample(out, cfg.split, city, verdict.index, frame, lab[0], palette)
+                    verdict.file = _write_sample(out, cfg.split, city, verdict.index, frame, lab[0], ls)
                 pending.clear()
 
             for fr in sample_frames(v, cfg.every_s, cfg.start_s, cfg.max_frames):

@@ -223,7 +223,8 @@ class SPADEGenerator(nn.Module):
         if cfg.use_vae:
             if z is None:
                 z = torch.randn(input.shape[0], cfg.z_dim, dtype=input.dtype, device=input.device)
-            x = self.fc(z.to(input.dtype)).view(-1, 16 * cfg.ngf, self.sh, self.sw)
+            # batch from z, not -1: ONNX export then knows the channel count the batch norms need
+            x = self.fc(z.to(input.dtype)).view(z.shape[0], 16 * cfg.ngf, self.sh, self.sw)
         else:
             x = self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
         x = self.head_0(x, seg)

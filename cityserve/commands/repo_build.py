@@ -1,0 +1,93 @@
+"""``cityserve repo build``: model cards -> a Triton model repository for one target."""
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Write a Triton model repository from the templates in triton_models/ and the given model cards.
+
+Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
+decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment
+model and the photo2labels ensemble (photo PNG -> label PNG). With both: photo2photo (a street photo ->
+its labels -> a re-rendered photo). The first generator/segmenter gets these plain names, later ones
+get _<card name> appended.
+
+Targets: cpu (onnxruntime inside Triton's python backend: the server bundled with nvidia-pytriton),
+gpu-onnx (onnxruntime_onnx models, CUDA EP; --onnx-accelerator tensorrt adds the TensorRT EP in FP16),
+gpu-trt (tensorrt_plan models: pass engines with --plan, or run the build_engines.sh written into the
+repository on the serving GPU).
+
+CARD is a model card, its weights file, a directory with one card, or an exported render.onnx /
+segment.onnx (with its card beside or inside). Cards that were not exported yet are exported to ONNX
+on the way. Serving options come from the card's extra["serving"] (max_batch_size, instances, ...)
+unless given here. Every config.pbtxt is parsed as Triton's ModelConfig and checked against its
+graph's tensors before it is written."""
+
+EPILOG = """\
+examples:
+  cityserve repo build --target cpu --model models/demo --out repo/
+  cityserve repo build --target gpu-onnx --model exported/render.onnx --model exported/segment.onnx \\
+      --onnx-accelerator tensorrt --instances 2 --out repo-gpu/
+  cityserve repo build --target gpu-trt --model exported/render.onnx --plan render=exported/render.plan \\
+      --max-batch-size 16 --preferred-batch-sizes 4,8,16 --out repo-trt/
+"""
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def register(sub, groups) -> None:
+    p = groups["repo"].add_parser("build", help="write a Triton model repository for a target",
+                                  description=DESCRIPTION, epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=("cpu", "gpu-trt", "gpu-onnx"), default="cpu", help="serving target (default cpu)")
+    p.add_argument("--model", dest="models", action="append", required=True, metavar="CARD",
+                   help="a generator or segmenter (repeat for several)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the repository directory to write")
+    p.add_argument("--force", action="store_true", help="replace DIR if it is an existing cityserve repository")
+    g = p.add_argument_group("serving options (default: the card's, else the built-in defaults)")
+    g.add_argument("--max-batch-size", type=int, help="largest batch the models accept (default 8)")
+    g.add_argument("--preferred-batch-sizes", type=_batch_sizes, metavar="N,N,..",
+                   help="dynamic batching preferred sizes (default powers of two up to max)")
+    g.add_argument("--max-queue-delay-us", type=int, help="dynamic batching queue delay (default 2000)")
+    g.add_argument("--instances", type=int, help="model instances per model (default 1)")
+    g.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels (default 4096*4096)")
+    g.add_argument("--max-bytes", type=int, help="largest PNG accepted, in bytes (default 64 MiB)")
+    g.add_argument("--threads", dest="intra_op_threads", type=int,
+                   help="cpu target: onnxruntime threads per instance (default: onnxruntime's)")
+    g.add_argument("--no-warmup", dest="warmup", action="store_const", const=False, help="skip warm-up requests")
+    g.add_argument("--nearest", dest="nearest_colors", action="store_const", const=True,
+                   help="decode_png snaps label colors to the nearest palette color instead of refusing them")
+    g.add_argument("--onnx-accelerator", choices=("none", "tensorrt"), help="gpu-onnx: TensorRT EP in FP16")
+    p.add_argument("--plan", action="append", default=[], metavar="NAME=PATH",
+                   help="gpu-trt: a TensorRT engine for the card (or model) NAME")
+    p.set_defaults(func=run)
+
+
+OPTION_NAMES = ("max_batch_size", "preferred_batch_sizes", "max_queue_delay_us", "instances", "max_pixels",
+                "max_bytes", "intra_op_threads", "warmup", "nearest_colors", "onnx_accelerator")
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..serving.repo import build_repository
+
+    plans = {}
+    for item in args.plan:
+        if "=" not in item:
+            raise ConfigError(f"--plan {item!r}: expected NAME=PATH (NAME: the card's or the model's name)")
+        name, path = item.split("=", 1)
+        plans[name] = path
+    overrides = {k: getattr(args, k, None) for k in OPTION_NAMES}
+    built = build_repository(args.models, args.target, args.out, overrides=overrides, plans=plans,
+                             overwrite=args.force)
+    print(f"wrote {args.target} repository {built.path}")
+    for name, info in sorted(built.models.items()):
+        print(f"  {name:<24} {info.get('role', ''):<14} {info.get('card', '')}")
+    for note in built.notes:
+        print(f"note: {note}")
+    return 0

@@ -1,0 +1,140 @@
+"""``cityserve serve``: a model repository behind a local Triton server, until Ctrl-C or SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DESCRIPTION = """\
+Serve a Triton model repository with tritonserver: the one in the nvidia-pytriton wheel (cpu target)
+or a `tritonserver` on PATH (NGC containers; gpu targets). Without --repo, a repository is built first
+from --model cards, else from the shipped demo model (models/demo/; a random-weight placeholder,
+clearly announced, until a trained one is shipped).
+
+The server listens on 127.0.0.1 unless --host says otherwise, with model control off: clients can
+infer but cannot load or unload models. The command prints the gRPC, HTTP and metrics endpoints once
+every model is ready, and stops the server and all its processes on Ctrl-C or SIGTERM."""
+
+EPILOG = """\
+examples:
+  cityserve serve                                   # the demo model, gRPC on 127.0.0.1:8001
+  cityserve serve --repo repo/ --grpc-port 0        # any free ports
+  cityserve serve --model ckpt/spade --model ckpt/fchardnet
+  cityserve serve --repo repo-gpu/ --host 0.0.0.0   # in an NGC container, reachable from outside
+
+then, from another terminal:
+  cityserve render examples/street.png --server 127.0.0.1:8001 --out photo.png
+"""
+
+
+def register(sub, groups) -> None:
+    p = sub.add_parser("serve", help="serve a model repository with a local Triton server",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", metavar="DIR", help="model repository (default: build one from --model / the demo model)")
+    p.add_argument("--model", dest="models", action="append", metavar="CARD",
+                   help="build the repository from these cards (repeatable; ignored with --repo)")
+    p.add_argument("--target", choices=("cpu", "gpu-trt", "gpu-onnx"), default="cpu",
+                   help="target of the repository built without --repo (default cpu)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0: any free port)")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0: any free port)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002; 0: any free port)")
+    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for readiness (default 300)")
+    p.add_argument("--server-binary", choices=("auto", "bundled", "path"), default="auto",
+                   help="which tritonserver: the nvidia-pytriton wheel's, the one on PATH, or auto (default)")
+    p.set_defaults(func=run)
+
+
+def check_port(host: str, port: int) -> None:
+    import socket
+
+    from ..errors import UnavailableError
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host if host not in ("", "0.0.0.0") else "0.0.0.0", port))
+        except OSError:
+            raise UnavailableError(f"port {port} on {host} is in use; pick another or pass 0 for a free one") from None
+
+
+def build_default_repository(models, target: str, out_dir: Path) -> Path:
+    from ..serving.defaults import demo_models
+    from ..serving.repo import build_repository
+
+    if models:
+        cards = models
+    else:
+        demo = demo_models()
+        if demo.warning:
+            print(demo.warning, file=sys.stderr)
+        cards = demo.cards
+    print(f"building a {target} model repository in {out_dir} ...", flush=True)
+    built = build_repository(cards, target, out_dir)
+    for note in built.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return built.path
+
+
+class _Stop(Exception):
+    pass
+
+
+def run(args) -> int:
+    from ..errors import EXIT_FAILED
+    from ..serving.repo import load_manifest
+    from ..serving.server import TritonServer, find_tritonserver
+
+    for port in (args.grpc_port, args.http_port, args.metrics_port):
+        check_port(args.host, port)
+    with tempfile.TemporaryDirectory(prefix="cityserve-serve-") as tmp:
+        if args.repo:
+            repo = Path(args.repo)
+            target = load_manifest(repo).get("target", "cpu") if (repo / "cityserve_repo.json").is_file() else "?"
+        else:
+            repo = build_default_repository(args.models, args.target, Path(tmp) / "repo")
+            target = args.target
+        prefer = args.server_binary
+        if prefer == "auto" and target in ("gpu-trt", "gpu-onnx"):
+            prefer = "path"  # the bundled server has only the python backend
+        server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port, install=find_tritonserver(prefer),
+                              startup_timeout=args.startup_timeout)
+
+        def on_signal(signum, frame):
+            raise _Stop()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        code = 0
+        try:
+            print(f"starting tritonserver ({server.install.binary}) on {args.host} ...", flush=True)
+            started = time.perf_counter()
+            server.start()
+            print(f"ready in {time.perf_counter() - started:.1f} s: repository {repo} (target {target})\n"
+                  f"  gRPC     {server.grpc_url}\n"
+                  f"  HTTP     http://{server.http_url}\n"
+                  f"  metrics  {server.metrics_url}\n"
+                  f"  log      {server.log_path}\n"
+                  f"model control is off (clients cannot load models). Ctrl-C or SIGTERM stops the server.",
+                  flush=True)
+            while server.alive():
+                time.sleep(0.5)
+            print(f"error: tritonserver exited on its own; log tail:\n{server.log_tail()}", file=sys.stderr)
+            code = EXIT_FAILED
+        except (_Stop, KeyboardInterrupt):
+            print("stopping ...", flush=True)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            rc = server.stop()
+            server.cleanup()
+            for s, h in old.items():
+                signal.signal(s, h)
+        if code == 0:
+            print(f"stopped (tritonserver exit code {rc})", flush=True)
+        return code

@@ -1,0 +1,76 @@
+"""What ``cityserve serve`` and ``cityserve demo`` serve when told nothing: the shipped demo model.
+
+The trained demo model lives in ``models/demo/`` (a SPADE generator card + weights, and optionally a
+segmenter card). Until one is shipped, a clearly labelled placeholder is made instead: a small SPADE
+with seeded RANDOM weights, so the whole serving path (build, start, gRPC, stop) can be exercised;
+its photos are noise, and every command that uses it says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..cards import ModelCard, load_card
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_DIR = Path(os.environ.get("CITYSERVE_DEMO_MODEL", REPO_ROOT / "models" / "demo"))
+EXAMPLES_DIR = REPO_ROOT / "examples"
+PLACEHOLDER_NAME = "placeholder-random-spade"
+PLACEHOLDER_CONFIG = dict(label_nc=35, contain_dontcare_label=False, no_instance=False, ngf=8,
+                          num_upsampling_layers="normal", crop_size=256, aspect_ratio=2.0)  # 128x256
+
+
+@dataclasses.dataclass
+class DemoModels:
+    cards: list[ModelCard]
+    placeholder: bool
+    warning: str = ""
+
+
+def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
+    """The cards in ``models/demo/``: generators first, then segmenters (generators before an
+    exported copy of the same model are fine: the builder reads each card's own ONNX if present)."""
+    if not directory.is_dir():
+        return []
+    cards = [load_card(p) for p in sorted(directory.glob("*.card.json"))]
+    cards = [c for c in cards if c.kind in ("generator", "segmenter")]
+    return sorted(cards, key=lambda c: c.kind != "generator")
+
+
+def placeholder_card(cache_dir: Path) -> ModelCard:
+    """A small SPADE (Cityscapes, 128x256, ngf 8) with seeded random weights, saved once in ``cache_dir``."""
+    import torch
+
+    from ..checkpoints import save_checkpoint
+    from ..models.registry import family
+
+    path = cache_dir / f"{PLACEHOLDER_NAME}.card.json"
+    if path.is_file():
+        return load_card(path)
+    fam = family("spade")
+    torch.manual_seed(0)
+    model = fam.build(fam.config_cls(**PLACEHOLDER_CONFIG)).eval()
+    card = ModelCard(name=PLACEHOLDER_NAME, kind="generator", arch="spade", config=dict(PLACEHOLDER_CONFIG),
+                     label_set="cityscapes", height=128, width=256,
+                     provenance={"source": "PLACEHOLDER: random weights, not trained; no demo model is shipped yet"},
+                     extra={"serving": {"max_batch_size": 4}})
+    return load_card(save_checkpoint(card, model.state_dict(), cache_dir, PLACEHOLDER_NAME))
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "cityserve"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def demo_models(placeholder_dir: Optional[Path] = None) -> DemoModels:
+    cards = shipped_demo_cards()
+    if any(c.kind == "generator" for c in cards):
+        return DemoModels(cards, placeholder=False)
+    card = placeholder_card(placeholder_dir or cache_dir() / "placeholder")
+    warning = (f"WARNING: no trained demo model is shipped yet ({DEMO_DIR} has no generator card); serving "
+               f"a PLACEHOLDER SPADE with RANDOM weights ({card.height}x{card.width}): its photos are noise.")
+    return DemoModels([card] + cards, placeholder=True, warning=warning)

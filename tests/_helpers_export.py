@@ -22,6 +22,18 @@ def randomize_norm_stats(model: nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.25)
 
 
+def converge_spectral_norm(model: nn.Module) -> None:
+    """Stored u, v = the top singular vectors (what long training's power iteration reaches), so the
+    folded weights have unit spectral norm and activations stay O(1) instead of exploding."""
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "weight_orig") and hasattr(m, "weight_u"):
+                w = m.weight_orig.reshape(m.weight_orig.shape[0], -1)
+                u, _, vh = torch.linalg.svd(w, full_matrices=False)
+                m.weight_u.copy_(u[:, 0])
+                m.weight_v.copy_(vh[0])
+
+
 def spade_card(tmp: Path, name: str = "spade", label_set: str = "cityscapes", seed: int = 0, **cfg) -> ModelCard:
     from cityserve.models.spade import SPADEConfig, SPADEGenerator
 
@@ -30,6 +42,7 @@ def spade_card(tmp: Path, name: str = "spade", label_set: str = "cityscapes", se
     c = SPADEConfig(**base)
     torch.manual_seed(seed)
     g = SPADEGenerator(c)
+    converge_spectral_norm(g)
     randomize_norm_stats(g, seed)
     card = ModelCard(name=name, kind="generator", arch="spade", config=dataclasses.asdict(c), label_set=label_set,
                      height=c.height, width=c.width)

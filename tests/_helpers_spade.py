@@ -70,6 +70,12 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 fan_in = max(1, t[0].numel()) if t.ndim > 1 else 1
                 t.copy_(torch.randn(t.shape, generator=g) / (fan_in ** 0.5 if t.ndim > 1 else 10))
+        for m in model.modules():  # one power iteration: sigma near, but not at, the exact norm
+            if hasattr(m, "weight_orig"):
+                w = m.weight_orig.reshape(m.weight_orig.shape[0], -1)
+                u = torch.nn.functional.normalize(w @ m.weight_v, dim=0)
+                m.weight_u.copy_(u)
+                m.weight_v.copy_(torch.nn.functional.normalize(w.t() @ u, dim=0))
     return model.eval()
 
 

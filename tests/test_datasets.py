@@ -192,6 +192,9 @@ def test_wrong_size_and_unknown_ids_are_named(tmp_path):
     assert "zurich_000000_000000_gtFine_labelIds.png: label map is 16x32 (HxW) but its photo" in msg
     assert "zurich_000000_000002_gtFine_labelIds.png: unknown label value(s) 40, 200" in msg
     assert "zurich_000000_000001" not in msg
+    _write_raw(gt / "zurich_000000_000001_gtFine_instanceIds.png", np.zeros((H, W + 2), np.uint16))
+    with pytest.raises(DatasetError, match=r"000001_gtFine_instanceIds\.png: instance map is 32x66"):
+        ds.validate()
 
 
 def test_unknown_ade_and_coco_values_are_named(tmp_path):

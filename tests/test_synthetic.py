@@ -114,6 +114,14 @@ def test_depth_is_the_geometry(scenes):
         assert (d <= ground * 1.001 + 1e-3).all(), sc.seed
 
 
+def test_road_depth_is_camera_height_times_focal_over_row_offset():
+    sc = generate_scene(11, 96, 192)
+    cam = sc.camera
+    r, c = np.nonzero(sc.labels == ROAD)
+    expected = cam.height * cam.f / (r + 0.5 - cam.cy)
+    assert np.allclose(sc.depth[r, c], expected, rtol=1e-5)
+
+
 def test_cars_are_in_front_of_the_road_behind_them(scenes):
     checked = 0
     for sc in scenes:

@@ -12,9 +12,10 @@ norm, batch vs instance norm); flags that contradict the tensors are refused. Th
 torch.load(weights_only=True): a checkpoint holding anything but tensors is rejected.
 
 For the built-in label sets the official dataset options apply: cityscapes has 35 label channels and
-instance edges and defaults to 'more' upsampling; ade20k has 150 labels + dontcare, no instances;
-coco-stuff 182 labels + dontcare + instance edges. 'normal' vs 'more' cannot be read from a non-VAE
-generator's tensors: pass --upsampling if the model was trained with a non-default value."""
+defaults to 'more' upsampling; ade20k has 150 labels + dontcare; coco-stuff 182 labels + dontcare.
+Whether the instance-edge channel is there is read from the tensors (--no-instance only asserts it).
+'normal' vs 'more' cannot be read from a non-VAE generator's tensors: pass --upsampling if the model
+was trained with a non-default value."""
 
 EPILOG = """\
 examples:

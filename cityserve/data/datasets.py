@@ -401,6 +401,9 @@ class SyntheticDataset(Dataset):
         self.size = transforms.parse_size(size) or (256, 512)
         self.augment = Augment() if augment is True else (augment or None)
         self.label_set = _label_set(label_set)
+        if self.label_set.name != "cityscapes":
+            raise ConfigError(f"synthetic scenes carry Cityscapes label ids; label set {self.label_set.name!r} "
+                              "does not fit them (use cityscapes)")
         self.problems: list[Problem] = []
 
     def __len__(self) -> int:

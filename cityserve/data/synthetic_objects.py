@@ -7,6 +7,7 @@ drawer takes world coordinates (X lateral, Z distance of the near end, metres), 
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .synthetic_photo import jitter_color, srgb_to_linear, value_noise
@@ -51,8 +52,6 @@ def cast_shadow(cv: Canvas, st: Street, footprint: np.ndarray, height: float, st
     off = -st.sun * (height / st.sun[1])
     pts = np.array([[x0, z0], [x1, z0], [x1, z1], [x0, z1]])
     allp = np.concatenate([pts, pts + [off[0], off[2]]])
-    import cv2
-
     hull = cv2.convexHull(allp.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     P = np.stack([hull[:, 0], np.zeros(len(hull)), hull[:, 1]], 1)
     k = np.float32(st.ambient / (st.ambient + st.sun_k * st.sun[1]))
@@ -419,8 +418,6 @@ def draw_ego_vehicle(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
     depth = np.float32(rng.uniform(1.6, 2.4))
     paint = jitter_color(rng, [(25, 25, 30), (200, 200, 205), (40, 50, 80)][rng.integers(3)], 0.05)
     # Mirror image of the rows just above the bonnet, darkened and smeared: a glossy reflection.
-    import cv2
-
     src_rows = np.clip((2 * edge[None, :] - rows).astype(np.int64), 0, H - 1)
     refl = cv.photo[src_rows, np.arange(W)[None, :]]
     refl = cv2.blur(refl, (max(3, W // 60), max(3, H // 60)))

@@ -262,21 +262,25 @@ def _facade_albedo(st: Street, F: Facades, i, s, y, foot_s, foot_y) -> np.ndarra
     fy, fs = y / fh, s / sp
     ry, rs = fy - np.floor(fy), fs - np.floor(fs)
     top = F.top(i, s)
-    win = ((np.abs(rs - 0.5) < F.win_w[i] / 2) & (ry > 0.3) & (ry < 0.3 + F.win_h[i]) & (y > fh) &
-           (y < top - 0.9))
-    floor_no, col_no = np.floor(fy), np.floor(fs)
-    h = _hash(floor_no, col_no, i.astype(np.float64))
-    refl = 0.5 + 0.6 * np.clip(y / np.maximum(top, 1), 0, 1) + 0.6 * h * (h > 0.75)
-    glass = F.glass[i] * refl[:, None]
+    upper = (y > fh) & (y < top - 0.9)
+    half_w = F.win_w[i] / 2
+    win = (np.abs(rs - 0.5) < half_w) & (ry > 0.3) & (ry < 0.3 + F.win_h[i]) & upper
     # Shop windows and doors on the ground floor.
-    shop = F.shop[i] & (y > 0.35) & (y < fh * 0.8) & (np.mod(s, sp * 2) > sp * 0.25) & (np.mod(s, sp * 2) < sp * 1.8)
-    glass = np.where(shop[:, None], F.glass[i] * (0.7 + 0.5 * h)[:, None], glass)
-    win = win | shop
-    k = np.minimum(_fade(foot_s, sp * F.win_w[i]), _fade(foot_y, fh * F.win_h[i]))
-    k = np.where(shop, 1.0, k)[:, None]
-    sill = (np.abs(ry - 0.28) < 0.025) & (np.abs(rs - 0.5) < F.win_w[i] / 2 + 0.04) & (y > fh) & (y < top - 0.9)
-    base = base * np.where(sill & (foot_y < 0.05), 1.15, 1.0)[:, None]
-    out = np.where(win[:, None], base * (1 - k) + glass * k, base)
+    ms = np.mod(s, sp * 2)
+    shop = F.shop[i] & (y > 0.35) & (y < fh * 0.8) & (ms > sp * 0.25) & (ms < sp * 1.8)
+    sill = (np.abs(ry - 0.28) < 0.025) & (np.abs(rs - 0.5) < half_w + 0.04) & upper & (foot_y < 0.05)
+    base[sill] *= 1.15
+    out = base
+    w = np.nonzero(win | shop)[0]
+    if len(w):
+        iw = i[w]
+        h = _hash(np.floor(fy[w]), np.floor(fs[w]), iw.astype(np.float64))
+        refl = np.where(shop[w], 0.7 + 0.5 * h,
+                        0.5 + 0.6 * np.clip(y[w] / np.maximum(top[w], 1), 0, 1) + 0.6 * h * (h > 0.75))
+        glass = F.glass[iw] * refl[:, None]
+        k = np.minimum(_fade(foot_s[w], sp[w] * F.win_w[iw]), _fade(foot_y[w], fh[w] * F.win_h[iw]))
+        k = np.where(shop[w], 1.0, k)[:, None]
+        out[w] = base[w] * (1 - k) + glass * k
     cornice = (y > top - 0.6) & (y < top - 0.35)
     return out * np.where(cornice, 0.75, 1.0)[:, None]
 
@@ -373,16 +377,18 @@ def render_background(cv: Canvas, st: Street) -> None:
     # Tyre tracks: slightly darker/polished bands in each lane.
     for x0, x1, _ in st.lanes:
         c = (x0 + x1) / 2
-        for off in (-0.85, 0.85):
-            tr = road & (np.abs(Xg - c - off) < 0.35)
-            albedo[tr] *= 0.9
-    # Lane markings, anti-aliased by the pixel footprint.
+        near = np.nonzero(road & (np.abs(Xg - c) < 1.25))[0]
+        tr = near[np.abs(np.abs(Xg[near] - c) - 0.85) < 0.35]
+        albedo[tr] *= 0.9
+    # Lane markings, anti-aliased by the pixel footprint (only pixels within reach of each line).
     for xm, wm, period, duty, col in st.markings:
-        cover = np.clip((wm / 2 + np.maximum(foot, wm) / 2 - np.abs(Xg - xm)) / np.maximum(foot, wm), 0, 1) * np.minimum(1, wm / foot)
+        near = np.nonzero(road & (np.abs(Xg - xm) < wm / 2 + np.maximum(foot, wm)))[0]
+        fo, xg = foot[near], Xg[near]
+        cover = np.clip((wm / 2 + np.maximum(fo, wm) / 2 - np.abs(xg - xm)) / np.maximum(fo, wm), 0, 1) * np.minimum(1, wm / fo)
         if period > 0:
-            cover = cover * (np.mod(Zg, period) < period * duty)
-        cover = cover * road * (0.85 + 0.15 * mid)
-        albedo = albedo * (1 - cover[:, None]) + col[None, :] * cover[:, None]
+            cover = cover * (np.mod(Zg[near], period) < period * duty)
+        cover = (cover * (0.85 + 0.15 * mid[near]))[:, None]
+        albedo[near] = albedo[near] * (1 - cover) + col[None, :] * cover
     if st.crosswalk is not None:
         z0, z1 = st.crosswalk
         stripe = road & (Zg > z0) & (Zg < z1) & (np.mod(Xg, 1.0) < 0.5) & (np.abs(Xg) < 30)
@@ -450,12 +456,14 @@ def render_background(cv: Canvas, st: Street) -> None:
 
     # --- sky -----------------------------------------------------------------------------------------
     sky = surf == 0
-    elev = np.clip(-DY / 0.8, 0, 1)  # 0 at the horizon, 1 high up
-    grad = st.sky_horizon[None, None, :] * (1 - elev[..., None] ** 0.6) + st.sky_top[None, None, :] * elev[..., None] ** 0.6
-    cl = tile_lookup(st.tiles["coarse"], DY * 60, DX * 25) + 0.5 * tile_lookup(st.tiles["mid"], DY * 150, DX * 60)
-    cloud = np.clip((cl - (1.0 - st.cloudiness)) * 2.0, 0, 1)[..., None]
-    skyc = grad * (1 - cloud) + np.float32(0.95) * np.array([1.0, 1.0, 1.02], np.float32) * cloud
-    photo[sky] = skyc[sky] * 1.1
+    rs, cs = np.nonzero(sky)
+    elev = np.clip(-dy / 0.8, 0, 1) ** 0.6  # per row: 0 at the horizon, 1 high up
+    e = elev[rs][:, None].astype(np.float32)
+    grad = st.sky_horizon[None, :] * (1 - e) + st.sky_top[None, :] * e
+    sdy, sdx = dy[rs], dx[cs]
+    cl = tile_lookup(st.tiles["coarse"], sdy * 60, sdx * 25) + 0.5 * tile_lookup(st.tiles["mid"], sdy * 150, sdx * 60)
+    cloud = np.clip((cl - (1.0 - st.cloudiness)) * 2.0, 0, 1)[:, None]
+    photo[rs, cs] = (grad * (1 - cloud) + np.float32(0.95) * np.array([1.0, 1.0, 1.02], np.float32) * cloud) * 1.1
     cv.labels[:] = label
     cv.instances[:] = label
     cv.depth[:] = np.minimum(np.where(surf == 0, SKY_DEPTH, t), SKY_DEPTH).astype(np.float32)

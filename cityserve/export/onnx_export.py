@@ -119,12 +119,28 @@ def describe_io(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
             "outputs": [one(v) for v in model.graph.output]}
 
 
+def positional_args(module: nn.Module, inputs: dict[str, Any]) -> tuple:
+    """``inputs`` in the order of ``module.forward``'s parameters, None where one is not given
+    (RenderGraph takes ``labels, instances=None, z=None``: a VAE model without instances gets
+    ``(labels, None, z)``; torch.onnx drops the None)."""
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters)
+    unknown = set(inputs) - set(params)
+    if unknown:
+        raise ConfigError(f"{type(module).__name__}.forward takes no input(s) {', '.join(sorted(unknown))}")
+    args = [inputs.get(p) for p in params]
+    while args and args[-1] is None:
+        args.pop()
+    return tuple(args)
+
+
 def torch_to_onnx_bytes(module: nn.Module, inputs: dict[str, torch.Tensor], input_names: list[str],
                         output_names: list[str], opset: int = DEFAULT_OPSET) -> bytes:
     """TorchScript-based export (``dynamo=False``, see DESIGN.md) with the batch axis dynamic."""
     if opset < 17:
         raise ConfigError(f"opset {opset} is too old: cityserve exports opset 17 or newer")
-    args = tuple(inputs[n] for n in input_names)
+    args = positional_args(module, inputs)
     dynamic_axes = {n: {0: DYNAMIC_BATCH} for n in input_names + output_names}
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -233,8 +249,9 @@ def compare_images(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def run_torch(module: nn.Module, feeds: dict[str, np.ndarray], input_names: list[str]) -> np.ndarray:
+    """The torch graph on the engine feeds (by name: a VAE model's ``z`` is not its 2nd parameter)."""
     with torch.no_grad():
-        return module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names]).numpy()
+        return module(**{n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names}).numpy()
 
 
 def verify_onnx(card: ModelCard, onnx_path: Union[str, os.PathLike], batches: tuple[int, ...] = (1, 4),

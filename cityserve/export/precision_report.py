@@ -164,7 +164,9 @@ def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Ten
                     in_max[name] = max(in_max.get(name, 0.0), float(a.detach().abs().max()))
             if name in leaves:
                 if name not in low_copies:
-                    low_copies[name] = copy.deepcopy(m).to(dt)
+                    low = copy.deepcopy(m).to(dt)
+                    low._forward_hooks.clear()  # the copy would otherwise call this hook again
+                    low_copies[name] = low
                 with torch.no_grad():
                     lo = _first_float(low_copies[name](*_cast_floats(inp, dt)))
                 if lo is not None:
@@ -254,7 +256,10 @@ def report_for_card(card, dtype: Union[str, torch.dtype] = "float16", threshold:
 
     module, input_names, _ = build_graph(card, fused=fused)
     feeds = example_inputs(card, batch=batch, seed=1)
-    return precision_report(module, tuple(feeds[n] for n in input_names), dtype, threshold, card.name)
+    from .onnx_export import positional_args
+
+    return precision_report(module, positional_args(module, {n: feeds[n] for n in input_names}), dtype,
+                            threshold, card.name)
 
 
 # ---- report -> ONNX nodes -------------------------------------------------------------------------

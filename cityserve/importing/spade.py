@@ -144,15 +144,15 @@ def split_channels(semantic_nc: int, ls, builtin: Optional[str], dontcare: bool,
 
 
 def _config_for(size: tuple[int, int], upsampling: str, **kw: Any):
+    """``--size HxW``: crop_size = W, aspect_ratio = W / H (as the official options)."""
     from ..models.spade import SPADEConfig
 
     h, w = size
-    cfg = SPADEConfig(num_upsampling_layers=upsampling, crop_size=w, aspect_ratio=w / h, **kw)
-    return cfg
+    return SPADEConfig(num_upsampling_layers=upsampling, crop_size=w, aspect_ratio=w / h, **kw)
 
 
-def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[str], default: str,
-                      cfg_kw: dict[str, Any]) -> tuple[str, str]:
+def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[str],
+                      default: str) -> tuple[str, str]:
     """(num_upsampling_layers, how it was decided)."""
     from ..models.spade import UPSAMPLING_LAYERS
 
@@ -264,7 +264,7 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
     default_up = OFFICIAL[builtin].num_upsampling_layers if builtin else "normal"
     cfg_kw = dict(label_nc=label_nc, contain_dontcare_label=has_dc, no_instance=no_inst, ngf=inf.ngf,
                   use_vae=inf.use_vae, z_dim=inf.z_dim or 256, norm_G=inf.norm_G)
-    up, up_how = choose_upsampling(inf, sd, size, upsampling, default_up, cfg_kw)
+    up, up_how = choose_upsampling(inf, sd, size, upsampling, default_up)
 
     esd = None
     if netE is not None:
@@ -280,7 +280,10 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
             raise ConfigError(f"--size {h}x{w} contradicts encoder {netE}: official encoders have layer6 exactly when "
                               f"crop_size (the width) >= 256, and this one {'has' if layer6 else 'lacks'} it")
         cfg_kw["norm_E"] = norm_E
-    cfg = _config_for(size, up, **cfg_kw)
+    try:
+        cfg = _config_for(size, up, **cfg_kw)
+    except ConfigError as e:
+        raise ConfigError(f"--size {h}x{w}: {e}") from None
     if (cfg.height, cfg.width) != (h, w):
         n = cfg.n_up
         raise ConfigError(f"--size {h}x{w} is not a size SPADE renders with {up!r} upsampling ({n} doublings): "

@@ -63,7 +63,7 @@ def jpeg_header(data: bytes) -> ImageHeader:
     n = len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            raise LabelError("malformed JPEG: marker expected")
+            raise LabelError(f"malformed JPEG: no marker at byte {i}")
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -72,6 +72,8 @@ def jpeg_header(data: bytes) -> ImageHeader:
             i += 2
             continue
         (seg_len,) = struct.unpack(">H", data[i + 2:i + 4])
+        if seg_len < 2:
+            raise LabelError(f"malformed JPEG: marker 0xFF{marker:02X} has segment length {seg_len}")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if i + 9 + 1 > n:
                 break

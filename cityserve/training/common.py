@@ -152,6 +152,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--name", help="checkpoint / card name (default: derived from the preset)")
     r.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
     r.add_argument("--max-steps", type=int, help="stop after this many updates (with --epochs: whichever comes first)")
+    r.add_argument("--stop-at", type=int, metavar="STEP",
+                   help="end this invocation after STEP steps with a checkpoint, keeping the learning-rate schedule "
+                        "of the whole run (continue later with --resume); for time-boxed jobs")
     r.add_argument("--batch-size", type=int, help="batch size per process (default: the preset's)")
     r.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (default: every epoch)")
     r.add_argument("--keep", type=int, default=3, help="checkpoints / training states kept (newest; default 3; 0 = all)")
@@ -180,7 +183,7 @@ def run_config(args: argparse.Namespace, name: str, epochs: Optional[int], batch
         out=args.out, name=args.name or name, seed=args.seed,
         batch_size=args.batch_size or batch_size,
         epochs=args.epochs if args.epochs is not None else (None if args.max_steps else epochs),
-        max_steps=args.max_steps, save_every=args.save_every, keep=args.keep, log_every=args.log_every,
+        max_steps=args.max_steps, stop_at=args.stop_at, save_every=args.save_every, keep=args.keep, log_every=args.log_every,
         image_every=args.image_every, workers=workers, resume=args.resume, device=args.device, amp=args.amp,
         tensorboard=args.tensorboard, progress=args.progress, debug_nan_at_step=nan_step,
     )

@@ -207,6 +207,7 @@ class RunConfig:
     batch_size: int = 1  # per process
     epochs: Optional[int] = None
     max_steps: Optional[int] = None  # caps the run; with --epochs, whichever comes first
+    stop_at: Optional[int] = None  # end this invocation after this step (checkpointed); the schedule is unchanged
     save_every: int = 0  # steps between checkpoints; 0: at the end of every epoch
     keep: int = 3  # training states and exported checkpoints kept (the newest); the top-level card is always the newest
     log_every: int = 10
@@ -480,6 +481,7 @@ class Runner:
         if cfg.max_steps is not None:
             total = cfg.max_steps if total is None else min(total, cfg.max_steps)
         save_every = cfg.save_every if cfg.save_every > 0 else steps_per_epoch
+        end = total if cfg.stop_at is None else min(total, cfg.stop_at)
 
         start = 0
         if cfg.resume:
@@ -514,7 +516,7 @@ class Runner:
         card_path: Optional[Path] = None
         trainer.train()
         try:
-            while step < total:
+            while step < end:
                 epoch, offset = divmod(step, steps_per_epoch)
                 sampler.set_position(epoch, offset * cfg.batch_size)
                 loader.generator.manual_seed(cfg.seed * 1000 + epoch)
@@ -525,7 +527,7 @@ class Runner:
                     step += 1
                     for k, v in losses.items():
                         window.setdefault(k, []).append(float(v))
-                    if step % cfg.log_every == 0 or step == total:
+                    if step % cfg.log_every == 0 or step == end:
                         last = {k: sum(v) / len(v) for k, v in window.items()}
                         window = {}
                         self._log(step, epoch, last, trainer, bar, show_lines, total)
@@ -533,14 +535,14 @@ class Runner:
                             and trainer.last_visuals is not None:
                         self.writer.add_image("label|generated|real", image_grid(*trainer.last_visuals), step)
                     bar.update(1)
-                    if step % save_every == 0 or step == total:
+                    if step % save_every == 0 or step == end:
                         if not last:
                             last = {k: sum(v) / len(v) for k, v in window.items()}
                         if self.is_main:
                             path = self.save_state(trainer, step, epoch)
                             card_path = self.export(trainer, step, epoch, last)
                             self._last_good = (path, step)
-                    if step >= total:
+                    if step >= end:
                         break
         except TrainingDiverged as e:
             e.with_checkpoint(*self._last_good)

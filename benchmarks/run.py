@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     device, batches, engines = PROFILES[args.profile]
     if args.quick:
         models, batches, runs, warmup, matmul_n = list(M.QUICK), [1, 2], 3, 1, 512
-        engines = ["torch-eager-fp32", "torch-lowp-channels-last", "onnxruntime"]
+        engines = ["torch-eager-fp32", "torch-lowp-channels-last", "onnxruntime", "tensorrt-fp16"]
     else:
         demo = [c for c in M.demo_cards().values() if c is not None]
         models, runs, warmup, matmul_n = M.OFFICIAL + demo, 10, 2, 4096

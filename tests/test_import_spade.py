@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_contradicting_flags_refused(fixtures_dir, tmp_path, monkeypatch, capsys
     rc, out, err = cli(monkeypatch, capsys, *args, *extra)
     assert rc == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 

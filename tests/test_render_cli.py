@@ -2,7 +2,6 @@
 end to end (color / id PNGs, instances, seeds, style images), and clean refusals."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2

@@ -1,8 +1,6 @@
 """SPADE generator / encoder: official fixtures reproduced, inference form, sizes, key names."""
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 

@@ -61,11 +61,11 @@ DEEPLAB_R50 = ModelSpec("deeplabv3plus-r50-512x1024", "deeplabv3plus", "segmente
                         dict(backbone="resnet50", output_stride=16), "cityscapes", 512, 1024)
 
 TINY_SPADE = ModelSpec(
-    "tiny-spade-64x128", "spade", "generator",
-    dict(label_nc=35, no_instance=False, ngf=4, num_upsampling_layers="normal", crop_size=128, aspect_ratio=2.0),
-    "cityscapes", 64, 128, "quick mode stand-in")
-TINY_DEEPLAB = ModelSpec("tiny-deeplab-mbv2-64x128", "deeplabv3plus", "segmenter",
-                         dict(backbone="mobilenetv2", output_stride=16), "cityscapes", 64, 128, "quick mode stand-in")
+    "tiny-spade-32x64", "spade", "generator",
+    dict(label_nc=35, no_instance=False, ngf=4, num_upsampling_layers="normal", crop_size=64, aspect_ratio=2.0),
+    "cityscapes", 32, 64, "quick mode stand-in")
+TINY_DEEPLAB = ModelSpec("tiny-deeplab-mbv2-32x64", "deeplabv3plus", "segmenter",
+                         dict(backbone="mobilenetv2", output_stride=16), "cityscapes", 32, 64, "quick mode stand-in")
 
 OFFICIAL = [SPADE_CITYSCAPES, SPADE_ADE20K, PIX2PIX, FCHARDNET_1K, FCHARDNET_2K, DEEPLAB_R50]
 QUICK = [TINY_SPADE, TINY_DEEPLAB]

@@ -1,0 +1,86 @@
+"""`benchmarks/run.py --quick` end to end: a real run (engines, Triton over gRPC, perf_analyzer where
+installed), and a JSON that carries every figure the benchmark promises, with markdown and plots made
+from it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cityserve.bench.devices import GPU_PEAKS_TFLOPS
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, repo_root):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, str(repo_root / "benchmarks" / "run.py"), "--quick", "--out", str(out),
+                           "--threads", "2"], capture_output=True, text=True, timeout=900, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jsons = list(out.rglob("*.json"))
+    assert len(jsons) == 1, jsons
+    return jsons[0], json.loads(jsons[0].read_text())
+
+
+def test_run_has_device_versions_command_and_peaks(quick_run):
+    path, doc = quick_run
+    assert path.parent.name == doc["device_label"] and path.name.endswith("-quick.json")
+    assert "benchmarks/run.py --quick" in doc["command"]
+    assert doc["versions"]["torch"] and doc["versions"]["onnxruntime"]
+    assert doc["device"]["cpu"] and doc["device"]["cpu_count"] >= 1
+    assert doc["measured_peaks"]["fp32_matmul_tflops"] > 0
+    for gpu in ("T4", "V100", "A10", "A100", "H100"):
+        assert doc["datasheet_peaks_tflops"][gpu]["fp16"] > doc["datasheet_peaks_tflops"][gpu]["fp32"] > 0
+    assert set(GPU_PEAKS_TFLOPS) <= set(doc["datasheet_peaks_tflops"])
+
+
+def test_every_engine_row_has_every_figure(quick_run):
+    _, doc = quick_run
+    assert {m["kind"] for m in doc["models"]} == {"generator", "segmenter"}
+    measured = 0
+    for m in doc["models"]:
+        assert m["flops_per_image"] > 0
+        for name, e in m["engines"].items():
+            if e["status"] != "ok":
+                assert e["reason"], name  # never a silent gap
+                continue
+            for r in e["batches"]:
+                lat = r["latency_ms"]
+                assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+                assert r["throughput_ips"] > 0 and r["peak_memory_mb"] > 0 and r["memory_kind"] == "rss"
+                assert r["achieved_tflops"] == pytest.approx(m["flops_per_image"] * r["batch"] / (lat["mean"] / 1e3) / 1e12)
+                assert r["fraction_of_peak"] > 0 and "TFLOP/s" in r["peak_reference"]
+                measured += 1
+        assert m["engines"]["onnxruntime"]["status"] == "ok"
+        # TensorRT cannot run here: the result says so instead of a number
+        assert m["engines"]["tensorrt-fp16"]["status"] == "not measured"
+        assert "CUDA" in m["engines"]["tensorrt-fp16"]["reason"] or "TensorRT" in m["engines"]["tensorrt-fp16"]["reason"]
+    assert measured >= 6
+
+
+def test_triton_sweep_and_outside_engine_share(quick_run):
+    _, doc = quick_run
+    t = doc["triton"]
+    assert t["status"] == "ok", t
+    endpoints = {r["endpoint"] for r in t["sweep"]}
+    assert endpoints == {"render", "label2photo"}
+    for r in t["sweep"]:
+        assert r["requests"] > 0 and not r["errors"], r
+        assert r["throughput_ips"] > 0 and r["latency_ms"]["p50"] > 0
+        assert r["engine_ms"] > 0 and r["outside_engine_share"] is not None and r["outside_engine_share"] < 1
+        assert r["server_render_compute_ms"] is not None and r["server_render_compute_ms"] > 0
+    assert t["perf_analyzer"]["status"] in ("ok", "not measured")
+
+
+def test_markdown_and_plots_come_from_the_json(quick_run):
+    path, doc = quick_run
+    md = path.with_suffix(".md").read_text()
+    assert doc["command"] in md
+    for m in doc["models"]:
+        assert m["model"] in md
+        p50 = m["engines"]["onnxruntime"]["batches"][0]["latency_ms"]["p50"]
+        assert f"{p50:.1f}" in md
+    assert "not measured" in md
+    assert path.with_name(path.stem + "-latency.png").stat().st_size > 1000
+    assert path.with_name(path.stem + "-triton.png").stat().st_size > 1000

@@ -77,7 +77,7 @@ def flops_per_image(card) -> int:
 
 
 def run(plan: Plan, progress: bool = True) -> dict:
-    cache = plan.cache or Path(tempfile.mkdtemp(prefix="cityserve-bench-"))
+    cache = plan.cache = plan.cache or Path(tempfile.mkdtemp(prefix="cityserve-bench-"))
     env = environment()
     try:
         import onnxruntime

@@ -206,7 +206,7 @@ class CityserveClient:
                                                     "DEADLINE_EXCEEDED", model))
                 return
             try:
-                self._client.async_infer(model, inputs, callback=lambda r, e: done(r, e, attempt),
+                self._client.async_infer(model, inputs, callback=lambda result, error: done(result, error, attempt),
                                          outputs=req_out, client_timeout=left)
             except Exception as e:  # noqa: BLE001
                 done(None, e, attempt)
@@ -343,9 +343,10 @@ class CityserveClient:
             futures.append(f)
         results: list = []
         first_error: Optional[BaseException] = None
+        wait = (self.timeout if timeout is None else float(timeout)) + 30.0  # a lost callback must not hang
         for item, f in zip(items, futures):
             try:
-                out = f.result()
+                out = f.result(timeout=wait)
                 results.append(self._convert_single(out, output))
             except Exception as e:  # noqa: BLE001
                 first_error = first_error or e

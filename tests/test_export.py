@@ -56,6 +56,8 @@ def check_contract(path, card, stem="render"):
     if card.kind == "generator":
         assert io["labels"]["dtype"] == "uint8" and io["labels"]["shape"] == ["batch", 1, h, w]
         assert io["image"]["dtype"] == "uint8" and io["image"]["shape"] == ["batch", h, w, 3]
+        if "instances" in io:
+            assert io["instances"]["dtype"] == "int32" and io["instances"]["shape"] == ["batch", 1, h, w]
     else:
         assert io["image"]["dtype"] == "uint8" and io["image"]["shape"] == ["batch", h, w, 3]
         assert io["labels"]["dtype"] == "uint8" and io["labels"]["shape"] == ["batch", 1, h, w]
@@ -341,7 +343,7 @@ def test_precision_report_on_a_spade_graph_maps_to_its_onnx_nodes(tmp_path):
     from cityserve.checkpoints import save_checkpoint
     from cityserve.export.precision_report import report_for_card
 
-    card = spade_card(tmp_path / "ckpt")
+    card = spade_card(tmp_path / "ckpt", label_nc=6)
     sd = torch.load(card.weights_path, weights_only=True)
     pre = "head_0.norm_1."
     for k in ("mlp_shared.0.weight", "mlp_shared.0.bias"):

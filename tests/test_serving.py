@@ -23,7 +23,7 @@ from _helpers_serving import (H, W, block_labels, png_bomb, png_bytes, segment_l
                               tiny_spade_card)
 from cityserve.errors import ConfigError, LabelError
 
-pytestmark = pytest.mark.triton
+pytestmark = [pytest.mark.triton, pytest.mark.timeout(180)]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -473,6 +473,41 @@ def test_render_command_through_the_server(server, tmp_path, local_renderer):
     src.write_bytes(b"not a png at all")
     assert main(["render", str(src), "--server", server["grpc"], "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_demo_renders_examples_through_grpc(models, tmp_path, capsys, local_renderer):
+    """`cityserve demo` (what `make demo` runs) with the tiny model: photos, montage, timings, and a
+    label map of another size resized with nearest-neighbour first."""
+    from cityserve.cli import main
+    from cityserve.labels import get_label_set
+    from cityserve.serving.codec import decode_rgb_png, resize_nearest
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    small = block_labels(11)
+    (examples / "a.png").write_bytes(png_bytes(get_label_set("cityscapes").ids_to_colors(small)))
+    big = np.kron(block_labels(12), np.ones((2, 2), np.uint8))  # 128x256 -> resized to 64x128
+    (examples / "b.png").write_bytes(png_bytes(big))
+    out = tmp_path / "out"
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert main(["demo", "--model", str(models["render_onnx"]), "--examples", str(examples), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"a: \d+ ms", text) and "resized to 64x128, nearest" in text and "montage.png" in text
+    assert_photo_close(decode_rgb_png((out / "a_photo.png").read_bytes()), local_renderer.render(small)[0])
+    assert_photo_close(decode_rgb_png((out / "b_photo.png").read_bytes()),
+                       local_renderer.render(resize_nearest(big, H, W))[0])
+    assert decode_rgb_png((out / "montage.png").read_bytes()).shape == (2 * H + 4, 2 * W + 4, 3)
+    after = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert after <= before  # the demo's server and its stubs are gone
+
+
+def test_placeholder_demo_model_when_none_is_shipped(tmp_path):
+    from cityserve.serving.defaults import PLACEHOLDER_NAME, placeholder_card, shipped_demo_cards
+
+    assert shipped_demo_cards(tmp_path / "missing") == []
+    card = placeholder_card(tmp_path, export=False)
+    assert card.name == PLACEHOLDER_NAME and card.kind == "generator" and "random" in card.provenance["source"].lower()
+    card.verify()
 
 
 def test_sigterm_stops_the_server_with_no_orphans(server):

@@ -125,7 +125,7 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
         return ins, [g.InferRequestedOutput("image")]
 
     def png_inputs(g):
-        i = g.InferInput("LABEL_PNG", [1, 1], "BYTES")
+        i = g.InferInput("LABELS_PNG", [1, 1], "BYTES")
         i.set_data_from_numpy(np.array([[png]], dtype=object))
         return [i], None
 

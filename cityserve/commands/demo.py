@@ -31,7 +31,7 @@ def register(sub, groups) -> None:
     p.add_argument("--examples", metavar="DIR", help="directory of label PNGs (default: examples/)")
     p.add_argument("--out", default="demo_output", metavar="DIR", help="where to write photos + montage (default demo_output/)")
     p.add_argument("--model", dest="models", action="append", metavar="CARD",
-                   help="serve these cards instead of the demo model")
+                   help="serve these cards (or exported .onnx graphs) instead of the demo model")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for the server (default 300)")
     p.set_defaults(func=run)
 
@@ -102,14 +102,17 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.models:
         from ..cards import load_card
+        from ..export.onnx_export import card_from_onnx
 
-        cards, warning = [load_card(m) for m in args.models], ""
+        cards, warning = list(args.models), ""
+        known = [card_from_onnx(m) if str(m).endswith(".onnx") else load_card(m) for m in args.models]
     else:
         demo = demo_models()
         cards, warning = demo.cards, demo.warning
+        known = cards
     if warning:
         print(warning, file=sys.stderr)
-    generator = next((c for c in cards if c.kind == "generator"), None)
+    generator = next((c for c in known if c.kind == "generator"), None)
     if generator is None:
         from ..errors import ConfigError
 

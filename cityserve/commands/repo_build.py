@@ -62,6 +62,9 @@ def register(sub, groups) -> None:
     g.add_argument("--no-warmup", dest="warmup", action="store_const", const=False, help="skip warm-up requests")
     g.add_argument("--nearest", dest="nearest_colors", action="store_const", const=True,
                    help="decode_png snaps label colors to the nearest palette color instead of refusing them")
+    g.add_argument("--cpu-engine", choices=("auto", "aot", "onnxruntime"),
+                   help="cpu target render model: AOTInductor package (BF16) or onnxruntime; auto (default): "
+                        "aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given")
     g.add_argument("--onnx-accelerator", choices=("none", "tensorrt"), help="gpu-onnx: TensorRT EP in FP16")
     p.add_argument("--plan", action="append", default=[], metavar="NAME=PATH",
                    help="gpu-trt: a TensorRT engine for the card (or model) NAME")
@@ -69,7 +72,8 @@ def register(sub, groups) -> None:
 
 
 OPTION_NAMES = ("max_batch_size", "preferred_batch_sizes", "max_queue_delay_us", "instances", "max_pixels",
-                "max_bytes", "intra_op_threads", "warmup", "nearest_colors", "onnx_accelerator")
+                "max_bytes", "intra_op_threads", "warmup", "nearest_colors", "onnx_accelerator",
+                "cpu_engine")
 
 
 def run(args) -> int:

@@ -86,55 +86,62 @@ class _Stop(Exception):
 
 
 def run(args) -> int:
-    from ..errors import EXIT_FAILED
+    from ..errors import EXIT_FAILED, EXIT_INTERRUPTED
     from ..serving.repo import load_manifest
     from ..serving.server import TritonServer, find_tritonserver
 
     for port in (args.grpc_port, args.http_port, args.metrics_port):
         check_port(args.host, port)
-    with tempfile.TemporaryDirectory(prefix="cityserve-serve-") as tmp:
-        if args.repo:
-            repo = Path(args.repo)
-            target = load_manifest(repo).get("target", "cpu") if (repo / "cityserve_repo.json").is_file() else "?"
-        else:
-            repo = build_default_repository(args.models, args.target, Path(tmp) / "repo")
-            target = args.target
-        prefer = args.server_binary
-        if prefer == "auto" and target in ("gpu-trt", "gpu-onnx"):
-            prefer = "path"  # the bundled server has only the python backend
-        server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
-                              metrics_port=args.metrics_port, install=find_tritonserver(prefer),
-                              startup_timeout=args.startup_timeout)
 
-        def on_signal(signum, frame):
-            raise _Stop()
+    def on_signal(signum, frame):
+        raise _Stop()
 
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        code = 0
-        try:
-            print(f"starting tritonserver ({server.install.binary}) on {args.host} ...", flush=True)
-            started = time.perf_counter()
-            server.start()
-            print(f"ready in {time.perf_counter() - started:.1f} s: repository {repo} (target {target})\n"
-                  f"  gRPC     {server.grpc_url}\n"
-                  f"  HTTP     http://{server.http_url}\n"
-                  f"  metrics  {server.metrics_url}\n"
-                  f"  log      {server.log_path}\n"
-                  f"model control is off (clients cannot load models). Ctrl-C or SIGTERM stops the server.",
-                  flush=True)
-            while server.alive():
-                time.sleep(0.5)
-            print(f"error: tritonserver exited on its own; log tail:\n{server.log_tail()}", file=sys.stderr)
-            code = EXIT_FAILED
-        except (_Stop, KeyboardInterrupt):
-            print("stopping ...", flush=True)
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            rc = server.stop()
-            server.cleanup()
-            for s, h in old.items():
-                signal.signal(s, h)
-        if code == 0:
-            print(f"stopped (tritonserver exit code {rc})", flush=True)
-        return code
+    # From here on Ctrl-C / SIGTERM end the command through the cleanup below, at any stage.
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    server = None
+    code, rc = 0, None
+    try:
+        with tempfile.TemporaryDirectory(prefix="cityserve-serve-") as tmp:
+            try:
+                if args.repo:
+                    repo = Path(args.repo)
+                    target = load_manifest(repo).get("target", "cpu") if (repo / "cityserve_repo.json").is_file() else "?"
+                else:
+                    repo = build_default_repository(args.models, args.target, Path(tmp) / "repo")
+                    target = args.target
+                prefer = args.server_binary
+                if prefer == "auto" and target in ("gpu-trt", "gpu-onnx"):
+                    prefer = "path"  # the bundled server has only the python backend
+                server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
+                                      metrics_port=args.metrics_port, install=find_tritonserver(prefer),
+                                      startup_timeout=args.startup_timeout)
+                print(f"starting tritonserver ({server.install.binary}) on {args.host} ...", flush=True)
+                started = time.perf_counter()
+                server.start()
+                print(f"ready in {time.perf_counter() - started:.1f} s: repository {repo} (target {target})\n"
+                      f"  gRPC     {server.grpc_url}\n"
+                      f"  HTTP     http://{server.http_url}\n"
+                      f"  metrics  {server.metrics_url}\n"
+                      f"  log      {server.log_path}\n"
+                      f"model control is off (clients cannot load models). Ctrl-C or SIGTERM stops the server.",
+                      flush=True)
+                while server.alive():
+                    time.sleep(0.5)
+                print(f"error: tritonserver exited on its own; log tail:\n{server.log_tail()}", file=sys.stderr)
+                code = EXIT_FAILED
+            except (_Stop, KeyboardInterrupt):
+                print("stopping ...", flush=True)
+                if server is None or server.process is None:
+                    code = EXIT_INTERRUPTED
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                if server is not None:
+                    rc = server.stop()
+                    server.cleanup()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if code == 0:
+        print(f"stopped (tritonserver exit code {rc})", flush=True)
+    return code

@@ -1,7 +1,9 @@
 """The AOTInductor engine: runs a ``render.pt2`` package built by ``cityserve export aot``.
 
-Given a generator card without a package, it compiles one into a cache directory beside the card
-(``<card dir>/aot-<dtype>/``) on first use, so ``cityserve render --engine aot`` works in one step.
+Given an AOT card (``extra.aot``) it loads that package. Given a plain generator card it compiles one
+into a cache directory beside the card (``<card dir>/aot-<dtype>/``) on first use, so
+``cityserve render --engine aot`` works in one step; a cached package built by another torch or for
+another CPU is rebuilt rather than refused.
 """
 from __future__ import annotations
 
@@ -16,19 +18,11 @@ from ..cards import ModelCard, load_card
 class AOTEngine:
     def __init__(self, card: ModelCard, dtype: Optional[str] = None, threads: Optional[int] = None,
                  package_card: Optional[str] = None):
-        from ..export.aot import compile_aot, default_dtype, load_aot
+        from ..export.aot import aot_card_for, load_aot
 
         if threads:
             torch.set_num_threads(threads)
-        if package_card is not None:
-            card = load_card(package_card)
-        elif "aot" not in card.extra:
-            dtype = dtype or default_dtype()
-            cached = card.directory / f"aot-{dtype}" / f"{card.name}.card.json"
-            if cached.is_file() and load_card(cached).extra.get("aot", {}).get("torch") == torch.__version__:
-                card = load_card(cached)
-            else:
-                card = load_card(compile_aot(card, cached.parent, dtype))
+        card = load_card(package_card) if package_card is not None else aot_card_for(card, dtype)
         self.card = card
         self.input_names = list(card.extra["aot"]["inputs"])
         self._fn = load_aot(card)

@@ -20,8 +20,8 @@ from typing import Any, Iterable, Optional, Union
 import onnx
 
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, now_iso, sha256_file
-from ..errors import CheckpointError, ConfigError, UnavailableError
-from .onnx_export import DYNAMIC_BATCH, card_from_onnx, describe_io, relative_weights
+from ..errors import ConfigError
+from .onnx_export import card_from_onnx, describe_io, relative_weights
 from .precision_report import PrecisionReport, fp32_node_selection
 
 DEFAULT_BATCH = (1, 4, 8)  # min, opt, max
@@ -185,9 +185,10 @@ def _file_logger(trt, path: Path, verbose: bool):
             self.errors: list[str] = []
 
         def log(self, severity, msg):
-            if severity <= trt.ILogger.Severity.ERROR:
+            level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3, VERBOSE 4
+            if level <= int(trt.ILogger.Severity.ERROR):
                 self.errors.append(msg)
-            if severity <= trt.ILogger.Severity.INFO or verbose:
+            if level <= int(trt.ILogger.Severity.INFO) or verbose:
                 self.f.write(f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {str(severity).split('.')[-1]}: {msg}\n")
                 self.f.flush()
 

@@ -64,6 +64,7 @@ class SPADEConfig:
     norm_G: str = "spectralspadesyncbatch3x3"
     norm_E: str = "spectralinstance"
     output_nc: int = 3
+    nhidden: int = 128  # SPADE's hidden width (official: 128); smaller makes CPU demo training practical
 
     def __post_init__(self) -> None:
         if self.num_upsampling_layers not in UPSAMPLING_LAYERS:
@@ -172,10 +173,10 @@ class SPADEResnetBlock(nn.Module):
         if self.learned_shortcut:
             self.conv_s = _sn(nn.Conv2d(fin, fout, kernel_size=1, bias=False), sn)
         norm, ks, nc = cfg.param_free_norm, cfg.spade_kernel, cfg.semantic_nc
-        self.norm_0 = SPADE(norm, fin, nc, ks)
-        self.norm_1 = SPADE(norm, fmiddle, nc, ks)
+        self.norm_0 = SPADE(norm, fin, nc, ks, cfg.nhidden)
+        self.norm_1 = SPADE(norm, fmiddle, nc, ks, cfg.nhidden)
         if self.learned_shortcut:
-            self.norm_s = SPADE(norm, fin, nc, ks)
+            self.norm_s = SPADE(norm, fin, nc, ks, cfg.nhidden)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x

@@ -39,16 +39,20 @@ def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
     return sorted(cards, key=lambda c: c.kind != "generator")
 
 
-def placeholder_card(cache_dir: Path) -> ModelCard:
-    """A small SPADE (Cityscapes, 128x256, ngf 8) with seeded random weights, saved once in ``cache_dir``."""
+def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:
+    """A small SPADE (Cityscapes, 128x256, ngf 8) with seeded random weights, saved once in
+    ``cache_dir`` (and exported to ONNX there once, with ``export``)."""
     import torch
 
     from ..checkpoints import save_checkpoint
     from ..models.registry import family
 
     path = cache_dir / f"{PLACEHOLDER_NAME}.card.json"
+    exported = cache_dir / "onnx" / "render.card.json"
+    if export and exported.is_file():
+        return load_card(exported)
     if path.is_file():
-        return load_card(path)
+        return _export(load_card(path), exported.parent) if export else load_card(path)
     fam = family("spade")
     torch.manual_seed(0)
     model = fam.build(fam.config_cls(**PLACEHOLDER_CONFIG)).eval()
@@ -56,7 +60,16 @@ def placeholder_card(cache_dir: Path) -> ModelCard:
                      label_set="cityscapes", height=128, width=256,
                      provenance={"source": "PLACEHOLDER: random weights, not trained; no demo model is shipped yet"},
                      extra={"serving": {"max_batch_size": 4}})
-    return load_card(save_checkpoint(card, model.state_dict(), cache_dir, PLACEHOLDER_NAME))
+    card = load_card(save_checkpoint(card, model.state_dict(), cache_dir, PLACEHOLDER_NAME))
+    return _export(card, exported.parent) if export else card
+
+
+def _export(card: ModelCard, out_dir: Path) -> ModelCard:
+    """Export once, so later runs start from the cached graph (the exported card names it)."""
+    from ..export.onnx_export import export_onnx
+
+    export_onnx(card, out_dir)
+    return load_card(out_dir / "render.card.json")
 
 
 def cache_dir() -> Path:

@@ -77,6 +77,7 @@ class ServingOptions:
     warmup: bool = True
     onnx_accelerator: str = "none"  # gpu-onnx: "tensorrt" puts onnxruntime's TensorRT EP (FP16) first
     nearest_colors: bool = False  # decode_png snaps unknown colors to the nearest palette color
+    cpu_engine: str = "auto"  # cpu target render model: "aot" (AOTInductor package), "onnxruntime", or "auto"
 
     def __post_init__(self) -> None:
         if int(self.max_batch_size) < 1:
@@ -85,6 +86,8 @@ class ServingOptions:
             raise ConfigError(f"instances must be >= 1, not {self.instances}")
         if self.onnx_accelerator not in ("none", "tensorrt"):
             raise ConfigError(f"onnx_accelerator must be 'none' or 'tensorrt', not {self.onnx_accelerator!r}")
+        if self.cpu_engine not in ("auto", "aot", "onnxruntime"):
+            raise ConfigError(f"cpu_engine must be 'auto', 'aot' or 'onnxruntime', not {self.cpu_engine!r}")
         if int(self.max_pixels) < 1 or int(self.max_bytes) < 1:
             raise ConfigError("max_pixels and max_bytes must be positive")
         if not 0 <= int(self.png_compression) <= 9:
@@ -135,6 +138,7 @@ class GraphSource:
     inputs: list[dict[str, Any]]  # {name, dtype, shape}: shape[0] is the dynamic batch
     outputs: list[dict[str, Any]]
     plan: Optional[Path] = None  # a TensorRT engine of this graph recorded in the card, if any
+    from_onnx: bool = False  # given as an exported .onnx graph (not a card): served as that graph
 
     @property
     def kind(self) -> str:
@@ -196,7 +200,8 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
     trt_file = ((card.extra or {}).get("tensorrt") or {}).get("file")
     if trt_file and card.path is not None and (card.directory / trt_file).is_file():
         plan = card.directory / trt_file
-    src = GraphSource(card, onnx_path, inputs, outputs, plan)
+    src = GraphSource(card, onnx_path, inputs, outputs, plan,
+                      from_onnx=isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".onnx"))
     expected_out = "image" if card.kind == "generator" else "labels"
     if [o["name"] for o in outputs] != [expected_out]:
         raise ConfigError(f"{onnx_path}: a {card.kind} graph has the single output {expected_out!r}, "
@@ -389,11 +394,20 @@ def _graph_model(w: _Writer, name: str, src: GraphSource, opts: ServingOptions, 
         params["num_classes"] = render_io(src.card).num_classes
         params["label_inputs"] = "labels"
     files: dict[str, Path | bytes | str] = {"model.onnx": src.onnx, "card.json": src.card.to_json()}
+    engine = "onnxruntime"
     if w.target == "cpu":
         template = f"{role}_onnxruntime_python"
         params["intra_op_threads"] = opts.intra_op_threads
         values["instance_group"] = instance_block("KIND_CPU", opts.instances)
         files["model.py"] = w.templates / "render_onnxruntime_python" / "model.py"
+        if role == "render" and _cpu_render_engine(src, opts) == "aot":
+            from ..export.aot import aot_card_for
+
+            engine, template = "aot", "render_aot_python"
+            aot_card = aot_card_for(src.card)
+            values["dtype"] = aot_card.extra["aot"]["dtype"].upper()
+            files = {"render.pt2": aot_card.directory / aot_card.extra["aot"]["file"],
+                     "card.json": aot_card.to_json(), "model.py": w.templates / template / "model.py"}
     elif w.target == "gpu-onnx":
         template = f"{role}_onnx"
         values["instance_group"] = instance_block("KIND_GPU", opts.instances)
@@ -422,10 +436,20 @@ def _graph_model(w: _Writer, name: str, src: GraphSource, opts: ServingOptions, 
             f'--minShapes={",".join(shapes["min"])} --optShapes={",".join(shapes["opt"])} '
             f'--maxShapes={",".join(shapes["max"])}')
     values["parameters"] = parameters_block(params)
-    info = {"role": role, "card": src.card.name, "onnx_sha256": sha256_file(src.onnx),
+    info = {"role": role, "card": src.card.name, "onnx_sha256": sha256_file(src.onnx), "engine": engine,
             "inputs": [{"name": n, "dtype": d, "dims": s} for n, d, s in ins],
             "outputs": [{"name": n, "dtype": d, "dims": s} for n, d, s in outs]}
     w.write(name, template, values, files, info, graph=src.onnx)
+
+
+def _cpu_render_engine(src: GraphSource, opts: ServingOptions) -> str:
+    """"auto": the AOTInductor package where the CPU has BF16 instructions and a card was given (an
+    exported .onnx graph is served as that graph, by onnxruntime)."""
+    if opts.cpu_engine != "auto":
+        return opts.cpu_engine
+    from ..bench.devices import cpu_supports_bf16
+
+    return "aot" if cpu_supports_bf16() and not src.from_onnx else "onnxruntime"
 
 
 def _label_set_name(card: ModelCard) -> str:

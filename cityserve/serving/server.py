@@ -3,10 +3,11 @@
 Why this module exists: the wheel ships the server binary, its shared libraries and a python backend,
 but not in a layout Triton can use as it is. The backend directory must hold ``python/`` with
 ``libtriton_python.so``, ``triton_python_backend_utils.py`` and the ``triton_python_backend_stub``
-built for *this* Python (``python_backend_stubs/3.X/``); the stub embeds libpython, so it must find
-the same interpreter and this environment's packages (numpy<2, onnxruntime, opencv, cityserve) — we
-put the interpreter's LIBDIR on ``LD_LIBRARY_PATH`` and the environment's site-packages (and the
-directory holding ``cityserve``) on ``PYTHONPATH``.
+built for *this* Python (``python_backend_stubs/3.X/``). The stub embeds libpython and ignores
+``PYTHONPATH``; it finds its prefix (a venv's ``pyvenv.cfg`` included) through the ``python3`` first
+on ``PATH``, so this interpreter's directory goes first on ``PATH`` and its LIBDIR on
+``LD_LIBRARY_PATH``. That gives the models this environment's packages (numpy<2, onnxruntime, opencv,
+cityserve); ``CITYSERVE_PYTHONPATH`` lists the same directories for installs outside a venv.
 
 The server binds to 127.0.0.1 on free ports by default, runs with model control mode ``none`` (clients
 cannot load or unload models), and is stopped with SIGTERM, then SIGKILL of its whole process group

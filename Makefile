@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+PA_VENV := .venv-pa
 
 .PHONY: test demo install clean-venv perf-analyzer bench-quick
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(PA_VENV)/bin/perf_analyzer
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 demo: $(STAMP)
@@ -26,8 +27,8 @@ clean-venv:
 
 # perf_analyzer in its own environment (tritonclient 2.41.1 carries the binary; the main environment
 # has a newer tritonclient). Its two missing libraries come from the nvidia-pytriton wheel.
-PA_VENV := .venv-pa
-perf-analyzer: $(STAMP)
+perf-analyzer: $(PA_VENV)/bin/perf_analyzer
+$(PA_VENV)/bin/perf_analyzer: $(STAMP)
 	$(PYTHON) -m venv $(PA_VENV)
 	$(PA_VENV)/bin/pip install --no-deps 'tritonclient==2.41.1'
 	mkdir -p $(PA_VENV)/lib/pa

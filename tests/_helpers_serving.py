@@ -8,7 +8,6 @@ seconds to every run.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +118,3 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     row = b"\x00" * (width + 1)
     data = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()  # only the first rows: enough to inflate
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
-
-
-@dataclasses.dataclass
-class TinyModels:
-    generator: ModelCard
-    render_onnx: Path
-    segment_onnx: Path

@@ -212,6 +212,21 @@ def test_config_graph_disagreement_is_caught(models, tmp_path):
         parse_config(text.replace("max_batch_size: 8", "max_batch_size: eight"))
 
 
+def test_export_entry_point_builds_a_repository(models, tmp_path, monkeypatch):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["build_repo.py", "--target", "gpu-onnx", "--model", str(models["render_onnx"]),
+                                      "--out", str(tmp_path / "r"), "--onnx-accelerator", "tensorrt"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO_ROOT / "export" / "build_repo.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    text = (tmp_path / "r" / "render" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in text and 'gpu_execution_accelerator' in text and '"FP16"' in text
+    assert not (tmp_path / "r" / "segment").exists()  # no segmenter given: no segment model, no photo2labels
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.is_dir()) == \
+        ["decode_png", "encode_png", "label2photo", "prepare_render", "render"]
+
+
 def test_builder_takes_serving_options_from_the_card(models, tmp_path):
     from cityserve.cards import load_card
     from cityserve.serving.repo import build_repository, parse_config

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  # the demo model: synthetic Cityscapes-like scenes, 2-core CPU, ~25 minutes
-  python train/spade.py --preset demo --data synthetic --seeds 0-99 --max-steps 1500 --out runs/spade-demo
+  # the demo model: synthetic Cityscapes-like scenes, 2-core CPU, ~25 minutes (~2-3 s a step)
+  python train/spade.py --preset demo --data synthetic --seeds 0-99 --max-steps 600 --save-every 100 \
+      --out runs/spade-demo
 
   # SPADE's published Cityscapes settings on 8 GPUs (batch 16 per GPU here; SPADE used 16 in total)
   torchrun --nproc_per_node 8 train/spade.py --preset cityscapes --data cityscapes --root /data/cityscapes \\
@@ -25,7 +26,8 @@ EPILOG = """examples:
   python train/spade.py --preset hongkong --init-from models/spade-cs --data paired --root my_city --out runs/ft
 
   # continue a run that was stopped or killed
-  python train/spade.py --preset demo --out runs/spade-demo --max-steps 3000 --resume
+  python train/spade.py --preset demo --data synthetic --seeds 0-99 --max-steps 1200 --save-every 100 \
+      --out runs/spade-demo --resume
 
 Outputs in --out: NAME.pt + NAME.card.json (newest checkpoint; `cityserve render` and export take it),
 checkpoints/NAME_stepN.* (one card per saved checkpoint), state/step_N.pt (full training state for
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-instance", action="store_true", default=None, help="no instance-edge channel")
     m.add_argument("--use-vae", action="store_true", default=None, help="train with the style encoder (VAE + KL loss)")
     m.add_argument("--z-dim", type=int)
+    m.add_argument("--nhidden", type=int, help="hidden width of each SPADE norm (official 128; the demo uses 32)")
     m.add_argument("--label-nc", type=int, help="label channels (default: the label set's ids)")
     m.add_argument("--init-from", help="a SPADE card (e.g. from `cityserve import spade`) to fine-tune; "
                                        "its architecture, label set and size are used")
@@ -89,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
 
     preset = PRESETS[args.preset]
     gen = dict(preset["gen"])
-    for opt in ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae", "z_dim", "label_nc"):
+    for opt in ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae", "z_dim", "label_nc", "nhidden"):
         if getattr(args, opt) is not None:
             gen[opt] = getattr(args, opt)
     train = dict(preset["train"])

@@ -145,7 +145,8 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
                 row["engine_ms"] = engine_ms
                 row["outside_engine_share"] = (1 - engine_ms / row["latency_ms"]["p50"]) if engine_ms else None
                 out["sweep"].append(row)
-        out["perf_analyzer"] = run_perf_analyzer(server.grpc_url, "render", ids.shape, io, cache)
+        out["perf_analyzer"] = run_perf_analyzer(server.grpc_url, "render", ids.shape, io, cache,
+                                                 quick=plan.triton_requests < 16)
         client.close()
     return out
 
@@ -161,7 +162,9 @@ def find_perf_analyzer() -> Optional[Path]:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def run_perf_analyzer(url: str, model: str, shape, io, cache: Path) -> dict:
+def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool = False) -> dict:
+    """perf_analyzer over concurrency 1..4 (1..2 in quick mode, with a loose stability criterion so a
+    busy 2-core machine still converges; the settings are recorded with the command)."""
     exe = find_perf_analyzer()
     if exe is None:
         return {"status": "not measured", "reason": "perf_analyzer not installed (make perf-analyzer)"}
@@ -169,8 +172,10 @@ def run_perf_analyzer(url: str, model: str, shape, io, cache: Path) -> dict:
     shapes = [f"--shape=labels:{','.join(map(str, shape[1:]))}"]
     if io.use_instance:
         shapes.append(f"--shape=instances:{','.join(map(str, shape[1:]))}")
-    cmd = [str(exe), "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--concurrency-range", "1:4:1",
-           "--input-data", "zero", "--measurement-interval", "3000", "-f", str(csv), *shapes]
+    settings = (["--concurrency-range", "1:2:1", "--measurement-interval", "1000", "-s", "100", "-r", "4"] if quick
+                else ["--concurrency-range", "1:4:1", "--measurement-interval", "5000", "-s", "20"])
+    cmd = [str(exe), "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--input-data", "zero", *settings,
+           "-f", str(csv), *shapes]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:

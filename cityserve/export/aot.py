@@ -90,14 +90,19 @@ def default_fp32_layers(card: ModelCard, generator: nn.Module) -> list[str]:
     return names[-1:]
 
 
-def apply_precision(generator: nn.Module, dtype: torch.dtype, layers_fp32: Iterable[str]) -> list[str]:
-    """Wrap every conv / linear not in ``layers_fp32`` in ``LowPrecision`` (in place); returns their names."""
-    keep = list(layers_fp32)
+def check_layer_names(generator: nn.Module, names: Iterable[str]) -> list[str]:
+    keep = list(names)
     known = {n for n, _ in generator.named_modules()}
     unknown = [k for k in keep if k not in known]
     if unknown:
         raise ConfigError(f"--fp32-layers: {', '.join(unknown[:3])} not a submodule of the generator "
                           f"(names look like 'up_3.conv_0', 'head_0.norm_0.mlp_gamma')")
+    return keep
+
+
+def apply_precision(generator: nn.Module, dtype: torch.dtype, layers_fp32: Iterable[str]) -> list[str]:
+    """Wrap every conv / linear not in ``layers_fp32`` in ``LowPrecision`` (in place); returns their names."""
+    keep = check_layer_names(generator, layers_fp32)
     lowered = []
     for name, module in list(generator.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -245,7 +250,7 @@ def compile_aot(card: ModelCard, out_dir: str | os.PathLike, dtype: Optional[str
         graph.generator = fuse_spade(graph.generator)
     if layers_fp32 is None:
         layers_fp32 = default_fp32_layers(card, graph.generator) if dtype == "bf16" else []
-    layers_fp32 = normalize_layer_names(layers_fp32)
+    layers_fp32 = check_layer_names(graph.generator, normalize_layer_names(layers_fp32))
     module = AOTRender(graph, torch_dtype, layers_fp32).eval()
     inputs, shapes = _example_inputs(card)
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-CPU_ENGINES = ["torch-eager-fp32", "torch-lowp-channels-last", "torch-compile-bf16", "onnxruntime"]
+CPU_ENGINES = ["torch-eager-fp32", "torch-lowp-channels-last", "torch-compile-bf16", "onnxruntime", "aot-bf16"]
 GPU_ENGINES = ["torch-eager-fp32", "torch-lowp-channels-last", "torch-compile-fp32", "onnxruntime", "tensorrt-fp16"]
 
 PROFILES = {
@@ -42,6 +42,12 @@ def main(argv=None) -> int:
     p.add_argument("--no-triton", action="store_true", help="skip the Triton end-to-end sweep")
     p.add_argument("--name", help="result name (default: the profile, or 'quick')")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results root")
+    p.add_argument("--triton-concurrency", help="comma-separated client concurrencies of the Triton sweep "
+                   "(default 1,2,4,8)")
+    p.add_argument("--triton-requests", type=int, help="requests per Triton sweep point (default 32)")
+    p.add_argument("--triton-engine", choices=["auto", "aot", "onnxruntime"],
+                   help="render model of the Triton cpu target (default: auto = AOT BF16 where the CPU has "
+                        "BF16; onnxruntime in --quick, which has no time to compile)")
     p.add_argument("--threads", type=int, help="torch / onnxruntime threads (default: all cores)")
     args = p.parse_args(argv)
 
@@ -70,8 +76,10 @@ def main(argv=None) -> int:
     plan = Plan(name=args.name or ("quick" if args.quick else args.profile), device=device, models=models,
                 engines=engines, batches=batches, warmup=warmup, runs=args.runs or runs,
                 triton=not args.no_triton and device == "cpu", matmul_n=matmul_n,
-                triton_concurrency=[1, 2, 4] if args.quick else [1, 2, 4, 8],
-                triton_requests=8 if args.quick else 32)
+                triton_concurrency=([int(c) for c in args.triton_concurrency.split(",")] if args.triton_concurrency
+                                    else [1, 2, 4] if args.quick else [1, 2, 4, 8]),
+                triton_requests=args.triton_requests or (8 if args.quick else 32),
+                triton_cpu_engine=args.triton_engine or ("onnxruntime" if args.quick else "auto"))
     doc = run(plan)
     out = save(doc, args.out)
     written = write_reports(out)

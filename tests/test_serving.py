@@ -516,10 +516,20 @@ def test_demo_renders_examples_through_grpc(models, tmp_path, capsys, local_rend
     assert after <= before  # the demo's server and its stubs are gone
 
 
-def test_placeholder_demo_model_when_none_is_shipped(tmp_path):
+def test_placeholder_demo_model_when_none_is_shipped(tmp_path, models):
+    import shutil
+
     from cityserve.serving.defaults import PLACEHOLDER_NAME, placeholder_card, shipped_demo_cards
 
     assert shipped_demo_cards(tmp_path / "missing") == []
+    shipped = tmp_path / "demo"
+    shipped.mkdir()
+    for f in ("tiny-spade.card.json", "tiny-spade.pt"):
+        shutil.copy(models["card"].directory / f, shipped / f)
+    shutil.copy(models["render_onnx"].with_name("render.card.json"), shipped / "render.card.json")
+    shutil.copy(models["render_onnx"], shipped / "render.onnx")
+    cards = shipped_demo_cards(shipped)  # the source card and its exported copy are one model
+    assert len(cards) == 1 and "onnx" in cards[0].extra
     card = placeholder_card(tmp_path, export=False)
     assert card.name == PLACEHOLDER_NAME and card.kind == "generator" and "random" in card.provenance["source"].lower()
     card.verify()

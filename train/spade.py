@@ -8,7 +8,6 @@ command line overrides the preset. Multi-GPU / multi-node: launch with ``torchru
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 

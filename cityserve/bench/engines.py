@@ -105,7 +105,44 @@ def make_tensorrt(card, device: str, graph_dir: Path, **_) -> Runner:
     return engine.run
 
 
+def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused: bool = False, **_) -> Runner:
+    """An AOTInductor package (``cityserve export aot``) of the render graph, compiled here, then
+    loaded as a server would. Its compile-time accuracy check against FP32 rides along in ``info``."""
+    if device != "cpu":
+        raise Unavailable("AOT packages are compiled for the CPU here")
+    if card.kind != "generator":
+        raise Unavailable("AOT packages are built for generators")
+    if dtype == "bf16" and not cpu_supports_bf16():
+        raise Unavailable("this CPU has no AVX-512 BF16 / AMX-BF16")
+    from ..cards import load_card
+    from ..export.aot import compile_aot, load_aot
+
+    if fused:
+        aot_card = load_card(compile_aot(card, Path(graph_dir) / f"aot-{dtype}-fused", dtype, fused=True))
+    else:  # the package cached beside the card, which the Triton cpu target's repository reuses
+        from ..export.aot import aot_card_for
+
+        aot_card = aot_card_for(card, dtype)
+    fn = load_aot(aot_card)
+    names = list(aot_card.extra["aot"]["inputs"])
+
+    def run(feeds):
+        args = [torch.from_numpy(feeds[n]) for n in names]
+        if names == ["labels", "z"]:
+            args.insert(1, None)
+        with torch.inference_mode():
+            return fn(*args)
+
+    aot = aot_card.extra["aot"]
+    run.info = {k: aot.get(k) for k in ("dtype", "compile_seconds", "layers_fp32", "accuracy", "fused",
+                                         "cpu_flags_required", "vec_isa")}
+    return run
+
+
 ENGINES: dict[str, Callable[..., Runner]] = {
+    "aot-bf16": lambda card, device, **kw: make_aot(card, device, dtype="bf16", **kw),
+    "aot-fp32": lambda card, device, **kw: make_aot(card, device, dtype="fp32", **kw),
+    "aot-bf16-fused": lambda card, device, **kw: make_aot(card, device, dtype="bf16", fused=True, **kw),
     "torch-eager-fp32": make_torch_eager,
     "torch-lowp-channels-last": make_torch_lowp,
     "torch-compile-fp32": lambda card, device, **kw: make_torch_compile(card, device, "fp32", **kw),

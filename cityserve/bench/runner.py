@@ -41,6 +41,7 @@ class Plan:
     triton_requests: int = 32
     perf_analyzer: bool = False
     matmul_n: int = 4096
+    triton_cpu_engine: str = "auto"  # the cpu target's render model: auto (AOT where BF16) | aot | onnxruntime
     cache: Optional[Path] = None
 
 
@@ -157,7 +158,10 @@ def _run_engine(plan: Plan, card, engine: str, flops: int, peak: dict, cache: Pa
         row["fraction_of_peak"] = achieved / ref_peak if ref_peak else None
         row["peak_reference"] = f"{peak_kind}: {ref_peak:.3f} TFLOP/s" if ref_peak else "no reference peak"
         results.append(row)
-    return {"status": "ok", "batches": results}
+    out = {"status": "ok", "batches": results}
+    if getattr(runner, "info", None):
+        out["info"] = runner.info  # e.g. an AOT package's compile time and accuracy vs FP32
+    return out
 
 
 def save(doc: dict, out_root: Path) -> Path:

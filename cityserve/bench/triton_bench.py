@@ -31,10 +31,10 @@ def _pick_generator(plan, doc) -> Optional[ModelCard]:
     return None
 
 
-def _engine_ms(doc: dict, model: str) -> Optional[float]:
+def _engine_ms(doc: dict, model: str, engine: str = "onnxruntime") -> Optional[float]:
     for m in doc["models"]:
         if m["model"] == model:
-            e = m["engines"].get("onnxruntime", {})
+            e = m["engines"].get(engine, {})
             for r in e.get("batches", []):
                 if r.get("batch") == 1 and "latency_ms" in r:
                     return r["latency_ms"]["p50"]
@@ -100,7 +100,14 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
     repo_dir = cache / f"triton-repo-{card.name}"
     if repo_dir.exists():
         shutil.rmtree(repo_dir)
-    build_repository([card], "cpu", repo_dir, work_dir=cache / "triton-work")
+    built = build_repository([card], "cpu", repo_dir, work_dir=cache / "triton-work",
+                             overrides={"cpu_engine": getattr(plan, "triton_cpu_engine", "auto")})
+    render_engine = built.models["render"].get("engine", "onnxruntime")
+    if render_engine == "aot":  # the in-process figure to compare with: the same package
+        import json as _json
+
+        dtype = _json.loads((repo_dir / "render" / "1" / "card.json").read_text())["extra"]["aot"]["dtype"]
+        render_engine = f"aot-{dtype}"
     scene = generate_scene(0, card.height, card.width)
     ids = scene.labels[None, None].astype(np.uint8)
     inst = scene.instances[None, None].astype(np.int32)
@@ -129,8 +136,9 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
         i.set_data_from_numpy(np.array([[png]], dtype=object))
         return [i], None
 
-    engine_ms = _engine_ms(doc, card.name)
-    out = {"status": "ok", "target": "cpu", "model": card.name, "engine_ms_in_process": engine_ms,
+    engine_ms = _engine_ms(doc, card.name, render_engine)
+    out = {"status": "ok", "target": "cpu", "model": card.name, "render_engine": render_engine,
+           "engine_ms_in_process": engine_ms,
            "sweep": [], "perf_analyzer": {"status": "not measured"}}
     with TritonServer(repo_dir) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)

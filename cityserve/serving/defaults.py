@@ -30,13 +30,18 @@ class DemoModels:
 
 
 def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
-    """The cards in ``models/demo/``: generators first, then segmenters (generators before an
-    exported copy of the same model are fine: the builder reads each card's own ONNX if present)."""
+    """The cards in ``models/demo/``: generators first, then segmenters, one card per model."""
     if not directory.is_dir():
         return []
     cards = [load_card(p) for p in sorted(directory.glob("*.card.json"))]
     cards = [c for c in cards if c.kind in ("generator", "segmenter")]
-    return sorted(cards, key=lambda c: c.kind != "generator")
+    # one card per model: an exported copy (same weights, extra["onnx"]) stands for its source card
+    chosen: dict[tuple[str, str], ModelCard] = {}
+    for c in cards:
+        key = (c.kind, c.sha256 or c.name)
+        if key not in chosen or ("onnx" in (c.extra or {}) and "onnx" not in (chosen[key].extra or {})):
+            chosen[key] = c
+    return sorted(chosen.values(), key=lambda c: (c.kind != "generator", c.name))
 
 
 def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:

@@ -26,7 +26,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import os
 import random
 import re

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..cards import ModelCard, load_card, sha256_file
+from ..cards import ModelCard, load_card
 from ..errors import ConfigError
 from ..models.render import instance_edges, one_hot
 from .common import colorize, init_weights, label_set_for_card, palette_tensor, to_unit

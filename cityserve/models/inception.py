@@ -124,8 +124,9 @@ class FIDInceptionE(nn.Module):
 class FIDInceptionV3(nn.Module):
     """pytorch-fid's InceptionV3 up to pool3 (2048 features)."""
 
-    def __init__(self):
+    def __init__(self, resize_input: bool = True):
         super().__init__()
+        self.resize_input = resize_input  # pytorch-fid resizes to 299x299; off only for fast tests
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
@@ -145,7 +146,8 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(2048, 1008)  # present in the weights file; unused for features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        if self.resize_input:
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         x = 2 * x - 1
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
@@ -157,7 +159,7 @@ class FIDInceptionV3(nn.Module):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
 
-def load_fid_inception(path: str | None, seed: int | None = None) -> FIDInceptionV3:
+def load_fid_inception(path: str | None, seed: int | None = None, resize_input: bool = True) -> FIDInceptionV3:
     """The FID network with weights from ``path`` (pytorch-fid's file, loaded strictly with
     weights_only=True). ``path=None`` gives random weights (seeded): only for tests, never for
     reported numbers."""
@@ -167,8 +169,8 @@ def load_fid_inception(path: str | None, seed: int | None = None) -> FIDInceptio
     if path is None:
         if seed is not None:
             torch.manual_seed(seed)
-        return FIDInceptionV3().eval()
-    net = FIDInceptionV3()
+        return FIDInceptionV3(resize_input).eval()
+    net = FIDInceptionV3(resize_input)
     sd = state_dict_from(safe_load(path), path)
     try:
         net.load_state_dict(sd, strict=True)

@@ -21,13 +21,10 @@ Outputs, --resume, exit codes: as train/spade.py (NAME.card.json + NAME.pt, chec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cityserve.training.common import add_common_args
+    from cityserve.training.common import training_parser
     from cityserve.training.pix2pix_trainer import PRESETS
 
-    p = argparse.ArgumentParser(prog="train/pix2pix.py", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="citygan", help="base settings (default: citygan)")
-    add_common_args(p)
+    p = training_parser("train/pix2pix.py", __doc__, EPILOG, PRESETS, default="citygan")
     m = p.add_argument_group("model")
     m.add_argument("--input-mode", choices=("onehot", "color"), default="onehot", help="how the label map is fed (default onehot)")
     m.add_argument("--netG", choices=("unet_128", "unet_256"))
@@ -46,45 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cityserve.training.common import run_main, setup_logging
+    from cityserve.training.common import train_main
+    from cityserve.training.pix2pix_trainer import PRESETS
 
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: _run(args))
+    return train_main(build_parser, PRESETS, _run, argv)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, preset: dict) -> int:
     from cityserve.data.transforms import Augment
     from cityserve.labels import get_label_set
     from cityserve.models.pix2pix import Pix2PixConfig
-    from cityserve.training.common import build_training_data, run_config, size_from_args
-    from cityserve.training.pix2pix_trainer import PRESETS, Pix2PixTrainConfig, Pix2PixTrainer
-    from cityserve.training.runner import Runner
+    from cityserve.training.common import build_training_data, fit, given, run_config, size_from_args
+    from cityserve.training.pix2pix_trainer import Pix2PixTrainConfig, Pix2PixTrainer
 
-    preset = PRESETS[args.preset]
     label_set = args.label_set or "cityscapes"
-    model = dict(preset["model"])
-    for opt in ("netG", "ngf", "ndf", "n_layers_D", "norm", "use_dropout"):
-        if getattr(args, opt) is not None:
-            model[opt] = getattr(args, opt)
+    model = {**preset["model"], **given(args, ("netG", "ngf", "ndf", "n_layers_D", "norm", "use_dropout"))}
     cfg = Pix2PixConfig(label_nc=get_label_set(label_set).num_ids, input_mode=args.input_mode, **model)
-    train = dict(preset["train"])
-    for opt in ("lr", "beta1", "lambda_L1", "n_epochs_decay"):
-        if getattr(args, opt) is not None:
-            train[opt] = getattr(args, opt)
+    train = {**preset["train"], **given(args, ("lr", "beta1", "lambda_L1", "n_epochs_decay"))}
     size = size_from_args(args, preset["size"])
     rc = run_config(args, name=f"pix2pix-{args.preset}", epochs=preset["epochs"], batch_size=preset["batch_size"])
-    runner = Runner(rc)
-    try:
+
+    def setup(runner):
         trainer = Pix2PixTrainer(runner, cfg, label_set, Pix2PixTrainConfig(**train), size, name=rc.name)
         augment = Augment(flip=True, brightness=0.0, contrast=0.0) if args.flip else None
-        data = build_training_data(args, label_set, size, augment, num_channels=cfg.label_nc)
-        res = runner.fit(trainer, data)
-        if runner.is_main:
-            print(f"trained {res.steps} steps in {res.seconds:.0f} s; model card: {res.card}")
-    finally:
-        runner.close()
-    return 0
+        return trainer, build_training_data(args, label_set, size, augment, num_channels=cfg.label_nc)
+
+    return fit(rc, setup)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,10 @@ Outputs, --resume, exit codes: as train/spade.py (NAME.card.json + NAME.pt, chec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cityserve.training.common import add_common_args
+    from cityserve.training.common import training_parser
     from cityserve.training.segmenter_trainer import PRESETS
 
-    p = argparse.ArgumentParser(prog="train/segmenter.py", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="base settings (default: demo)")
-    add_common_args(p)
+    p = training_parser("train/segmenter.py", __doc__, EPILOG, PRESETS, default="demo")
     m = p.add_argument_group("model")
     m.add_argument("--arch", choices=("fchardnet", "deeplabv3plus"))
     m.add_argument("--backbone", choices=("resnet50", "resnet101", "mobilenetv2"), help="DeepLabV3+ backbone")
@@ -53,51 +50,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cityserve.training.common import run_main, setup_logging
+    from cityserve.training.common import train_main
+    from cityserve.training.segmenter_trainer import PRESETS
 
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: _run(args))
+    return train_main(build_parser, PRESETS, _run, argv)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, preset: dict) -> int:
     from cityserve.data.transforms import Augment
     from cityserve.labels import get_label_set
     from cityserve.models.registry import family
-    from cityserve.training.common import build_training_data, run_config, size_from_args
-    from cityserve.training.runner import Runner
-    from cityserve.training.segmenter_trainer import PRESETS, SegmenterTrainConfig, SegmenterTrainer
+    from cityserve.training.common import build_training_data, fit, given, run_config, size_from_args
+    from cityserve.training.segmenter_trainer import SegmenterTrainConfig, SegmenterTrainer
 
-    preset = PRESETS[args.preset]
     arch = args.arch or preset["arch"]
     label_set = args.label_set or "cityscapes"
     ls = get_label_set(label_set)
     model = dict(preset["model"]) if arch == preset["arch"] else {}
     if arch == "deeplabv3plus":
-        for opt in ("backbone", "output_stride"):
-            if getattr(args, opt) is not None:
-                model[opt] = getattr(args, opt)
+        model.update(given(args, ("backbone", "output_stride")))
     label_name = label_set if isinstance(label_set, str) else ls.name
     cfg = family(arch).config_cls(num_classes=ls.num_train_ids, label_set=label_name, **model)
-    train = dict(preset["train"])
-    for opt in ("loss", "min_k", "loss_th", "lr", "momentum", "weight_decay", "backbone_weights"):
-        if getattr(args, opt) is not None:
-            train[opt] = getattr(args, opt)
+    train = {**preset["train"], **given(args, ("loss", "min_k", "loss_th", "lr", "momentum", "weight_decay",
+                                               "backbone_weights"))}
     size = size_from_args(args, preset["size"])
     rc = run_config(args, name=f"{arch}-{args.preset}", epochs=None, batch_size=preset["batch_size"])
     if rc.max_steps is None and rc.epochs is None:
         rc.max_steps = preset["max_steps"]
-    runner = Runner(rc)
-    try:
+
+    def setup(runner):
         trainer = SegmenterTrainer(runner, arch, cfg, label_set, SegmenterTrainConfig(**train), size, name=rc.name)
         augment = Augment(flip=args.flip, brightness=0.2, contrast=0.2, scale=tuple(preset["scale"]))
-        data = build_training_data(args, label_set, size, augment)
-        res = runner.fit(trainer, data)
-        if runner.is_main:
-            print(f"trained {res.steps} steps in {res.seconds:.0f} s; model card: {res.card}")
-    finally:
-        runner.close()
-    return 0
+        return trainer, build_training_data(args, label_set, size, augment)
+
+    return fit(rc, setup)
 
 
 if __name__ == "__main__":

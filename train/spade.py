@@ -37,13 +37,10 @@ Exit codes: 0 done, 1 a loss became NaN/inf (the step and loss are named; the la
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cityserve.training.common import add_common_args
+    from cityserve.training.common import training_parser
     from cityserve.training.spade_trainer import PRESETS
 
-    p = argparse.ArgumentParser(prog="train/spade.py", description=__doc__,
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="base settings (default: demo)")
-    add_common_args(p)
+    p = training_parser("train/spade.py", __doc__, EPILOG, PRESETS, default="demo")
     m = p.add_argument_group("model")
     m.add_argument("--ngf", type=int, help="generator width")
     m.add_argument("--ndf", type=int, help="discriminator width")
@@ -76,29 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cityserve.training.common import run_main, setup_logging
+    from cityserve.training.common import train_main
+    from cityserve.training.spade_trainer import PRESETS
 
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return run_main(lambda: _run(args))
+    return train_main(build_parser, PRESETS, _run, argv)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, preset: dict) -> int:
     from cityserve.data.transforms import Augment
-    from cityserve.training.common import build_training_data, run_config, size_from_args
-    from cityserve.training.runner import Runner
-    from cityserve.training.spade_trainer import PRESETS, SPADETrainConfig, SPADETrainer, spade_config_for
+    from cityserve.training.common import build_training_data, fit, given, run_config, size_from_args
+    from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
 
-    preset = PRESETS[args.preset]
-    gen = dict(preset["gen"])
-    for opt in ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae", "z_dim", "label_nc", "nhidden"):
-        if getattr(args, opt) is not None:
-            gen[opt] = getattr(args, opt)
-    train = dict(preset["train"])
-    for opt in ("ndf", "lr", "beta1", "beta2", "no_TTUR", "niter_decay", "lambda_feat", "lambda_vgg", "lambda_kld",
-                "no_ganFeat_loss", "vgg_weights", "init_type", "init_variance", "init_from", "init_D"):
-        if getattr(args, opt) is not None:
-            train[opt] = getattr(args, opt)
+    gen = {**preset["gen"], **given(args, ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae",
+                                           "z_dim", "label_nc", "nhidden"))}
+    train = {**preset["train"], **given(args, ("ndf", "lr", "beta1", "beta2", "no_TTUR", "niter_decay",
+                                               "lambda_feat", "lambda_vgg", "lambda_kld", "no_ganFeat_loss",
+                                               "vgg_weights", "init_type", "init_variance", "init_from", "init_D"))}
     tcfg = SPADETrainConfig(**train)
     label_set = args.label_set or preset["label_set"]
     size = size_from_args(args, preset["size"])
@@ -115,18 +105,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         gcfg = spade_config_for(label_set, size, **gen)
     cfg = run_config(args, name=f"spade-{args.preset}", epochs=preset["epochs"], batch_size=preset["batch_size"])
-    runner = Runner(cfg)
-    try:
+
+    def setup(runner):
         trainer = SPADETrainer(runner, gcfg, label_set, tcfg, name=cfg.name)
         augment = Augment(flip=True, brightness=0.0, contrast=0.0) if args.flip else None
         num_channels = trainer.gcfg.num_classes
-        data = build_training_data(args, trainer.label_set, size, augment, num_channels=num_channels)
-        res = runner.fit(trainer, data)
-        if runner.is_main:
-            print(f"trained {res.steps} steps in {res.seconds:.0f} s; model card: {res.card}")
-    finally:
-        runner.close()
-    return 0
+        return trainer, build_training_data(args, trainer.label_set, size, augment, num_channels=num_channels)
+
+    return fit(cfg, setup)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def make_tensorrt(card, device: str, graph_dir: Path, **_) -> Runner:
     return engine.run
 
 
-def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused: bool = False, **_) -> Runner:
+def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused=None, **_) -> Runner:
     """An AOTInductor package (``cityserve export aot``) of the render graph, compiled here, then
     loaded as a server would. Its compile-time accuracy check against FP32 rides along in ``info``."""
     if device != "cpu":
@@ -117,9 +117,10 @@ def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused: boo
     from ..cards import load_card
     from ..export.aot import compile_aot, load_aot
 
-    if fused:
-        aot_card = load_card(compile_aot(card, Path(graph_dir) / f"aot-{dtype}-fused", dtype, fused=True))
-    else:  # the package cached beside the card, which the Triton cpu target's repository reuses
+    if fused is not None:  # an explicit form, for comparison
+        form = "fused" if fused else "unfused"
+        aot_card = load_card(compile_aot(card, Path(graph_dir) / f"aot-{dtype}-{form}", dtype, fused=fused))
+    else:  # the default package, cached beside the card, which the Triton cpu target's repository reuses
         from ..export.aot import aot_card_for
 
         aot_card = aot_card_for(card, dtype)
@@ -143,6 +144,7 @@ ENGINES: dict[str, Callable[..., Runner]] = {
     "aot-bf16": lambda card, device, **kw: make_aot(card, device, dtype="bf16", **kw),
     "aot-fp32": lambda card, device, **kw: make_aot(card, device, dtype="fp32", **kw),
     "aot-bf16-fused": lambda card, device, **kw: make_aot(card, device, dtype="bf16", fused=True, **kw),
+    "aot-bf16-unfused": lambda card, device, **kw: make_aot(card, device, dtype="bf16", fused=False, **kw),
     "torch-eager-fp32": make_torch_eager,
     "torch-lowp-channels-last": make_torch_lowp,
     "torch-compile-fp32": lambda card, device, **kw: make_torch_compile(card, device, "fp32", **kw),

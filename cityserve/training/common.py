@@ -7,7 +7,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import CityserveError, ConfigError, UnavailableError
-from .runner import RunConfig, TrainingDiverged, parse_seeds, parse_size
+from .runner import Runner, RunConfig, TrainingDiverged, parse_seeds, parse_size
 
 log = logging.getLogger("cityserve.training")
 
@@ -135,6 +135,17 @@ def build_training_data(args: argparse.Namespace, label_set: Any, size: tuple[in
 
 
 # ---- command line -------------------------------------------------------------------------------------
+def training_parser(prog: str, description: str, epilog: str, presets: dict[str, Any],
+                    default: str) -> argparse.ArgumentParser:
+    """The parser every training entry point starts from: ``--preset`` (one of ``presets``) and the data /
+    run options; the entry point adds its model and optimisation groups."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(presets), default=default, help=f"base settings (default: {default})")
+    add_common_args(p)
+    return p
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", choices=DATA_KINDS, default="synthetic",
@@ -193,9 +204,37 @@ def size_from_args(args: argparse.Namespace, default: tuple[int, int]) -> tuple[
     return parse_size(args.size) if args.size else default
 
 
+def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options among ``names`` that the command line set (not None): what overrides a preset."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def fit(rc: RunConfig, setup: Callable[[Runner], tuple[Any, Dataset]]) -> int:
+    """Train the ``(trainer, dataset)`` that ``setup(runner)`` builds, closing the runner (process group,
+    TensorBoard writer) however it ends; the main process prints where the model card went."""
+    runner = Runner(rc)
+    try:
+        trainer, data = setup(runner)
+        res = runner.fit(trainer, data)
+        if runner.is_main:
+            print(f"trained {res.steps} steps in {res.seconds:.0f} s; model card: {res.card}")
+    finally:
+        runner.close()
+    return 0
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+
+
+def train_main(build_parser: Callable[[], argparse.ArgumentParser], presets: dict[str, Any],
+               run: Callable[[argparse.Namespace, dict[str, Any]], int], argv: Optional[list[str]] = None) -> int:
+    """A training entry point's ``main``: log lines, parse ``argv``, then ``run(args, preset)`` with the
+    preset ``--preset`` names, under ``run_main``'s exit codes."""
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    return run_main(lambda: run(args, presets[args.preset]))
 
 
 def run_main(body) -> int:

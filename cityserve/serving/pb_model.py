@@ -1,0 +1,135 @@
+"""What cityserve's Triton python-backend models (``triton_models/*/model.py``) share.
+
+Each ``model.py`` stays a short ``TritonPythonModel`` in the shape of Triton's own examples and keeps
+only what is its own; the parts every one of them would repeat live here: reading ``args`` and the
+model config, answering each request on its own (an exception fails only that request, as an
+``INVALID_ARG`` error naming the model), and, for the graph runners, running the requests that the
+dynamic batcher grouped as one call.
+
+Imported inside Triton's python backend stub, which puts ``triton_python_backend_utils`` on the path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import LabelError
+from .codec import check_ids
+
+try:
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # outside the stub: the module imports, the models cannot run
+    pb_utils = None
+
+
+def error(message: str, invalid_arg: bool = True) -> Any:
+    """A ``TritonError``: INVALID_ARG (bad input) where this Triton's python backend has error codes."""
+    if invalid_arg:
+        try:
+            return pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+        except (AttributeError, TypeError):
+            pass
+    return pb_utils.TritonError(message)
+
+
+def error_response(message: str, invalid_arg: bool = True) -> Any:
+    return pb_utils.InferenceResponse(error=error(message, invalid_arg))
+
+
+def input_array(request: Any, name: str) -> np.ndarray:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise ValueError(f"input {name!r} is missing")
+    return tensor.as_numpy()
+
+
+def response(outputs: dict[str, np.ndarray]) -> Any:
+    """An ``InferenceResponse`` with one output tensor per ``{name: array}`` item, in that order."""
+    return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
+
+
+class PythonModel:
+    """Base of a ``TritonPythonModel``. ``initialize`` reads the config into ``config``, ``params`` (its
+    string parameters), ``name``, ``inputs`` / ``outputs`` (tensor names) and ``version_dir``; subclasses
+    call it first, then set up. ``execute`` answers each request with ``infer(request)``, a
+    ``{output name: array}`` dict, or with the error it raised."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        self.config = json.loads(args["model_config"])
+        self.params = {k: v.get("string_value", "") for k, v in self.config.get("parameters", {}).items()}
+        self.name = self.config["name"]
+        self.inputs = [i["name"] for i in self.config.get("input", [])]
+        self.outputs = [o["name"] for o in self.config.get("output", [])]
+        self.version_dir = os.path.join(args["model_repository"], args["model_version"])
+
+    def version_file(self, param: str, default: str) -> str:
+        """The file in the version directory that parameter ``param`` names (``default`` without it)."""
+        return os.path.join(self.version_dir, self.params.get(param, default))
+
+    def infer(self, request: Any) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = []
+        for request in requests:
+            try:
+                responses.append(response(self.infer(request)))
+            except Exception as e:  # noqa: BLE001 - every failure becomes this request's error
+                responses.append(error_response(f"{self.name}: {e}"))
+        return responses
+
+
+class BatchedPythonModel(PythonModel):
+    """Base of a graph runner: the requests that the dynamic batcher groups run as ONE ``run(feeds)``
+    call (concatenated along the batch axis) and are split again. Inputs listed in the ``label_inputs``
+    parameter are checked against ``num_classes`` first: an out-of-range id fails only its own request,
+    with a message naming the ids, and never reaches the graph. ``run`` returns the outputs' arrays in
+    ``self.outputs`` order; if it fails, every request of the call gets the error, naming ``engine``."""
+
+    engine = "graph"
+
+    def initialize(self, args: dict[str, str]) -> None:
+        super().initialize(args)
+        self.label_inputs = [n for n in self.params.get("label_inputs", "").split(",") if n]
+        self.num_classes = int(self.params.get("num_classes", "0") or 0)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def feeds(self, request: Any) -> dict[str, np.ndarray]:
+        feeds = {name: input_array(request, name) for name in self.inputs}
+        for name in self.label_inputs:
+            try:
+                check_ids(feeds[name], self.num_classes)
+            except LabelError as e:
+                raise ValueError(f"{name}: {e}") from None
+        return feeds
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses = [None] * len(requests)
+        ready = []  # (request index, feeds, batch size)
+        for i, request in enumerate(requests):
+            try:
+                feeds = self.feeds(request)
+                ready.append((i, feeds, len(feeds[self.inputs[0]])))
+            except Exception as e:  # noqa: BLE001 - every failure becomes this request's error
+                responses[i] = error_response(f"{self.name}: {e}")
+        if ready:
+            try:
+                if len(ready) == 1:
+                    batch_feeds = ready[0][1]
+                else:
+                    batch_feeds = {n: np.concatenate([f[n] for _, f, _ in ready]) for n in self.inputs}
+                results = self.run(batch_feeds)
+                start = 0
+                for i, _, n in ready:
+                    responses[i] = response({name: np.ascontiguousarray(r[start:start + n])
+                                             for name, r in zip(self.outputs, results)})
+                    start += n
+            except Exception as e:  # noqa: BLE001
+                for i, _, _ in ready:
+                    responses[i] = error_response(f"{self.name}: {self.engine} failed: {e}", invalid_arg=False)
+        return responses

@@ -61,14 +61,16 @@ def main(argv=None) -> int:
 
     device, batches, engines = PROFILES[args.profile]
     if args.quick:
-        models, batches, runs, warmup, matmul_n = list(M.QUICK), [1, 2], 3, 1, 512
+        models, batches, runs, warmup, matmul_n = list(M.QUICK) + [M.ChainSpec(M.TINY_DEEPLAB, M.TINY_SPADE)], [1, 2], 3, 1, 512
         engines = ["torch-eager-fp32", "torch-lowp-channels-last", "onnxruntime", "tensorrt-fp16"]
     else:
-        demo = [c for c in M.demo_cards().values() if c is not None]
-        models, runs, warmup, matmul_n = M.OFFICIAL + demo, 10, 2, 4096
+        demo = M.demo_cards()
+        chain = [M.ChainCard(demo["segmenter"], demo["generator"])] if all(demo.values()) else []
+        models, runs, warmup, matmul_n = M.OFFICIAL + [c for c in demo.values() if c] + chain, 10, 2, 4096
     if args.models:
         keep = set(args.models.split(","))
-        models = [m for m in models if m.name in keep]
+        models = [m for m in models if getattr(m, "name", None) in keep
+                  or (isinstance(m, M.ChainSpec) and "photo2photo" in keep)]
     if args.engines:
         engines = args.engines.split(",")
     if args.batches:

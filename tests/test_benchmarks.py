@@ -37,7 +37,7 @@ def test_run_has_device_versions_command_and_peaks(quick_run):
 
 def test_every_engine_row_has_every_figure(quick_run):
     _, doc = quick_run
-    assert {m["kind"] for m in doc["models"]} == {"generator", "segmenter"}
+    assert {m["kind"] for m in doc["models"]} == {"generator", "segmenter", "chain"}
     measured = 0
     for m in doc["models"]:
         assert m["flops_per_image"] > 0
@@ -52,11 +52,14 @@ def test_every_engine_row_has_every_figure(quick_run):
                 assert r["achieved_tflops"] == pytest.approx(m["flops_per_image"] * r["batch"] / (lat["mean"] / 1e3) / 1e12)
                 assert r["fraction_of_peak"] > 0 and "TFLOP/s" in r["peak_reference"]
                 measured += 1
-        assert m["engines"]["onnxruntime"]["status"] == "ok"
+        assert m["engines"]["onnxruntime"]["status"] == "ok", m["engines"]["onnxruntime"]
         # TensorRT cannot run here: the result says so instead of a number
         assert m["engines"]["tensorrt-fp16"]["status"] == "not measured"
         assert "CUDA" in m["engines"]["tensorrt-fp16"]["reason"] or "TensorRT" in m["engines"]["tensorrt-fp16"]["reason"]
-    assert measured >= 6
+    assert measured >= 9
+    chain = next(m for m in doc["models"] if m["kind"] == "chain")
+    parts = {m["kind"]: m["flops_per_image"] for m in doc["models"] if m["kind"] != "chain"}
+    assert chain["flops_per_image"] == parts["generator"] + parts["segmenter"]  # photo2photo = both graphs
 
 
 def test_triton_sweep_and_outside_engine_share(quick_run):

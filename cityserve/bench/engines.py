@@ -22,7 +22,23 @@ class Unavailable(Exception):
 Runner = Callable[[dict[str, np.ndarray]], object]
 
 
+class Photo2PhotoGraph(torch.nn.Module):
+    """Segment graph then render graph: uint8 photo [B,H,W,3] -> uint8 photo [B,H,W,3]."""
+
+    def __init__(self, segment: torch.nn.Module, render: torch.nn.Module):
+        super().__init__()
+        self.segment, self.render = segment, render
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        labels = self.segment(image)
+        inst = labels.to(torch.int32) if self.render.use_instance else None
+        z = torch.zeros(labels.shape[0], self.render.z_dim) if self.render.z_dim else None
+        return self.render(labels, inst, z)
+
+
 def torch_graph(card) -> torch.nn.Module:
+    if card.kind == "chain":
+        return Photo2PhotoGraph(torch_graph(card.segmenter), torch_graph(card.generator)).eval()
     if card.kind == "segmenter":
         from ..models.segment import segment_graph_from_card
 
@@ -75,6 +91,23 @@ def make_onnxruntime(card, device: str, graph_dir: Path, threads: int | None = N
 
     from ..export.onnx_export import export_onnx
 
+    if card.kind == "chain":  # two sessions, as Triton's photo2photo ensemble runs them
+        seg = make_onnxruntime(card.segmenter, device, graph_dir / "segmenter", threads)
+        gen = make_onnxruntime(card.generator, device, graph_dir / "generator", threads)
+        from ..models.registry import render_io
+
+        io = render_io(card.generator)
+
+        def chain(feeds):
+            labels = seg(feeds)[0]
+            g = {"labels": labels}
+            if io.use_instance:
+                g["instances"] = labels.astype(np.int32)
+            if io.z_dim:
+                g["z"] = np.zeros((labels.shape[0], io.z_dim), np.float32)
+            return gen(g)
+
+        return chain
     onnx_path = export_onnx(card, graph_dir)
     providers = ["CPUExecutionProvider"]
     if device == "cuda":

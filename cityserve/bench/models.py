@@ -121,3 +121,49 @@ def demo_cards() -> dict[str, Optional[ModelCard]]:
             c = load_card(p)
             out[c.kind] = out[c.kind] or c
     return out
+
+
+@dataclasses.dataclass
+class ChainCard:
+    """The photo -> labels -> photo pipeline (what Triton's ``photo2photo`` ensemble runs), timed as one
+    model: the segmenter's label ids feed the generator (instances = the label map, z = 0)."""
+
+    segmenter: ModelCard
+    generator: ModelCard
+    kind: str = "chain"
+    arch: str = "photo2photo"
+
+    def __post_init__(self):
+        if (self.segmenter.height, self.segmenter.width) != (self.generator.height, self.generator.width):
+            raise ValueError(f"photo2photo needs one size: segmenter {self.segmenter.height}x{self.segmenter.width}, "
+                             f"generator {self.generator.height}x{self.generator.width}")
+
+    @property
+    def name(self) -> str:
+        return f"photo2photo[{self.segmenter.name}->{self.generator.name}]"
+
+    @property
+    def height(self) -> int:
+        return self.generator.height
+
+    @property
+    def width(self) -> int:
+        return self.generator.width
+
+    @property
+    def provenance(self) -> dict:
+        return {"source": f"{self.segmenter.provenance.get('source', 'trained')} -> "
+                          f"{self.generator.provenance.get('source', 'trained')}"}
+
+    def card(self, cache: Path) -> "ChainCard":
+        return self
+
+
+class ChainSpec:
+    """A chain of two ModelSpecs, resolved to cards in the run's cache."""
+
+    def __init__(self, segmenter: ModelSpec, generator: ModelSpec):
+        self.segmenter, self.generator = segmenter, generator
+
+    def card(self, cache: Path) -> ChainCard:
+        return ChainCard(self.segmenter.card(cache), self.generator.card(cache))

@@ -50,7 +50,11 @@ def example_feeds(card, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     Cityscapes one (realistic label statistics), random otherwise."""
     rng = np.random.default_rng(seed)
     h, w = card.height, card.width
-    if card.kind == "segmenter":
+    if card.kind in ("segmenter", "chain"):
+        if card.kind == "chain" or card.label_set == "cityscapes":  # street photos, not noise
+            from ..data.synthetic import generate_scene
+
+            return {"image": np.stack([generate_scene(seed + i, h, w).photo for i in range(batch)])}
         return {"image": rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)}
     from ..models.registry import render_io
 
@@ -108,7 +112,7 @@ def run(plan: Plan, progress: bool = True) -> dict:
     }
     bar = tqdm(total=len(plan.models) * len(plan.engines), desc="benchmark", disable=not progress)
     for spec in plan.models:
-        card = spec.card(cache) if isinstance(spec, ModelSpec) else spec
+        card = spec.card(cache) if callable(getattr(spec, "card", None)) else spec
         entry = {"model": card.name, "arch": card.arch, "kind": card.kind, "height": card.height,
                  "width": card.width, "weights": card.provenance.get("source", "trained"),
                  "flops_per_image": flops_per_image(card), "engines": {}}

@@ -25,7 +25,7 @@ def _pick_generator(plan, doc) -> Optional[ModelCard]:
     from .models import ModelSpec
 
     for spec in plan.models:
-        card = spec.card(plan.cache) if isinstance(spec, ModelSpec) else spec
+        card = spec.card(plan.cache) if callable(getattr(spec, "card", None)) else spec
         if card.kind == "generator":
             return card
     return None

@@ -161,7 +161,7 @@ def test_official_spade_fixture_onnx_reproduces_official_output(name, fixtures_d
 # ---- the fused SPADE inference form -----------------------------------------------------------------------
 @pytest.mark.parametrize("variant", ["cityscapes_instance_normal", "vae_more"])
 def test_fused_spade_matches_unfused(variant, tmp_path):
-    from cityserve.export.fuse import FusedSPADEResnetBlock, fuse_spade
+    from cityserve.export.fuse import FusedSPADEResnetBlock
 
     label_set, cfg = SPADE_VARIANTS[variant]
     card = spade_card(tmp_path / "ckpt", name=variant, label_set=label_set, seed=3, **cfg)

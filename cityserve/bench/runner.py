@@ -22,7 +22,6 @@ from ..cards import command_line, environment
 from . import devices
 from .engines import ENGINES, Unavailable, torch_graph
 from .flops import count_flops
-from .models import ModelSpec
 from .timing import measure
 
 

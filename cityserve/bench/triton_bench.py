@@ -22,7 +22,6 @@ from ..cards import ModelCard
 
 
 def _pick_generator(plan, doc) -> Optional[ModelCard]:
-    from .models import ModelSpec
 
     for spec in plan.models:
         card = spec.card(plan.cache) if callable(getattr(spec, "card", None)) else spec

@@ -45,7 +45,7 @@ from ..bench.devices import cpu_flags, cpu_name, cpu_supports_bf16
 from ..cards import ModelCard, load_card, now_iso, sha256_file
 from ..errors import CheckpointError, ConfigError, UnavailableError
 from ..models.registry import render_io
-from ..models.render import RenderGraph, render_graph_from_card, to_uint8_image
+from ..models.render import RenderGraph, render_graph_from_card
 
 PACKAGE = "render.pt2"
 ISA_FLAGS = {  # inductor's CPU vector ISA -> the /proc/cpuinfo flags its generated code needs

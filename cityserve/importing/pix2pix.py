@@ -48,7 +48,7 @@ def infer_unet(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> dict[
     while f"{prefix}model.3.model.1.weight" in sd:
         prefix += "model.3."
         num_downs += 1
-    if f"model.model.1.model.2.running_mean" in sd:
+    if "model.model.1.model.2.running_mean" in sd:
         norm = "batch"
     elif "model.model.1.model.1.bias" in sd:
         norm = "instance"

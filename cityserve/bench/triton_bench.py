@@ -179,7 +179,7 @@ def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool 
     shapes = [f"--shape=labels:{','.join(map(str, shape[1:]))}"]
     if io.use_instance:
         shapes.append(f"--shape=instances:{','.join(map(str, shape[1:]))}")
-    settings = (["--concurrency-range", "1:2:1", "--measurement-interval", "1000", "-s", "100", "-r", "4"] if quick
+    settings = (["--concurrency-range", "1:2:1", "--measurement-interval", "1000", "-s", "1000", "-r", "10"] if quick
                 else ["--concurrency-range", "1:4:1", "--measurement-interval", "5000", "-s", "20"])
     cmd = [str(exe), "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--input-data", "zero", *settings,
            "-f", str(csv), *shapes]

@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     else:
         demo = M.demo_cards()
         chain = [M.ChainCard(demo["segmenter"], demo["generator"])] if all(demo.values()) else []
-        models, runs, warmup, matmul_n = M.OFFICIAL + [c for c in demo.values() if c] + chain, 10, 2, 4096
+        # the shipped demo models first: Triton's sweep serves the first generator of the list
+        models, runs, warmup, matmul_n = [c for c in demo.values() if c] + chain + M.OFFICIAL, 10, 2, 4096
     if args.models:
         keep = set(args.models.split(","))
         models = [m for m in models if getattr(m, "name", None) in keep

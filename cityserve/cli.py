@@ -28,7 +28,7 @@ exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 a needed component i
 130 interrupted.
 
 examples:
-  cityserve render examples/street.png --model models/demo --out photo.png
+  cityserve render examples/street_01.png --model models/demo/spade-demo.card.json --out photo.png
   cityserve import spade latest_net_G.pth --label-set cityscapes --size 256x512 --out ckpt/
   cityserve export onnx ckpt/ --out exported/
   cityserve serve                  # the shipped demo model behind a local Triton server

@@ -141,6 +141,16 @@ def test_render_end_to_end_tiny_model(tiny, tmp_path):
     assert np.array_equal(c, api_inst) and not np.array_equal(c, a)
 
 
+def test_render_resizes_other_sizes_with_nearest(tiny, tmp_path, capsys):
+    ids = street_ids(32, 64)
+    big = np.kron(ids, np.ones((2, 2), dtype=np.uint8))  # the same map at 64x128
+    write_id_png(tmp_path / "big.png", big, "cityscapes")
+    assert cli("render", tmp_path / "big.png", "--model", tiny["cs"], "--out", tmp_path / "o.png") == 0
+    assert "resized with nearest neighbour" in capsys.readouterr().err
+    expected = Renderer.from_card(str(tiny["cs"])).render(ids)[0]
+    assert np.array_equal(read_png(tmp_path / "o.png"), expected)  # nearest 2x down = the original ids
+
+
 def test_render_vae_seed_style_and_latent(tiny, tmp_path, capsys):
     ids = np.full((32, 64), 150, np.uint8)  # ADE20K 'other' ...
     ids[16:, :] = 6  # ... over road

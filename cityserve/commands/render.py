@@ -160,6 +160,23 @@ def engine_options(engine: str, device: Optional[str]) -> dict:
     return {"device": device}
 
 
+def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
+    """A label map of another size is resized to the model's HxW with nearest neighbour (ids stay ids;
+    SPADE's first layer is sized from H and W, so the model cannot render another size), with a note."""
+    import cv2
+
+    h, w = card.height, card.width
+    if labels.shape[:2] == (h, w):
+        return labels, instances
+    print(f"note: label map is {labels.shape[0]}x{labels.shape[1]}, model {card.name!r} renders {h}x{w}: "
+          f"resized with nearest neighbour", file=sys.stderr)
+    resize = lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST)  # noqa: E731
+    labels = resize(labels.astype(np.int32) if labels.dtype not in (np.uint8, np.uint16, np.int32) else labels)
+    if instances is not None:
+        instances = resize(instances.astype(np.int32))
+    return labels, instances
+
+
 def run(args) -> int:
     if args.server:
         from ..client import render_cli
@@ -196,6 +213,7 @@ def run(args) -> int:
         z = read_latent(args.z, renderer.io.z_dim)
     elif renderer.io.z_dim and args.seed is None:
         print("note: VAE model: the style latent is random; pass --seed N to repeat it", file=sys.stderr)
+    labels, instances = fit_to_model(labels, instances, card)
     image = renderer.render(labels, instances=instances, z=z, seed=args.seed)[0]
     write_photo(args.out, image)
     print(f"wrote {args.out} ({image.shape[0]}x{image.shape[1]}, {card.name}, {args.engine})")

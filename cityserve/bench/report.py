@@ -17,7 +17,12 @@ def markdown(doc: dict) -> str:
              f"{doc['settings']['torch_threads']}; CPU BF16: {'yes' if dev.get('cpu_bf16') else 'no'})",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()
                                         if k in ("torch", "onnxruntime", "python")),
-             "- measured peaks: " + ", ".join(f"{k} {v:.3f}" for k, v in doc["measured_peaks"].items()),
+             "- measured peaks: " + ", ".join(f"{k} {v:.3f}" for k, v in doc["measured_peaks"].items())
+             + (" (torch's n^3 matmul on this CPU; '% of peak' is relative to it, and onnxruntime's own GEMM "
+                "can exceed it, hence values over 100%)" if doc["device"]["device"] == "cpu" else ""),
+             (f"- load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in doc['load_average_at_start'])}, "
+              f"at end {'/'.join(f'{x:.1f}' for x in doc['load_average_at_end'])}\n"
+              if "load_average_at_start" in doc and "load_average_at_end" in doc else "") +
              f"- latency: p50/p90/p99 over ≥{doc['settings']['runs']} timed runs after "
              f"{doc['settings']['warmup']} warm-up runs; memory: "
              + ("CUDA max allocated" if doc["device"]["device"] == "cuda" else "peak process RSS"), ""]

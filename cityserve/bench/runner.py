@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import tempfile
 import traceback
 from pathlib import Path
@@ -108,6 +109,7 @@ def run(plan: Plan, progress: bool = True) -> dict:
                      "batches": plan.batches, "torch_threads": torch.get_num_threads()},
         "models": [],
         "triton": None,
+        "load_average_at_start": list(os.getloadavg()),  # other work on the machine skews timings
     }
     bar = tqdm(total=len(plan.models) * len(plan.engines), desc="benchmark", disable=not progress)
     for spec in plan.models:
@@ -125,6 +127,7 @@ def run(plan: Plan, progress: bool = True) -> dict:
         from .triton_bench import run_triton
 
         doc["triton"] = run_triton(plan, doc, cache)
+    doc["load_average_at_end"] = list(os.getloadavg())
     return doc
 
 

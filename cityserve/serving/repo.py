@@ -73,7 +73,7 @@ class ServingOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS  # PNGs with more pixels are refused from their header
     max_bytes: int = DEFAULT_MAX_BYTES
     png_compression: int = 1
-    intra_op_threads: int = 0  # cpu target: onnxruntime threads per instance (0: onnxruntime's default)
+    intra_op_threads: int = 0  # cpu target: threads per instance (0: onnxruntime's default; all cores for AOT)
     warmup: bool = True
     onnx_accelerator: str = "none"  # gpu-onnx: "tensorrt" puts onnxruntime's TensorRT EP (FP16) first
     nearest_colors: bool = False  # decode_png snaps unknown colors to the nearest palette color

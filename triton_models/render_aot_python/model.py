@@ -58,9 +58,10 @@ class TritonPythonModel:
                 digest.update(chunk)
         if digest.hexdigest() != aot["sha256"]:
             raise RuntimeError(f"{self.name}: {path} does not match the sha256 in its card")
-        threads = int(params.get("intra_op_threads", "0") or 0)
-        if threads > 0:
-            torch.set_num_threads(threads)
+        # The server's environment sets OMP_NUM_THREADS=1 (several python stubs share the cores), which
+        # would leave torch on one thread: 0 here means every core this process may use.
+        threads = int(params.get("intra_op_threads", "0") or 0) or len(os.sched_getaffinity(0))
+        torch.set_num_threads(threads)
         from torch._inductor import aoti_load_package
 
         self.torch = torch

@@ -153,7 +153,7 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
                 row["outside_engine_share"] = (1 - engine_ms / row["latency_ms"]["p50"]) if engine_ms else None
                 out["sweep"].append(row)
         out["perf_analyzer"] = run_perf_analyzer(server.grpc_url, "render", ids.shape, io, cache,
-                                                 quick=plan.triton_requests < 16)
+                                                 quick=plan.triton_requests < 16, engine_ms=engine_ms)
         client.close()
     return out
 
@@ -169,7 +169,8 @@ def find_perf_analyzer() -> Optional[Path]:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool = False) -> dict:
+def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool = False,
+                      engine_ms: Optional[float] = None) -> dict:
     """perf_analyzer over concurrency 1..4 (1..2 in quick mode, with a loose stability criterion so a
     busy 2-core machine still converges; the settings are recorded with the command)."""
     exe = find_perf_analyzer()
@@ -179,8 +180,12 @@ def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool 
     shapes = [f"--shape=labels:{','.join(map(str, shape[1:]))}"]
     if io.use_instance:
         shapes.append(f"--shape=instances:{','.join(map(str, shape[1:]))}")
-    settings = (["--concurrency-range", "1:2:1", "--measurement-interval", "1000", "-s", "1000", "-r", "10"] if quick
-                else ["--concurrency-range", "1:4:1", "--measurement-interval", "5000", "-s", "20"])
+    # Each window must hold several requests: at least 6 engine latencies long. Heavy models (> 0.5 s)
+    # sweep concurrency 1..2 only; quick mode also loosens the stability criterion for busy machines.
+    ms = engine_ms or 0.0
+    window = max(1000 if quick else 5000, int(6 * ms))
+    settings = ["--concurrency-range", "1:2:1" if quick or ms > 500 else "1:4:1", "--measurement-interval",
+                str(window), "-s", "1000" if quick else "20", "-r", "10"]
     cmd = [str(exe), "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--input-data", "zero", *settings,
            "-f", str(csv), *shapes]
     try:

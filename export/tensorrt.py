@@ -2,7 +2,7 @@
 import os
 import sys
 
-# This file is named tensorrt.py: drop its own folder from sys.path so `import tensorrt` finds TensorRT.
+# This file is named tensorrt.py: drop its own folder from sys.path so the real TensorRT package is found.
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
 

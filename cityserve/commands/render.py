@@ -161,13 +161,20 @@ def engine_options(engine: str, device: Optional[str]) -> dict:
 
 
 def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
-    """A label map of another size is resized to the model's HxW with nearest neighbour (ids stay ids;
-    SPADE's first layer is sized from H and W, so the model cannot render another size), with a note."""
+    """A label map of another size but the same aspect ratio is resized to the model's HxW with nearest
+    neighbour (ids stay ids; SPADE's first layer is sized from H and W, so the model cannot render another
+    size), with a note; another aspect ratio is refused rather than distorted."""
     import cv2
 
+    from ..errors import LabelError
+
     h, w = card.height, card.width
-    if labels.shape[:2] == (h, w):
+    lh, lw = labels.shape[:2]
+    if (lh, lw) == (h, w):
         return labels, instances
+    if lh * w != lw * h:
+        raise LabelError(f"label map is {lh}x{lw} but the model renders {h}x{w} (HxW), another aspect ratio: "
+                         f"crop it to {h}:{w} first (same-aspect maps are resized with nearest neighbour)")
     print(f"note: label map is {labels.shape[0]}x{labels.shape[1]}, model {card.name!r} renders {h}x{w}: "
           f"resized with nearest neighbour", file=sys.stderr)
     resize = lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST)  # noqa: E731

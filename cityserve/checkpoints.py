@@ -90,3 +90,34 @@ def load_weights(card: ModelCard, verify: bool = True) -> dict[str, torch.Tensor
     if verify:
         card.verify()
     return state_dict_from(safe_load(card.weights_path), card.weights_path)
+
+
+def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], path, what: str) -> None:
+    """``module.load_state_dict(sd, strict=True)``, but a mismatch is a one-line CheckpointError naming
+    the file and the first missing, unexpected and misshapen keys instead of torch's multi-line dump.
+    (torch loads first, so modules that drop keys of their own, like SPADE's ``netE.*``, still work.)"""
+    try:
+        module.load_state_dict(sd, strict=True)
+        return
+    except RuntimeError as e:
+        first_line = str(e).strip().splitlines()[0][:200]
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {list(sd[k].shape)} (expected {list(own[k].shape)})" for k in own
+             if k in sd and sd[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:3])}{' …' if len(unexpected) > 3 else ''}")
+    if wrong:
+        problems.append(f"shape {', '.join(wrong[:2])}{' …' if len(wrong) > 2 else ''}")
+    raise CheckpointError(f"checkpoint {path} does not fit {what}: {'; '.join(problems) or first_line}") from None
+
+
+def check_finite(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """A weights file with NaN or Inf would render garbage silently: refuse it, naming the tensor."""
+    for k, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"checkpoint {path}: tensor {k} holds NaN or Inf values")

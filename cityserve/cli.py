@@ -14,8 +14,7 @@ import pkgutil
 import sys
 
 from . import commands
-from .errors import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, CityserveError,
-                     UnavailableError)
+from .errors import run_with_exit_codes
 
 GROUPS = {
     "import": "load official checkpoints (SPADE, pix2pix, FCHarDNet) into a checkpoint + model card",
@@ -58,17 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UnavailableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except CityserveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_with_exit_codes(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from cityserve.checkpoints import safe_load  # noqa: E402
 from cityserve.errors import CheckpointError, ConfigError  # noqa: E402
 from cityserve.training import losses as L  # noqa: E402
 from cityserve.training.discriminators import MultiscaleDConfig, MultiscaleDiscriminator  # noqa: E402
-from cityserve.training.runner import RunConfig, Runner, parse_seeds, parse_size, state_files  # noqa: E402
+from cityserve.cliutil import parse_seeds, parse_size  # noqa: E402
+from cityserve.training.runner import RunConfig, Runner, state_files  # noqa: E402
 
 
 def entry(name: str):

@@ -65,26 +65,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from cityserve.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, CityserveError, UnavailableError
+    from cityserve.errors import run_with_exit_codes
+
+    return run_with_exit_codes(lambda: build(args))
+
+
+def build(args: argparse.Namespace) -> int:
     from cityserve.data.video import OverlayParams, VideoDatasetConfig, build_video_dataset, segmenter_from_card
 
-    try:
-        segmenter, label_set = None, args.label_set or "cityscapes"
-        if not args.dry_run:
-            segmenter, card_set = segmenter_from_card(args.segmenter, device=args.device)
-            label_set = args.label_set or card_set
-        cfg = VideoDatasetConfig(every_s=args.every, size=tuple(args.size), blur_threshold=args.blur_threshold,
-                                 overlay=OverlayParams(band=args.band, min_glyphs=args.min_glyphs,
-                                                       box_min_fraction=args.box_fraction),
-                                 split=args.split, start_s=args.start, max_frames=args.max_frames,
-                                 batch_size=args.batch_size)
-        report = build_video_dataset(args.videos, args.out, segmenter, label_set, cfg, progress=not args.no_progress)
-    except UnavailableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except CityserveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    segmenter, label_set = None, args.label_set or "cityscapes"
+    if not args.dry_run:
+        segmenter, card_set = segmenter_from_card(args.segmenter, device=args.device)
+        label_set = args.label_set or card_set
+    cfg = VideoDatasetConfig(every_s=args.every, size=tuple(args.size), blur_threshold=args.blur_threshold,
+                             overlay=OverlayParams(band=args.band, min_glyphs=args.min_glyphs,
+                                                   box_min_fraction=args.box_fraction),
+                             split=args.split, start_s=args.start, max_frames=args.max_frames,
+                             batch_size=args.batch_size)
+    report = build_video_dataset(args.videos, args.out, segmenter, label_set, cfg, progress=not args.no_progress)
     s = report["summary"]
     print(f"kept {s['kept']} of {s['sampled']} sampled frames -> {args.out} (see report.md)")
     return 0

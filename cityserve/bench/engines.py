@@ -86,20 +86,21 @@ def make_torch_compile(card, device: str, dtype: str = "fp32", **_) -> Runner:
     return _torch_runner(compiled, device, ac)
 
 
-def make_onnxruntime(card, device: str, graph_dir: Path, threads: int | None = None, **_) -> Runner:
-    import onnxruntime as ort
+def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runner:
+    """The project's onnxruntime engine (the same cached export ``cityserve render --engine onnxruntime``
+    uses); photo2photo runs as two sessions, as Triton's ensemble runs it."""
+    from ..engines.onnxruntime_engine import OnnxRuntimeEngine
+    from ..errors import UnavailableError
 
-    from ..export.onnx_export import export_onnx
-
-    if card.kind == "chain":  # two sessions, as Triton's photo2photo ensemble runs them
-        seg = make_onnxruntime(card.segmenter, device, graph_dir / "segmenter", threads)
-        gen = make_onnxruntime(card.generator, device, graph_dir / "generator", threads)
+    if card.kind == "chain":
+        seg = make_onnxruntime(card.segmenter, device, threads)
+        gen = make_onnxruntime(card.generator, device, threads)
         from ..models.registry import render_io
 
         io = render_io(card.generator)
 
         def chain(feeds):
-            labels = seg(feeds)[0]
+            labels = seg(feeds)
             g = {"labels": labels}
             if io.use_instance:
                 g["instances"] = labels.astype(np.int32)
@@ -108,17 +109,11 @@ def make_onnxruntime(card, device: str, graph_dir: Path, threads: int | None = N
             return gen(g)
 
         return chain
-    onnx_path = export_onnx(card, graph_dir)
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise Unavailable("onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(onnx_path), so, providers=providers)
-    return lambda feeds: sess.run(None, feeds)
+    try:
+        engine = OnnxRuntimeEngine(card, providers="cuda" if device == "cuda" else None, threads=threads)
+    except UnavailableError as e:
+        raise Unavailable(str(e)) from None
+    return engine.run
 
 
 def make_tensorrt(card, device: str, graph_dir: Path, **_) -> Runner:
@@ -157,15 +152,10 @@ def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused=None
         from ..export.aot import aot_card_for
 
         aot_card = aot_card_for(card, dtype)
-    fn = load_aot(aot_card)
-    names = list(aot_card.extra["aot"]["inputs"])
+    package = load_aot(aot_card)
 
     def run(feeds):
-        args = [torch.from_numpy(feeds[n]) for n in names]
-        if names == ["labels", "z"]:
-            args.insert(1, None)
-        with torch.inference_mode():
-            return fn(*args)
+        return package(feeds)
 
     aot = aot_card.extra["aot"]
     run.info = {k: aot.get(k) for k in ("dtype", "compile_seconds", "layers_fp32", "accuracy", "fused",

@@ -87,23 +87,10 @@ def read_labels_for_model(src, card, nearest: bool = False) -> np.ndarray:
 
 def read_style_image(path) -> np.ndarray:
     """RGB uint8 [H,W,3] of any image OpenCV reads (alpha dropped, gray expanded)."""
-    import cv2
-
-    from ..errors import LabelError
-    from ..labels import decode_image
+    from ..labels import decode_image, to_rgb8
 
     img, name = decode_image(path, "style image")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.dtype != np.uint8:
-        raise LabelError(f"{name}: a style image is 8- or 16-bit, not {img.dtype}")
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
+    return to_rgb8(img, name)
 
 
 def style_latent(card, image: np.ndarray, device: Optional[str] = None) -> np.ndarray:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import CityserveError, ConfigError
+from ..errors import CityserveError, ConfigError, LabelError
+from ..labels import to_rgb8
 from . import transforms
 from .transforms import Augment
 from .validate import DatasetError, Problem, format_ids, image_size, raise_problems, scan
@@ -60,15 +61,10 @@ def read_photo(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DatasetError(f"{path} is not a readable image")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
+    try:
+        return to_rgb8(img, str(path))
+    except LabelError as e:
+        raise DatasetError(str(e)) from None
 
 
 def read_raw(path: Path) -> np.ndarray:

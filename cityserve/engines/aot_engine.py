@@ -22,17 +22,9 @@ class AOTEngine:
 
         if threads:
             torch.set_num_threads(threads)
-        card = load_card(package_card) if package_card is not None else aot_card_for(card, dtype)
-        self.card = card
-        self.input_names = list(card.extra["aot"]["inputs"])
-        self._fn = load_aot(card)
+        self.card = load_card(package_card) if package_card is not None else aot_card_for(card, dtype)
+        self.package = load_aot(self.card)
+        self.input_names = self.package.inputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names]
-        if self.input_names == ["labels", "z"]:
-            args.insert(1, None)
-        with torch.inference_mode():
-            out = self._fn(*args)
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        return out.numpy()
+        return self.package(feeds)

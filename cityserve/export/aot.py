@@ -312,20 +312,38 @@ def check_compatible(aot: dict, flags: Optional[set[str]] = None) -> None:
                                f"{torch.__version__}; rebuild it with `cityserve export aot`")
 
 
-def load_aot(card: ModelCard):
-    """The compiled callable of an AOT card, after the compatibility and sha256 checks."""
+class AOTPackage:
+    """A loaded ``render.pt2``, checked first: ``package(feeds)`` takes the render graph's inputs by name
+    (numpy) and returns the uint8 image [B,H,W,3]. The engine, the benchmark and the Triton cpu model
+    all run packages through this one class."""
+
+    def __init__(self, aot: dict, directory: str | os.PathLike):
+        check_compatible(aot)
+        pkg = Path(directory) / aot["file"]
+        if not pkg.is_file():
+            raise CheckpointError(f"AOT package {pkg} is missing")
+        if sha256_file(pkg) != aot["sha256"]:
+            raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
+        from torch._inductor import aoti_load_package
+
+        self.inputs = list(aot["inputs"])  # positional order of the compiled graph
+        self._fn = aoti_load_package(str(pkg))
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.inputs]
+        if self.inputs == ["labels", "z"]:  # the compiled signature is (labels, instances, z)
+            args.insert(1, None)
+        with torch.inference_mode():
+            out = self._fn(*args)
+        return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
+
+
+def load_aot(card: ModelCard) -> AOTPackage:
+    """The package of an AOT card, after the compatibility and sha256 checks."""
     aot = card.extra.get("aot")
     if not aot:
         raise CheckpointError(f"card {card.path} has no AOT package; build one with `cityserve export aot`")
-    check_compatible(aot)
-    pkg = card.directory / aot["file"]
-    if not pkg.is_file():
-        raise CheckpointError(f"AOT package {pkg} is missing")
-    if sha256_file(pkg) != aot["sha256"]:
-        raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
-    from torch._inductor import aoti_load_package
-
-    return aoti_load_package(str(pkg))
+    return AOTPackage(aot, card.directory)
 
 
 def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None) -> ModelCard:

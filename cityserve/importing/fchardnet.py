@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..cards import ModelCard, command_line, environment, now_iso, sha256_file
-from ..checkpoints import safe_load, save_checkpoint, state_dict_from
+from ..checkpoints import check_finite, load_strict, safe_load, save_checkpoint, state_dict_from
 from ..errors import CheckpointError, ConfigError
-from .pix2pix import check_finite, label_set_for_card
+from .pix2pix import label_set_for_card
 
 OFFICIAL_REPO = "PingoLH/FCHarDNet"
 
@@ -34,11 +34,7 @@ def import_fchardnet(path: str | os.PathLike, out_dir: str | os.PathLike, label_
         raise ConfigError(f"--size {h}x{w}: FCHarDNet needs height and width that are multiples of 32")
     cfg = FCHarDNetConfig(num_classes=num_classes, label_set=ls.name)
     net = FCHarDNet(num_classes)
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not fit FCHarDNet hardnet70: "
-                              f"{' '.join(str(e).split())[:300]}") from None
+    load_strict(net, sd, path, "FCHarDNet hardnet70")
     check_finite(sd, path)
 
     provenance: dict[str, Any] = {"imported_from": str(Path(path).resolve()), "source_sha256": sha256_file(path),

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ..cards import ModelCard, command_line, environment, now_iso, sha256_file
-from ..checkpoints import safe_load, save_checkpoint, state_dict_from
+from ..checkpoints import check_finite, load_strict, safe_load, save_checkpoint, state_dict_from
 from ..errors import CheckpointError, ConfigError
 
 OFFICIAL_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
@@ -29,12 +29,6 @@ def label_set_for_card(spec: Any) -> tuple[Any, "str | dict"]:
 
     ls = get_label_set(spec)
     return ls, (ls.name if ls.name in BUILTIN_NAMES else ls.to_dict())
-
-
-def check_finite(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    for k, v in sd.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"checkpoint {path}: tensor {k} holds NaN or Inf values")
 
 
 def infer_unet(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> dict[str, Any]:
@@ -95,11 +89,7 @@ def import_pix2pix(path: str | os.PathLike, label_set: Any, size: tuple[int, int
     cfg = Pix2PixConfig(label_nc=label_nc, input_mode=input_mode, output_nc=3, ngf=arch["ngf"],
                         netG=DOWNS_TO_NETG[arch["num_downs"]], norm=arch["norm"], use_dropout=True)
     net = UnetGenerator(cfg.input_nc, cfg.output_nc, cfg.num_downs, cfg.ngf, cfg.norm, cfg.use_dropout)
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not fit a {cfg.netG} generator with ngf {cfg.ngf}: "
-                              f"{' '.join(str(e).split())[:300]}") from None
+    load_strict(net, sd, path, f"a {cfg.netG} generator with ngf {cfg.ngf}")
     check_finite(sd, path)
 
     name = name or f"pix2pix_{ls.name}_{h}x{w}"

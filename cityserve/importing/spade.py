@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ..cards import ModelCard, command_line, environment, now_iso, sha256_file
-from ..checkpoints import safe_load, save_checkpoint, state_dict_from
+from ..checkpoints import check_finite, load_strict, safe_load, save_checkpoint, state_dict_from
 from ..errors import CheckpointError, ConfigError
 
 OFFICIAL_REPO = "NVlabs/SPADE"
@@ -72,12 +72,6 @@ def _weight(sd: Mapping[str, torch.Tensor], stem: str) -> Optional[str]:
         if key in sd:
             return key
     return None
-
-
-def check_finite(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    for k, v in sd.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"checkpoint {path}: tensor {k} holds NaN or Inf values")
 
 
 def infer_generator(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Inferred:
@@ -206,23 +200,6 @@ def infer_encoder(esd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> t
         any(k.startswith("layer6.") for k in esd)
 
 
-def _fit(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], path, what: str) -> None:
-    """Strict load with a one-line error listing what does not fit."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {list(sd[k].shape)} (expected {list(own[k].shape)})" for k in own
-             if k in sd and sd[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:3])}{' …' if len(unexpected) > 3 else ''}")
-    if wrong:
-        problems.append(f"shape {', '.join(wrong[:2])}{' …' if len(wrong) > 2 else ''}")
-    if problems:
-        raise CheckpointError(f"checkpoint {path} does not fit {what}: {'; '.join(problems)}")
-    module.load_state_dict(sd, strict=True)
 
 
 def _label_set(spec: Any):
@@ -291,7 +268,7 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
                           f"{cfg.height}x{cfg.width}; use a width divisible by {2 ** n} and height = width / aspect")
 
     gen = SPADEGenerator(cfg)
-    _fit(gen, sd, netG, f"a SPADE generator with {cfg.num_upsampling_layers!r} upsampling, ngf {cfg.ngf}, "
+    load_strict(gen, sd, netG, f"a SPADE generator with {cfg.num_upsampling_layers!r} upsampling, ngf {cfg.ngf}, "
                         f"{cfg.semantic_nc} input channels")
     check_finite(sd, netG)
     weights = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
@@ -302,7 +279,7 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
                                           "norm_G": cfg.norm_G, "num_upsampling_layers": up_how}}
     if esd is not None:
         enc = ConvEncoder(cfg)
-        _fit(enc, esd, netE, f"a SPADE encoder with ngf {cfg.ngf}, norm_E {cfg.norm_E!r}")
+        load_strict(enc, esd, netE, f"a SPADE encoder with ngf {cfg.ngf}, norm_E {cfg.norm_E!r}")
         check_finite(esd, netE)
         weights.update({ENCODER_PREFIX + k: (v.float() if v.is_floating_point() else v) for k, v in esd.items()})
         provenance["encoder_imported_from"] = str(Path(netE).resolve())

@@ -7,12 +7,12 @@ anything it does not know with a ``LabelError`` naming the value, its pixel coun
 from .builtin import BUILTIN_NAMES, ade20k, bit_interleave_color, cityscapes, coco_stuff, get_label_set
 from .custom import label_set_from_dict, load_label_set_file
 from .labelset import FILE_CONVENTIONS, IGNORE, LabelClass, LabelSet
-from .png import (decode_image, encode_png, instance_edges_np, read_instance_png, read_label_png,
+from .png import (decode_image, encode_png, to_rgb8, instance_edges_np, read_instance_png, read_label_png,
                   write_color_png, write_id_png)
 
 __all__ = [
     "BUILTIN_NAMES", "FILE_CONVENTIONS", "IGNORE", "LabelClass", "LabelSet", "ade20k", "bit_interleave_color",
-    "cityscapes", "coco_stuff", "decode_image", "encode_png", "get_label_set", "instance_edges_np",
+    "cityscapes", "coco_stuff", "decode_image", "to_rgb8", "encode_png", "get_label_set", "instance_edges_np",
     "label_set_from_dict", "load_label_set_file", "read_instance_png", "read_label_png", "write_color_png",
     "write_id_png",
 ]

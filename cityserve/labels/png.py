@@ -38,6 +38,21 @@ def decode_image(src: Source, what: str = "label map") -> tuple[np.ndarray, str]
     return img, name
 
 
+def to_rgb8(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """A photo as OpenCV decodes it (gray / BGR / BGRA, 8- or 16-bit) -> uint8 RGB [H, W, 3]."""
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)  # 65535 -> 255, exactly
+    if img.dtype != np.uint8:
+        raise LabelError(f"{what} has pixel type {img.dtype}; expected 8- or 16-bit")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    raise LabelError(f"{what} has {img.shape[2] if img.ndim == 3 else img.ndim} channels; expected gray, RGB or RGBA")
+
+
 def _decode(src: Source, what: str) -> tuple[np.ndarray, str, bytes]:
     data, name = _read(src, what)
     if not data:

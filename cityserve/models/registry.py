@@ -71,18 +71,12 @@ def config_from_card(card: ModelCard) -> Any:
 
 def build_from_card(card: ModelCard, load: bool = True, inference: bool = True) -> nn.Module:
     """The card's model with its weights (sha256-verified), in eval mode; inference form if asked."""
-    from ..checkpoints import load_weights
+    from ..checkpoints import load_strict, load_weights
 
     fam = family(card.arch)
     model = fam.build(config_from_card(card))
     if load:
-        sd = load_weights(card)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()
-            raise CheckpointError(f"weights {card.weights_path} do not fit {card.arch} with the card's config: "
-                                  f"{' '.join(first[:2])[:300]}") from None
+        load_strict(model, load_weights(card), card.weights_path, f"{card.arch} with the card's config")
     model.eval()
     if inference and fam.to_inference is not None:
         model = fam.to_inference(model)

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import LabelError
+from ..labels.png import to_rgb8
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
@@ -206,18 +207,7 @@ class PhotoDecoder:
         if img is None or img.size == 0:
             raise LabelError(f"photo {header.format.upper()} ({len(data)} bytes) does not decode: "
                              f"malformed or truncated")
-        if img.dtype == np.uint16:
-            img = (img >> 8).astype(np.uint8)
-        if img.dtype != np.uint8:
-            raise LabelError(f"photo has unsupported pixel type {img.dtype}")
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-        elif img.shape[2] == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        else:
-            raise LabelError(f"photo has {img.shape[2]} channels; expected gray, RGB or RGBA")
+        img = to_rgb8(img, "photo")
         if img.shape[:2] != (self.height, self.width):
             shrink = img.shape[0] > self.height or img.shape[1] > self.width
             img = cv2.resize(img, (self.width, self.height),

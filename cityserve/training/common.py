@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import CityserveError, ConfigError, UnavailableError
-from .runner import Runner, RunConfig, TrainingDiverged, parse_seeds, parse_size
+from ..errors import ConfigError, run_with_exit_codes
+from ..cliutil import parse_seeds, parse_size
+from .runner import Runner, RunConfig
 
 log = logging.getLogger("cityserve.training")
 
@@ -231,28 +232,9 @@ def setup_logging() -> None:
 def train_main(build_parser: Callable[[], argparse.ArgumentParser], presets: dict[str, Any],
                run: Callable[[argparse.Namespace, dict[str, Any]], int], argv: Optional[list[str]] = None) -> int:
     """A training entry point's ``main``: log lines, parse ``argv``, then ``run(args, preset)`` with the
-    preset ``--preset`` names, under ``run_main``'s exit codes."""
+    preset ``--preset`` names, with the project's exit codes (1: the run diverged)."""
     setup_logging()
     args = build_parser().parse_args(argv)
-    return run_main(lambda: run(args, presets[args.preset]))
+    return run_with_exit_codes(lambda: run(args, presets[args.preset]))
 
 
-def run_main(body) -> int:
-    """Run an entry point's body with the project's exit codes: 0 done, 1 the run diverged (NaN/inf),
-    2 bad input, 3 unavailable, 130 interrupted."""
-    import sys
-
-    try:
-        return int(body() or 0)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except UnavailableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except CityserveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

@@ -50,32 +50,6 @@ CKPT_DIR = "checkpoints"
 _STATE_RE = re.compile(r"^step_(\d+)\.pt$")
 
 
-# ---- small parsers used by every entry point ------------------------------------------------------
-def parse_seeds(text: str) -> list[int]:
-    """"0-99" / "0-9,20,30-31" -> the seed list (ranges inclusive)."""
-    out: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ConfigError(f"--seeds {text!r}: {part!r} is not N or A-B")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if b < a:
-            raise ConfigError(f"--seeds {text!r}: range {part!r} runs backwards")
-        out.extend(range(a, b + 1))
-    if not out:
-        raise ConfigError(f"--seeds {text!r} names no seed")
-    return out
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"256x512" -> (256, 512) as (height, width)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise ConfigError(f"--size {text!r} is not HxW (e.g. 256x512)")
-    return int(m.group(1)), int(m.group(2))
-
-
 # ---- seeding and RNG state ------------------------------------------------------------------------
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -178,6 +152,8 @@ class ResumableSampler(DistributedSampler):
 # ---- errors -----------------------------------------------------------------------------------------
 class TrainingDiverged(CityserveError):
     """A loss became NaN or inf. The message names the step and the loss; the entry points exit 1."""
+
+    exit_code = 1  # EXIT_FAILED: the run ran and failed; its last good checkpoint is kept
 
     def __init__(self, step: int, name: str, value: float, last_good: Optional[Path] = None, last_step: int = 0):
         self.step, self.name, self.value = step, name, value

@@ -2,8 +2,9 @@
 
 * ``evaluate_segmenter``: a segmenter's mIoU / per-class IoU and F1 on held-out synthetic seeds.
 * ``evaluate_generator``: segmentation consistency, the seeds' protocol (a segmenter's mIoU on the
-  generated photos against the input labels, next to its mIoU on the real photos of the same scenes),
-  plus L1 / SSIM to the real photos, and FID / KID when an Inception weights file is given.
+  generated photos against the input labels, next to its mIoU on the real photos of the same scenes;
+  both segmented at the segmenter's own size), plus L1 / SSIM to the real photos, and FID / KID when an
+  Inception weights file is given.
 * ``folder_fid``: FID / KID between two image folders.
 """
 from __future__ import annotations
@@ -21,18 +22,33 @@ from .metrics import SegmentationScores, cityscapes_scores, fid_from_features, k
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def segmenter_fn(card, batch: int = 4) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 RGB [B,H,W,3] -> uint8 label ids [B,H,W], through the card's SegmentGraph in torch."""
+def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 RGB [B,H,W,3] -> uint8 label ids [B,H,W], through the card's SegmentGraph in torch.
+
+    ``native_size``: photos of another size are area-resized to the segmenter's own (card) size, segmented
+    there, and the ids nearest-resized back, as the photo2photo chain does; a segmenter trained at 128x256
+    sees objects at the scale it learned even on 256x512 photos.
+    """
+    import cv2
+
     from .models.segment import segment_graph_from_card
 
     graph = segment_graph_from_card(card)
+    own = (card.height, card.width)
 
     def run(images: np.ndarray) -> np.ndarray:
+        h, w = images.shape[1:3]
+        resize = native_size and (h, w) != own
+        if resize:
+            images = np.stack([cv2.resize(im, own[::-1], interpolation=cv2.INTER_AREA) for im in images])
         outs = []
         with torch.inference_mode():
             for i in range(0, len(images), batch):
                 outs.append(graph(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).numpy()[:, 0])
-        return np.concatenate(outs)
+        ids = np.concatenate(outs)
+        if resize:
+            ids = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_NEAREST) for x in ids])
+        return ids
 
     return run
 
@@ -96,7 +112,7 @@ def evaluate_generator(gen_card, seg_card, seeds: Sequence[int], engine: str = "
     from .engines import Renderer
 
     renderer = Renderer.from_card(gen_card, engine=engine)
-    seg = segmenter_fn(seg_card)
+    seg = segmenter_fn(seg_card, native_size=True)
     gen_preds, real_preds, gts, l1s, ssims, fakes, reals = [], [], [], [], [], [], []
     for seed, scene in _scenes(seeds, renderer.height, renderer.width, "rendering"):
         photo = renderer.render(scene.labels, instances=scene.instances, seed=seed)[0]

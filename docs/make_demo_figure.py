@@ -6,7 +6,7 @@
 The scenes are synthetic seeds >= 10000, which the demo models never saw (they train on seeds below
 10000). Each generator renders through ``cityserve.engines.Renderer`` (torch engine) from the label
 ids and instance ids, exactly as ``cityserve render`` / the served ``render`` model do. Panels are shown
-at the models' resolution, enlarged ``--zoom`` times (nearest neighbour) for the page.
+at the models' resolution (256x512), enlarged ``--zoom`` times (nearest neighbour) if asked.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10003"))
     ap.add_argument("--spade", default=str(DEFAULT_SPADE), help="SPADE card")
     ap.add_argument("--pix2pix", default=str(DEFAULT_PIX2PIX), help="pix2pix card")
-    ap.add_argument("--zoom", type=int, default=2)
+    ap.add_argument("--zoom", type=int, default=1)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if min(args.seeds) < 10000:

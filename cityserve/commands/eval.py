@@ -33,7 +33,9 @@ def register(sub, groups) -> None:
 
     g = ev.add_parser("generator", help="segmentation consistency, L1/SSIM (and FID/KID) of a generator")
     g.add_argument("model", help="generator model card")
-    g.add_argument("--segmenter", required=True, help="segmenter model card used for consistency")
+    g.add_argument("--segmenter", required=True,
+                   help="segmenter model card used for consistency (photos of another size are segmented at "
+                        "the segmenter's own size, then the ids are nearest-resized back)")
     g.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10049"))
     g.add_argument("--engine", default="torch", help="render engine (torch, onnxruntime, aot)")
     g.add_argument("--inception", help="pytorch-fid Inception weights file; adds FID and KID")
@@ -79,7 +81,8 @@ def run_generator(args) -> int:
 
     gen, seg = load_card(args.model), load_card(args.segmenter)
     report = evaluate_generator(gen, seg, args.seeds, engine=args.engine, inception=args.inception)
-    result = {"model": gen.name, "segmenter": seg.name, "engine": args.engine, **report.to_dict()}
+    result = {"model": gen.name, "size": f"{gen.height}x{gen.width}", "segmenter": seg.name,
+              "segmenter_size": f"{seg.height}x{seg.width}", "engine": args.engine, **report.to_dict()}
     return _emit(args, result, report.markdown())
 
 

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     if args.models:
         keep = set(args.models.split(","))
         models = [m for m in models if getattr(m, "name", None) in keep
-                  or (isinstance(m, M.ChainSpec) and "photo2photo" in keep)]
+                  or (isinstance(m, (M.ChainSpec, M.ChainCard)) and "photo2photo" in keep)]
     if args.engines:
         engines = args.engines.split(",")
     if args.batches:

@@ -25,12 +25,14 @@ Runner = Callable[[dict[str, np.ndarray]], object]
 class Photo2PhotoGraph(torch.nn.Module):
     """Segment graph then render graph: uint8 photo [B,H,W,3] -> uint8 photo [B,H,W,3]."""
 
-    def __init__(self, segment: torch.nn.Module, render: torch.nn.Module):
+    def __init__(self, segment: torch.nn.Module, render: torch.nn.Module, size: tuple[int, int]):
         super().__init__()
-        self.segment, self.render = segment, render
+        self.segment, self.render, self.size = segment, render, tuple(size)  # size: the generator's (H, W)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         labels = self.segment(image)
+        if tuple(labels.shape[-2:]) != self.size:  # a segmenter of another size: nearest, as prepare_render does
+            labels = torch.nn.functional.interpolate(labels.float(), size=self.size, mode="nearest").to(labels.dtype)
         inst = labels.to(torch.int32) if self.render.use_instance else None
         z = torch.zeros(labels.shape[0], self.render.z_dim) if self.render.z_dim else None
         return self.render(labels, inst, z)
@@ -38,7 +40,8 @@ class Photo2PhotoGraph(torch.nn.Module):
 
 def torch_graph(card) -> torch.nn.Module:
     if card.kind == "chain":
-        return Photo2PhotoGraph(torch_graph(card.segmenter), torch_graph(card.generator)).eval()
+        g = card.generator
+        return Photo2PhotoGraph(torch_graph(card.segmenter), torch_graph(g), (g.height, g.width)).eval()
     if card.kind == "segmenter":
         from ..models.segment import segment_graph_from_card
 
@@ -96,11 +99,14 @@ def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runn
         seg = make_onnxruntime(card.segmenter, device, threads)
         gen = make_onnxruntime(card.generator, device, threads)
         from ..models.registry import render_io
+        from ..serving.codec import resize_nearest
 
         io = render_io(card.generator)
 
         def chain(feeds):
             labels = seg(feeds)
+            if labels.shape[-2:] != (card.generator.height, card.generator.width):
+                labels = resize_nearest(labels, card.generator.height, card.generator.width)
             g = {"labels": labels}
             if io.use_instance:
                 g["instances"] = labels.astype(np.int32)

@@ -126,7 +126,9 @@ def demo_cards() -> dict[str, Optional[ModelCard]]:
 @dataclasses.dataclass
 class ChainCard:
     """The photo -> labels -> photo pipeline (what Triton's ``photo2photo`` ensemble runs), timed as one
-    model: the segmenter's label ids feed the generator (instances = the label map, z = 0)."""
+    model: the segmenter's label ids feed the generator (instances = the label map, z = 0). Photos come
+    in at the segmenter's size; ids of another size are nearest-resized to the generator's, as the
+    ensemble's ``prepare_render`` step does, so the two must share an aspect ratio."""
 
     segmenter: ModelCard
     generator: ModelCard
@@ -134,21 +136,22 @@ class ChainCard:
     arch: str = "photo2photo"
 
     def __post_init__(self):
-        if (self.segmenter.height, self.segmenter.width) != (self.generator.height, self.generator.width):
-            raise ValueError(f"photo2photo needs one size: segmenter {self.segmenter.height}x{self.segmenter.width}, "
-                             f"generator {self.generator.height}x{self.generator.width}")
+        s, g = self.segmenter, self.generator
+        if s.height * g.width != s.width * g.height:
+            raise ValueError(f"photo2photo needs one aspect ratio: segmenter {s.height}x{s.width}, "
+                             f"generator {g.height}x{g.width}")
 
     @property
     def name(self) -> str:
         return f"photo2photo[{self.segmenter.name}->{self.generator.name}]"
 
     @property
-    def height(self) -> int:
-        return self.generator.height
+    def height(self) -> int:  # of the input photo
+        return self.segmenter.height
 
     @property
     def width(self) -> int:
-        return self.generator.width
+        return self.segmenter.width
 
     @property
     def provenance(self) -> dict:

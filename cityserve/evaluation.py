@@ -29,9 +29,9 @@ def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[n
     there, and the ids nearest-resized back, as the photo2photo chain does; a segmenter trained at 128x256
     sees objects at the scale it learned even on 256x512 photos.
     """
-    import cv2
-
+    from .data.transforms import resize_photo
     from .models.segment import segment_graph_from_card
+    from .serving.codec import resize_nearest
 
     graph = segment_graph_from_card(card)
     own = (card.height, card.width)
@@ -40,14 +40,14 @@ def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[n
         h, w = images.shape[1:3]
         resize = native_size and (h, w) != own
         if resize:
-            images = np.stack([cv2.resize(im, own[::-1], interpolation=cv2.INTER_AREA) for im in images])
+            images = np.stack([resize_photo(im, *own) for im in images])
         outs = []
         with torch.inference_mode():
             for i in range(0, len(images), batch):
                 outs.append(graph(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).numpy()[:, 0])
         ids = np.concatenate(outs)
         if resize:
-            ids = np.stack([cv2.resize(x, (w, h), interpolation=cv2.INTER_NEAREST) for x in ids])
+            ids = resize_nearest(ids, h, w)
         return ids
 
     return run

@@ -95,3 +95,36 @@ def test_markdown_and_plots_come_from_the_json(quick_run):
     assert "not measured" in md
     assert path.with_name(path.stem + "-latency.png").stat().st_size > 1000
     assert path.with_name(path.stem + "-triton.png").stat().st_size > 1000
+
+
+def test_photo2photo_chain_feeds_a_larger_generator_nearest_resized_ids(tmp_path):
+    """A 16x32 segmenter before a 32x64 generator (the shipped demo pair is 128x256 -> 256x512): the chain
+    takes photos at the segmenter's size and renders the ids nearest-resized to the generator's, in torch
+    and in onnxruntime alike; a different aspect ratio is refused."""
+    import numpy as np
+    import torch
+
+    from cityserve.bench import models as M
+    from cityserve.bench.engines import make_onnxruntime, make_torch_eager, torch_graph
+    from cityserve.bench.runner import example_feeds
+    from cityserve.serving.codec import resize_nearest
+
+    seg = M.ModelSpec("tiny-deeplab-16x32", "deeplabv3plus", "segmenter", dict(backbone="mobilenetv2", output_stride=16),
+                      "cityscapes", 16, 32, "test").card(tmp_path)
+    gen = M.TINY_SPADE.card(tmp_path)
+    chain = M.ChainCard(seg, gen)
+    feeds = example_feeds(chain, 1)
+    assert feeds["image"].shape == (1, 16, 32, 3)
+    out = make_torch_eager(chain, "cpu")(feeds).numpy()
+    assert out.shape == (1, 32, 64, 3)
+    with torch.inference_mode():  # the same as segmenting, resizing the ids by hand, then rendering
+        ids = torch_graph(seg)(torch.from_numpy(feeds["image"])).numpy()
+        big = torch.from_numpy(resize_nearest(ids, 32, 64))
+        expected = torch_graph(gen)(big, big.to(torch.int32), None).numpy()
+    assert np.array_equal(out, expected)
+    ort = np.asarray(make_onnxruntime(chain, "cpu")(feeds))
+    assert ort.shape == out.shape and np.abs(ort.astype(int) - out.astype(int)).mean() < 1.0
+    wide = M.ModelSpec("tiny-deeplab-16x16", "deeplabv3plus", "segmenter", dict(backbone="mobilenetv2", output_stride=16),
+                       "cityscapes", 16, 16, "test").card(tmp_path)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        M.ChainCard(wide, gen)

@@ -28,7 +28,7 @@ DEFAULT_SPADE = ROOT / "models" / "demo" / "spade-demo.card.json"
 DEFAULT_PIX2PIX = ROOT / "models" / "baselines" / "pix2pix-demo" / "pix2pix-demo.card.json"
 
 
-def montage(seeds: list[int], generators: list[tuple[str, str]], zoom: int = 2) -> np.ndarray:
+def montage(seeds: list[int], generators: list[tuple[str, str]], zoom: int = 1) -> np.ndarray:
     renderers = [(title, Renderer.from_card(load_card(path), engine="torch")) for title, path in generators]
     h, w = renderers[0][1].height, renderers[0][1].width
     palette = get_label_set("cityscapes")

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  # the demo model: synthetic Cityscapes-like scenes, 2-core CPU, ~25 minutes (~2-3 s a step)
-  python train/spade.py --preset demo --data synthetic --seeds 0-99 --max-steps 600 --save-every 100 \
-      --out runs/spade-demo
+  # the shipped demo model (models/demo/spade-demo): synthetic scenes at 256x512, 2-core CPU, ~92 minutes
+  python train/spade.py --preset demo --data synthetic --seeds 0-899 --size 256x512 --ngf 8 \\
+      --norm-G spectralspadebatch1x1 --nhidden 32 --batch-size 1 --max-steps 4500 --niter-decay 3 \\
+      --save-every 250 --threads 2 --out runs/spade-demo
 
   # SPADE's published Cityscapes settings on 8 GPUs (batch 16 per GPU here; SPADE used 16 in total)
   torchrun --nproc_per_node 8 train/spade.py --preset cityscapes --data cityscapes --root /data/cityscapes \\
@@ -25,8 +26,7 @@ EPILOG = """examples:
   python train/spade.py --preset hongkong --init-from models/spade-cs --data paired --root my_city --out runs/ft
 
   # continue a run that was stopped or killed
-  python train/spade.py --preset demo --data synthetic --seeds 0-99 --max-steps 1200 --save-every 100 \
-      --out runs/spade-demo --resume
+  python train/spade.py ...the same options... --out runs/spade-demo --resume
 
 Outputs in --out: NAME.pt + NAME.card.json (newest checkpoint; `cityserve render` and export take it),
 checkpoints/NAME_stepN.* (one card per saved checkpoint), state/step_N.pt (full training state for

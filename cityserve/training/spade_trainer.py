@@ -253,9 +253,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ade20k": dict(gen=dict(ngf=64, num_upsampling_layers="normal", no_instance=True),
                    train=dict(lr=2e-4, niter_decay=100),
                    size=(256, 256), batch_size=32, epochs=200, label_set="ade20k"),
-    # The shipped demo model: synthetic Cityscapes-like scenes on a 2-core CPU. SPADE's cost is dominated by
-    # the 128-wide hidden layer of every SPADE norm at full resolution; nhidden 32 makes a step ~2.5x
-    # cheaper (~2-3 s at 128x256, batch 1, on 2 cores): ~500-700 steps in 25 minutes.
+    # Synthetic Cityscapes-like scenes on a 2-core CPU. SPADE's cost is dominated by the 128-wide hidden
+    # layer of every SPADE norm at full resolution; nhidden 32 makes a step ~2.5x cheaper. The shipped demo
+    # model adds --ngf 8 --norm-G spectralspadebatch1x1 --size 256x512 (~1.2 s a step on 2 cores; the exact
+    # command is in models/demo/README.md and in its card).
     "demo": dict(gen=dict(ngf=16, nhidden=32, num_upsampling_layers="normal"),
                  train=dict(lr=2e-4, ndf=16, n_layers_D=3, num_D=2),
                  size=(128, 256), batch_size=1, epochs=None, label_set="cityscapes"),

@@ -10,6 +10,7 @@ summary and PNG plots beside it. Engines that cannot run here are listed as "not
 reason. `python benchmarks/summarize.py` regenerates the README's performance section from the
 committed result files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,16 @@ def main(argv=None) -> int:
     p.add_argument("--no-triton", action="store_true", help="skip the Triton end-to-end sweep")
     p.add_argument("--name", help="result name (default: the profile, or 'quick')")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results root")
-    p.add_argument("--triton-concurrency", help="comma-separated client concurrencies of the Triton sweep "
-                   "(default 1,2,4,8)")
+    p.add_argument(
+        "--triton-concurrency", help="comma-separated client concurrencies of the Triton sweep (default 1,2,4,8)"
+    )
     p.add_argument("--triton-requests", type=int, help="requests per Triton sweep point (default 32)")
-    p.add_argument("--triton-engine", choices=["auto", "aot", "onnxruntime"],
-                   help="render model of the Triton cpu target (default: auto = AOT BF16 where the CPU has "
-                        "BF16; onnxruntime in --quick, which has no time to compile)")
+    p.add_argument(
+        "--triton-engine",
+        choices=["auto", "aot", "onnxruntime"],
+        help="render model of the Triton cpu target (default: auto = AOT BF16 where the CPU has "
+        "BF16; onnxruntime in --quick, which has no time to compile)",
+    )
     p.add_argument("--threads", type=int, help="torch / onnxruntime threads (default: all cores)")
     args = p.parse_args(argv)
 
@@ -61,7 +66,13 @@ def main(argv=None) -> int:
 
     device, batches, engines = PROFILES[args.profile]
     if args.quick:
-        models, batches, runs, warmup, matmul_n = list(M.QUICK) + [M.ChainSpec(M.TINY_DEEPLAB, M.TINY_SPADE)], [1, 2], 3, 1, 512
+        models, batches, runs, warmup, matmul_n = (
+            list(M.QUICK) + [M.ChainSpec(M.TINY_DEEPLAB, M.TINY_SPADE)],
+            [1, 2],
+            3,
+            1,
+            512,
+        )
         engines = ["torch-eager-fp32", "torch-lowp-channels-last", "onnxruntime", "tensorrt-fp16"]
     else:
         demo = M.demo_cards()
@@ -70,19 +81,35 @@ def main(argv=None) -> int:
         models, runs, warmup, matmul_n = [c for c in demo.values() if c] + chain + M.OFFICIAL, 10, 2, 4096
     if args.models:
         keep = set(args.models.split(","))
-        models = [m for m in models if getattr(m, "name", None) in keep
-                  or (isinstance(m, (M.ChainSpec, M.ChainCard)) and "photo2photo" in keep)]
+        models = [
+            m
+            for m in models
+            if getattr(m, "name", None) in keep or (isinstance(m, (M.ChainSpec, M.ChainCard)) and "photo2photo" in keep)
+        ]
     if args.engines:
         engines = args.engines.split(",")
     if args.batches:
         batches = [int(b) for b in args.batches.split(",")]
-    plan = Plan(name=args.name or ("quick" if args.quick else args.profile), device=device, models=models,
-                engines=engines, batches=batches, warmup=warmup, runs=args.runs or runs,
-                triton=not args.no_triton and device == "cpu", matmul_n=matmul_n,
-                triton_concurrency=([int(c) for c in args.triton_concurrency.split(",")] if args.triton_concurrency
-                                    else [1, 2, 4] if args.quick else [1, 2, 4, 8]),
-                triton_requests=args.triton_requests or (8 if args.quick else 32),
-                triton_cpu_engine=args.triton_engine or ("onnxruntime" if args.quick else "auto"))
+    plan = Plan(
+        name=args.name or ("quick" if args.quick else args.profile),
+        device=device,
+        models=models,
+        engines=engines,
+        batches=batches,
+        warmup=warmup,
+        runs=args.runs or runs,
+        triton=not args.no_triton and device == "cpu",
+        matmul_n=matmul_n,
+        triton_concurrency=(
+            [int(c) for c in args.triton_concurrency.split(",")]
+            if args.triton_concurrency
+            else [1, 2, 4]
+            if args.quick
+            else [1, 2, 4, 8]
+        ),
+        triton_requests=args.triton_requests or (8 if args.quick else 32),
+        triton_cpu_engine=args.triton_engine or ("onnxruntime" if args.quick else "auto"),
+    )
     doc = run(plan)
     out = save(doc, args.out)
     written = write_reports(out)

@@ -7,6 +7,7 @@
 Only files under benchmarks/results/ are read (quick runs are skipped); every figure in the section is
 copied from one of them, and each table names its file, device, versions and command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,18 +32,27 @@ def section(results_root: Path) -> str:
         doc = json.loads(p.read_text())
         rel = p.relative_to(REPO)
         dev = doc["device"]
-        out += [f"#### {doc['name']} on {dev.get('gpu') or dev['cpu']} ({dev['cpu_count']} CPUs) — [{rel.name}]({rel})", "",
-                f"`{doc['command']}` · {doc['date'][:10]} · torch {doc['versions'].get('torch')}, onnxruntime "
-                f"{doc['versions'].get('onnxruntime', '–')} · measured peaks: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in doc["measured_peaks"].items())
-                + (" (torch's matmul: onnxruntime's GEMM can exceed it, so '% of peak' can pass 100)"
-                   if dev["device"] == "cpu" else ""), "",
-                "| model | GFLOP/img | engine | batch-1 p50 ms | best images/s (batch) | % of peak | peak MB |",
-                "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+        out += [
+            f"#### {doc['name']} on {dev.get('gpu') or dev['cpu']} ({dev['cpu_count']} CPUs) — [{rel.name}]({rel})",
+            "",
+            f"`{doc['command']}` · {doc['date'][:10]} · torch {doc['versions'].get('torch')}, onnxruntime "
+            f"{doc['versions'].get('onnxruntime', '–')} · measured peaks: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in doc["measured_peaks"].items())
+            + (
+                " (torch's matmul: onnxruntime's GEMM can exceed it, so '% of peak' can pass 100)"
+                if dev["device"] == "cpu"
+                else ""
+            ),
+            "",
+            "| model | GFLOP/img | engine | batch-1 p50 ms | best images/s (batch) | % of peak | peak MB |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        ]
         for m in doc["models"]:
             for name, e in m["engines"].items():
                 if e["status"] != "ok":
-                    out.append(f"| {m['model']} | {m['flops_per_image'] / 1e9:.1f} | {name} | {e['status']}: {e['reason'][:90]} | | | |")
+                    out.append(
+                        f"| {m['model']} | {m['flops_per_image'] / 1e9:.1f} | {name} | {e['status']}: {e['reason'][:90]} | | | |"
+                    )
                     continue
                 rows = [r for r in e["batches"] if "latency_ms" in r]
                 if not rows:
@@ -50,26 +60,38 @@ def section(results_root: Path) -> str:
                 b1 = next((r for r in rows if r["batch"] == 1), rows[0])
                 best = max(rows, key=lambda r: r["throughput_ips"])
                 frac = best.get("fraction_of_peak")
-                out.append(f"| {m['model']} | {m['flops_per_image'] / 1e9:.1f} | {name} | {_f(b1['latency_ms']['p50'])} | "
-                           f"{_f(best['throughput_ips'], 2)} ({best['batch']}) | {_f(frac * 100 if frac else None)} | "
-                           f"{_f(best['peak_memory_mb'], 0)} |")
+                out.append(
+                    f"| {m['model']} | {m['flops_per_image'] / 1e9:.1f} | {name} | {_f(b1['latency_ms']['p50'])} | "
+                    f"{_f(best['throughput_ips'], 2)} ({best['batch']}) | {_f(frac * 100 if frac else None)} | "
+                    f"{_f(best['peak_memory_mb'], 0)} |"
+                )
         t = doc.get("triton")
         if t and t.get("status") == "ok":
-            out += ["", f"Triton {t['target']} target, `{t['model']}` over gRPC (engine alone: "
-                        f"{_f(t.get('engine_ms_in_process'))} ms p50 in process):", "",
-                    "| endpoint | concurrency | p50 ms | p99 ms | images/s | outside the engine |",
-                    "| --- | ---: | ---: | ---: | ---: | ---: |"]
+            out += [
+                "",
+                f"Triton {t['target']} target, `{t['model']}` over gRPC (engine alone: "
+                f"{_f(t.get('engine_ms_in_process'))} ms p50 in process):",
+                "",
+                "| endpoint | concurrency | p50 ms | p99 ms | images/s | outside the engine |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+            ]
             for r in t["sweep"]:
                 share = r.get("outside_engine_share")
-                out.append(f"| {r['endpoint']} | {r['concurrency']} | {_f(r['latency_ms']['p50'])} | "
-                           f"{_f(r['latency_ms']['p99'])} | {_f(r['throughput_ips'], 2)} | "
-                           f"{_f(share * 100 if share is not None else None)}% |")
+                out.append(
+                    f"| {r['endpoint']} | {r['concurrency']} | {_f(r['latency_ms']['p50'])} | "
+                    f"{_f(r['latency_ms']['p99'])} | {_f(r['throughput_ips'], 2)} | "
+                    f"{_f(share * 100 if share is not None else None)}% |"
+                )
             pa = t.get("perf_analyzer", {})
             if pa.get("status") == "ok":
                 out.append("")
-                out.append("perf_analyzer (render, batch 1): " + "; ".join(
-                    f"concurrency {r['concurrency']}: {r['throughput_ips']:.2f} infer/s, p50 {r['p50_ms']:.0f} ms"
-                    for r in pa["rows"]))
+                out.append(
+                    "perf_analyzer (render, batch 1): "
+                    + "; ".join(
+                        f"concurrency {r['concurrency']}: {r['throughput_ips']:.2f} infer/s, p50 {r['p50_ms']:.0f} ms"
+                        for r in pa["rows"]
+                    )
+                )
         elif t:
             out += ["", f"Triton: not measured ({t.get('reason')})"]
         out.append("")

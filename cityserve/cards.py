@@ -9,6 +9,7 @@ Layout on disk: ``NAME.pt`` (a plain state dict, loadable with ``weights_only=Tr
 ``NAME.card.json`` beside it. Anything that takes a CARD accepts the card, the weights file, or a
 directory holding exactly one card.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -106,7 +107,7 @@ class ModelCard:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], path: Path | None = None) -> "ModelCard":
+    def from_dict(cls, d: dict[str, Any], path: Path | None = None) -> ModelCard:
         fields = {f.name for f in dataclasses.fields(cls)} - {"path"}
         missing = [k for k in ("name", "kind", "arch", "config", "label_set", "height", "width") if k not in d]
         if missing:

@@ -4,12 +4,14 @@ Checkpoints are untrusted input (pickles): everything goes through ``torch.load(
 and a truncated or foreign file becomes a one-line ``CheckpointError`` naming the file. Writes are
 atomic: a run killed mid-save leaves the previous checkpoint intact.
 """
+
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -60,7 +62,7 @@ def state_dict_from(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor
         raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
     sd = dict(obj)
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -72,8 +74,9 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
     return sha256_file(path)
 
 
-def save_checkpoint(card: ModelCard, state_dict: Mapping[str, torch.Tensor], out_dir: str | os.PathLike,
-                    stem: str | None = None) -> Path:
+def save_checkpoint(
+    card: ModelCard, state_dict: Mapping[str, torch.Tensor], out_dir: str | os.PathLike, stem: str | None = None
+) -> Path:
     """Write ``stem.pt`` and ``stem.card.json`` into ``out_dir`` (weights first, then the card that
     vouches for them), filling in the card's weights name and sha256. Returns the card path."""
     out = Path(out_dir)
@@ -104,8 +107,11 @@ def load_strict(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], path, w
     own = module.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {list(sd[k].shape)} (expected {list(own[k].shape)})" for k in own
-             if k in sd and sd[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {list(sd[k].shape)} (expected {list(own[k].shape)})"
+        for k in own
+        if k in sd and sd[k].shape != own[k].shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")

@@ -6,6 +6,7 @@ Each subcommand lives in its own module under ``cityserve/commands/`` and expose
 add to (``import``, ``export``, ``repo``), so ``cityserve import spade`` and ``cityserve import
 pix2pix`` can live in different modules.
 """
+
 from __future__ import annotations
 
 import argparse

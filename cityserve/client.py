@@ -11,6 +11,7 @@ time); a deadline per request; retries (with backoff) while the server answers U
 overloaded); and every error status turned into an exception whose message is the server's, e.g.
 ``ServerError: in ensemble 'label2photo', decode_png: PNG: not a PNG: ...``.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,10 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -63,8 +65,13 @@ def convert_error(exc: Exception, model: str, timeout: Optional[float] = None) -
     """tritonclient's InferenceServerException -> ServerError / RequestTimeout / ServerUnavailable."""
     status, message = _status_name(exc), _message(exc)
     if status == "DEADLINE_EXCEEDED":
-        return RequestTimeout(f"model {model!r}: no answer within the {timeout:g} s deadline" if timeout
-                              else f"model {model!r}: deadline exceeded", status, model)
+        return RequestTimeout(
+            f"model {model!r}: no answer within the {timeout:g} s deadline"
+            if timeout
+            else f"model {model!r}: deadline exceeded",
+            status,
+            model,
+        )
     if status == "UNAVAILABLE":
         return ServerUnavailable(f"server unavailable for model {model!r}: {message}")
     return ServerError(message, status, model)
@@ -87,8 +94,16 @@ class CityserveClient:
     times a request that met UNAVAILABLE is sent again (exponential backoff from ``backoff`` s).
     """
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0, retries: int = 4, backoff: float = 0.1,
-                 label2photo_model: str = "label2photo", render_model: str = "render", verbose: bool = False):
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.1,
+        label2photo_model: str = "label2photo",
+        render_model: str = "render",
+        verbose: bool = False,
+    ):
         import tritonclient.grpc as grpcclient
 
         self._grpc = grpcclient
@@ -106,7 +121,7 @@ class CityserveClient:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "CityserveClient":
+    def __enter__(self) -> CityserveClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -115,7 +130,7 @@ class CityserveClient:
     def is_ready(self) -> bool:
         try:
             return bool(self._client.is_server_ready())
-        except Exception:  # noqa: BLE001 - unreachable means not ready
+        except Exception:
             return False
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -131,7 +146,7 @@ class CityserveClient:
             if model not in self._configs:
                 try:
                     cfg = self._client.get_model_config(model, as_json=True, client_timeout=self.timeout)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     err = convert_error(e, model)
                     text = str(err).lower()
                     if isinstance(err, ServerError) and ("unknown model" in text or "not found" in text):
@@ -155,8 +170,13 @@ class CityserveClient:
             out.append(t)
         return out
 
-    def infer(self, model: str, feeds: dict[str, np.ndarray], outputs: Optional[Sequence[str]] = None,
-              timeout: Optional[float] = None) -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        model: str,
+        feeds: dict[str, np.ndarray],
+        outputs: Optional[Sequence[str]] = None,
+        timeout: Optional[float] = None,
+    ) -> dict[str, np.ndarray]:
         """Run ``model`` on raw tensors (name -> array with the batch axis first); returns every
         requested output (all of the model's outputs when ``outputs`` is None)."""
         timeout = self.timeout if timeout is None else float(timeout)
@@ -167,10 +187,12 @@ class CityserveClient:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RequestTimeout(f"model {model!r}: no answer within the {timeout:g} s deadline", "DEADLINE_EXCEEDED", model)
+                raise RequestTimeout(
+                    f"model {model!r}: no answer within the {timeout:g} s deadline", "DEADLINE_EXCEEDED", model
+                )
             try:
                 result = self._client.infer(model, inputs, outputs=req_out, client_timeout=left)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 err = convert_error(e, model, timeout)
                 if isinstance(err, ServerUnavailable) and attempt < self.retries:
                     attempt += 1
@@ -186,8 +208,13 @@ class CityserveClient:
         names = outputs or [o["name"] for o in self.model_config(model).get("output", [])]
         return {n: result.as_numpy(n) for n in names}
 
-    def infer_async(self, model: str, feeds: dict[str, np.ndarray], outputs: Optional[Sequence[str]] = None,
-                    timeout: Optional[float] = None) -> Future:
+    def infer_async(
+        self,
+        model: str,
+        feeds: dict[str, np.ndarray],
+        outputs: Optional[Sequence[str]] = None,
+        timeout: Optional[float] = None,
+    ) -> Future:
         """Send without waiting: a Future of the outputs dict (or of the exception), with the same
         deadline and UNAVAILABLE retries as ``infer``."""
         timeout = self.timeout if timeout is None else float(timeout)
@@ -202,20 +229,28 @@ class CityserveClient:
         def send(attempt: int) -> None:
             left = deadline - time.monotonic()
             if left <= 0:
-                future.set_exception(RequestTimeout(f"model {model!r}: no answer within the {timeout:g} s deadline",
-                                                    "DEADLINE_EXCEEDED", model))
+                future.set_exception(
+                    RequestTimeout(
+                        f"model {model!r}: no answer within the {timeout:g} s deadline", "DEADLINE_EXCEEDED", model
+                    )
+                )
                 return
             try:
-                self._client.async_infer(model, inputs, callback=lambda result, error: done(result, error, attempt),
-                                         outputs=req_out, client_timeout=left)
-            except Exception as e:  # noqa: BLE001
+                self._client.async_infer(
+                    model,
+                    inputs,
+                    callback=lambda result, error: done(result, error, attempt),
+                    outputs=req_out,
+                    client_timeout=left,
+                )
+            except Exception as e:
                 done(None, e, attempt)
 
         def done(result, error, attempt: int) -> None:
             if error is None:
                 try:
                     future.set_result(self._outputs(result, model, outputs))
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     future.set_exception(e)
                 return
             err = convert_error(error, model, timeout)
@@ -231,8 +266,12 @@ class CityserveClient:
         return future
 
     # ---- label maps -> photos ----------------------------------------------------------------
-    def label2photo(self, labels: Union[LabelInput, Sequence[LabelInput]], model: Optional[str] = None,
-                    timeout: Optional[float] = None) -> Union[bytes, list[bytes]]:
+    def label2photo(
+        self,
+        labels: Union[LabelInput, Sequence[LabelInput]],
+        model: Optional[str] = None,
+        timeout: Optional[float] = None,
+    ) -> Union[bytes, list[bytes]]:
         """Label PNG(s) (bytes or paths) -> photo PNG bytes, through the ``label2photo`` ensemble. A list
         goes as one batched request and gives a list back."""
         single = not isinstance(labels, (list, tuple))
@@ -244,20 +283,28 @@ class CityserveClient:
         pngs = [bytes(x) for x in out.reshape(-1)]
         return pngs[0] if single else pngs
 
-    def photo2labels(self, photo: LabelInput, model: str = "photo2labels",
-                     timeout: Optional[float] = None) -> tuple[bytes, bytes]:
+    def photo2labels(
+        self, photo: LabelInput, model: str = "photo2labels", timeout: Optional[float] = None
+    ) -> tuple[bytes, bytes]:
         """A photo (PNG/JPEG bytes or path) -> (id PNG in the label set's file convention, color PNG)."""
         out = self.infer(model, {"PHOTO_PNG": np.array([[read_input_bytes(photo)]], dtype=np.object_)}, timeout=timeout)
         return bytes(out["LABELS_PNG"].reshape(-1)[0]), bytes(out["COLOR_PNG"].reshape(-1)[0])
 
-    def photo2photo(self, photo: LabelInput, model: str = "photo2photo",
-                    timeout: Optional[float] = None) -> dict[str, bytes]:
+    def photo2photo(
+        self, photo: LabelInput, model: str = "photo2photo", timeout: Optional[float] = None
+    ) -> dict[str, bytes]:
         """A photo -> {"RENDERED_PNG", "LABELS_PNG", "COLOR_PNG"}: its labels and the photo re-rendered."""
         out = self.infer(model, {"PHOTO_PNG": np.array([[read_input_bytes(photo)]], dtype=np.object_)}, timeout=timeout)
         return {k: bytes(v.reshape(-1)[0]) for k, v in out.items()}
 
-    def render_feeds(self, ids: np.ndarray, instances: Optional[np.ndarray] = None, z: Optional[np.ndarray] = None,
-                     seed: Optional[int] = None, model: Optional[str] = None) -> dict[str, np.ndarray]:
+    def render_feeds(
+        self,
+        ids: np.ndarray,
+        instances: Optional[np.ndarray] = None,
+        z: Optional[np.ndarray] = None,
+        seed: Optional[int] = None,
+        model: Optional[str] = None,
+    ) -> dict[str, np.ndarray]:
         """Raw inputs of the render model for ids [H,W] / [B,H,W] / [B,1,H,W], shaped and typed as the
         served model declares (instances default to the class map, z to N(0,1))."""
         cfg = self.model_config(model or self.render_model)
@@ -271,8 +318,10 @@ class CityserveClient:
             ids = ids[:, None]
         dims = [int(d) for d in spec["labels"]["dims"]]
         if ids.ndim != 4 or list(ids.shape[1:]) != dims:
-            raise LabelError(f"label ids of shape {tuple(np.shape(ids))} do not fit model "
-                             f"{cfg['name']!r}, which takes [B, {', '.join(map(str, dims))}]")
+            raise LabelError(
+                f"label ids of shape {tuple(np.shape(ids))} do not fit model "
+                f"{cfg['name']!r}, which takes [B, {', '.join(map(str, dims))}]"
+            )
         dtype = {"TYPE_UINT8": np.uint8, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64}[spec["labels"]["data_type"]]
         if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
             raise LabelError(f"label ids {int(ids.min())}..{int(ids.max())} do not fit {np.dtype(dtype).name}")
@@ -287,9 +336,15 @@ class CityserveClient:
             feeds["z"] = np.ascontiguousarray(np.asarray(z, dtype=np.float32).reshape(ids.shape[0], z_dim))
         return feeds
 
-    def render(self, labels: Union[LabelInput, Sequence[LabelInput]], output: str = "array",
-               instances: Optional[np.ndarray] = None, z: Optional[np.ndarray] = None, seed: Optional[int] = None,
-               timeout: Optional[float] = None) -> Union[np.ndarray, bytes, list[bytes]]:
+    def render(
+        self,
+        labels: Union[LabelInput, Sequence[LabelInput]],
+        output: str = "array",
+        instances: Optional[np.ndarray] = None,
+        z: Optional[np.ndarray] = None,
+        seed: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> Union[np.ndarray, bytes, list[bytes]]:
         """Render one label map or a batch, in one request.
 
         ``labels``: label PNG bytes / path (or a list of them), or label ids as an array
@@ -315,9 +370,15 @@ class CityserveClient:
 
         return np.stack([decode_rgb_png(p) for p in ([pngs] if isinstance(pngs, bytes) else pngs)])
 
-    def render_many(self, items: Sequence[LabelInput], output: str = "png", concurrency: int = 8,
-                    timeout: Optional[float] = None, return_exceptions: bool = False,
-                    on_done: Optional[Callable[[int, Any], None]] = None) -> list:
+    def render_many(
+        self,
+        items: Sequence[LabelInput],
+        output: str = "png",
+        concurrency: int = 8,
+        timeout: Optional[float] = None,
+        return_exceptions: bool = False,
+        on_done: Optional[Callable[[int, Any], None]] = None,
+    ) -> list:
         """Render each item as its own request, up to ``concurrency`` in flight at once; results in
         order. An item is a label PNG (bytes/path) or an id array [H,W]. With ``return_exceptions`` a
         failed item gives its exception in the list; otherwise the first failure is raised after all
@@ -344,11 +405,11 @@ class CityserveClient:
         results: list = []
         first_error: Optional[BaseException] = None
         wait = (self.timeout if timeout is None else float(timeout)) + 30.0  # a lost callback must not hang
-        for item, f in zip(items, futures):
+        for _item, f in zip(items, futures):
             try:
                 out = f.result(timeout=wait)
                 results.append(self._convert_single(out, output))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 first_error = first_error or e
                 results.append(e)
         if first_error is not None and not return_exceptions:
@@ -368,6 +429,7 @@ class CityserveClient:
 
 # ---- `cityserve render --server HOST:PORT` ----------------------------------------------------------
 
+
 def render_cli(args) -> int:
     """``cityserve render LABELS.png --server HOST:PORT --out PHOTO.png [--model NAME]``: the label PNG
     goes to the server's ``label2photo`` ensemble (or the ensemble named by --model); the photo PNG
@@ -380,8 +442,10 @@ def render_cli(args) -> int:
         raise ConfigError(f"--out {out}: the photo is written as PNG; name it *.png")
     for flag in ("instances", "style", "z"):
         if getattr(args, flag, None):
-            raise ConfigError(f"--{flag} is not available with --server: the served pipeline takes label maps "
-                              f"only; render locally with --model CARD")
+            raise ConfigError(
+                f"--{flag} is not available with --server: the served pipeline takes label maps "
+                f"only; render locally with --model CARD"
+            )
     model = getattr(args, "model", None) or "label2photo"
     timeout = float(getattr(args, "timeout", None) or 60.0)
     started = time.perf_counter()
@@ -394,16 +458,19 @@ def render_cli(args) -> int:
             params = client.parameters(render_model)
             from .labels import read_label_png
 
-            ids = read_label_png(args.labels, params.get("label_set", "cityscapes"),
-                                 nearest=bool(getattr(args, "nearest", False)))
+            ids = read_label_png(
+                args.labels, params.get("label_set", "cityscapes"), nearest=bool(getattr(args, "nearest", False))
+            )
             png = client.render(ids, output="png", seed=getattr(args, "seed", None))
             via = render_model
         elif "LABELS_PNG" in inputs:
             png = client.label2photo(args.labels, model=model)
             via = model
         else:
-            raise ConfigError(f"served model {model!r} takes {inputs}, neither a label PNG (LABELS_PNG) nor "
-                              f"label ids (labels); use label2photo or a render model")
+            raise ConfigError(
+                f"served model {model!r} takes {inputs}, neither a label PNG (LABELS_PNG) nor "
+                f"label ids (labels); use label2photo or a render model"
+            )
     atomic_write_bytes(out, png)
     ms = (time.perf_counter() - started) * 1000
     print(f"wrote {out} (via {args.server} model {via!r}, {ms:.0f} ms)")

@@ -3,6 +3,7 @@
 Their error is both a ``ConfigError`` (one line, exit code 2 when raised in a command) and an
 ``argparse.ArgumentTypeError`` (argparse shows the message itself when used as ``type=``).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,11 +7,13 @@
   Inception weights file is given.
 * ``folder_fid``: FID / KID between two image folders.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -44,7 +46,7 @@ def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[n
         outs = []
         with torch.inference_mode():
             for i in range(0, len(images), batch):
-                outs.append(graph(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).numpy()[:, 0])
+                outs.append(graph(torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))).numpy()[:, 0])
         ids = np.concatenate(outs)
         if resize:
             ids = resize_nearest(ids, h, w)
@@ -82,13 +84,18 @@ class GeneratorReport:
 
     def to_dict(self) -> dict:
         d = {
-            "seeds": f"{min(self.seeds)}-{max(self.seeds)}" if self.seeds == list(range(min(self.seeds), max(self.seeds) + 1)) else self.seeds,
+            "seeds": f"{min(self.seeds)}-{max(self.seeds)}"
+            if self.seeds == list(range(min(self.seeds), max(self.seeds) + 1))
+            else self.seeds,
             "n_images": len(self.seeds),
-            "segmentation_consistency": {"miou_generated": self.consistency_generated.miou,
-                                         "miou_real": self.consistency_real.miou,
-                                         "generated": self.consistency_generated.to_dict(),
-                                         "real": self.consistency_real.to_dict()},
-            "l1": self.l1, "ssim": self.ssim,
+            "segmentation_consistency": {
+                "miou_generated": self.consistency_generated.miou,
+                "miou_real": self.consistency_real.miou,
+                "generated": self.consistency_generated.to_dict(),
+                "real": self.consistency_real.to_dict(),
+            },
+            "l1": self.l1,
+            "ssim": self.ssim,
         }
         if self.fid is not None:
             d["fid"] = self.fid
@@ -97,9 +104,13 @@ class GeneratorReport:
         return d
 
     def markdown(self) -> str:
-        rows = ["| metric | generated | real photos |", "| --- | ---: | ---: |",
-                f"| segmentation consistency (mIoU) | {self.consistency_generated.miou:.3f} | {self.consistency_real.miou:.3f} |",
-                f"| L1 to real (0-1) | {self.l1:.4f} | 0 |", f"| SSIM to real | {self.ssim:.4f} | 1 |"]
+        rows = [
+            "| metric | generated | real photos |",
+            "| --- | ---: | ---: |",
+            f"| segmentation consistency (mIoU) | {self.consistency_generated.miou:.3f} | {self.consistency_real.miou:.3f} |",
+            f"| L1 to real (0-1) | {self.l1:.4f} | 0 |",
+            f"| SSIM to real | {self.ssim:.4f} | 1 |",
+        ]
         if self.fid is not None:
             rows.append(f"| FID | {self.fid:.2f} | 0 |")
         if self.kid is not None:
@@ -107,8 +118,9 @@ class GeneratorReport:
         return "\n".join(rows) + "\n"
 
 
-def evaluate_generator(gen_card, seg_card, seeds: Sequence[int], engine: str = "torch",
-                       inception: Optional[str] = None, batch: int = 4) -> GeneratorReport:
+def evaluate_generator(
+    gen_card, seg_card, seeds: Sequence[int], engine: str = "torch", inception: Optional[str] = None, batch: int = 4
+) -> GeneratorReport:
     from .engines import Renderer
 
     renderer = Renderer.from_card(gen_card, engine=engine)
@@ -124,8 +136,13 @@ def evaluate_generator(gen_card, seg_card, seeds: Sequence[int], engine: str = "
         if inception is not None:
             fakes.append(photo)
             reals.append(scene.photo)
-    report = GeneratorReport(list(seeds), cityscapes_scores(gen_preds, gts), cityscapes_scores(real_preds, gts),
-                             float(np.mean(l1s)), float(np.mean(ssims)))
+    report = GeneratorReport(
+        list(seeds),
+        cityscapes_scores(gen_preds, gts),
+        cityscapes_scores(real_preds, gts),
+        float(np.mean(l1s)),
+        float(np.mean(ssims)),
+    )
     if inception is not None:
         from .models.inception import load_fid_inception
 
@@ -179,5 +196,10 @@ def folder_fid(a: str | Path, b: str | Path, inception: Optional[str], seed: Opt
     fa = inception_features(net, tqdm(read_folder(a), desc="features A", leave=False))
     fb = inception_features(net, tqdm(read_folder(b), desc="features B", leave=False))
     kid = kid_from_features(fa, fb)
-    return {"fid": fid_from_features(fa, fb), "kid": {"mean": kid[0], "std": kid[1]},
-            "n_a": len(fa), "n_b": len(fb), "inception": str(inception) if inception else "random (test only)"}
+    return {
+        "fid": fid_from_features(fa, fb),
+        "kid": {"mean": kid[0], "std": kid[1]},
+        "n_a": len(fa),
+        "n_b": len(fb),
+        "inception": str(inception) if inception else "random (test only)",
+    }

@@ -9,10 +9,12 @@ FID and KID use Inception features (2048-d pool3) from ``cityserve.inception``'s
 loaded from a weights file the user supplies, so figures computed with pytorch-fid's own
 ``pt_inception-2015-12-05`` file are comparable to published ones.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -21,8 +23,8 @@ IGNORE = 255
 
 # ---- segmentation ------------------------------------------------------------------------------
 
-def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
-                     ignore_index: int = IGNORE) -> np.ndarray:
+
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = IGNORE) -> np.ndarray:
     """[C, C+1] int64 counts, rows = ground truth, columns = prediction; ignored gt pixels dropped.
 
     The extra last column counts predictions outside 0..C-1 (e.g. an ignored class predicted): they
@@ -35,8 +37,10 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
     keep = target != ignore_index
     if ((target[keep] < 0) | (target[keep] >= num_classes)).any():
         bad = np.unique(target[keep][(target[keep] < 0) | (target[keep] >= num_classes)])
-        raise ValueError(f"ground truth holds train id(s) {bad[:5].tolist()} outside 0..{num_classes - 1} "
-                         f"and not the ignore label {ignore_index}")
+        raise ValueError(
+            f"ground truth holds train id(s) {bad[:5].tolist()} outside 0..{num_classes - 1} "
+            f"and not the ignore label {ignore_index}"
+        )
     t, p = target[keep], pred[keep]
     p = np.where((p < 0) | (p >= num_classes), num_classes, p)
     cm = np.bincount(t * (num_classes + 1) + p, minlength=num_classes * (num_classes + 1))
@@ -54,9 +58,13 @@ class SegmentationScores:
 
     def to_dict(self) -> dict:
         return {
-            "miou": self.miou, "mean_f1": self.mean_f1, "pixel_accuracy": self.pixel_accuracy,
-            "per_class": {n: {"iou": _nan_to_none(i), "f1": _nan_to_none(f)}
-                          for n, i, f in zip(self.class_names, self.iou, self.f1)},
+            "miou": self.miou,
+            "mean_f1": self.mean_f1,
+            "pixel_accuracy": self.pixel_accuracy,
+            "per_class": {
+                n: {"iou": _nan_to_none(i), "f1": _nan_to_none(f)}
+                for n, i, f in zip(self.class_names, self.iou, self.f1)
+            },
         }
 
     def markdown(self, title: str = "segmentation") -> str:
@@ -80,7 +88,8 @@ def scores_from_confusion(cm: np.ndarray, class_names: Optional[Sequence[str]] =
     total = cm.sum()
     names = list(class_names) if class_names is not None else [str(i) for i in range(C)]
     return SegmentationScores(
-        iou=iou.tolist(), f1=f1.tolist(),
+        iou=iou.tolist(),
+        f1=f1.tolist(),
         miou=float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
         mean_f1=float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan"),
         pixel_accuracy=float(tp.sum() / total) if total else float("nan"),
@@ -91,8 +100,7 @@ def scores_from_confusion(cm: np.ndarray, class_names: Optional[Sequence[str]] =
 class ConfusionAccumulator:
     """Accumulate a confusion matrix over many images (train ids, ignore = 255)."""
 
-    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None,
-                 ignore_index: int = IGNORE):
+    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None, ignore_index: int = IGNORE):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = class_names
@@ -120,6 +128,7 @@ def cityscapes_scores(pred_label_ids: Iterable[np.ndarray], gt_label_ids: Iterab
 
 # ---- image similarity --------------------------------------------------------------------------
 
+
 def l1(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two uint8 images, in [0, 1] units."""
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean() / 255.0)
@@ -133,16 +142,17 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     a = a.astype(np.float64)
     b = b.astype(np.float64)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(s.mean())
 
 
 # ---- FID / KID ---------------------------------------------------------------------------------
+
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh((m + m.T) / 2)
@@ -165,8 +175,9 @@ def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
     return frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
 
 
-def kid_from_features(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-                      seed: int = 0) -> tuple[float, float]:
+def kid_from_features(
+    f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD^2 with the cubic polynomial
     kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets; returns (mean, std)."""
     f1 = np.asarray(f1, np.float64)
@@ -183,8 +194,7 @@ def kid_from_features(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset
         kxx = (x @ x.T / d + 1) ** 3
         kyy = (y @ y.T / d + 1) ** 3
         kxy = (x @ y.T / d + 1) ** 3
-        mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-               - 2 * kxy.mean())
+        mmd = (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
         vals.append(mmd)
     return float(np.mean(vals)), float(np.std(vals))
 

@@ -8,6 +8,7 @@ The scenes are synthetic seeds >= 10000, which the demo models never saw (they t
 ids and instance ids, exactly as ``cityserve render`` / the served ``render`` model do. Panels are shown
 at the models' resolution (256x512), enlarged ``--zoom`` times (nearest neighbour) if asked.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def montage(seeds: list[int], generators: list[tuple[str, str]], zoom: int = 1) 
     palette = get_label_set("cityscapes")
     H, W = h * zoom, w * zoom
     gap, header = 4, 28
-    titles = ["label map"] + [t for t, _ in renderers] + [f"real (synthetic) photo"]
+    titles = ["label map"] + [t for t, _ in renderers] + ["real (synthetic) photo"]
     cols = len(titles)
     out = np.full((header + len(seeds) * (H + gap), cols * W + (cols - 1) * gap, 3), 255, np.uint8)
     for c, t in enumerate(titles):
@@ -47,7 +48,7 @@ def montage(seeds: list[int], generators: list[tuple[str, str]], zoom: int = 1) 
         y = header + r * (H + gap)
         for c, p in enumerate(panels):
             big = cv2.resize(np.ascontiguousarray(p), (W, H), interpolation=cv2.INTER_NEAREST)
-            out[y:y + H, c * (W + gap):c * (W + gap) + W] = big
+            out[y : y + H, c * (W + gap) : c * (W + gap) + W] = big
         cv2.putText(out, f"seed {seed}", (6, y + H - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 

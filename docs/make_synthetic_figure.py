@@ -6,6 +6,7 @@
 Scenes come from ``cityserve.data.synthetic.generate_scene`` (deterministic by seed), so the figure is
 the same on every machine. Depth is shown on a log scale from 2 m (bright) to 1000 m (sky, dark).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,14 +39,22 @@ def montage(seeds: list[int], size: tuple[int, int], with_depth: bool = True) ->
     out = np.full((H, W, 3), 255, np.uint8)
     scale = header / 34
     for c, t in enumerate(titles):
-        cv2.putText(out, t, (c * (w + gap) + 4, int(header * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, scale, (30, 30, 30),
-                    max(1, int(round(scale * 2))), cv2.LINE_AA)
+        cv2.putText(
+            out,
+            t,
+            (c * (w + gap) + 4, int(header * 0.72)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (30, 30, 30),
+            max(1, int(round(scale * 2))),
+            cv2.LINE_AA,
+        )
     for r, seed in enumerate(seeds):
         sc = generate_scene(seed, h, w)
         panels = [palette.ids_to_colors(sc.labels), sc.photo] + ([depth_image(sc.depth)] if with_depth else [])
         y = header + r * (h + gap)
         for c, p in enumerate(panels):
-            out[y:y + h, c * (w + gap):c * (w + gap) + w] = p
+            out[y : y + h, c * (w + gap) : c * (w + gap) + w] = p
     return out
 
 

@@ -1,4 +1,5 @@
 """Entry point: ``python export/build_repo.py --target cpu --model CARD --out DIR`` = ``cityserve repo build``."""
+
 import sys
 
 from cityserve.cli import main

@@ -1,4 +1,5 @@
 """Entry point: ``python export/onnx.py CARD --out DIR [--fused] [--opset 17]`` = ``cityserve export onnx``."""
+
 import os
 import sys
 

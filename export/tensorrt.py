@@ -1,4 +1,5 @@
 """Entry point: ``python export/tensorrt.py render.onnx --out render.plan [...]`` = ``cityserve export tensorrt``."""
+
 import os
 import sys
 

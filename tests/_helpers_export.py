@@ -1,4 +1,5 @@
 """Tiny model cards for the export tests: real cityserve modules, random but non-trivial weights."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,15 @@ def spade_card(tmp: Path, name: str = "spade", label_set: str = "cityscapes", se
     g = SPADEGenerator(c)
     converge_spectral_norm(g)
     randomize_norm_stats(g, seed)
-    card = ModelCard(name=name, kind="generator", arch="spade", config=dataclasses.asdict(c), label_set=label_set,
-                     height=c.height, width=c.width)
+    card = ModelCard(
+        name=name,
+        kind="generator",
+        arch="spade",
+        config=dataclasses.asdict(c),
+        label_set=label_set,
+        height=c.height,
+        width=c.width,
+    )
     return load_card(save_checkpoint(card, g.state_dict(), tmp, name))
 
 
@@ -56,8 +64,15 @@ def pix2pix_card(tmp: Path, input_mode: str = "onehot", seed: int = 0) -> ModelC
     torch.manual_seed(seed)
     g = build_generator(c)
     randomize_norm_stats(g, seed)
-    card = ModelCard(name=f"p2p_{input_mode}", kind="generator", arch="pix2pix", config=dataclasses.asdict(c),
-                     label_set="cityscapes", height=128, width=128)
+    card = ModelCard(
+        name=f"p2p_{input_mode}",
+        kind="generator",
+        arch="pix2pix",
+        config=dataclasses.asdict(c),
+        label_set="cityscapes",
+        height=128,
+        width=128,
+    )
     return load_card(save_checkpoint(card, g.state_dict(), tmp, card.name))
 
 
@@ -68,8 +83,15 @@ def deeplab_card(tmp: Path, seed: int = 0) -> ModelCard:
     torch.manual_seed(seed)
     net = build(c)
     randomize_norm_stats(net, seed)
-    card = ModelCard(name="deeplab", kind="segmenter", arch="deeplabv3plus", config=dict(vars(c)),
-                     label_set="cityscapes", height=64, width=64)
+    card = ModelCard(
+        name="deeplab",
+        kind="segmenter",
+        arch="deeplabv3plus",
+        config=dict(vars(c)),
+        label_set="cityscapes",
+        height=64,
+        width=64,
+    )
     return load_card(save_checkpoint(card, net.state_dict(), tmp, "deeplab"))
 
 

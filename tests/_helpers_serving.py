@@ -6,6 +6,7 @@ segmenter is a tiny convolutional net inside the real ``SegmentGraph`` contract 
 uint8 Cityscapes label ids), exported with the same exporter function; a full segmenter would only add
 seconds to every run.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,15 @@ from cityserve.cards import ModelCard, load_card
 from cityserve.checkpoints import save_checkpoint
 
 H, W = 64, 128
-SPADE_CONFIG = dict(label_nc=35, contain_dontcare_label=False, no_instance=False, ngf=2,
-                    num_upsampling_layers="normal", crop_size=128, aspect_ratio=2.0)
+SPADE_CONFIG = dict(
+    label_nc=35,
+    contain_dontcare_label=False,
+    no_instance=False,
+    ngf=2,
+    num_upsampling_layers="normal",
+    crop_size=128,
+    aspect_ratio=2.0,
+)
 
 
 def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int = 8) -> ModelCard:
@@ -29,9 +37,17 @@ def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int
     fam = family("spade")
     torch.manual_seed(0)
     model = fam.build(fam.config_cls(**SPADE_CONFIG)).eval()
-    card = ModelCard(name=name, kind="generator", arch="spade", config=dict(SPADE_CONFIG), label_set="cityscapes",
-                     height=H, width=W, provenance={"source": "random weights, serving tests"},
-                     extra={"serving": {"max_batch_size": max_batch_size}})
+    card = ModelCard(
+        name=name,
+        kind="generator",
+        arch="spade",
+        config=dict(SPADE_CONFIG),
+        label_set="cityscapes",
+        height=H,
+        width=W,
+        provenance={"source": "random weights, serving tests"},
+        extra={"serving": {"max_batch_size": max_batch_size}},
+    )
     return load_card(save_checkpoint(card, model.state_dict(), out_dir, name))
 
 
@@ -70,9 +86,17 @@ def tiny_segmenter_onnx(out_dir: Path, name: str = "tiny-seg") -> Path:
     path = out_dir / "segment.onnx"
     path.write_bytes(data)
     model = onnx.load_from_string(data)
-    card = ModelCard(name=name, kind="segmenter", arch="deeplabv3plus", config={}, label_set="cityscapes",
-                     height=H, width=W, provenance={"source": "tiny conv stand-in for the serving tests"},
-                     extra={"onnx": {"file": path.name, **describe_io(model)}, "serving": {"max_batch_size": 8}})
+    card = ModelCard(
+        name=name,
+        kind="segmenter",
+        arch="deeplabv3plus",
+        config={},
+        label_set="cityscapes",
+        height=H,
+        width=W,
+        provenance={"source": "tiny conv stand-in for the serving tests"},
+        extra={"onnx": {"file": path.name, **describe_io(model)}, "serving": {"max_batch_size": 8}},
+    )
     card.save(out_dir / "segment.card.json")
     return path
 

@@ -1,4 +1,5 @@
 """Helpers shared by the SPADE tests: fixture inputs, tiny random models with non-trivial statistics."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,19 @@ from cityserve.checkpoints import save_checkpoint
 from cityserve.models.render import instance_edges, one_hot
 from cityserve.models.spade import ENCODER_PREFIX, ConvEncoder, SPADEConfig, SPADEGenerator
 
-CONFIG_KEYS = ("label_nc", "contain_dontcare_label", "no_instance", "ngf", "num_upsampling_layers", "crop_size",
-               "aspect_ratio", "use_vae", "z_dim", "norm_G", "norm_E")
+CONFIG_KEYS = (
+    "label_nc",
+    "contain_dontcare_label",
+    "no_instance",
+    "ngf",
+    "num_upsampling_layers",
+    "crop_size",
+    "aspect_ratio",
+    "use_vae",
+    "z_dim",
+    "norm_G",
+    "norm_E",
+)
 
 
 def fixture_config(fixtures_dir: Path, name: str) -> dict:
@@ -48,7 +60,7 @@ def input_sha256(x: torch.Tensor) -> str:
 
 
 def contract_uint8(y: torch.Tensor) -> np.ndarray:
-    """DESIGN.md's conversion of a generator output [1,3,H,W] -> uint8 [H,W,3]."""
+    """docs/architecture.md's conversion of a generator output [1,3,H,W] -> uint8 [H,W,3]."""
     return torch.clamp(torch.round((y + 1) * 127.5), 0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
 
 
@@ -69,7 +81,7 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 t.copy_(v / v.norm())
             else:
                 fan_in = max(1, t[0].numel()) if t.ndim > 1 else 1
-                t.copy_(torch.randn(t.shape, generator=g) / (fan_in ** 0.5 if t.ndim > 1 else 10))
+                t.copy_(torch.randn(t.shape, generator=g) / (fan_in**0.5 if t.ndim > 1 else 10))
         for m in model.modules():  # one power iteration: sigma near, but not at, the exact norm
             if hasattr(m, "weight_orig"):
                 w = m.weight_orig.reshape(m.weight_orig.shape[0], -1)
@@ -85,8 +97,9 @@ def tiny_config(**kw) -> SPADEConfig:
     return SPADEConfig(**base)
 
 
-def tiny_card(out_dir: Path, cfg: SPADEConfig, label_set="cityscapes", name: str = "tiny",
-              encoder: bool = False, seed: int = 0) -> Path:
+def tiny_card(
+    out_dir: Path, cfg: SPADEConfig, label_set="cityscapes", name: str = "tiny", encoder: bool = False, seed: int = 0
+) -> Path:
     """A random SPADE model saved with save_checkpoint (netE.* keys beside netG's for encoder=True)."""
     torch.manual_seed(seed)
     gen = randomize_(SPADEGenerator(cfg), seed)
@@ -96,6 +109,14 @@ def tiny_card(out_dir: Path, cfg: SPADEConfig, label_set="cityscapes", name: str
         enc = randomize_(ConvEncoder(cfg), seed + 1)
         sd.update({ENCODER_PREFIX + k: v for k, v in enc.state_dict().items()})
         extra["encoder"] = {"prefix": ENCODER_PREFIX, "norm_E": cfg.norm_E}
-    card = ModelCard(name=name, kind="generator", arch="spade", config=dataclasses.asdict(cfg), label_set=label_set,
-                     height=cfg.height, width=cfg.width, extra=extra)
+    card = ModelCard(
+        name=name,
+        kind="generator",
+        arch="spade",
+        config=dataclasses.asdict(cfg),
+        label_set=label_set,
+        height=cfg.height,
+        width=cfg.width,
+        extra=extra,
+    )
     return save_checkpoint(card, sd, out_dir, stem=name)

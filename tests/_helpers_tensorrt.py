@@ -4,6 +4,7 @@ Only for machines without TensorRT: it lets the build code path run end to end (
 profile -> FP32 pins -> timing cache -> plan + card) and records what was asked of TensorRT, so the
 test can check the wiring. The real API is exercised by the skipped-here GPU tests.
 """
+
 from __future__ import annotations
 
 import enum
@@ -12,8 +13,26 @@ import types
 
 import onnx
 
-FLOAT_OPS = {"Conv", "BatchNormalization", "Relu", "LeakyRelu", "Add", "Mul", "Resize", "Tanh", "Concat", "Pad",
-             "Round", "Clip", "Transpose", "Split", "Slice", "Identity", "Sub", "Div"}
+FLOAT_OPS = {
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "LeakyRelu",
+    "Add",
+    "Mul",
+    "Resize",
+    "Tanh",
+    "Concat",
+    "Pad",
+    "Round",
+    "Clip",
+    "Transpose",
+    "Split",
+    "Slice",
+    "Identity",
+    "Sub",
+    "Div",
+}
 
 
 class DataType(enum.Enum):

@@ -1,5 +1,6 @@
 """Tiny deterministic data for the training tests: blocky Cityscapes-id label maps whose photo is each
 class's palette color plus a little texture, so a generator can learn the mapping in a few steps."""
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,14 @@ def scene(seed: int, h: int = 32, w: int = 64) -> tuple[np.ndarray, np.ndarray, 
     ids = np.full((h, w), 23, np.uint8)  # sky
     horizon = int(h * rng.uniform(0.35, 0.55))
     ids[horizon:] = 7
-    ids[horizon + (h - horizon) // 2:, : w // 4] = 8
+    ids[horizon + (h - horizon) // 2 :, : w // 4] = 8
     for _ in range(3):
         x0 = int(rng.integers(0, w - 8))
-        ids[int(h * 0.15):horizon, x0:x0 + int(rng.integers(6, 16))] = rng.choice([11, 21])
+        ids[int(h * 0.15) : horizon, x0 : x0 + int(rng.integers(6, 16))] = rng.choice([11, 21])
     inst = ids.astype(np.int32)
     cx = int(rng.integers(0, w - 12))
-    ids[horizon + 2:horizon + 8, cx:cx + 10] = 26
-    inst[horizon + 2:horizon + 8, cx:cx + 10] = 26000
+    ids[horizon + 2 : horizon + 8, cx : cx + 10] = 26
+    inst[horizon + 2 : horizon + 8, cx : cx + 10] = 26000
     pal = get_label_set("cityscapes").palette
     photo = pal[ids].astype(np.int16) + rng.integers(-8, 9, size=(h, w, 3))
     return np.clip(photo, 0, 255).astype(np.uint8), ids, inst
@@ -47,10 +48,12 @@ class TinyScenes(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         photo, ids, inst = self.items[i]
-        return {"labels": torch.from_numpy(ids.astype(np.int64))[None],
-                "instances": torch.from_numpy(inst)[None],
-                "image": torch.from_numpy(photo).permute(2, 0, 1).float() / 127.5 - 1.0,
-                "name": f"tiny_{i}"}
+        return {
+            "labels": torch.from_numpy(ids.astype(np.int64))[None],
+            "instances": torch.from_numpy(inst)[None],
+            "image": torch.from_numpy(photo).permute(2, 0, 1).float() / 127.5 - 1.0,
+            "name": f"tiny_{i}",
+        }
 
 
 def write_paired(root: Path, n: int = 4, h: int = 32, w: int = 64) -> Path:

@@ -1,4 +1,5 @@
 """Shared test fixtures: where the official-checkpoint fixtures live, and a quiet, 1-thread torch."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 
 torch.set_num_threads(1)
 
@@ -15,7 +16,9 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"checkpoint fixtures not found at {FIXTURES} (../shared/fixtures beside the repo)")
+        pytest.fail(
+            f"checkpoint fixtures not found at {FIXTURES} (the official-format checkpoint fixtures; see tests/fixtures/README.md)"
+        )
     return FIXTURES
 
 

@@ -6,6 +6,7 @@ non-trivial batch-norm statistics) imported at 32x64, so BF16 errors show as the
 model; a default-initialised SPADE saturates tanh almost everywhere and says nothing about precision.
 ONE compile per session (module fixture, ~60-140 s on 2 busy cores): every test reuses that package.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def scenes(n: int, seed: int = 100) -> tuple[np.ndarray, np.ndarray]:
     from cityserve.data.synthetic import generate_scene
 
     ss = [generate_scene(seed + i, H, W) for i in range(n)]
-    return (np.stack([s.labels for s in ss])[:, None].astype(np.uint8),
-            np.stack([s.instances for s in ss])[:, None].astype(np.int32))
+    return (
+        np.stack([s.labels for s in ss])[:, None].astype(np.uint8),
+        np.stack([s.instances for s in ss])[:, None].astype(np.int32),
+    )
 
 
 def torch_render(card, labels, instances) -> np.ndarray:
@@ -56,8 +59,15 @@ def gen_card(tmp_path_factory, fixtures_dir):
     from cityserve.importing.spade import import_spade
 
     out = tmp_path_factory.mktemp("aot-gen")
-    path = import_spade(fixtures_dir / "spade" / "cityscapes_ngf2_netG.pth", "cityscapes", (H, W), out,
-                        upsampling="normal", name="fx-spade", log=lambda m: None)
+    path = import_spade(
+        fixtures_dir / "spade" / "cityscapes_ngf2_netG.pth",
+        "cityscapes",
+        (H, W),
+        out,
+        upsampling="normal",
+        name="fx-spade",
+        log=lambda m: None,
+    )
     return load_card(path)
 
 
@@ -90,6 +100,7 @@ def missing_flag() -> str:
 
 # ---- precision policy (no compile) ------------------------------------------------------------------
 
+
 def test_precision_policy_keeps_output_layers_fp32_and_meets_budget(gen_card):
     from cityserve.export.aot import AOTRender, LowPrecision, default_fp32_layers
     from cityserve.models.render import render_graph_from_card
@@ -112,6 +123,7 @@ def test_precision_policy_keeps_output_layers_fp32_and_meets_budget(gen_card):
 
 
 # ---- the compiled package ---------------------------------------------------------------------------
+
 
 def test_card_records_what_the_package_needs(aot_card, gen_card):
     from cityserve.cards import sha256_file
@@ -140,10 +152,26 @@ def test_round_trip_in_a_fresh_process_without_recompiling(aot_card, gen_card, t
     cv2.imwrite(str(tmp_path / "labels.png"), labels[0, 0])
     before = {p.name: p.stat().st_mtime_ns for p in aot_card.directory.iterdir()}
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "cityserve", "render", str(tmp_path / "labels.png"),
-                          "--model", str(aot_card.path), "--engine", "aot", "--out", str(tmp_path / "photo.png")],
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cityserve",
+            "render",
+            str(tmp_path / "labels.png"),
+            "--model",
+            str(aot_card.path),
+            "--engine",
+            "aot",
+            "--out",
+            str(tmp_path / "photo.png"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     seconds = time.perf_counter() - t
     assert res.returncode == 0, res.stderr
     assert {p.name: p.stat().st_mtime_ns for p in aot_card.directory.iterdir()} == before
@@ -177,9 +205,25 @@ def test_refuses_a_cpu_flag_this_machine_lacks(aot_copy, tmp_path):
     import cv2
 
     cv2.imwrite(str(tmp_path / "l.png"), np.full((H, W), 7, np.uint8))
-    res = subprocess.run([sys.executable, "-m", "cityserve", "render", str(tmp_path / "l.png"), "--model",
-                          str(aot_copy), "--engine", "aot", "--out", str(tmp_path / "p.png")],
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cityserve",
+            "render",
+            str(tmp_path / "l.png"),
+            "--model",
+            str(aot_copy),
+            "--engine",
+            "aot",
+            "--out",
+            str(tmp_path / "p.png"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert res.returncode == 3, res.stderr
     assert flag in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.png").exists()
@@ -203,8 +247,13 @@ def test_refuses_other_torch_and_altered_package(aot_copy):
 
 
 def test_export_cli_refuses_segmenters_and_bad_layers(gen_card, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "cityserve", "export", "aot", "--help"], capture_output=True,
-                         text=True, cwd=REPO_ROOT, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "cityserve", "export", "aot", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert res.returncode == 0 and "--dtype" in res.stdout and "examples" in res.stdout
     from cityserve.export.aot import compile_aot
 
@@ -215,6 +264,7 @@ def test_export_cli_refuses_segmenters_and_bad_layers(gen_card, tmp_path):
 
 
 # ---- Triton cpu target ------------------------------------------------------------------------------
+
 
 def test_auto_engine_choice(gen_card, tmp_path):
     from cityserve.bench.devices import cpu_supports_bf16
@@ -235,8 +285,12 @@ def test_cpu_target_serves_through_the_package(aot_card, gen_card, tmp_path):
     from cityserve.serving.repo import build_repository, parse_config
     from cityserve.serving.server import TritonServer
 
-    built = build_repository([gen_card], "cpu", tmp_path / "repo",
-                             overrides={"cpu_engine": "aot", "intra_op_threads": 1, "max_batch_size": 4})
+    built = build_repository(
+        [gen_card],
+        "cpu",
+        tmp_path / "repo",
+        overrides={"cpu_engine": "aot", "intra_op_threads": 1, "max_batch_size": 4},
+    )
     assert built.models["render"]["engine"] == "aot"
     assert built.models["render"]["template"] == "render_aot_python"
     version = built.path / "render" / "1"

@@ -1,4 +1,5 @@
 """FLOP counting against hand-computed layers, and the timing helper's figures."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ def test_conv_flops_match_the_hand_formula():
 
 
 def test_flops_scale_with_batch_and_add_up_over_layers():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.Flatten(),
-                        nn.Linear(2 * 8 * 8, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.Flatten(), nn.Linear(2 * 8 * 8, 5)
+    )
     one = count_flops(net, [torch.randn(1, 3, 8, 8)])
     by_hand = conv2d_flops(3, 4, 3, 3, 8, 8) + conv2d_flops(4, 2, 1, 1, 8, 8) + 2 * 128 * 5
     assert one == by_hand

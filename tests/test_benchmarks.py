@@ -1,6 +1,7 @@
 """`benchmarks/run.py --quick` end to end: a real run (engines, Triton over gRPC, perf_analyzer where
 installed), and a JSON that carries every figure the benchmark promises, with markdown and plots made
 from it."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,13 @@ from cityserve.bench.devices import GPU_PEAKS_TFLOPS
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, repo_root):
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run([sys.executable, str(repo_root / "benchmarks" / "run.py"), "--quick", "--out", str(out),
-                           "--threads", "2"], capture_output=True, text=True, timeout=900, cwd=repo_root)
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "run.py"), "--quick", "--out", str(out), "--threads", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=repo_root,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jsons = list(out.rglob("*.json"))
     assert len(jsons) == 1, jsons
@@ -49,13 +55,17 @@ def test_every_engine_row_has_every_figure(quick_run):
                 lat = r["latency_ms"]
                 assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
                 assert r["throughput_ips"] > 0 and r["peak_memory_mb"] > 0 and r["memory_kind"] == "rss"
-                assert r["achieved_tflops"] == pytest.approx(m["flops_per_image"] * r["batch"] / (lat["mean"] / 1e3) / 1e12)
+                assert r["achieved_tflops"] == pytest.approx(
+                    m["flops_per_image"] * r["batch"] / (lat["mean"] / 1e3) / 1e12
+                )
                 assert r["fraction_of_peak"] > 0 and "TFLOP/s" in r["peak_reference"]
                 measured += 1
         assert m["engines"]["onnxruntime"]["status"] == "ok", m["engines"]["onnxruntime"]
         # TensorRT cannot run here: the result says so instead of a number
         assert m["engines"]["tensorrt-fp16"]["status"] == "not measured"
-        assert "CUDA" in m["engines"]["tensorrt-fp16"]["reason"] or "TensorRT" in m["engines"]["tensorrt-fp16"]["reason"]
+        assert (
+            "CUDA" in m["engines"]["tensorrt-fp16"]["reason"] or "TensorRT" in m["engines"]["tensorrt-fp16"]["reason"]
+        )
     assert measured >= 9
     chain = next(m for m in doc["models"] if m["kind"] == "chain")
     parts = {m["kind"]: m["flops_per_image"] for m in doc["models"] if m["kind"] != "chain"}
@@ -109,8 +119,16 @@ def test_photo2photo_chain_feeds_a_larger_generator_nearest_resized_ids(tmp_path
     from cityserve.bench.runner import example_feeds
     from cityserve.serving.codec import resize_nearest
 
-    seg = M.ModelSpec("tiny-deeplab-16x32", "deeplabv3plus", "segmenter", dict(backbone="mobilenetv2", output_stride=16),
-                      "cityscapes", 16, 32, "test").card(tmp_path)
+    seg = M.ModelSpec(
+        "tiny-deeplab-16x32",
+        "deeplabv3plus",
+        "segmenter",
+        dict(backbone="mobilenetv2", output_stride=16),
+        "cityscapes",
+        16,
+        32,
+        "test",
+    ).card(tmp_path)
     gen = M.TINY_SPADE.card(tmp_path)
     chain = M.ChainCard(seg, gen)
     feeds = example_feeds(chain, 1)
@@ -124,7 +142,15 @@ def test_photo2photo_chain_feeds_a_larger_generator_nearest_resized_ids(tmp_path
     assert np.array_equal(out, expected)
     ort = np.asarray(make_onnxruntime(chain, "cpu")(feeds))
     assert ort.shape == out.shape and np.abs(ort.astype(int) - out.astype(int)).mean() < 1.0
-    wide = M.ModelSpec("tiny-deeplab-16x16", "deeplabv3plus", "segmenter", dict(backbone="mobilenetv2", output_stride=16),
-                       "cityscapes", 16, 16, "test").card(tmp_path)
+    wide = M.ModelSpec(
+        "tiny-deeplab-16x16",
+        "deeplabv3plus",
+        "segmenter",
+        dict(backbone="mobilenetv2", output_stride=16),
+        "cityscapes",
+        16,
+        16,
+        "test",
+    ).card(tmp_path)
     with pytest.raises(ValueError, match="aspect ratio"):
         M.ChainCard(wide, gen)

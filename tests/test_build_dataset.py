@@ -1,6 +1,7 @@
 """Dataset building from street video: a video written here from synthetic scenes, with blurred,
 captioned and overlaid frames planted, goes through train/build_dataset.py with a real (random-weight)
 FCHarDNet segmenter card; the kept/dropped decisions, the report and the Cityscapes tree are checked."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,14 @@ from cityserve.cards import ModelCard
 from cityserve.checkpoints import save_checkpoint
 from cityserve.data.datasets import build_dataset
 from cityserve.data.synthetic import generate_scene
-from cityserve.data.video import (OverlayParams, blur_score, caption_glyphs, judge_frame, overlay_box_fraction,
-                                  sample_frames)
+from cityserve.data.video import (
+    OverlayParams,
+    blur_score,
+    caption_glyphs,
+    judge_frame,
+    overlay_box_fraction,
+    sample_frames,
+)
 from cityserve.models.registry import family
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,8 +36,18 @@ BLUR_THRESHOLD = 600.0  # clean synthetic 128x256 frames score > 1200, these mot
 BLURRED = {2, 8, 14, 7}  # 7 is not sampled: it must not appear in the report
 CAPTION_BOTTOM, CAPTION_TOP = {4, 5}, {12}  # 5 is not sampled
 OVERLAY = {16}
-EXPECTED = {0: "ok", 2: "blurred", 4: "caption", 6: "ok", 8: "blurred", 10: "ok", 12: "caption",
-            14: "blurred", 16: "overlay", 18: "ok"}
+EXPECTED = {
+    0: "ok",
+    2: "blurred",
+    4: "caption",
+    6: "ok",
+    8: "blurred",
+    10: "ok",
+    12: "caption",
+    14: "blurred",
+    16: "overlay",
+    18: "ok",
+}
 
 
 def _load_cli():
@@ -73,7 +90,7 @@ def street_video(tmp_path_factory) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (VW, VH))
     assert writer.isOpened(), "this OpenCV build cannot write MJPG .avi"
     for i in range(N_FRAMES):
-        frame = scenes[i // 5][:, (i % 5) * 8:(i % 5) * 8 + VW]
+        frame = scenes[i // 5][:, (i % 5) * 8 : (i % 5) * 8 + VW]
         if i in BLURRED:
             frame = motion_blur(frame)
         if i in CAPTION_BOTTOM:
@@ -94,8 +111,15 @@ def segmenter_card(tmp_path_factory) -> Path:
     cfg = fam.config_cls()
     torch.manual_seed(0)
     net = fam.build(cfg)
-    card = ModelCard(name="fchardnet-random", kind="segmenter", arch="fchardnet", config=dataclasses.asdict(cfg),
-                     label_set="cityscapes", height=SIZE[0], width=SIZE[1])
+    card = ModelCard(
+        name="fchardnet-random",
+        kind="segmenter",
+        arch="fchardnet",
+        config=dataclasses.asdict(cfg),
+        label_set="cityscapes",
+        height=SIZE[0],
+        width=SIZE[1],
+    )
     return save_checkpoint(card, net.state_dict(), tmp_path_factory.mktemp("seg"), "fchardnet-random")
 
 
@@ -110,16 +134,34 @@ def test_sampling_takes_one_frame_every_interval(street_video):
 def test_build_from_video_keeps_drops_and_labels(street_video, segmenter_card, tmp_path):
     out = tmp_path / "hk"
     cli = _load_cli()
-    rc = cli.main([str(street_video), "--segmenter", str(segmenter_card), "--out", str(out),
-                   "--every", str(EVERY), "--size", f"{SIZE[0]}x{SIZE[1]}",
-                   "--blur-threshold", str(BLUR_THRESHOLD), "--no-progress"])
+    rc = cli.main(
+        [
+            str(street_video),
+            "--segmenter",
+            str(segmenter_card),
+            "--out",
+            str(out),
+            "--every",
+            str(EVERY),
+            "--size",
+            f"{SIZE[0]}x{SIZE[1]}",
+            "--blur-threshold",
+            str(BLUR_THRESHOLD),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     (video,) = report["videos"]
     frames = {f["index"]: f for f in video["frames"]}
     assert {i: f["reason"] for i, f in frames.items()} == EXPECTED
-    assert video["summary"] == {"sampled": 10, "kept": 4, "dropped_blurred": 3, "dropped_caption": 2,
-                                "dropped_overlay": 1}
+    assert video["summary"] == {
+        "sampled": 10,
+        "kept": 4,
+        "dropped_blurred": 3,
+        "dropped_caption": 2,
+        "dropped_overlay": 1,
+    }
     for i, f in frames.items():
         assert f["decision"] == ("kept" if EXPECTED[i] == "ok" else "dropped")
         assert f["time_s"] == pytest.approx(i / FPS)
@@ -148,8 +190,21 @@ def test_build_from_video_keeps_drops_and_labels(street_video, segmenter_card, t
 
 def test_dry_run_reports_without_writing(street_video, tmp_path):
     cli = _load_cli()
-    rc = cli.main([str(street_video), "--dry-run", "--out", str(tmp_path), "--every", "1",
-                   "--size", "128x256", "--blur-threshold", str(BLUR_THRESHOLD), "--no-progress"])
+    rc = cli.main(
+        [
+            str(street_video),
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+            "--every",
+            "1",
+            "--size",
+            "128x256",
+            "--blur-threshold",
+            str(BLUR_THRESHOLD),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert [f["index"] for f in report["videos"][0]["frames"]] == [0, 4, 8, 12, 16]

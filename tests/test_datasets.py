@@ -1,4 +1,5 @@
 """Dataset readers on tiny trees written here in each layout, their up-front errors, and augmentation."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from cityserve.data.datasets import (ADE20KDataset, CityscapesDataset, CocoStuffDataset, PairedFolderDataset,
-                                     SyntheticDataset, build_dataset)
+from cityserve.data.datasets import (
+    ADE20KDataset,
+    CityscapesDataset,
+    CocoStuffDataset,
+    PairedFolderDataset,
+    SyntheticDataset,
+    build_dataset,
+)
 from cityserve.data.transforms import Augment, apply, parse_size
 from cityserve.data.validate import DatasetError, image_size
 from cityserve.labels import get_label_set
@@ -266,7 +273,7 @@ def test_augmentation_moves_photo_labels_and_instances_together(size):
         interior = np.ones_like(lab, bool)
         for dy in range(-2, 3):
             for dx in range(-2, 3):
-                interior &= pad[2 + dy:2 + dy + size[0], 2 + dx:2 + dx + size[1]] == lab
+                interior &= pad[2 + dy : 2 + dy + size[0], 2 + dx : 2 + dx + size[1]] == lab
         assert interior.mean() > 0.2
         np.testing.assert_allclose(rgb[interior], palette[lab[interior]], atol=1.0)
         if (lab == 0).any():  # the marker stays in a left/right corner: where tells the flip
@@ -278,8 +285,14 @@ def test_augmentation_moves_photo_labels_and_instances_together(size):
 def test_color_jitter_changes_photo_only():
     photo, ids, inst, _ = _marked_sample()
     plain = apply(photo, ids, inst, (32, 64), None)
-    jit = apply(photo, ids, inst, (32, 64), Augment(flip=False, brightness=0.3, contrast=0.3, random_crop=False),
-                np.random.default_rng(0))
+    jit = apply(
+        photo,
+        ids,
+        inst,
+        (32, 64),
+        Augment(flip=False, brightness=0.3, contrast=0.3, random_crop=False),
+        np.random.default_rng(0),
+    )
     np.testing.assert_array_equal(plain[1], jit[1])
     np.testing.assert_array_equal(plain[2], jit[2])
     assert np.abs(plain[0] - jit[0]).mean() > 0.01

@@ -1,16 +1,16 @@
 """The shipped demo models (``models/demo/``, ``models/baselines/``): valid cards, the size budget, the
 demo's default model, and held-out figures in the cards that ``cityserve eval`` reproduces."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import REPO
 
 from cityserve.cards import load_card, sha256_file
 from cityserve.cli import main
 from cityserve.serving.defaults import shipped_demo_cards
-
-from conftest import REPO
 
 DEMO_DIR = REPO / "models" / "demo"
 BASELINE = DEMO_DIR.parent / "baselines" / "pix2pix-demo" / "pix2pix-demo.card.json"
@@ -44,8 +44,10 @@ def test_card_heldout_figures_are_what_cityserve_eval_gives(card_path, tmp_path)
     seeds = command[command.index("--seeds") + 1]
     assert seeds == m["heldout/seeds"] and min(int(s) for s in seeds.split("-")) >= 10000  # held out
     out = tmp_path / "eval.json"
-    assert main(["eval", "generator", str(card_path), "--segmenter", str(SEGMENTER), "--seeds", seeds,
-                 "--out", str(out)]) == 0
+    assert (
+        main(["eval", "generator", str(card_path), "--segmenter", str(SEGMENTER), "--seeds", seeds, "--out", str(out)])
+        == 0
+    )
     r = json.loads(out.read_text())
     sc = r["segmentation_consistency"]
     assert sc["miou_generated"] == pytest.approx(m["heldout/consistency_miou_generated"], abs=6e-4)

@@ -1,6 +1,7 @@
 """ONNX export (issue 5): the DESIGN contract, onnxruntime-vs-torch parity on every model kind, the
 official SPADE fixtures through `cityserve import spade` + export, the fused SPADE form, the TensorRT op
 check, the FP16 precision report, and the onnxruntime engine behind Renderer / `cityserve render`."""
+
 from __future__ import annotations
 
 import json
@@ -9,31 +10,66 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from _helpers_export import deeplab_card, ort_run, pix2pix_card, spade_card
 from torch import nn
 
 from cityserve.cards import load_card, sha256_file
 from cityserve.cli import main
 from cityserve.errors import ConfigError, UnavailableError
-from cityserve.export.onnx_export import (METADATA_CARD_KEY, build_graph, card_from_onnx, compare_images,
-                                          example_inputs, export_onnx, parity_ok, run_torch)
-from cityserve.export.opcheck import (OPS_FILE, UnsupportedOpError, check_tensorrt_ops, find_problems,
-                                      load_op_list, op_types)
+from cityserve.export.onnx_export import (
+    METADATA_CARD_KEY,
+    build_graph,
+    card_from_onnx,
+    compare_images,
+    example_inputs,
+    export_onnx,
+    parity_ok,
+    run_torch,
+)
+from cityserve.export.opcheck import (
+    OPS_FILE,
+    UnsupportedOpError,
+    check_tensorrt_ops,
+    find_problems,
+    load_op_list,
+    op_types,
+)
 from cityserve.export.precision_report import PrecisionReport, fp32_node_selection, precision_report
 from cityserve.models.render import to_uint8_image
-
-from _helpers_export import deeplab_card, ort_run, pix2pix_card, spade_card
 
 SPADE_VARIANTS = {
     # name: (label set, SPADEConfig overrides); few label channels keep the full-resolution
     # mlp_shared convs cheap (the fixtures below cover 35 and 151 channels)
     "cityscapes_instance_normal": ("cityscapes", {}),
-    "ade20k_dontcare_more": ("ade20k", dict(label_nc=20, contain_dontcare_label=True, no_instance=True,
-                                            num_upsampling_layers="more", crop_size=64, aspect_ratio=1.0)),
-    "vae_more": ("ade20k", dict(label_nc=20, contain_dontcare_label=True, no_instance=True, use_vae=True, z_dim=8,
-                                num_upsampling_layers="more", crop_size=64, aspect_ratio=1.0)),
+    "ade20k_dontcare_more": (
+        "ade20k",
+        dict(
+            label_nc=20,
+            contain_dontcare_label=True,
+            no_instance=True,
+            num_upsampling_layers="more",
+            crop_size=64,
+            aspect_ratio=1.0,
+        ),
+    ),
+    "vae_more": (
+        "ade20k",
+        dict(
+            label_nc=20,
+            contain_dontcare_label=True,
+            no_instance=True,
+            use_vae=True,
+            z_dim=8,
+            num_upsampling_layers="more",
+            crop_size=64,
+            aspect_ratio=1.0,
+        ),
+    ),
     "instance_norm_no_spectral": ("cityscapes", dict(norm_G="spadeinstance3x3")),
-    "most_square": ("cityscapes", dict(label_nc=6, num_upsampling_layers="most", crop_size=128, aspect_ratio=1.0,
-                                       no_instance=True)),
+    "most_square": (
+        "cityscapes",
+        dict(label_nc=6, num_upsampling_layers="most", crop_size=128, aspect_ratio=1.0, no_instance=True),
+    ),
 }
 
 
@@ -87,7 +123,9 @@ def test_spade_variant_exports_with_contract_and_parity(variant, tmp_path):
     path = export_onnx(card, tmp_path / "out")
     model, info = check_contract(path, card)
     names = [d["name"] for d in info["inputs"]]
-    assert names == ["labels"] + (["instances"] if not cfg.get("no_instance") else []) + (["z"] if cfg.get("use_vae") else [])
+    assert names == ["labels"] + (["instances"] if not cfg.get("no_instance") else []) + (
+        ["z"] if cfg.get("use_vae") else []
+    )
     if cfg.get("use_vae"):
         assert info["inputs"][-1] == {"name": "z", "dtype": "float32", "shape": ["batch", 8]}
     ops = op_types(model)
@@ -122,8 +160,27 @@ def test_fchardnet_fixture_segment_export_labels_identical(fixtures_dir, tmp_pat
     check_parity(card, path)
     # a real segmentation: several label ids, all of them Cityscapes label ids of train classes
     got = ort_run(path, {"image": example_inputs(card, batch=1)["image"].numpy()})
-    assert len(np.unique(got)) > 1 and set(np.unique(got)) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25,
-                                                                26, 27, 28, 31, 32, 33}
+    assert len(np.unique(got)) > 1 and set(np.unique(got)) <= {
+        7,
+        8,
+        11,
+        12,
+        13,
+        17,
+        19,
+        20,
+        21,
+        22,
+        23,
+        24,
+        25,
+        26,
+        27,
+        28,
+        31,
+        32,
+        33,
+    }
 
 
 # ---- the official SPADE fixtures, through `cityserve import spade` ------------------------------------------
@@ -210,7 +267,9 @@ def test_cli_export_onnx_writes_graph_and_card_and_verifies(tmp_path, capsys):
     assert main(["export", "onnx", str(card.path), "--out", str(out), "--verify"]) == 0
     text = capsys.readouterr().out
     assert "batch 4: 100.000% identical" in text or "batch 4: 99.9" in text
-    assert (out / "render.onnx").is_file() and card_from_onnx(out / "render.onnx").extra["onnx"]["file"] == "render.onnx"
+    assert (out / "render.onnx").is_file() and card_from_onnx(out / "render.onnx").extra["onnx"][
+        "file"
+    ] == "render.onnx"
     # the embedded card alone is enough when the card file is gone
     (out / "render.card.json").unlink()
     assert card_from_onnx(out / "render.onnx").sha256 == card.sha256
@@ -228,7 +287,9 @@ def test_entry_points_and_help(repo_root, capsys):
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
     # export/onnx.py is a thin wrapper; named onnx.py, it must not shadow the onnx package
-    r = subprocess.run([sys.executable, str(repo_root / "export" / "onnx.py"), "--help"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(repo_root / "export" / "onnx.py"), "--help"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "cityserve export onnx" in r.stdout, r.stderr
 
 
@@ -242,8 +303,9 @@ def test_op_list_names_source_and_version():
     assert not {"Det", "Unique", "BitShift", "StringNormalizer"} & ops
 
 
-def _tiny_graph(op_type: str, domain: str = "", node_name: str = "my_node", elem=onnx.TensorProto.FLOAT,
-                y_shape=(2, 2)):
+def _tiny_graph(
+    op_type: str, domain: str = "", node_name: str = "my_node", elem=onnx.TensorProto.FLOAT, y_shape=(2, 2)
+):
     from onnx import helper
 
     x = helper.make_tensor_value_info("x", elem, [2, 2])
@@ -364,8 +426,10 @@ def test_precision_report_on_a_spade_graph_maps_to_its_onnx_nodes(tmp_path):
     assert len(sel["normalization"]) >= 11 and all(n.endswith("BatchNormalization") for n in sel["normalization"])
     # the FP32 picture is unchanged by the planting
     feeds = {k: v.numpy() for k, v in example_inputs(card, batch=1).items()}
-    assert parity_ok(compare_images(run_torch(build_graph(card)[0], feeds, ["labels", "instances"]),
-                                    ort_run(path, feeds)), "generator")
+    assert parity_ok(
+        compare_images(run_torch(build_graph(card)[0], feeds, ["labels", "instances"]), ort_run(path, feeds)),
+        "generator",
+    )
 
 
 # ---- onnxruntime engine --------------------------------------------------------------------------------------
@@ -405,8 +469,21 @@ def test_cli_render_with_onnxruntime_engine(tmp_path, monkeypatch):
     ids = example_inputs(card, batch=1, seed=4)["labels"].numpy()[0, 0] % 34  # the label set's ids 0..33
     write_id_png(tmp_path / "labels.png", ids, "cityscapes")
     out = tmp_path / "photo.png"
-    assert main(["render", str(tmp_path / "labels.png"), "--model", str(card.path), "--out", str(out),
-                 "--engine", "onnxruntime"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(tmp_path / "labels.png"),
+                "--model",
+                str(card.path),
+                "--out",
+                str(out),
+                "--engine",
+                "onnxruntime",
+            ]
+        )
+        == 0
+    )
     photo = cv2.imread(str(out))[..., ::-1]
     ref = Renderer(card, engine="torch").render(ids)[0]
     assert parity_ok(compare_images(ref, photo), "generator")

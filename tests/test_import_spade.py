@@ -1,4 +1,5 @@
 """``cityserve import spade``: official files in, checkpoint + card out; inference, refusals, bad files."""
+
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers_spade import CONFIG_KEYS, fixture_config, load_pt, randomize_, tiny_config
 
 from cityserve.cards import load_card, sha256_file
 from cityserve.cli import main
@@ -16,8 +18,6 @@ from cityserve.errors import CheckpointError
 from cityserve.importing.spade import import_spade
 from cityserve.models.registry import build_from_card
 from cityserve.models.spade import ConvEncoder, SPADEGenerator, load_encoder
-
-from _helpers_spade import CONFIG_KEYS, fixture_config, load_pt, randomize_, tiny_config
 
 SIZES = {"cityscapes_ngf2": "256x512", "ade20k_ngf2": "256x256", "ade20k_more_vae_ngf2": "256x256"}
 LABEL_SETS = {"cityscapes_ngf2": "cityscapes", "ade20k_ngf2": "ade20k", "ade20k_more_vae_ngf2": "ade20k"}
@@ -35,8 +35,17 @@ def cli(monkeypatch, capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def import_args(fixtures_dir: Path, name: str, out: Path, *extra: str) -> list[str]:
-    args = ["import", "spade", str(spade_file(fixtures_dir, name)), "--label-set", LABEL_SETS[name],
-            "--size", SIZES[name], "--out", str(out)]
+    args = [
+        "import",
+        "spade",
+        str(spade_file(fixtures_dir, name)),
+        "--label-set",
+        LABEL_SETS[name],
+        "--size",
+        SIZES[name],
+        "--out",
+        str(out),
+    ]
     if "vae" in name:
         args += ["--netE", str(spade_file(fixtures_dir, name, "netE"))]
     return args + list(extra)
@@ -79,13 +88,19 @@ def test_import_fixture_writes_card_and_official_weights(fixtures_dir, tmp_path,
 
 def test_import_infers_and_defaults(fixtures_dir, tmp_path):
     # Cityscapes non-VAE: 'normal' vs 'more' is not in the tensors -> the official Cityscapes default
-    card = load_card(import_spade(spade_file(fixtures_dir, "cityscapes_ngf2"), "cityscapes", (256, 512),
-                                  tmp_path / "cs", log=lambda m: None))
+    card = load_card(
+        import_spade(
+            spade_file(fixtures_dir, "cityscapes_ngf2"), "cityscapes", (256, 512), tmp_path / "cs", log=lambda m: None
+        )
+    )
     assert card.config["num_upsampling_layers"] == "more"
     assert card.config["ngf"] == 2 and card.config["label_nc"] == 35 and not card.config["no_instance"]
     # VAE: inferred from fc being Linear, upsampling from its size, without --vae / --upsampling
-    card = load_card(import_spade(spade_file(fixtures_dir, "ade20k_more_vae_ngf2"), "ade20k", (256, 256),
-                                  tmp_path / "vae", log=lambda m: None))
+    card = load_card(
+        import_spade(
+            spade_file(fixtures_dir, "ade20k_more_vae_ngf2"), "ade20k", (256, 256), tmp_path / "vae", log=lambda m: None
+        )
+    )
     assert card.config["use_vae"] and card.config["num_upsampling_layers"] == "more"
     assert "encoder" not in card.extra  # imported without --netE
     with pytest.raises(Exception, match="no encoder weights|re-import"):
@@ -100,7 +115,11 @@ CONTRADICTIONS = [
     ("cityscapes_ngf2", ["--label-set", "ade20k"], r"--label-set ade20k contradicts head_0\.norm_0\.mlp_shared"),
     ("ade20k_ngf2", ["--netE", "VAE_NETE"], r"--netE given, but .* not a VAE generator"),
     ("ade20k_ngf2", ["--label-set", "coco-stuff"], r"--label-set coco-stuff contradicts"),
-    ("ade20k_more_vae_ngf2", ["--upsampling", "normal"], r"--upsampling normal with --size 256x256 contradicts fc\.weight"),
+    (
+        "ade20k_more_vae_ngf2",
+        ["--upsampling", "normal"],
+        r"--upsampling normal with --size 256x256 contradicts fc\.weight",
+    ),
     ("ade20k_more_vae_ngf2", ["--size", "128x128"], r"--size 128x128 contradicts encoder .*layer6"),
 ]
 
@@ -112,7 +131,7 @@ def test_contradicting_flags_refused(fixtures_dir, tmp_path, monkeypatch, capsys
     for flag in ("--size", "--label-set"):  # later flags override the defaults
         if flag in extra:
             i = args.index(flag)
-            del args[i:i + 2]
+            del args[i : i + 2]
     rc, out, err = cli(monkeypatch, capsys, *args, *extra)
     assert rc == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
@@ -131,7 +150,7 @@ def _corrupt(tmp: Path, fixtures_dir: Path, kind: str) -> Path:
         p.write_bytes(b"")
     elif kind == "flipped":  # zip intact up to a damaged header in the middle
         data = bytearray(src)
-        data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+        data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
         p.write_bytes(bytes(data))
     elif kind == "pickle_objects":
         buf = io.BytesIO()
@@ -144,16 +163,35 @@ def _corrupt(tmp: Path, fixtures_dir: Path, kind: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("kind,message", [
-    ("truncated", "truncated or corrupt"), ("garbage", "not a readable PyTorch checkpoint|corrupt"),
-    ("empty", "empty"), ("flipped", "checkpoint"), ("pickle_objects", "weights_only"),
-    ("not_spade", "not a SPADE generator"), ("missing", "does not exist")])
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("truncated", "truncated or corrupt"),
+        ("garbage", "not a readable PyTorch checkpoint|corrupt"),
+        ("empty", "empty"),
+        ("flipped", "checkpoint"),
+        ("pickle_objects", "weights_only"),
+        ("not_spade", "not a SPADE generator"),
+        ("missing", "does not exist"),
+    ],
+)
 def test_bad_checkpoint_rejected_cleanly(fixtures_dir, tmp_path, monkeypatch, capsys, kind, message):
     bad = _corrupt(tmp_path, fixtures_dir, kind)
     with pytest.raises(CheckpointError, match=message):
         import_spade(bad, "ade20k", (256, 256), tmp_path / "api")
-    rc, out, err = cli(monkeypatch, capsys, "import", "spade", str(bad), "--label-set", "ade20k",
-                       "--size", "256x256", "--out", str(tmp_path / "cli"))
+    rc, out, err = cli(
+        monkeypatch,
+        capsys,
+        "import",
+        "spade",
+        str(bad),
+        "--label-set",
+        "ade20k",
+        "--size",
+        "256x256",
+        "--out",
+        str(tmp_path / "cli"),
+    )
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert str(bad) in err
 
@@ -177,26 +215,61 @@ def test_custom_label_set(tmp_path, monkeypatch, capsys):
     classes = [{"id": i, "name": f"c{i}", "color": [40 * i, 10, 200 - 30 * i]} for i in range(5)]
     ls_file = tmp_path / "mine.json"
     ls_file.write_text(json.dumps({"name": "mine", "classes": classes, "dontcare_id": 4}))
-    rc, out, err = cli(monkeypatch, capsys, "import", "spade", str(netg), "--label-set", str(ls_file), "--dontcare",
-                       "--no-instance", "--size", "32x64", "--out", str(tmp_path / "ok"))
+    rc, out, err = cli(
+        monkeypatch,
+        capsys,
+        "import",
+        "spade",
+        str(netg),
+        "--label-set",
+        str(ls_file),
+        "--dontcare",
+        "--no-instance",
+        "--size",
+        "32x64",
+        "--out",
+        str(tmp_path / "ok"),
+    )
     assert rc == 0, err
     card = load_card(tmp_path / "ok")
     assert isinstance(card.label_set, dict) and card.label_set["name"] == "mine"
-    assert (card.config["label_nc"], card.config["contain_dontcare_label"], card.config["no_instance"]) == (4, True, True)
+    assert (card.config["label_nc"], card.config["contain_dontcare_label"], card.config["no_instance"]) == (
+        4,
+        True,
+        True,
+    )
     assert (card.height, card.width) == (32, 64)
     build_from_card(card)
     # a set with more ids than the model has channels is refused
     big = tmp_path / "big.json"
-    big.write_text(json.dumps({"name": "big", "classes": [dict(c, id=i, name=f"k{i}", color=[i, i, 7])
-                                                          for i, c in enumerate(classes * 2)]}))
-    rc, out, err = cli(monkeypatch, capsys, "import", "spade", str(netg), "--label-set", str(big), "--size", "32x64",
-                       "--out", str(tmp_path / "bad"))
+    big.write_text(
+        json.dumps(
+            {
+                "name": "big",
+                "classes": [dict(c, id=i, name=f"k{i}", color=[i, i, 7]) for i, c in enumerate(classes * 2)],
+            }
+        )
+    )
+    rc, out, err = cli(
+        monkeypatch,
+        capsys,
+        "import",
+        "spade",
+        str(netg),
+        "--label-set",
+        str(big),
+        "--size",
+        "32x64",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert rc == 2 and "label set 'big' has 10 ids" in err and err.count("\n") == 1
 
 
 def test_sha256_mismatch_detected(fixtures_dir, tmp_path):
-    card = load_card(import_spade(spade_file(fixtures_dir, "ade20k_ngf2"), "ade20k", (256, 256), tmp_path,
-                                  log=lambda m: None))
+    card = load_card(
+        import_spade(spade_file(fixtures_dir, "ade20k_ngf2"), "ade20k", (256, 256), tmp_path, log=lambda m: None)
+    )
     data = bytearray(card.weights_path.read_bytes())
     data[-100] ^= 0xFF
     card.weights_path.write_bytes(bytes(data))
@@ -206,10 +279,24 @@ def test_sha256_mismatch_detected(fixtures_dir, tmp_path):
 
 def test_encoder_must_match_generator(fixtures_dir, tmp_path):
     """An encoder of another width is refused (the encoder of a different model)."""
-    cfg = tiny_config(label_nc=150, contain_dontcare_label=True, no_instance=True, use_vae=True, ngf=3,
-                      crop_size=256, aspect_ratio=1.0, num_upsampling_layers="more")
+    cfg = tiny_config(
+        label_nc=150,
+        contain_dontcare_label=True,
+        no_instance=True,
+        use_vae=True,
+        ngf=3,
+        crop_size=256,
+        aspect_ratio=1.0,
+        num_upsampling_layers="more",
+    )
     nete = tmp_path / "latest_net_E.pth"
     torch.save(ConvEncoder(cfg).state_dict(), nete)
     with pytest.raises(CheckpointError, match="ngf 3 .* ngf 2"):
-        import_spade(spade_file(fixtures_dir, "ade20k_more_vae_ngf2"), "ade20k", (256, 256), tmp_path / "o",
-                     netE=nete, log=lambda m: None)
+        import_spade(
+            spade_file(fixtures_dir, "ade20k_more_vae_ngf2"),
+            "ade20k",
+            (256, 256),
+            tmp_path / "o",
+            netE=nete,
+            log=lambda m: None,
+        )

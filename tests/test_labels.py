@@ -1,4 +1,5 @@
 """cityserve.labels: the built-in tables against their sources, conversions, files, and the errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,8 +11,15 @@ import pytest
 import torch
 
 from cityserve.errors import LabelError
-from cityserve.labels import (LabelSet, get_label_set, instance_edges_np, read_instance_png, read_label_png,
-                              write_color_png, write_id_png)
+from cityserve.labels import (
+    LabelSet,
+    get_label_set,
+    instance_edges_np,
+    read_instance_png,
+    read_label_png,
+    write_color_png,
+    write_id_png,
+)
 from cityserve.labels.builtin import bit_interleave_color
 
 BUILTINS = ["cityscapes", "ade20k", "coco-stuff"]
@@ -38,7 +46,14 @@ def test_cityscapes_matches_cityscapesscripts_table():
     for lid in range(34):
         ref, c = id2label[lid], cs[lid]
         assert (c.id, c.name, c.color, c.train_id, c.ignore_in_eval, c.category, c.has_instances) == (
-            ref.id, ref.name, tuple(ref.color), ref.trainId, ref.ignoreInEval, ref.category, ref.hasInstances)
+            ref.id,
+            ref.name,
+            tuple(ref.color),
+            ref.trainId,
+            ref.ignoreInEval,
+            ref.category,
+            ref.hasInstances,
+        )
         assert tuple(cs.palette[lid]) == tuple(ref.color)
     assert "license plate" not in cs.names and len(labels) == 35
     # train ids -> ids exactly as cityscapesscripts' trainId2label (255 -> 0 'unlabeled')
@@ -105,6 +120,7 @@ def test_coco_stuff_layout_and_unknown():
     assert coco.ids_to_file(np.array([182, 0, 181])).tolist() == [255, 0, 181]
     with pytest.raises(LabelError, match=r"file value 182 at 1 pixel .*'coco-stuff'"):
         coco.file_to_ids(np.array([182, 255]))
+
     # Colors: SPADE's util.labelcolormap (PASCAL bit interleaving of id + 1), written out as SPADE does.
     def spade_cmap(i):
         r = g = b = 0
@@ -116,16 +132,22 @@ def test_coco_stuff_layout_and_unknown():
             b ^= int(bits[-3]) << (7 - j)
             n >>= 3
         return r, g, b
+
     assert [tuple(c) for c in coco.palette.tolist()] == [spade_cmap(i) for i in range(183)]
     assert coco.from_train_ids(np.array(255)) == 182 and coco.colors_to_ids(np.zeros((0, 3), np.uint8)).shape == (0,)
     assert bit_interleave_color(1) == (128, 0, 0) and len({tuple(c) for c in coco.palette.tolist()}) == 183
 
 
 # ---------------------------------------------------------------- custom sets and get_label_set
-CUSTOM = {"name": "mini", "classes": [
-    {"id": 0, "name": "road", "color": [128, 64, 128], "train_id": 0},
-    {"id": 1, "name": "tree", "color": "#6b8e23"},
-    {"id": 2, "name": "void", "color": [0, 0, 0]}], "dontcare_id": 2}
+CUSTOM = {
+    "name": "mini",
+    "classes": [
+        {"id": 0, "name": "road", "color": [128, 64, 128], "train_id": 0},
+        {"id": 1, "name": "tree", "color": "#6b8e23"},
+        {"id": 2, "name": "void", "color": [0, 0, 0]},
+    ],
+    "dontcare_id": 2,
+}
 
 
 def test_custom_label_set_json_and_yaml(tmp_path):
@@ -146,17 +168,24 @@ def test_custom_label_set_json_and_yaml(tmp_path):
     assert get_label_set("ADE20K") is get_label_set("ade20k") and get_label_set("cocostuff").name == "coco-stuff"
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["classes"].append({"id": 1, "name": "car", "color": [0, 0, 142]}),
-     r"duplicate id 1 \('tree' and 'car'\)"),
-    (lambda d: d["classes"][1].update(color=[128, 64, 128]),
-     r"classes 0 'road' and 1 'tree' share color \(128, 64, 128\)"),
-    (lambda d: d["classes"][0].update(color=[128, 64, 300]), r"class 0 'road': color \[128, 64, 300\]"),
-    (lambda d: d["classes"][0].update(color=[1, 2]), r"class 0 'road': color \[1, 2\]"),
-    (lambda d: d["classes"][2].update(id=5), r"ids must run 0..5 without gaps .*missing 2, 3, 4"),
-    (lambda d: d["classes"][0].pop("color"), r"classes\[0\] lacks color"),
-    (lambda d: d.update(dontcare_id=9), r"dontcare_id 9"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["classes"].append({"id": 1, "name": "car", "color": [0, 0, 142]}),
+            r"duplicate id 1 \('tree' and 'car'\)",
+        ),
+        (
+            lambda d: d["classes"][1].update(color=[128, 64, 128]),
+            r"classes 0 'road' and 1 'tree' share color \(128, 64, 128\)",
+        ),
+        (lambda d: d["classes"][0].update(color=[128, 64, 300]), r"class 0 'road': color \[128, 64, 300\]"),
+        (lambda d: d["classes"][0].update(color=[1, 2]), r"class 0 'road': color \[1, 2\]"),
+        (lambda d: d["classes"][2].update(id=5), r"ids must run 0..5 without gaps .*missing 2, 3, 4"),
+        (lambda d: d["classes"][0].pop("color"), r"classes\[0\] lacks color"),
+        (lambda d: d.update(dontcare_id=9), r"dontcare_id 9"),
+    ],
+)
 def test_custom_label_set_errors_name_the_file(tmp_path, change, message):
     d = json.loads(json.dumps(CUSTOM))
     change(d)
@@ -193,8 +222,11 @@ def test_unknown_color_is_rejected_naming_value_count_and_set():
     rgb[18, 0:4] = (9, 9, 8)
     rgb[17, 0:2] = (200, 1, 1)
     rgb[16, 0:1] = (201, 1, 1)
-    with pytest.raises(LabelError, match=r"colors \(12, 34, 56\) at 345 pixels, \(1, 2, 3\) at 5 pixels, "
-                                         r"\(9, 9, 8\) at 4 pixels and 2 more are not in label set 'cityscapes'"):
+    with pytest.raises(
+        LabelError,
+        match=r"colors \(12, 34, 56\) at 345 pixels, \(1, 2, 3\) at 5 pixels, "
+        r"\(9, 9, 8\) at 4 pixels and 2 more are not in label set 'cityscapes'",
+    ):
         cs.colors_to_ids(rgb)
 
 
@@ -203,8 +235,11 @@ def test_out_of_range_ids_are_rejected():
     ids = np.full((4, 4), 7, dtype=np.int64)
     ids[0, :3] = 34
     ids[1, 0] = -1
-    with pytest.raises(LabelError, match=r"ids 34 at 3 pixels, -1 at 1 pixel are out of range for label set "
-                                         r"'cityscapes' \(ids 0..33\)"):
+    with pytest.raises(
+        LabelError,
+        match=r"ids 34 at 3 pixels, -1 at 1 pixel are out of range for label set "
+        r"'cityscapes' \(ids 0..33\)",
+    ):
         cs.ids_to_colors(ids)
     ids[1, 0] = 7
     assert cs.check_ids(ids, num_channels=35) is not None  # official SPADE Cityscapes: 35 channels
@@ -257,10 +292,14 @@ def test_png_reads_bgr_alpha_and_16bit(tmp_path):
     assert np.array_equal(read_label_png(png.tobytes(), cs), ids)
     ok, png16 = cv2.imencode(".png", ids.astype(np.uint16))
     assert np.array_equal(read_label_png(png16.tobytes(), cs), ids)
-    big = get_label_set({"name": "big", "classes": [
-        {"id": i, "name": f"c{i}", "color": list(bit_interleave_color(i))} for i in range(300)]})
+    big = get_label_set(
+        {
+            "name": "big",
+            "classes": [{"id": i, "name": f"c{i}", "color": list(bit_interleave_color(i))} for i in range(300)],
+        }
+    )
     assert big.id_dtype == np.int32 and big.file_dtype == np.uint16
-    many = (np.arange(600).reshape(20, 30) % 300)
+    many = np.arange(600).reshape(20, 30) % 300
     assert np.array_equal(read_label_png(write_id_png(tmp_path / "big.png", many, big), big), many)
 
 

@@ -1,4 +1,5 @@
 """Metrics against hand-computed values and against cityscapesscripts' own evaluator."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from cityserve.metrics import (ConfusionAccumulator, cityscapes_scores, confusion_matrix, fid_from_features,
-                               kid_from_features, l1, scores_from_confusion, ssim)
+from cityserve.metrics import (
+    ConfusionAccumulator,
+    cityscapes_scores,
+    confusion_matrix,
+    fid_from_features,
+    kid_from_features,
+    l1,
+    scores_from_confusion,
+    ssim,
+)
 
 
 def test_iou_f1_by_hand():
@@ -61,8 +70,9 @@ def test_agrees_with_cityscapesscripts_evaluator(tmp_path):
         pred = np.where(rng.random(gt.shape) < 0.6, gt, rng.choice(ids, size=gt.shape)).astype(np.uint8)
         cv2.imwrite(str(tmp_path / f"p{i}.png"), pred)
         cv2.imwrite(str(tmp_path / f"g{i}_gtFine_labelIds.png"), gt)
-        ev.evaluatePair(str(tmp_path / f"p{i}.png"), str(tmp_path / f"g{i}_gtFine_labelIds.png"),
-                        conf, {}, {}, args)  # adds to conf in place
+        ev.evaluatePair(
+            str(tmp_path / f"p{i}.png"), str(tmp_path / f"g{i}_gtFine_labelIds.png"), conf, {}, {}, args
+        )  # adds to conf in place
         preds.append(pred)
         gts.append(gt)
     ours = cityscapes_scores(preds, gts)
@@ -103,6 +113,7 @@ def test_frechet_distance_closed_form():
     assert fid_from_features(a, a + 2.0) == pytest.approx(4 * 8, rel=1e-6)
     # diagonal covariances: sum((sqrt(s1) - sqrt(s2))^2)
     from cityserve.metrics import frechet_distance
+
     s1, s2 = np.diag([1.0, 4.0]), np.diag([9.0, 1.0])
     assert frechet_distance(np.zeros(2), s1, np.zeros(2), s2) == pytest.approx((1 - 3) ** 2 + (2 - 1) ** 2)
 

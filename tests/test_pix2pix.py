@@ -1,5 +1,6 @@
 """pix2pix: official junyanz checkpoints load as they are and reproduce the official outputs; import
 command, card, render graph (color and one-hot label input), and the errors users see."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,13 @@ import torch
 from cityserve.checkpoints import safe_load
 from cityserve.cli import main
 from cityserve.errors import CheckpointError, ConfigError
-from cityserve.models.pix2pix import (NLayerDiscriminator, Pix2PixConfig, UnetGenerator, build_discriminator,
-                                      build_generator)
+from cityserve.models.pix2pix import (
+    NLayerDiscriminator,
+    Pix2PixConfig,
+    UnetGenerator,
+    build_discriminator,
+    build_generator,
+)
 
 ATOL = 1e-4
 
@@ -18,10 +24,16 @@ ATOL = 1e-4
 @pytest.fixture(scope="module")
 def p2p(fixtures_dir):
     d = fixtures_dir / "pix2pix"
-    load = lambda name: torch.load(d / name, map_location="cpu", weights_only=True)  # noqa: E731
-    return {"dir": d, "G": d / "unet256_ngf16_latest_net_G.pth", "G_in": load("unet256_ngf16_input.pt"),
-            "G_out": load("unet256_ngf16_output.pt"), "D": d / "patchgan_ndf64_latest_net_D.pth",
-            "D_in": load("patchgan_ndf64_input.pt"), "D_out": load("patchgan_ndf64_output.pt")}
+    load = lambda name: torch.load(d / name, map_location="cpu", weights_only=True)
+    return {
+        "dir": d,
+        "G": d / "unet256_ngf16_latest_net_G.pth",
+        "G_in": load("unet256_ngf16_input.pt"),
+        "G_out": load("unet256_ngf16_output.pt"),
+        "D": d / "patchgan_ndf64_latest_net_D.pth",
+        "D_in": load("patchgan_ndf64_input.pt"),
+        "D_out": load("patchgan_ndf64_output.pt"),
+    }
 
 
 def test_official_unet256_generator_reproduces_fixture(p2p):
@@ -66,10 +78,32 @@ def test_import_color_model_card_and_render_graph(p2p, tmp_path):
     from cityserve.models.registry import build_from_card, render_io
     from cityserve.models.render import render_graph_from_card
 
-    assert main(["import", "pix2pix", str(p2p["G"]), "--label-set", "cityscapes", "--size", "256x256",
-                 "--input", "color", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "pix2pix",
+                str(p2p["G"]),
+                "--label-set",
+                "cityscapes",
+                "--size",
+                "256x256",
+                "--input",
+                "color",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     card = load_card(tmp_path)
-    assert (card.kind, card.arch, card.label_set, card.height, card.width) == ("generator", "pix2pix", "cityscapes", 256, 256)
+    assert (card.kind, card.arch, card.label_set, card.height, card.width) == (
+        "generator",
+        "pix2pix",
+        "cityscapes",
+        256,
+        256,
+    )
     assert card.config["ngf"] == 16 and card.config["netG"] == "unet_256" and card.config["norm"] == "batch"
     ls = get_label_set("cityscapes")
     io = render_io(card)
@@ -113,6 +147,7 @@ def test_import_onehot_model_infers_channels_and_checks_options(tmp_path):
     assert render_io(card).num_classes == 35
 
     from cityserve.importing.pix2pix import import_pix2pix
+
     with pytest.raises(ConfigError, match="--input color needs 3"):
         import_pix2pix(src, "cityscapes", (256, 256), "color", tmp_path / "b")
     with pytest.raises(ConfigError, match="multiples of 256"):
@@ -133,6 +168,7 @@ def test_import_rejects_truncated_and_foreign_files(p2p, tmp_path, capsys):
 
     with pytest.raises(CheckpointError, match="not a pix2pix U-Net"):
         from cityserve.importing.pix2pix import import_pix2pix
+
         import_pix2pix(p2p["D"], "cityscapes", (256, 256), None, tmp_path / "o")
 
 

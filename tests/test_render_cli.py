@@ -1,5 +1,6 @@
 """``cityserve render`` and the torch engine: official fixtures through import + render, tiny models
 end to end (color / id PNGs, instances, seeds, style images), and clean refusals."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _helpers_spade import contract_uint8, load_pt, tiny_card, tiny_config
 
 from cityserve.cards import load_card
 from cityserve.cli import main
@@ -16,8 +18,6 @@ from cityserve.engines.torch_engine import TorchEngine
 from cityserve.errors import ConfigError, UnavailableError
 from cityserve.labels import write_color_png, write_id_png
 from cityserve.models.spade import encode_style, load_encoder
-
-from _helpers_spade import contract_uint8, load_pt, tiny_card, tiny_config
 
 FIXTURES = {  # name -> (label set, size, extra import flags)
     "cityscapes_ngf2": ("cityscapes", "256x512", ["--upsampling", "normal"]),
@@ -50,8 +50,18 @@ def imported(fixtures_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("imported")
     cards = {}
     for name, (label_set, size, extra) in FIXTURES.items():
-        args = ["import", "spade", fixtures_dir / "spade" / f"{name}_netG.pth", "--label-set", label_set,
-                "--size", size, "--out", root / name, *extra]
+        args = [
+            "import",
+            "spade",
+            fixtures_dir / "spade" / f"{name}_netG.pth",
+            "--label-set",
+            label_set,
+            "--size",
+            size,
+            "--out",
+            root / name,
+            *extra,
+        ]
         if "vae" in name:
             args += ["--netE", fixtures_dir / "spade" / f"{name}_netE.pth"]
         assert cli(*args) == 0
@@ -83,8 +93,20 @@ def test_fixture_through_renderer_api_default_upsampling(fixtures_dir, tmp_path)
     """Cityscapes imported without --upsampling gets the official default 'more'; the Renderer API
     then reproduces the 'more' output."""
     name = "cityscapes_ngf2"
-    assert cli("import", "spade", fixtures_dir / "spade" / f"{name}_netG.pth", "--label-set", "cityscapes",
-               "--size", "256x512", "--out", tmp_path) == 0
+    assert (
+        cli(
+            "import",
+            "spade",
+            fixtures_dir / "spade" / f"{name}_netG.pth",
+            "--label-set",
+            "cityscapes",
+            "--size",
+            "256x512",
+            "--out",
+            tmp_path,
+        )
+        == 0
+    )
     renderer = Renderer.from_card(str(tmp_path))
     assert renderer.card.config["num_upsampling_layers"] == "more"
     labels = load_pt(fixtures_dir, name, "labels").numpy()
@@ -110,8 +132,15 @@ def street_ids(h: int, w: int, seed: int = 0) -> np.ndarray:
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     cs = tiny_card(root / "cs", tiny_config(label_nc=35, crop_size=64, aspect_ratio=2.0), "cityscapes", "cs")
-    vae_cfg = tiny_config(label_nc=150, contain_dontcare_label=True, no_instance=True, use_vae=True, z_dim=8,
-                          crop_size=64, aspect_ratio=2.0)
+    vae_cfg = tiny_config(
+        label_nc=150,
+        contain_dontcare_label=True,
+        no_instance=True,
+        use_vae=True,
+        z_dim=8,
+        crop_size=64,
+        aspect_ratio=2.0,
+    )
     vae = tiny_card(root / "vae", vae_cfg, "ade20k", "vae", encoder=True, seed=7)
     return {"cs": cs, "vae": vae, "root": root}
 
@@ -130,8 +159,19 @@ def test_render_end_to_end_tiny_model(tiny, tmp_path):
     cv2.imwrite(str(tmp_path / "inst.png"), inst.astype(np.uint16))
     assert cli("render", tmp_path / "color.png", "--model", tiny["cs"], "--out", tmp_path / "a.png") == 0
     assert cli("render", tmp_path / "ids.png", "--model", tiny["cs"], "--out", tmp_path / "b.png") == 0
-    assert cli("render", tmp_path / "ids.png", "--model", tiny["cs"], "--out", tmp_path / "c.png",
-               "--instances", tmp_path / "inst.png") == 0
+    assert (
+        cli(
+            "render",
+            tmp_path / "ids.png",
+            "--model",
+            tiny["cs"],
+            "--out",
+            tmp_path / "c.png",
+            "--instances",
+            tmp_path / "inst.png",
+        )
+        == 0
+    )
     a, b, c = (read_png(tmp_path / f"{k}.png") for k in "abc")
     assert a.shape == (32, 64, 3) and a.dtype == np.uint8 and a.std() > 5
     assert np.array_equal(a, b)  # color PNG and id PNG are the same label map
@@ -155,7 +195,7 @@ def test_render_vae_seed_style_and_latent(tiny, tmp_path, capsys):
     ids = np.full((32, 64), 150, np.uint8)  # ADE20K 'other' ...
     ids[16:, :] = 6  # ... over road
     write_id_png(tmp_path / "l.png", ids, "ade20k")
-    out = lambda k: tmp_path / f"{k}.png"  # noqa: E731
+    out = lambda k: tmp_path / f"{k}.png"
     for key, extra in [("s3", ["--seed", 3]), ("s3b", ["--seed", 3]), ("s4", ["--seed", 4])]:
         assert cli("render", tmp_path / "l.png", "--model", tiny["vae"], "--out", out(key), *extra) == 0
     assert np.array_equal(read_png(out("s3")), read_png(out("s3b")))
@@ -163,10 +203,16 @@ def test_render_vae_seed_style_and_latent(tiny, tmp_path, capsys):
     # --style: the encoder's mu, deterministic, equal to the API path
     style = (np.random.default_rng(1).random((48, 80, 3)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "style.png"), style[..., ::-1])
-    assert cli("render", tmp_path / "l.png", "--model", tiny["vae"], "--out", out("st"), "--style",
-               tmp_path / "style.png") == 0
-    assert cli("render", tmp_path / "l.png", "--model", tiny["vae"], "--out", out("st2"), "--style",
-               tmp_path / "style.png") == 0
+    assert (
+        cli("render", tmp_path / "l.png", "--model", tiny["vae"], "--out", out("st"), "--style", tmp_path / "style.png")
+        == 0
+    )
+    assert (
+        cli(
+            "render", tmp_path / "l.png", "--model", tiny["vae"], "--out", out("st2"), "--style", tmp_path / "style.png"
+        )
+        == 0
+    )
     card = load_card(tiny["vae"])
     z = encode_style(load_encoder(card), style, card.height, card.width)
     assert z.shape == (1, 8)
@@ -179,8 +225,10 @@ def test_render_vae_seed_style_and_latent(tiny, tmp_path, capsys):
     capsys.readouterr()
     # style on a model without VAE is refused
     write_id_png(tmp_path / "cs.png", street_ids(32, 64), "cityscapes")
-    assert cli("render", tmp_path / "cs.png", "--model", tiny["cs"], "--out", out("x"), "--style",
-               tmp_path / "style.png") == 2
+    assert (
+        cli("render", tmp_path / "cs.png", "--model", tiny["cs"], "--out", out("x"), "--style", tmp_path / "style.png")
+        == 2
+    )
     assert "not a VAE model" in one_line_error(capsys)
 
 
@@ -191,9 +239,17 @@ def test_render_accepts_id_34_for_35_channel_cityscapes(tiny, tmp_path):
     assert cli("render", tmp_path / "l.png", "--model", tiny["cs"], "--out", tmp_path / "o.png") == 0
 
 
-@pytest.mark.parametrize("case,message", [
-    ("id35", "35 (16 px) out of range"), ("color", "not in label set"), ("size", "16x64 but the model renders 32x64"),
-    ("corrupt", "not a readable PNG"), ("out", "PNG"), ("nomodel", "does not exist")])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("id35", "35 (16 px) out of range"),
+        ("color", "not in label set"),
+        ("size", "16x64 but the model renders 32x64"),
+        ("corrupt", "not a readable PNG"),
+        ("out", "PNG"),
+        ("nomodel", "does not exist"),
+    ],
+)
 def test_render_refuses_bad_input(tiny, tmp_path, capsys, case, message):
     ids = street_ids(32, 64)
     labels = tmp_path / "l.png"

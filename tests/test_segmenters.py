@@ -1,6 +1,7 @@
 """Segmenters: FCHarDNet reproduces the official best-model fixture, DeepLabV3+ builds at each backbone
 and output stride and takes torchvision-format ImageNet weights, and the segment graph (uint8 RGB ->
 uint8 label ids) equals a hand computation and exports to ONNX."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ from torch import nn
 from cityserve.checkpoints import safe_load, save_checkpoint, state_dict_from
 from cityserve.cli import main
 from cityserve.errors import CheckpointError, ConfigError
-from cityserve.models.deeplab import (DeepLabConfig, MobileNetV2Backbone, ResNetBackbone, build as build_deeplab,
-                                      load_backbone_weights)
+from cityserve.models.deeplab import DeepLabConfig, MobileNetV2Backbone, ResNetBackbone, load_backbone_weights
+from cityserve.models.deeplab import build as build_deeplab
 from cityserve.models.fchardnet import FCHarDNet, HarDBlock, get_link
 from cityserve.models.segment import SegmentGraph
 
@@ -31,9 +32,12 @@ def cityscapes_train_to_label_ids() -> np.ndarray:
 @pytest.fixture(scope="module")
 def fc(fixtures_dir):
     d = fixtures_dir / "fchardnet"
-    return {"state": d / "fchardnet70_state.pth", "config": json.loads((d / "fchardnet70_config.json").read_text()),
-            "input": torch.load(d / "fchardnet70_input.pt", weights_only=True),
-            "output": torch.load(d / "fchardnet70_output.pt", weights_only=True)}
+    return {
+        "state": d / "fchardnet70_state.pth",
+        "config": json.loads((d / "fchardnet70_config.json").read_text()),
+        "input": torch.load(d / "fchardnet70_input.pt", weights_only=True),
+        "output": torch.load(d / "fchardnet70_output.pt", weights_only=True),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,9 @@ def test_harmonic_links_match_official_blocks(fc):
     for blk in fc["config"]["hardblocks"]:
         b = HarDBlock(blk["in_channels"], blk["growth_rate"], 1.7, blk["n_layers"])
         assert b.links == blk["links"]
-        assert [get_link(i + 1, blk["in_channels"], blk["growth_rate"], 1.7)[0] for i in range(blk["n_layers"])] == blk["layer_out_ch"]
+        assert [get_link(i + 1, blk["in_channels"], blk["growth_rate"], 1.7)[0] for i in range(blk["n_layers"])] == blk[
+            "layer_out_ch"
+        ]
         assert b.out_channels == blk["out_channels"]
 
 
@@ -86,6 +92,7 @@ def test_fchardnet_import_rejects_bad_files(fc, fixtures_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and "truncated" in err
     from cityserve.importing.fchardnet import import_fchardnet
+
     with pytest.raises(CheckpointError, match="not an FCHarDNet"):
         import_fchardnet(fixtures_dir / "pix2pix" / "unet256_ngf16_latest_net_G.pth", tmp_path / "o")
     with pytest.raises(ConfigError, match="multiples of 32"):
@@ -139,8 +146,15 @@ def test_deeplab_segmenter_card_and_onnx_export(tmp_path):
     cfg = DeepLabConfig(backbone="mobilenetv2", output_stride=16)
     torch.manual_seed(0)
     net = build_deeplab(cfg)
-    card = ModelCard(name="dl", kind="segmenter", arch="deeplabv3plus", config=dict(vars(cfg)),
-                     label_set="cityscapes", height=64, width=64)
+    card = ModelCard(
+        name="dl",
+        kind="segmenter",
+        arch="deeplabv3plus",
+        config=dict(vars(cfg)),
+        label_set="cityscapes",
+        height=64,
+        width=64,
+    )
     save_checkpoint(card, net.state_dict(), tmp_path, "dl")
     graph = segment_graph_from_card(card)
     assert graph.bgr is False
@@ -148,8 +162,16 @@ def test_deeplab_segmenter_card_and_onnx_export(tmp_path):
     with torch.no_grad():
         ref = graph(img).numpy()
     path = tmp_path / "segment.onnx"
-    torch.onnx.export(graph, (img,), str(path), input_names=["image"], output_names=["labels"],
-                      dynamic_axes={"image": {0: "batch"}, "labels": {0: "batch"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        graph,
+        (img,),
+        str(path),
+        input_names=["image"],
+        output_names=["labels"],
+        dynamic_axes={"image": {0: "batch"}, "labels": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {"image": img.numpy()[:1]})
     assert got.dtype == np.uint8 and got.shape == (1, 1, 64, 64)
@@ -157,8 +179,9 @@ def test_deeplab_segmenter_card_and_onnx_export(tmp_path):
 
 
 # ---- DeepLabV3+ ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backbone,os_", [("resnet50", 16), ("resnet50", 8), ("resnet101", 8),
-                                          ("mobilenetv2", 16), ("mobilenetv2", 8)])
+@pytest.mark.parametrize(
+    "backbone,os_", [("resnet50", 16), ("resnet50", 8), ("resnet101", 8), ("mobilenetv2", 16), ("mobilenetv2", 8)]
+)
 def test_deeplab_builds_at_output_stride(backbone, os_):
     net = build_deeplab(DeepLabConfig(backbone=backbone, output_stride=os_, num_classes=19)).eval()
     x = torch.randn(1, 3, 64, 96)
@@ -182,13 +205,22 @@ def test_deeplab_config_checks():
 def test_torchvision_resnet50_weights_load_strictly(tmp_path):
     bb = ResNetBackbone((3, 4, 6, 3), output_stride=16)
     names = list(bb.state_dict())
-    for k in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.0.downsample.0.weight",
-              "layer1.0.downsample.1.running_var", "layer3.5.bn3.weight", "layer4.2.conv3.weight"):
+    for k in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.running_var",
+        "layer3.5.bn3.weight",
+        "layer4.2.conv3.weight",
+    ):
         assert k in names
     assert len(names) + 2 == 320  # torchvision resnet50().state_dict() has 320 entries, fc.weight/bias included
     g = torch.Generator().manual_seed(0)
-    fake = {k: (torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone())
-            for k, v in bb.state_dict().items()}
+    fake = {
+        k: (torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone())
+        for k, v in bb.state_dict().items()
+    }
     fake["fc.weight"], fake["fc.bias"] = torch.randn(1000, 2048), torch.randn(1000)
     path = tmp_path / "resnet50-imagenet.pth"
     torch.save(fake, path)

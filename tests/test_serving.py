@@ -3,6 +3,7 @@
 One server (started through ``cityserve serve``) serves the whole module; the last test stops it
 with SIGTERM and checks that no process outlives it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,17 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from _helpers_serving import (
+    H,
+    W,
+    block_labels,
+    png_bomb,
+    png_bytes,
+    segment_locally,
+    tiny_segmenter_onnx,
+    tiny_spade_card,
+)
 
-from _helpers_serving import (H, W, block_labels, png_bomb, png_bytes, segment_locally, tiny_segmenter_onnx,
-                              tiny_spade_card)
 from cityserve.errors import ConfigError, LabelError
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(180)]
@@ -28,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---- models and repositories (module scope: exported once) --------------------------------------
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
@@ -45,17 +55,39 @@ def cpu_repo(models):
     from cityserve.serving.repo import build_repository
 
     out = models["root"] / "repo-cpu"
-    return build_repository([models["render_onnx"], models["segment_onnx"]], "cpu", out,
-                            overrides={"intra_op_threads": 1, "max_queue_delay_us": 5000})
+    return build_repository(
+        [models["render_onnx"], models["segment_onnx"]],
+        "cpu",
+        out,
+        overrides={"intra_op_threads": 1, "max_queue_delay_us": 5000},
+    )
 
 
 @pytest.fixture(scope="module")
 def server(cpu_repo):
     """``cityserve serve --repo REPO`` on free loopback ports; yields its endpoints and process."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "cityserve", "serve", "--repo", str(cpu_repo.path),
-                             "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cityserve",
+            "serve",
+            "--repo",
+            str(cpu_repo.path),
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+    )
     lines: list[str] = []
     endpoints: dict[str, str] = {}
     deadline = time.monotonic() + 120
@@ -75,8 +107,13 @@ def server(cpu_repo):
     # keep draining its output so it never blocks on a full pipe
     drain = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     drain.start()
-    info = {"proc": proc, "grpc": endpoints["gRPC"], "http": endpoints["HTTP"], "metrics": endpoints["metrics"],
-            "lines": lines}
+    info = {
+        "proc": proc,
+        "grpc": endpoints["gRPC"],
+        "http": endpoints["HTTP"],
+        "metrics": endpoints["metrics"],
+        "lines": lines,
+    }
     yield info
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -114,6 +151,7 @@ def decode_ids_png(data: bytes) -> np.ndarray:
 
 # ---- the builder: configs parse and agree with the graphs (no server) -----------------------------
 
+
 def graph_tensors(onnx_path: Path) -> dict[str, tuple[str, list]]:
     import onnx
 
@@ -121,8 +159,10 @@ def graph_tensors(onnx_path: Path) -> dict[str, tuple[str, list]]:
     out = {}
     for vi in list(m.graph.input) + list(m.graph.output):
         tt = vi.type.tensor_type
-        out[vi.name] = (np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name,
-                        [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim])
+        out[vi.name] = (
+            np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name,
+            [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim],
+        )
     return out
 
 
@@ -137,9 +177,28 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
     from cityserve.cli import main
 
     out = tmp_path / f"repo-{target}"
-    rc = main(["repo", "build", "--target", target, "--model", str(models["render_onnx"]),
-               "--model", str(models["segment_onnx"]), "--out", str(out), "--max-batch-size", "4",
-               "--instances", "2", "--max-queue-delay-us", "1500", "--max-pixels", "1000000"])
+    rc = main(
+        [
+            "repo",
+            "build",
+            "--target",
+            target,
+            "--model",
+            str(models["render_onnx"]),
+            "--model",
+            str(models["segment_onnx"]),
+            "--out",
+            str(out),
+            "--max-batch-size",
+            "4",
+            "--instances",
+            "2",
+            "--max-queue-delay-us",
+            "1500",
+            "--max-pixels",
+            "1000000",
+        ]
+    )
     assert rc == 0
     configs = {}
     for path in sorted(out.glob("*/config.pbtxt")):
@@ -147,8 +206,18 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         assert cfg.name == path.parent.name
         assert (path.parent / "1").is_dir()
         configs[cfg.name] = cfg
-    expected = {"render", "segment", "decode_png", "decode_photo", "encode_png", "encode_labels", "prepare_render",
-                "label2photo", "photo2labels", "photo2photo"}
+    expected = {
+        "render",
+        "segment",
+        "decode_png",
+        "decode_photo",
+        "encode_png",
+        "encode_labels",
+        "prepare_render",
+        "label2photo",
+        "photo2labels",
+        "photo2photo",
+    }
     assert set(configs) == expected
 
     graphs = {"render": graph_tensors(models["render_onnx"]), "segment": graph_tensors(models["segment_onnx"])}
@@ -169,7 +238,9 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         assert list(cfg.dynamic_batching.preferred_batch_size) == [2, 4]
         assert cfg.dynamic_batching.max_queue_delay_microseconds == 1500
         kind = "KIND_CPU" if target == "cpu" else "KIND_GPU"
-        assert [(model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind), g.count) for g in cfg.instance_group] == [(kind, 2)]
+        assert [(model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind), g.count) for g in cfg.instance_group] == [
+            (kind, 2)
+        ]
         assert [w.batch_size for w in cfg.model_warmup] == [1, 4]
         assert set(cfg.model_warmup[0].inputs) == {t.name for t in cfg.input}
     assert list(configs["render"].input[0].dims) == [1, H, W]
@@ -203,9 +274,11 @@ def test_config_graph_disagreement_is_caught(models, tmp_path):
     built = build_repository([models["render_onnx"]], "gpu-onnx", tmp_path / "r")
     text = (built.path / "render" / "config.pbtxt").read_text()
     check_config_against_onnx(parse_config(text), models["render_onnx"])
-    for bad, what in ((text.replace("TYPE_UINT8 dims: [ 1, 64, 128 ]", "TYPE_INT32 dims: [ 1, 64, 128 ]", 1), "TYPE_INT32"),
-                      (text.replace("dims: [ 1, 64, 128 ]", "dims: [ 1, 64, 64 ]", 1), "dims"),
-                      (text.replace('name: "instances"', 'name: "instance_map"'), "instance_map")):
+    for bad, what in (
+        (text.replace("TYPE_UINT8 dims: [ 1, 64, 128 ]", "TYPE_INT32 dims: [ 1, 64, 128 ]", 1), "TYPE_INT32"),
+        (text.replace("dims: [ 1, 64, 128 ]", "dims: [ 1, 64, 64 ]", 1), "dims"),
+        (text.replace('name: "instances"', 'name: "instance_map"'), "instance_map"),
+    ):
         with pytest.raises(ConfigError, match=what):
             check_config_against_onnx(parse_config(bad), models["render_onnx"])
     with pytest.raises(ConfigError, match="ModelConfig"):
@@ -215,24 +288,42 @@ def test_config_graph_disagreement_is_caught(models, tmp_path):
 def test_export_entry_point_builds_a_repository(models, tmp_path, monkeypatch):
     import runpy
 
-    monkeypatch.setattr(sys, "argv", ["build_repo.py", "--target", "gpu-onnx", "--model", str(models["render_onnx"]),
-                                      "--out", str(tmp_path / "r"), "--onnx-accelerator", "tensorrt"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "build_repo.py",
+            "--target",
+            "gpu-onnx",
+            "--model",
+            str(models["render_onnx"]),
+            "--out",
+            str(tmp_path / "r"),
+            "--onnx-accelerator",
+            "tensorrt",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(REPO_ROOT / "export" / "build_repo.py"), run_name="__main__")
     assert exit_info.value.code == 0
     text = (tmp_path / "r" / "render" / "config.pbtxt").read_text()
-    assert 'platform: "onnxruntime_onnx"' in text and 'gpu_execution_accelerator' in text and '"FP16"' in text
+    assert 'platform: "onnxruntime_onnx"' in text and "gpu_execution_accelerator" in text and '"FP16"' in text
     assert not (tmp_path / "r" / "segment").exists()  # no segmenter given: no segment model, no photo2labels
-    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.is_dir()) == \
-        ["decode_png", "encode_png", "label2photo", "prepare_render", "render"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.is_dir()) == [
+        "decode_png",
+        "encode_png",
+        "label2photo",
+        "prepare_render",
+        "render",
+    ]
 
 
 def test_builder_takes_serving_options_from_the_card(models, tmp_path):
-    from cityserve.cards import load_card
-    from cityserve.serving.repo import build_repository, parse_config
-
     # the exported card (render.onnx + render.card.json) with its own serving options
     import shutil
+
+    from cityserve.cards import load_card
+    from cityserve.serving.repo import build_repository, parse_config
 
     exported = tmp_path / "exported"
     exported.mkdir()
@@ -253,6 +344,7 @@ def test_builder_takes_serving_options_from_the_card(models, tmp_path):
 
 
 # ---- codec: the checks the python models run (no server) ------------------------------------------
+
 
 def test_png_header_checks():
     from cityserve.serving.codec import LabelPngDecoder, PhotoDecoder, jpeg_header, png_header
@@ -298,6 +390,7 @@ def test_render_inputs_resize_nearest_and_instances():
 
 
 # ---- the running server ---------------------------------------------------------------------------
+
 
 def test_serve_prints_endpoints_on_loopback(server, client):
     assert server["grpc"].startswith("127.0.0.1:")
@@ -395,9 +488,15 @@ def test_bad_raw_tensors_get_errors_and_the_next_request_is_served(client, local
     ids = block_labels(7)[None, None]
     good = {"labels": ids, "instances": ids.astype(np.int32)}
     cases = [
-        ({"labels": np.full_like(ids, 40), "instances": good["instances"]}, r"label id\(s\) 40 \(8192 px\) out of range"),
+        (
+            {"labels": np.full_like(ids, 40), "instances": good["instances"]},
+            r"label id\(s\) 40 \(8192 px\) out of range",
+        ),
         ({"labels": ids.astype(np.int32), "instances": good["instances"]}, "data-type is 'INT32'.*expects 'UINT8'"),
-        ({"labels": ids[:, :, :32], "instances": good["instances"]}, "unexpected shape for input 'labels'.*got \\[1,1,32,128\\]"),
+        (
+            {"labels": ids[:, :, :32], "instances": good["instances"]},
+            "unexpected shape for input 'labels'.*got \\[1,1,32,128\\]",
+        ),
         ({"labels": ids}, "instances"),
     ]
     for feeds, message in cases:
@@ -424,7 +523,7 @@ def test_many_concurrent_clients_all_succeed(server, local_renderer):
             with CityserveClient(server["grpc"], timeout=120) as c:
                 for j in range(8):
                     results[(k, j)] = decode_rgb_png(c.label2photo(pngs[(k + j) % 8]))
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
@@ -509,8 +608,9 @@ def test_demo_renders_examples_through_grpc(models, tmp_path, capsys, local_rend
     text = capsys.readouterr().out
     assert re.search(r"a: \d+ ms", text) and "resized to 64x128, nearest" in text and "montage.png" in text
     assert_photo_close(decode_rgb_png((out / "a_photo.png").read_bytes()), local_renderer.render(small)[0])
-    assert_photo_close(decode_rgb_png((out / "b_photo.png").read_bytes()),
-                       local_renderer.render(resize_nearest(big, H, W))[0])
+    assert_photo_close(
+        decode_rgb_png((out / "b_photo.png").read_bytes()), local_renderer.render(resize_nearest(big, H, W))[0]
+    )
     assert decode_rgb_png((out / "montage.png").read_bytes()).shape == (2 * H + 4, 2 * W + 4, 3)
     after = {p.pid for p in psutil.Process().children(recursive=True)}
     assert after <= before  # the demo's server and its stubs are gone

@@ -1,15 +1,14 @@
 """SPADE generator / encoder: official fixtures reproduced, inference form, sizes, key names."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from _helpers_spade import fixture_config, fixture_input, input_sha256, load_pt, randomize_, spade_config, tiny_config
 
 from cityserve.errors import ConfigError
 from cityserve.models import registry
-from cityserve.models.spade import (ConvEncoder, SPADEConfig, SPADEGenerator, fold_spectral_norm, to_inference)
-
-from _helpers_spade import (fixture_config, fixture_input, input_sha256, load_pt, randomize_, spade_config,
-                            tiny_config)
+from cityserve.models.spade import ConvEncoder, SPADEConfig, SPADEGenerator, fold_spectral_norm, to_inference
 
 # (cityscapes 'more' / output_more is reproduced through the Renderer API in test_render_cli.py)
 FIXTURE_CASES = [
@@ -60,24 +59,34 @@ def test_module_names_match_official_keys(fixtures_dir, name):
     assert ours == [[k, shape] for k, shape, _ in meta["netG_state_dict_keys"]]
     if meta.get("encoder"):
         enc = ConvEncoder(spade_config(fixtures_dir, name))
-        assert [[k, list(v.shape)] for k, v in enc.state_dict().items()] == \
-            [[k, shape] for k, shape, _ in meta["encoder"]["state_dict_keys"]]
+        assert [[k, list(v.shape)] for k, v in enc.state_dict().items()] == [
+            [k, shape] for k, shape, _ in meta["encoder"]["state_dict_keys"]
+        ]
 
 
-VARIANTS = [dict(num_upsampling_layers=up, use_vae=vae, no_instance=noi, contain_dontcare_label=dc)
-            for up, vae, (noi, dc) in [("normal", False, (False, False)), ("normal", True, (True, True)),
-                                       ("more", False, (True, True)), ("more", True, (False, False)),
-                                       ("most", False, (False, True)), ("most", True, (True, False))]]
-VARIANTS += [dict(norm_G="spadebatch3x3"), dict(norm_G="spectralspadeinstance3x3"),
-             dict(norm_G="spectralspadesyncbatch5x5", use_vae=True, norm_E="spectralbatch"),
-             dict(use_vae=True, norm_E="none")]
+VARIANTS = [
+    dict(num_upsampling_layers=up, use_vae=vae, no_instance=noi, contain_dontcare_label=dc)
+    for up, vae, (noi, dc) in [
+        ("normal", False, (False, False)),
+        ("normal", True, (True, True)),
+        ("more", False, (True, True)),
+        ("more", True, (False, False)),
+        ("most", False, (False, True)),
+        ("most", True, (True, False)),
+    ]
+]
+VARIANTS += [
+    dict(norm_G="spadebatch3x3"),
+    dict(norm_G="spectralspadeinstance3x3"),
+    dict(norm_G="spectralspadesyncbatch5x5", use_vae=True, norm_E="spectralbatch"),
+    dict(use_vae=True, norm_E="none"),
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
 def test_inference_form_equals_original(variant):
     most = variant.get("num_upsampling_layers") == "most"
-    cfg = tiny_config(label_nc=4, crop_size=128 if most else 64, aspect_ratio=1.0, z_dim=8,
-                      **variant)
+    cfg = tiny_config(label_nc=4, crop_size=128 if most else 64, aspect_ratio=1.0, z_dim=8, **variant)
     gen = randomize_(SPADEGenerator(cfg), seed=1)
     g = torch.Generator().manual_seed(2)
     labels = torch.randint(0, cfg.num_classes, (2, 1, cfg.height, cfg.width), generator=g)
@@ -120,7 +129,7 @@ def test_spectral_norm_uses_stored_vectors_not_exact_sigma():
 @pytest.mark.parametrize("up,n", [("normal", 5), ("more", 6), ("most", 7)])
 def test_output_sizes(up, n):
     cfg = tiny_config(label_nc=3, crop_size=256, aspect_ratio=2.0, num_upsampling_layers=up, no_instance=True)
-    assert cfg.n_up == n and cfg.sw == 256 // 2 ** n and cfg.sh == round(cfg.sw / 2.0)
+    assert cfg.n_up == n and cfg.sw == 256 // 2**n and cfg.sh == round(cfg.sw / 2.0)
     assert (cfg.height, cfg.width) == (128, 256)
     gen = SPADEGenerator(cfg).eval()
     with torch.no_grad():

@@ -1,12 +1,21 @@
 """Synthetic street scenes: determinism, class coverage, label/instance conventions, geometric depth,
 a photo that is more than a color lookup, the Cityscapes files, the CLI and the shipped examples."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cityserve.data.synthetic import (CLASSES_ALWAYS, CLASSES_PRESENT, INSTANCE_CLASSES, SKY_DEPTH, Scene,
-                                      generate_scene, scene_stem, write_scene)
+from cityserve.data.synthetic import (
+    CLASSES_ALWAYS,
+    CLASSES_PRESENT,
+    INSTANCE_CLASSES,
+    SKY_DEPTH,
+    Scene,
+    generate_scene,
+    scene_stem,
+    write_scene,
+)
 
 N_SEEDS = 30
 SIZE = (128, 256)
@@ -169,8 +178,9 @@ def test_write_scene_round_trips(tmp_path):
     sc = generate_scene(5, 64, 128, ego_vehicle=False)
     paths = write_scene(sc, tmp_path, scene_stem(5))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"synthetic_000005_000019_{k}" for k in ("leftImg8bit.png", "gtFine_labelIds.png", "gtFine_instanceIds.png",
-                                                  "gtFine_color.png", "depth.npy"))
+        f"synthetic_000005_000019_{k}"
+        for k in ("leftImg8bit.png", "gtFine_labelIds.png", "gtFine_instanceIds.png", "gtFine_color.png", "depth.npy")
+    )
     assert np.array_equal(cv2.imread(str(paths["photo"]))[..., ::-1], sc.photo)
     assert np.array_equal(cv2.imread(str(paths["labels"]), cv2.IMREAD_UNCHANGED), sc.labels)
     inst = cv2.imread(str(paths["instances"]), cv2.IMREAD_UNCHANGED)

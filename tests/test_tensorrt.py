@@ -2,6 +2,7 @@
 never passed, elsewhere), and everything around TensorRT that runs without it: the batch profile from
 flags or the card, the profile's input shapes, the FP32 layer selection from a precision report, the
 layer -> ONNX node mapping, and the clear UnavailableError / exit code 3."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,14 @@ import types
 import numpy as np
 import onnx
 import pytest
+from _helpers_export import ort_run, spade_card
 
 from cityserve.cards import load_card
 from cityserve.cli import main
 from cityserve.engines.tensorrt_engine import cuda_backend, import_tensorrt, plan_path_of, tensorrt_available
 from cityserve.errors import ConfigError, UnavailableError
 from cityserve.export.onnx_export import example_inputs, export_onnx
-from cityserve.export.tensorrt_build import (BatchProfile, batch_profile, onnx_node_of_layer, plan_build,
-                                             profile_shapes)
-
-from _helpers_export import ort_run, spade_card
+from cityserve.export.tensorrt_build import BatchProfile, batch_profile, onnx_node_of_layer, plan_build, profile_shapes
 
 HAVE_TRT = tensorrt_available()
 needs_trt = pytest.mark.skipif(not HAVE_TRT, reason="TensorRT/CUDA not installed")
@@ -60,8 +59,10 @@ def test_profile_shapes_have_dynamic_batch_and_fixed_size(exported, tmp_path):
     card, path = exported
     shapes = profile_shapes(onnx.load(str(path)), BatchProfile(1, 4, 8))
     h, w = card.height, card.width
-    assert shapes == {"labels": ((1, 1, h, w), (4, 1, h, w), (8, 1, h, w)),
-                      "instances": ((1, 1, h, w), (4, 1, h, w), (8, 1, h, w))}
+    assert shapes == {
+        "labels": ((1, 1, h, w), (4, 1, h, w), (8, 1, h, w)),
+        "instances": ((1, 1, h, w), (4, 1, h, w), (8, 1, h, w)),
+    }
     # the same from the exported card's extra["onnx"] section
     assert profile_shapes(load_card(path.with_name("render.card.json")).extra["onnx"], BatchProfile(1, 4, 8)) == shapes
     from onnx import helper
@@ -82,13 +83,30 @@ def test_fp32_layer_selection_from_report(exported, tmp_path):
     assert plan.fp32_flagged == [] and plan.fp32_normalization == sorted(bn) and len(bn) >= 11
 
     def layer(name, flagged):
-        return {"name": name, "type": "Conv2d", "leaf": True, "max_abs": 1e5 if flagged else 1.0,
-                "input_max_abs": 1.0, "local_rel_error": 0.0, "rel_error": 0.0, "overflow": flagged,
-                "flagged": flagged, "reason": "", "scope": "/" + name.replace(".", "/") + "/"}
+        return {
+            "name": name,
+            "type": "Conv2d",
+            "leaf": True,
+            "max_abs": 1e5 if flagged else 1.0,
+            "input_max_abs": 1.0,
+            "local_rel_error": 0.0,
+            "rel_error": 0.0,
+            "overflow": flagged,
+            "flagged": flagged,
+            "reason": "",
+            "scope": "/" + name.replace(".", "/") + "/",
+        }
 
-    report = {"dtype": "float16", "threshold": 0.01, "range_max": 65504.0, "output_rel_error": 0.0,
-              "output_max_diff": 0.0, "model": card.name, "created": "",
-              "layers": [layer("generator.up_0.conv_1", True), layer("generator.up_1.conv_1", False)]}
+    report = {
+        "dtype": "float16",
+        "threshold": 0.01,
+        "range_max": 65504.0,
+        "output_rel_error": 0.0,
+        "output_max_diff": 0.0,
+        "model": card.name,
+        "created": "",
+        "layers": [layer("generator.up_0.conv_1", True), layer("generator.up_1.conv_1", False)],
+    }
     beside = path.with_name("render.precision.json")
     beside.write_text(json.dumps(report))
     try:
@@ -111,7 +129,10 @@ def test_fp32_layer_selection_from_report(exported, tmp_path):
 
 def test_tensorrt_layers_map_back_to_onnx_nodes():
     nodes = {"/generator/up_0/conv_1/Conv", "/generator/up_0/conv_1", "/generator/up_0/norm_0/Mul"}
-    assert onnx_node_of_layer("whatever", "[ONNX Layer: /generator/up_0/norm_0/Mul]", nodes) == "/generator/up_0/norm_0/Mul"
+    assert (
+        onnx_node_of_layer("whatever", "[ONNX Layer: /generator/up_0/norm_0/Mul]", nodes)
+        == "/generator/up_0/norm_0/Mul"
+    )
     assert onnx_node_of_layer("/generator/up_0/conv_1/Conv", "", nodes) == "/generator/up_0/conv_1/Conv"
     assert onnx_node_of_layer("/generator/up_0/conv_1/Conv_1", "", nodes) == "/generator/up_0/conv_1/Conv"
     assert onnx_node_of_layer("/generator/up_0/conv_1/Conv_output_0", "", nodes) == "/generator/up_0/conv_1/Conv"
@@ -137,8 +158,12 @@ def test_unavailable_error_is_clear_and_exit_code_3(exported, tmp_path, capsys):
     assert "TensorRT is not installed" in capsys.readouterr().err
     assert not (tmp_path / "render.plan").exists()
     # --dry-run needs no TensorRT: it checks the graph and prints what a build would do
-    assert main(["export", "tensorrt", str(path), "--out", str(tmp_path / "render.plan"), "--dry-run",
-                 "--max-batch", "16"]) == 0
+    assert (
+        main(
+            ["export", "tensorrt", str(path), "--out", str(tmp_path / "render.plan"), "--dry-run", "--max-batch", "16"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "batch     min 1, opt 4, max 16" in out and f"labels: min [1, 1, {card.height}, {card.width}]" in out
 
@@ -164,11 +189,24 @@ def test_export_tensorrt_rejects_a_graph_tensorrt_cannot_parse(tmp_path, capsys)
 
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 2, 2])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch"])
-    model = helper.make_model(helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="det0")], "g", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.metadata_props.add(key="cityserve.card", value=json.dumps(
-        {"name": "t", "kind": "generator", "arch": "spade", "config": {}, "label_set": "cityscapes",
-         "height": 2, "width": 2}))
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="det0")], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    model.metadata_props.add(
+        key="cityserve.card",
+        value=json.dumps(
+            {
+                "name": "t",
+                "kind": "generator",
+                "arch": "spade",
+                "config": {},
+                "label_set": "cityscapes",
+                "height": 2,
+                "width": 2,
+            }
+        ),
+    )
     onnx.save(model, str(tmp_path / "det.onnx"))
     assert main(["export", "tensorrt", str(tmp_path / "det.onnx"), "--out", str(tmp_path / "x.plan"), "--dry-run"]) == 2
     err = capsys.readouterr().err
@@ -196,7 +234,7 @@ def test_tensorrt_fp16_engine_matches_onnxruntime_fp32(exported, tmp_path):
         got = engine.run(feeds)
         assert got.dtype == np.uint8 and got.shape == ref.shape
         mse = ((got - ref) ** 2).mean()
-        psnr = 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+        psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
         assert psnr > 30.0 and np.abs(got - ref).mean() < 2.0, (b, psnr)
     with pytest.raises(ConfigError, match="outside the plan's profile"):
         engine.run({k: v.numpy() for k, v in example_inputs(card, batch=5).items()})
@@ -228,14 +266,19 @@ def test_build_engine_wiring_with_api_standin(exported, tmp_path, monkeypatch):
     assert flags == {"FP16", "OBEY_PRECISION_CONSTRAINTS"} and b.config.workspace == 1 << 30
     (prof,) = b.config.profiles
     h, w = card.height, card.width
-    assert prof.shapes["labels"] == ((1, 1, h, w), (2, 1, h, w), (4, 1, h, w)) and set(prof.shapes) == {"labels", "instances"}
+    assert prof.shapes["labels"] == ((1, 1, h, w), (2, 1, h, w), (4, 1, h, w)) and set(prof.shapes) == {
+        "labels",
+        "instances",
+    }
     bn = {n.name for n in onnx.load(str(path)).graph.node if n.op_type == "BatchNormalization"}
     pinned = {l.name for l in b.network.layers if l.precision is DataType.float32}
     assert pinned == bn and all(l.output_types == {0: DataType.float32} for l in b.network.layers if l.name in bn)
     assert json.loads(plan.read_bytes())["pinned"] == sorted(pinned, key=[l.name for l in b.network.layers].index)
     assert cache.read_bytes() == b"timing:+" and b.config.read_cache == b""
     info = load_card(out.with_name("render.card.json")).extra["tensorrt"]
-    assert info["tensorrt"] == "10.99.0-standin" and info["gpu"] == "Stand-in GPU" and info["compute_capability"] == "9.0"
+    assert (
+        info["tensorrt"] == "10.99.0-standin" and info["gpu"] == "Stand-in GPU" and info["compute_capability"] == "9.0"
+    )
     assert info["profile"] == {"min_batch": 1, "opt_batch": 2, "max_batch": 4} and info["fp32_layers_pinned"] == len(bn)
     assert "onnx" in load_card(out.with_name("render.card.json")).extra  # the ONNX section travels along
     log = out.with_name("render.plan.build.log").read_text()

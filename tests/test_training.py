@@ -1,6 +1,7 @@
 """Training: losses, the multiscale discriminator, the three trainers learning on a fixed batch,
 kill-and-resume = uninterrupted (bit-exact on CPU), the NaN guard, torchrun with two gloo processes,
 fine-tuning an imported official checkpoint, and cards that render as they are."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,15 +18,15 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _helpers_training import REPO, TinyScenes, env_1thread, train_cmd, write_paired  # noqa: E402
+from _helpers_training import REPO, TinyScenes, env_1thread, train_cmd, write_paired
 
-from cityserve.cards import load_card  # noqa: E402
-from cityserve.checkpoints import safe_load  # noqa: E402
-from cityserve.errors import CheckpointError, ConfigError  # noqa: E402
-from cityserve.training import losses as L  # noqa: E402
-from cityserve.training.discriminators import MultiscaleDConfig, MultiscaleDiscriminator  # noqa: E402
-from cityserve.cliutil import parse_seeds, parse_size  # noqa: E402
-from cityserve.training.runner import RunConfig, Runner, state_files  # noqa: E402
+from cityserve.cards import load_card
+from cityserve.checkpoints import safe_load
+from cityserve.cliutil import parse_seeds, parse_size
+from cityserve.errors import CheckpointError, ConfigError
+from cityserve.training import losses as L
+from cityserve.training.discriminators import MultiscaleDConfig, MultiscaleDiscriminator
+from cityserve.training.runner import RunConfig, Runner, state_files
 
 
 def entry(name: str):
@@ -38,8 +39,11 @@ def entry(name: str):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return {"32x64": write_paired(root / "p32", 3, 32, 64), "64x128": write_paired(root / "p64", 3, 64, 128),
-            "128x128": write_paired(root / "p128", 3, 128, 128)}
+    return {
+        "32x64": write_paired(root / "p32", 3, 32, 64),
+        "64x128": write_paired(root / "p64", 3, 64, 128),
+        "128x128": write_paired(root / "p128", 3, 128, 128),
+    }
 
 
 # (script, size, extra args) of a tiny run of each trainer
@@ -147,9 +151,14 @@ def test_multiscale_discriminator_official_layout():
     D = MultiscaleDiscriminator(MultiscaleDConfig(input_nc=7, ndf=4, n_layers_D=4, num_D=2))
     keys = set(D.state_dict())
     # official netD keys: a normed layer is Sequential(spectral conv, InstanceNorm) inside modelN
-    assert {"discriminator_0.model0.0.weight", "discriminator_0.model1.0.0.weight_orig",
-            "discriminator_0.model1.0.0.weight_u", "discriminator_1.model3.0.0.weight_v",
-            "discriminator_1.model4.0.weight", "discriminator_1.model4.0.bias"} <= keys
+    assert {
+        "discriminator_0.model0.0.weight",
+        "discriminator_0.model1.0.0.weight_orig",
+        "discriminator_0.model1.0.0.weight_u",
+        "discriminator_1.model3.0.0.weight_v",
+        "discriminator_1.model4.0.weight",
+        "discriminator_1.model4.0.bias",
+    } <= keys
     assert "discriminator_0.model1.0.0.bias" not in keys  # dropped before instance norm, as SPADE does
     out = D(torch.randn(2, 7, 32, 64))
     assert len(out) == 2 and all(len(o) == 5 for o in out)
@@ -170,8 +179,9 @@ def test_spade_overfits_one_pair(tmp_path):
     from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
 
     r = _runner(tmp_path)
-    t = SPADETrainer(r, spade_config_for("cityscapes", (32, 64), ngf=4), "cityscapes",
-                     SPADETrainConfig(ndf=4, n_layers_D=2, lr=4e-3))
+    t = SPADETrainer(
+        r, spade_config_for("cityscapes", (32, 64), ngf=4), "cityscapes", SPADETrainConfig(ndf=4, n_layers_D=2, lr=4e-3)
+    )
     batch = _fixed_batch(32, 64)
     t.train()
 
@@ -194,8 +204,12 @@ def test_spade_vae_trains_encoder_and_exports_it(tmp_path):
     from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
 
     r = _runner(tmp_path)
-    t = SPADETrainer(r, spade_config_for("cityscapes", (32, 64), ngf=2, use_vae=True, z_dim=8), "cityscapes",
-                     SPADETrainConfig(ndf=4, n_layers_D=2))
+    t = SPADETrainer(
+        r,
+        spade_config_for("cityscapes", (32, 64), ngf=2, use_vae=True, z_dim=8),
+        "cityscapes",
+        SPADETrainConfig(ndf=4, n_layers_D=2),
+    )
     e0 = {k: v.clone() for k, v in t.E.state_dict().items()}
     losses = t.train_step(_fixed_batch(32, 64), 1)
     assert "KLD" in losses and float(losses["KLD"]) > 0
@@ -236,8 +250,9 @@ def test_segmenter_loss_falls(tmp_path):
     from cityserve.training.segmenter_trainer import SegmenterTrainConfig, SegmenterTrainer
 
     r = _runner(tmp_path)
-    t = SegmenterTrainer(r, "fchardnet", FCHarDNetConfig(), "cityscapes",
-                         SegmenterTrainConfig(loss="ce", lr=0.01), (64, 128))
+    t = SegmenterTrainer(
+        r, "fchardnet", FCHarDNetConfig(), "cityscapes", SegmenterTrainConfig(loss="ce", lr=0.01), (64, 128)
+    )
     batch = _fixed_batch(64, 128)
     target = t.targets(batch["labels"])
     assert int(target[0, 0, 0]) == 10 and int(target[0, -1, -1]) in (0, 1)  # sky -> train id 10; road/sidewalk
@@ -312,8 +327,9 @@ def test_kill_mid_run_then_resume(data, tmp_path):
     weights of a run that was never interrupted."""
     out = tmp_path / "killed"
     args = args_for("spade", data, out, 10_000, "--save-every", "1", "--keep", "0")
-    proc = subprocess.Popen(train_cmd("spade.py", *args), env=env_1thread(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        train_cmd("spade.py", *args), env=env_1thread(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 90
     try:
         while len(state_files(out)) < 2 and time.time() < deadline and proc.poll() is None:
@@ -337,8 +353,16 @@ def test_kill_mid_run_then_resume(data, tmp_path):
 
 def test_torchrun_two_gloo_processes(data, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "train" / "spade.py"), *args_for("spade", data, out, 2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "train" / "spade.py"),
+        *args_for("spade", data, out, 2),
+    ]
     res = subprocess.run(cmd, env=env_1thread(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
     ranks = json.loads((out / "ranks.json").read_text())
@@ -353,14 +377,34 @@ def test_finetune_from_imported_official_checkpoint(fixtures_dir, data, tmp_path
     from cityserve.importing.spade import import_spade
 
     # the official file (conv fc: its weights fit any size) imported at 64x128 to keep the step cheap
-    src = import_spade(fixtures_dir / "spade" / "cityscapes_ngf2_netG.pth", "cityscapes", (64, 128),
-                       tmp_path / "imported", log=lambda m: None)
+    src = import_spade(
+        fixtures_dir / "spade" / "cityscapes_ngf2_netG.pth",
+        "cityscapes",
+        (64, 128),
+        tmp_path / "imported",
+        log=lambda m: None,
+    )
     imported = load_card(src)
     w0 = safe_load(imported.weights_path)
     data_dir = data["64x128"]
     out = tmp_path / "ft"
-    rc = entry("spade").main(["--preset", "tiny", *COMMON, "--root", str(data_dir), "--out", str(out),
-                              "--max-steps", "1", "--init-from", str(src), "--ndf", "2"])
+    rc = entry("spade").main(
+        [
+            "--preset",
+            "tiny",
+            *COMMON,
+            "--root",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--init-from",
+            str(src),
+            "--ndf",
+            "2",
+        ]
+    )
     assert rc == 0
     card = load_card(out)
     assert card.config == imported.config and (card.height, card.width) == (64, 128)

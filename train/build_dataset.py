@@ -2,11 +2,12 @@
 
 Thin entry point: argument parsing around ``cityserve.data.video.build_video_dataset``.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 EPILOG = """\
 examples:
@@ -36,8 +37,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m train.build_dataset",
         description="Turn street videos into a Cityscapes-style dataset: sample frames, drop blurred and "
-                    "captioned ones, crop to 2:1, label the rest with a segmenter checkpoint, write a report.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "captioned ones, crop to 2:1, label the rest with a segmenter checkpoint, write a report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("videos", nargs="+", help="video files OpenCV can read (.mp4, .avi, .mov, ...)")
     p.add_argument("--out", required=True, help="output dataset folder (created)")
     p.add_argument("--segmenter", help="segmenter model card (or its .pt / folder) that labels the frames")
@@ -45,13 +48,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--every", type=float, default=1.5, metavar="SECONDS", help="frame interval (default 1.5)")
     p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="skip the first seconds")
     p.add_argument("--max-frames", type=int, default=None, help="sample at most this many frames per video")
-    p.add_argument("--size", type=parse_size, default=(480, 960), metavar="HxW",
-                   help="stored frame size, HxW (default 480x960; 2:1, or e.g. 512x512 for square)")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=(480, 960),
+        metavar="HxW",
+        help="stored frame size, HxW (default 480x960; 2:1, or e.g. 512x512 for square)",
+    )
     p.add_argument("--blur-threshold", type=float, default=100.0, help="variance-of-Laplacian minimum (default 100)")
     p.add_argument("--min-glyphs", type=int, default=5, help="glyphs on a line that make a caption (default 5)")
     p.add_argument("--band", type=float, default=0.3, help="top/bottom fraction searched for captions (default 0.3)")
-    p.add_argument("--box-fraction", type=float, default=0.02,
-                   help="flat saturated box area (fraction of the frame) that makes an overlay (default 0.02)")
+    p.add_argument(
+        "--box-fraction",
+        type=float,
+        default=0.02,
+        help="flat saturated box area (fraction of the frame) that makes an overlay (default 0.02)",
+    )
     p.add_argument("--split", default="train", help="Cityscapes split folder to write (default train)")
     p.add_argument("--label-set", default=None, help="label set of the output (default: the segmenter's)")
     p.add_argument("--batch-size", type=int, default=4, help="frames per segmenter call (default 4)")
@@ -77,11 +89,16 @@ def build(args: argparse.Namespace) -> int:
     if not args.dry_run:
         segmenter, card_set = segmenter_from_card(args.segmenter, device=args.device)
         label_set = args.label_set or card_set
-    cfg = VideoDatasetConfig(every_s=args.every, size=tuple(args.size), blur_threshold=args.blur_threshold,
-                             overlay=OverlayParams(band=args.band, min_glyphs=args.min_glyphs,
-                                                   box_min_fraction=args.box_fraction),
-                             split=args.split, start_s=args.start, max_frames=args.max_frames,
-                             batch_size=args.batch_size)
+    cfg = VideoDatasetConfig(
+        every_s=args.every,
+        size=tuple(args.size),
+        blur_threshold=args.blur_threshold,
+        overlay=OverlayParams(band=args.band, min_glyphs=args.min_glyphs, box_min_fraction=args.box_fraction),
+        split=args.split,
+        start_s=args.start,
+        max_frames=args.max_frames,
+        batch_size=args.batch_size,
+    )
     report = build_video_dataset(args.videos, args.out, segmenter, label_set, cfg, progress=not args.no_progress)
     s = report["summary"]
     print(f"kept {s['kept']} of {s['sampled']} sampled frames -> {args.out} (see report.md)")

@@ -5,6 +5,7 @@ BCE adversarial loss with label smoothing (real 0.9, fake 0.1), L1 x 100, Adam l
 batch 1, random flips; the same datasets and label sets as SPADE, with the label map fed one-hot
 (``--input-mode onehot``) or as palette colors (``--input-mode color``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = training_parser("train/pix2pix.py", __doc__, EPILOG, PRESETS, default="citygan")
     m = p.add_argument_group("model")
-    m.add_argument("--input-mode", choices=("onehot", "color"), default="onehot", help="how the label map is fed (default onehot)")
+    m.add_argument(
+        "--input-mode", choices=("onehot", "color"), default="onehot", help="how the label map is fed (default onehot)"
+    )
     m.add_argument("--netG", choices=("unet_128", "unet_256"))
     m.add_argument("--ngf", type=int)
     m.add_argument("--ndf", type=int)

@@ -6,6 +6,7 @@ Cross-entropy with the ignore label 255 (``--loss ce``) or FCHarDNet's bootstrap
 multi-GPU, atomic checkpoints with ``--resume``, a model card per checkpoint (`cityserve segment`, eval
 and export take it), TensorBoard and progress bars.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,10 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
         model.update(given(args, ("backbone", "output_stride")))
     label_name = label_set if isinstance(label_set, str) else ls.name
     cfg = family(arch).config_cls(num_classes=ls.num_train_ids, label_set=label_name, **model)
-    train = {**preset["train"], **given(args, ("loss", "min_k", "loss_th", "lr", "momentum", "weight_decay",
-                                               "backbone_weights"))}
+    train = {
+        **preset["train"],
+        **given(args, ("loss", "min_k", "loss_th", "lr", "momentum", "weight_decay", "backbone_weights")),
+    }
     size = size_from_args(args, preset["size"])
     rc = run_config(args, name=f"{arch}-{args.preset}", epochs=None, batch_size=preset["batch_size"])
     if rc.max_steps is None and rc.epochs is None:

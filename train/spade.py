@@ -5,6 +5,7 @@ Presets: ``cityscapes`` / ``ade20k`` (SPADE's published settings), ``hongkong`` 
 100 epochs, Xavier), ``demo`` (synthetic scenes on a CPU), ``tiny`` (tests). Any option given on the
 command line overrides the preset. Multi-GPU / multi-node: launch with ``torchrun``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--z-dim", type=int)
     m.add_argument("--nhidden", type=int, help="hidden width of each SPADE norm (official 128; the demo uses 32)")
     m.add_argument("--label-nc", type=int, help="label channels (default: the label set's ids)")
-    m.add_argument("--init-from", help="a SPADE card (e.g. from `cityserve import spade`) to fine-tune; "
-                                       "its architecture, label set and size are used")
+    m.add_argument(
+        "--init-from",
+        help="a SPADE card (e.g. from `cityserve import spade`) to fine-tune; "
+        "its architecture, label set and size are used",
+    )
     m.add_argument("--init-D", help="an official SPADE latest_net_D.pth to start the discriminator from")
     t = p.add_argument_group("optimisation")
     t.add_argument("--lr", type=float)
@@ -64,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambda-vgg", type=float)
     t.add_argument("--lambda-kld", type=float)
     t.add_argument("--no-ganFeat-loss", action="store_true", default=None)
-    t.add_argument("--vgg-weights", help="local torchvision VGG19 state dict (vgg19-dcbb9e9d.pth) for the "
-                                         "perceptual loss; without it the loss is off (warned)")
+    t.add_argument(
+        "--vgg-weights",
+        help="local torchvision VGG19 state dict (vgg19-dcbb9e9d.pth) for the "
+        "perceptual loss; without it the loss is off (warned)",
+    )
     t.add_argument("--init-type", choices=("xavier", "normal", "xavier_uniform", "kaiming", "orthogonal", "none"))
     t.add_argument("--init-variance", type=float)
     t.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips")
@@ -84,11 +91,35 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
     from cityserve.training.common import build_training_data, fit, given, run_config, size_from_args
     from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
 
-    gen = {**preset["gen"], **given(args, ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae",
-                                           "z_dim", "label_nc", "nhidden"))}
-    train = {**preset["train"], **given(args, ("ndf", "lr", "beta1", "beta2", "no_TTUR", "niter_decay",
-                                               "lambda_feat", "lambda_vgg", "lambda_kld", "no_ganFeat_loss",
-                                               "vgg_weights", "init_type", "init_variance", "init_from", "init_D"))}
+    gen = {
+        **preset["gen"],
+        **given(
+            args, ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae", "z_dim", "label_nc", "nhidden")
+        ),
+    }
+    train = {
+        **preset["train"],
+        **given(
+            args,
+            (
+                "ndf",
+                "lr",
+                "beta1",
+                "beta2",
+                "no_TTUR",
+                "niter_decay",
+                "lambda_feat",
+                "lambda_vgg",
+                "lambda_kld",
+                "no_ganFeat_loss",
+                "vgg_weights",
+                "init_type",
+                "init_variance",
+                "init_from",
+                "init_D",
+            ),
+        ),
+    }
     tcfg = SPADETrainConfig(**train)
     label_set = args.label_set or preset["label_set"]
     size = size_from_args(args, preset["size"])
@@ -100,7 +131,9 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
         if args.size and tuple(size) != tuple(size_from_args(args, size)):
             from cityserve.errors import ConfigError
 
-            raise ConfigError(f"--size {args.size} differs from the {card.height}x{card.width} of --init-from {tcfg.init_from}")
+            raise ConfigError(
+                f"--size {args.size} differs from the {card.height}x{card.width} of --init-from {tcfg.init_from}"
+            )
         gcfg = None
     else:
         gcfg = spade_config_for(label_set, size, **gen)

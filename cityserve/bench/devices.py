@@ -3,6 +3,7 @@
 GPU peaks are the vendors' dense (no sparsity) datasheet figures; the host CPU's peak is *measured*
 here with a large matmul, since datasheets for cloud vCPUs say nothing useful.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,9 @@ def gpu_key(name: str) -> Optional[str]:
     return None
 
 
-def measure_matmul_tflops(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 3,
-                          device: str = "cpu") -> float:
+def measure_matmul_tflops(
+    dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 3, device: str = "cpu"
+) -> float:
     """Best-of-``repeats`` rate of an n^3 matmul: the practical peak for this device and thread count."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
@@ -71,7 +73,7 @@ def measure_matmul_tflops(dtype: torch.dtype = torch.float32, n: int = 4096, rep
         if device == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e12
+    return 2 * n**3 / best / 1e12
 
 
 def describe(device: str = "cpu") -> dict:
@@ -81,12 +83,17 @@ def describe(device: str = "cpu") -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": cpu_supports_bf16(),
-        "cpu_flags_of_note": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni"}),
+        "cpu_flags_of_note": sorted(
+            cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni"}
+        ),
     }
     if device == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        info.update(gpu=name, compute_capability=".".join(map(str, torch.cuda.get_device_capability(0))),
-                    gpu_peaks_tflops=GPU_PEAKS_TFLOPS.get(gpu_key(name) or "", {}))
+        info.update(
+            gpu=name,
+            compute_capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+            gpu_peaks_tflops=GPU_PEAKS_TFLOPS.get(gpu_key(name) or "", {}),
+        )
     return info
 
 

@@ -4,10 +4,11 @@ Every engine runs the same graph (the card's render or segment graph, pre/post-p
 so their latencies compare like for like. An engine that cannot run here raises ``Unavailable``
 with the reason, and the report says "not measured: <reason>" instead of a number.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -164,8 +165,10 @@ def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused=None
         return package(feeds)
 
     aot = aot_card.extra["aot"]
-    run.info = {k: aot.get(k) for k in ("dtype", "compile_seconds", "layers_fp32", "accuracy", "fused",
-                                         "cpu_flags_required", "vec_isa")}
+    run.info = {
+        k: aot.get(k)
+        for k in ("dtype", "compile_seconds", "layers_fp32", "accuracy", "fused", "cpu_flags_required", "vec_isa")
+    }
     return run
 
 

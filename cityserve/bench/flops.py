@@ -5,9 +5,11 @@ the real shapes, so SPADE's per-layer resized label maps and the segmenters' ups
 counted as they run. One multiply-accumulate = 2 FLOPs. Element-wise work (norms, activations) is not
 counted, as is customary for these figures.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -1,6 +1,7 @@
 """The models the benchmarks time: official sizes with random weights (timing does not depend on the
 weights; every card made here says ``random weights, for timing only``), the shipped demo models,
 and tiny stand-ins for ``--quick``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,9 +41,16 @@ class ModelSpec:
         if self.arch == "spade" and self.kind == "generator":
             calibrate_spade_batchnorm(model, self.height, self.width)
             source += " (batch-norm statistics calibrated on synthetic scenes: O(1) activations)"
-        card = ModelCard(name=self.name, kind=self.kind, arch=self.arch, config=self.config,
-                         label_set=self.label_set, height=self.height, width=self.width,
-                         provenance={"source": source, "note": self.note})
+        card = ModelCard(
+            name=self.name,
+            kind=self.kind,
+            arch=self.arch,
+            config=self.config,
+            label_set=self.label_set,
+            height=self.height,
+            width=self.width,
+            provenance={"source": source, "note": self.note},
+        )
         save_checkpoint(card, model.state_dict(), path.parent, self.name)
         return load_card(path)
 
@@ -86,28 +94,83 @@ def calibrate_spade_batchnorm(model: torch.nn.Module, height: int, width: int, i
 
 
 SPADE_CITYSCAPES = ModelSpec(
-    "spade-cityscapes-256x512", "spade", "generator",
-    dict(label_nc=35, contain_dontcare_label=False, no_instance=False, ngf=64, num_upsampling_layers="more",
-         crop_size=512, aspect_ratio=2.0), "cityscapes", 256, 512,
-    "official SPADE Cityscapes size: 256x512, upsampling 'more', ngf 64, instance edges")
+    "spade-cityscapes-256x512",
+    "spade",
+    "generator",
+    dict(
+        label_nc=35,
+        contain_dontcare_label=False,
+        no_instance=False,
+        ngf=64,
+        num_upsampling_layers="more",
+        crop_size=512,
+        aspect_ratio=2.0,
+    ),
+    "cityscapes",
+    256,
+    512,
+    "official SPADE Cityscapes size: 256x512, upsampling 'more', ngf 64, instance edges",
+)
 SPADE_ADE20K = ModelSpec(
-    "spade-ade20k-256x256", "spade", "generator",
-    dict(label_nc=150, contain_dontcare_label=True, no_instance=True, ngf=64, num_upsampling_layers="normal",
-         crop_size=256, aspect_ratio=1.0), "ade20k", 256, 256, "official SPADE ADE20K size: 151 labels")
+    "spade-ade20k-256x256",
+    "spade",
+    "generator",
+    dict(
+        label_nc=150,
+        contain_dontcare_label=True,
+        no_instance=True,
+        ngf=64,
+        num_upsampling_layers="normal",
+        crop_size=256,
+        aspect_ratio=1.0,
+    ),
+    "ade20k",
+    256,
+    256,
+    "official SPADE ADE20K size: 151 labels",
+)
 PIX2PIX = ModelSpec(
-    "pix2pix-unet256", "pix2pix", "generator",
-    dict(label_nc=34, input_mode="color", ngf=64), "cityscapes", 256, 256, "junyanz unet_256, color label input")
+    "pix2pix-unet256",
+    "pix2pix",
+    "generator",
+    dict(label_nc=34, input_mode="color", ngf=64),
+    "cityscapes",
+    256,
+    256,
+    "junyanz unet_256, color label input",
+)
 FCHARDNET_1K = ModelSpec("fchardnet-512x1024", "fchardnet", "segmenter", dict(), "cityscapes", 512, 1024)
 FCHARDNET_2K = ModelSpec("fchardnet-1024x2048", "fchardnet", "segmenter", dict(), "cityscapes", 1024, 2048)
-DEEPLAB_R50 = ModelSpec("deeplabv3plus-r50-512x1024", "deeplabv3plus", "segmenter",
-                        dict(backbone="resnet50", output_stride=16), "cityscapes", 512, 1024)
+DEEPLAB_R50 = ModelSpec(
+    "deeplabv3plus-r50-512x1024",
+    "deeplabv3plus",
+    "segmenter",
+    dict(backbone="resnet50", output_stride=16),
+    "cityscapes",
+    512,
+    1024,
+)
 
 TINY_SPADE = ModelSpec(
-    "tiny-spade-32x64", "spade", "generator",
+    "tiny-spade-32x64",
+    "spade",
+    "generator",
     dict(label_nc=35, no_instance=False, ngf=4, num_upsampling_layers="normal", crop_size=64, aspect_ratio=2.0),
-    "cityscapes", 32, 64, "quick mode stand-in")
-TINY_DEEPLAB = ModelSpec("tiny-deeplab-mbv2-32x64", "deeplabv3plus", "segmenter",
-                         dict(backbone="mobilenetv2", output_stride=16), "cityscapes", 32, 64, "quick mode stand-in")
+    "cityscapes",
+    32,
+    64,
+    "quick mode stand-in",
+)
+TINY_DEEPLAB = ModelSpec(
+    "tiny-deeplab-mbv2-32x64",
+    "deeplabv3plus",
+    "segmenter",
+    dict(backbone="mobilenetv2", output_stride=16),
+    "cityscapes",
+    32,
+    64,
+    "quick mode stand-in",
+)
 
 OFFICIAL = [SPADE_CITYSCAPES, SPADE_ADE20K, PIX2PIX, FCHARDNET_1K, FCHARDNET_2K, DEEPLAB_R50]
 QUICK = [TINY_SPADE, TINY_DEEPLAB]
@@ -138,8 +201,9 @@ class ChainCard:
     def __post_init__(self):
         s, g = self.segmenter, self.generator
         if s.height * g.width != s.width * g.height:
-            raise ValueError(f"photo2photo needs one aspect ratio: segmenter {s.height}x{s.width}, "
-                             f"generator {g.height}x{g.width}")
+            raise ValueError(
+                f"photo2photo needs one aspect ratio: segmenter {s.height}x{s.width}, generator {g.height}x{g.width}"
+            )
 
     @property
     def name(self) -> str:
@@ -155,10 +219,12 @@ class ChainCard:
 
     @property
     def provenance(self) -> dict:
-        return {"source": f"{self.segmenter.provenance.get('source', 'trained')} -> "
-                          f"{self.generator.provenance.get('source', 'trained')}"}
+        return {
+            "source": f"{self.segmenter.provenance.get('source', 'trained')} -> "
+            f"{self.generator.provenance.get('source', 'trained')}"
+        }
 
-    def card(self, cache: Path) -> "ChainCard":
+    def card(self, cache: Path) -> ChainCard:
         return self
 
 

@@ -4,6 +4,7 @@ The document is self-describing: device, versions, the command that produced it,
 its unit, and for every engine that could not run, the reason ("not measured: ...") instead of a
 number. ``report.py`` turns it into markdown and plots; nothing in those is computed elsewhere.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,7 +60,11 @@ def example_feeds(card, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     from ..models.registry import render_io
 
     io = render_io(card)
-    feeds = {"labels": rng.integers(0, io.num_classes, (batch, 1, h, w)).astype(np.uint8 if io.num_classes <= 256 else np.int32)}
+    feeds = {
+        "labels": rng.integers(0, io.num_classes, (batch, 1, h, w)).astype(
+            np.uint8 if io.num_classes <= 256 else np.int32
+        )
+    }
     if card.label_set == "cityscapes":
         from ..data.synthetic import generate_scene
 
@@ -105,8 +110,13 @@ def run(plan: Plan, progress: bool = True) -> dict:
         "versions": env,
         "measured_peaks": peak,
         "datasheet_peaks_tflops": devices.GPU_PEAKS_TFLOPS,
-        "settings": {"warmup": plan.warmup, "runs": plan.runs, "min_seconds": plan.min_seconds,
-                     "batches": plan.batches, "torch_threads": torch.get_num_threads()},
+        "settings": {
+            "warmup": plan.warmup,
+            "runs": plan.runs,
+            "min_seconds": plan.min_seconds,
+            "batches": plan.batches,
+            "torch_threads": torch.get_num_threads(),
+        },
         "models": [],
         "triton": None,
         "load_average_at_start": list(os.getloadavg()),  # other work on the machine skews timings
@@ -114,9 +124,16 @@ def run(plan: Plan, progress: bool = True) -> dict:
     bar = tqdm(total=len(plan.models) * len(plan.engines), desc="benchmark", disable=not progress)
     for spec in plan.models:
         card = spec.card(cache) if callable(getattr(spec, "card", None)) else spec
-        entry = {"model": card.name, "arch": card.arch, "kind": card.kind, "height": card.height,
-                 "width": card.width, "weights": card.provenance.get("source", "trained"),
-                 "flops_per_image": flops_per_image(card), "engines": {}}
+        entry = {
+            "model": card.name,
+            "arch": card.arch,
+            "kind": card.kind,
+            "height": card.height,
+            "width": card.width,
+            "weights": card.provenance.get("source", "trained"),
+            "flops_per_image": flops_per_image(card),
+            "engines": {},
+        }
         for engine in plan.engines:
             bar.set_postfix_str(f"{card.name} / {engine}")
             entry["engines"][engine] = _run_engine(plan, card, engine, entry["flops_per_image"], peak, cache)
@@ -147,14 +164,26 @@ def _run_engine(plan: Plan, card, engine: str, flops: int, peak: dict, cache: Pa
     except Unavailable as e:
         return {"status": "not measured", "reason": str(e)}
     except Exception as e:  # a failing engine must not sink the whole run; its reason is recorded
-        return {"status": "failed", "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
-                "trace": traceback.format_exc(limit=3)}
-    ref_peak, peak_kind = _peak_for(engine, plan.device, peak, devices.describe(plan.device).get("gpu_peaks_tflops", {}))
+        return {
+            "status": "failed",
+            "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+            "trace": traceback.format_exc(limit=3),
+        }
+    ref_peak, peak_kind = _peak_for(
+        engine, plan.device, peak, devices.describe(plan.device).get("gpu_peaks_tflops", {})
+    )
     results = []
     for b in plan.batches:
         feeds = example_feeds(card, b)
         try:
-            t = measure(lambda: runner(feeds), b, plan.warmup, plan.runs, plan.min_seconds, cuda=plan.device == "cuda")
+            t = measure(
+                lambda feeds=feeds: runner(feeds),
+                b,
+                plan.warmup,
+                plan.runs,
+                plan.min_seconds,
+                cuda=plan.device == "cuda",
+            )
         except Exception as e:
             results.append({"batch": b, "status": "failed", "reason": f"{type(e).__name__}: {str(e)[:300]}"})
             continue

@@ -4,12 +4,13 @@ On CUDA the time of each run is taken with CUDA events around the work (no host-
 on the CPU with ``time.perf_counter``. Peak memory: max allocated on CUDA; on the CPU the process's
 resident set sampled every millisecond by a background thread during the timed runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import psutil
@@ -51,8 +52,9 @@ class _RssSampler:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def measure(fn: Callable[[], object], batch: int, warmup: int = 2, runs: int = 10, min_seconds: float = 0.0,
-            cuda: bool = False) -> Timing:
+def measure(
+    fn: Callable[[], object], batch: int, warmup: int = 2, runs: int = 10, min_seconds: float = 0.0, cuda: bool = False
+) -> Timing:
     """Time ``fn`` (one batch per call): ``warmup`` untimed calls, then at least ``runs`` timed calls
     (more until ``min_seconds`` have passed)."""
     for _ in range(warmup):
@@ -71,7 +73,7 @@ def measure(fn: Callable[[], object], batch: int, warmup: int = 2, runs: int = 1
             end.record()
             end.synchronize()
             times.append(start.elapsed_time(end) / 1e3)
-        peak, kind = torch.cuda.max_memory_allocated() / 2 ** 20, "cuda_max_allocated"
+        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     else:
         with _RssSampler() as sampler:
             start_all = time.perf_counter()
@@ -79,8 +81,13 @@ def measure(fn: Callable[[], object], batch: int, warmup: int = 2, runs: int = 1
                 t = time.perf_counter()
                 fn()
                 times.append(time.perf_counter() - t)
-        peak, kind = sampler.peak / 2 ** 20, "rss"
+        peak, kind = sampler.peak / 2**20, "rss"
     ms = np.array(times) * 1e3
-    lat = {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-           "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "min": float(ms.min())}
+    lat = {
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "mean": float(ms.mean()),
+        "min": float(ms.min()),
+    }
     return Timing(batch, len(times), lat, batch / (lat["mean"] / 1e3), peak, kind)

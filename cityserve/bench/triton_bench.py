@@ -6,6 +6,7 @@ concurrency sweep over gRPC for the raw-tensor ``render`` model and the PNG ``la
 above). The server's own per-model compute time (Triton's statistics API) is recorded beside it.
 perf_analyzer runs too when it is installed (``make perf-analyzer``; see benchmarks/README.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -77,10 +78,19 @@ def _sweep_point(url: str, endpoint: str, make_inputs, concurrency: int, request
         th.join()
     wall = time.perf_counter() - t0
     ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
-    return {"endpoint": endpoint, "concurrency": concurrency, "requests": len(lat), "errors": errors[:3],
-            "latency_ms": {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-                           "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean())},
-            "throughput_ips": len(lat) / wall}
+    return {
+        "endpoint": endpoint,
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": errors[:3],
+        "latency_ms": {
+            "p50": float(np.percentile(ms, 50)),
+            "p90": float(np.percentile(ms, 90)),
+            "p99": float(np.percentile(ms, 99)),
+            "mean": float(ms.mean()),
+        },
+        "throughput_ips": len(lat) / wall,
+    }
 
 
 def run_triton(plan, doc: dict, cache: Path) -> dict:
@@ -95,12 +105,22 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
     try:
         import tritonclient.grpc as grpcclient
     except ImportError:
-        return {"status": "not measured", "reason": "tritonclient is not installed", "target": "cpu", "model": card.name}
+        return {
+            "status": "not measured",
+            "reason": "tritonclient is not installed",
+            "target": "cpu",
+            "model": card.name,
+        }
     repo_dir = cache / f"triton-repo-{card.name}"
     if repo_dir.exists():
         shutil.rmtree(repo_dir)
-    built = build_repository([card], "cpu", repo_dir, work_dir=cache / "triton-work",
-                             overrides={"cpu_engine": getattr(plan, "triton_cpu_engine", "auto")})
+    built = build_repository(
+        [card],
+        "cpu",
+        repo_dir,
+        work_dir=cache / "triton-work",
+        overrides={"cpu_engine": getattr(plan, "triton_cpu_engine", "auto")},
+    )
     render_engine = built.models["render"].get("engine", "onnxruntime")
     if render_engine == "aot":  # the in-process figure to compare with: the same package
         import json as _json
@@ -136,9 +156,15 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
         return [i], None
 
     engine_ms = _engine_ms(doc, card.name, render_engine)
-    out = {"status": "ok", "target": "cpu", "model": card.name, "render_engine": render_engine,
-           "engine_ms_in_process": engine_ms,
-           "sweep": [], "perf_analyzer": {"status": "not measured"}}
+    out = {
+        "status": "ok",
+        "target": "cpu",
+        "model": card.name,
+        "render_engine": render_engine,
+        "engine_ms_in_process": engine_ms,
+        "sweep": [],
+        "perf_analyzer": {"status": "not measured"},
+    }
     with TritonServer(repo_dir) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         for endpoint, make in (("render", raw_inputs), ("label2photo", png_inputs)):
@@ -152,8 +178,9 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
                 row["engine_ms"] = engine_ms
                 row["outside_engine_share"] = (1 - engine_ms / row["latency_ms"]["p50"]) if engine_ms else None
                 out["sweep"].append(row)
-        out["perf_analyzer"] = run_perf_analyzer(server.grpc_url, "render", ids.shape, io, cache,
-                                                 quick=plan.triton_requests < 16, engine_ms=engine_ms)
+        out["perf_analyzer"] = run_perf_analyzer(
+            server.grpc_url, "render", ids.shape, io, cache, quick=plan.triton_requests < 16, engine_ms=engine_ms
+        )
         client.close()
     return out
 
@@ -169,8 +196,9 @@ def find_perf_analyzer() -> Optional[Path]:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool = False,
-                      engine_ms: Optional[float] = None) -> dict:
+def run_perf_analyzer(
+    url: str, model: str, shape, io, cache: Path, quick: bool = False, engine_ms: Optional[float] = None
+) -> dict:
     """perf_analyzer over concurrency 1..4 (1..2 in quick mode, with a loose stability criterion so a
     busy 2-core machine still converges; the settings are recorded with the command)."""
     exe = find_perf_analyzer()
@@ -184,10 +212,33 @@ def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool 
     # sweep concurrency 1..2 only; quick mode also loosens the stability criterion for busy machines.
     ms = engine_ms or 0.0
     window = max(1000 if quick else 5000, int(6 * ms))
-    settings = ["--concurrency-range", "1:2:1" if quick or ms > 500 else "1:4:1", "--measurement-interval",
-                str(window), "-s", "1000" if quick else "20", "-r", "10"]
-    cmd = [str(exe), "-m", model, "-u", url, "-i", "grpc", "-b", "1", "--input-data", "zero", *settings,
-           "-f", str(csv), *shapes]
+    settings = [
+        "--concurrency-range",
+        "1:2:1" if quick or ms > 500 else "1:4:1",
+        "--measurement-interval",
+        str(window),
+        "-s",
+        "1000" if quick else "20",
+        "-r",
+        "10",
+    ]
+    cmd = [
+        str(exe),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "grpc",
+        "-b",
+        "1",
+        "--input-data",
+        "zero",
+        *settings,
+        "-f",
+        str(csv),
+        *shapes,
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -199,6 +250,12 @@ def run_perf_analyzer(url: str, model: str, shape, io, cache: Path, quick: bool 
     header = lines[0].split(",")
     for line in lines[1:]:
         v = dict(zip(header, line.split(",")))
-        rows.append({"concurrency": int(v["Concurrency"]), "throughput_ips": float(v["Inferences/Second"]),
-                     "p50_ms": float(v["p50 latency"]) / 1e3, "p99_ms": float(v["p99 latency"]) / 1e3})
+        rows.append(
+            {
+                "concurrency": int(v["Concurrency"]),
+                "throughput_ips": float(v["Inferences/Second"]),
+                "p50_ms": float(v["p50 latency"]) / 1e3,
+                "p99_ms": float(v["p99 latency"]) / 1e3,
+            }
+        )
     return {"status": "ok", "command": " ".join(cmd), "rows": rows}

@@ -1,5 +1,6 @@
 """``cityserve demo`` (what ``make demo`` runs): the example label maps -> photos through a real local
 Triton server and gRPC, end to end."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,24 @@ examples:
 
 
 def register(sub, groups) -> None:
-    p = sub.add_parser("demo", help="render the example label maps through a local Triton server",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="render the example label maps through a local Triton server",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--examples", metavar="DIR", help="directory of label PNGs (default: examples/)")
-    p.add_argument("--out", default="demo_output", metavar="DIR", help="where to write photos + montage (default demo_output/)")
-    p.add_argument("--model", dest="models", action="append", metavar="CARD",
-                   help="serve these cards (or exported .onnx graphs) instead of the demo model")
+    p.add_argument(
+        "--out", default="demo_output", metavar="DIR", help="where to write photos + montage (default demo_output/)"
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        metavar="CARD",
+        help="serve these cards (or exported .onnx graphs) instead of the demo model",
+    )
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for the server (default 300)")
     p.set_defaults(func=run)
 
@@ -53,8 +66,10 @@ def example_label_maps(directory, height: int, width: int) -> list[tuple[str, by
     from ..data.synthetic import generate_scene
     from ..labels import write_id_png
 
-    return [(f"synthetic_{seed}", write_id_png(None, generate_scene(seed, height, width).labels, "cityscapes"))
-            for seed in range(3)]
+    return [
+        (f"synthetic_{seed}", write_id_png(None, generate_scene(seed, height, width).labels, "cityscapes"))
+        for seed in range(3)
+    ]
 
 
 def fit_to_model(data: bytes, label_set, height: int, width: int) -> tuple[bytes, object, bool]:
@@ -143,8 +158,10 @@ def run(args) -> int:
     atomic_write_bytes(out / "montage.png", encode_rgb_png(montage(rows), 6))
     print(f"\nresults in {out.resolve()}/: {len(rows)} photos and montage.png (label colors | photo)")
     if timings:
-        print(f"render times through gRPC: first {timings[0]:.0f} ms, median "
-              f"{sorted(timings)[len(timings) // 2]:.0f} ms ({generator.name}, {generator.height}x{generator.width})")
+        print(
+            f"render times through gRPC: first {timings[0]:.0f} ms, median "
+            f"{sorted(timings)[len(timings) // 2]:.0f} ms ({generator.name}, {generator.height}x{generator.width})"
+        )
     if warning:
         print("(placeholder model with random weights: the photos are noise until models/demo/ is shipped)")
     print(f"demo took {time.perf_counter() - t_all:.1f} s")

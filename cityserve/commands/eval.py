@@ -1,4 +1,5 @@
 """``cityserve eval``: segmentation mIoU, segmentation consistency + L1/SSIM of a generator, FID/KID."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,13 @@ downloaded); with that file the numbers are comparable to published pytorch-fid 
 
 
 def register(sub, groups) -> None:
-    p = sub.add_parser("eval", help="evaluate segmenters and generators (mIoU, consistency, L1/SSIM, FID/KID)",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "eval",
+        help="evaluate segmenters and generators (mIoU, consistency, L1/SSIM, FID/KID)",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ev = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
 
     s = ev.add_parser("segmenter", help="mIoU / per-class IoU and F1 of a segmenter on synthetic scenes")
@@ -33,9 +39,12 @@ def register(sub, groups) -> None:
 
     g = ev.add_parser("generator", help="segmentation consistency, L1/SSIM (and FID/KID) of a generator")
     g.add_argument("model", help="generator model card")
-    g.add_argument("--segmenter", required=True,
-                   help="segmenter model card used for consistency (photos of another size are segmented at "
-                        "the segmenter's own size, then the ids are nearest-resized back)")
+    g.add_argument(
+        "--segmenter",
+        required=True,
+        help="segmenter model card used for consistency (photos of another size are segmented at "
+        "the segmenter's own size, then the ids are nearest-resized back)",
+    )
     g.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10049"))
     g.add_argument("--engine", default="torch", help="render engine (torch, onnxruntime, aot)")
     g.add_argument("--inception", help="pytorch-fid Inception weights file; adds FID and KID")
@@ -45,7 +54,9 @@ def register(sub, groups) -> None:
     f = ev.add_parser("fid", help="FID and KID between two image folders")
     f.add_argument("folder_a")
     f.add_argument("folder_b")
-    f.add_argument("--inception", required=True, help="pytorch-fid Inception weights file (pt_inception-2015-12-05-*.pth)")
+    f.add_argument(
+        "--inception", required=True, help="pytorch-fid Inception weights file (pt_inception-2015-12-05-*.pth)"
+    )
     _common(f)
     f.set_defaults(func=run_fid)
 
@@ -81,8 +92,14 @@ def run_generator(args) -> int:
 
     gen, seg = load_card(args.model), load_card(args.segmenter)
     report = evaluate_generator(gen, seg, args.seeds, engine=args.engine, inception=args.inception)
-    result = {"model": gen.name, "size": f"{gen.height}x{gen.width}", "segmenter": seg.name,
-              "segmenter_size": f"{seg.height}x{seg.width}", "engine": args.engine, **report.to_dict()}
+    result = {
+        "model": gen.name,
+        "size": f"{gen.height}x{gen.width}",
+        "segmenter": seg.name,
+        "segmenter_size": f"{seg.height}x{seg.width}",
+        "engine": args.engine,
+        **report.to_dict(),
+    }
     return _emit(args, result, report.markdown())
 
 

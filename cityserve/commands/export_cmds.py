@@ -1,4 +1,5 @@
 """``cityserve export onnx`` and ``cityserve export tensorrt``: a model card -> ONNX -> TensorRT plan."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 
 ONNX_DESCRIPTION = """\
-Export a model card's model as one ONNX graph with the DESIGN.md contract:
+Export a model card's model as one ONNX graph with the docs/architecture.md contract:
   generator  labels uint8 [B,1,H,W] (+ instances int32 [B,1,H,W], + z float32 [B,z_dim]) -> image uint8 [B,H,W,3]
   segmenter  image uint8 [B,H,W,3] -> labels uint8 [B,1,H,W]
 Batch is dynamic, H and W are the card's. Spectral norm is folded and batch norm exported in eval form.
@@ -50,25 +51,43 @@ see docs/tensorrt.md for which TensorRT versions each GPU needs (V100 ends at Te
 
 def register(sub, groups) -> None:
     exp = groups["export"]
-    p = exp.add_parser("onnx", help="a model card -> render.onnx / segment.onnx (+ card beside it)",
-                       description=ONNX_DESCRIPTION, epilog=ONNX_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = exp.add_parser(
+        "onnx",
+        help="a model card -> render.onnx / segment.onnx (+ card beside it)",
+        description=ONNX_DESCRIPTION,
+        epilog=ONNX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("card", metavar="CARD", help="model card, its weights file, or a directory with one card")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
     p.add_argument("--fused", action="store_true", help="SPADE: export the fused inference form")
-    p.add_argument("--verify", action="store_true",
-                   help="compare onnxruntime (CPU) with torch at batch 1 and 4; exit 1 if they differ")
-    p.add_argument("--precision-report", nargs="?", const="fp16", choices=["fp16", "bf16"], metavar="fp16|bf16",
-                   help="also write <stem>.precision.json (default fp16)")
-    p.add_argument("--threshold", type=float, help="precision report: relative-error threshold "
-                                                   "(default 0.01 fp16, 0.05 bf16)")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare onnxruntime (CPU) with torch at batch 1 and 4; exit 1 if they differ",
+    )
+    p.add_argument(
+        "--precision-report",
+        nargs="?",
+        const="fp16",
+        choices=["fp16", "bf16"],
+        metavar="fp16|bf16",
+        help="also write <stem>.precision.json (default fp16)",
+    )
+    p.add_argument(
+        "--threshold", type=float, help="precision report: relative-error threshold (default 0.01 fp16, 0.05 bf16)"
+    )
     p.add_argument("--skip-op-check", action="store_true", help="do not check ops against TensorRT's ONNX parser")
     p.set_defaults(func=run_onnx)
 
-    t = exp.add_parser("tensorrt", help="render.onnx -> render.plan (TensorRT 10, FP16)",
-                       description=TRT_DESCRIPTION, epilog=TRT_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = exp.add_parser(
+        "tensorrt",
+        help="render.onnx -> render.plan (TensorRT 10, FP16)",
+        description=TRT_DESCRIPTION,
+        epilog=TRT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("onnx", metavar="MODEL.onnx", help="an ONNX file exported by `cityserve export onnx`")
     t.add_argument("--out", required=True, metavar="PLAN", help="the engine file to write (e.g. render.plan)")
     t.add_argument("--min-batch", type=int, help="smallest batch of the optimization profile")
@@ -98,15 +117,19 @@ def run_onnx(args) -> int:
 
         report = report_for_card(card, args.precision_report, args.threshold, fused=args.fused)
         rp = report.save(path.with_name(path.stem + ".precision.json"))
-        print(f"wrote {rp}: {len(report.flagged)} layer(s) flagged for {report.dtype}"
-              + (f" ({', '.join(report.flagged[:5])}{' …' if len(report.flagged) > 5 else ''})" if report.flagged else ""))
+        print(
+            f"wrote {rp}: {len(report.flagged)} layer(s) flagged for {report.dtype}"
+            + (f" ({', '.join(report.flagged[:5])}{' …' if len(report.flagged) > 5 else ''})" if report.flagged else "")
+        )
     if args.verify:
         ok = True
         for stats in verify_onnx(card, path, fused=args.fused):
             good = parity_ok(stats, card.kind)
             ok &= good
-            print(f"  batch {stats['batch']}: {stats['identical'] * 100:.3f}% identical, max diff {stats['max_diff']}"
-                  f" -> {'ok' if good else 'MISMATCH'}")
+            print(
+                f"  batch {stats['batch']}: {stats['identical'] * 100:.3f}% identical, max diff {stats['max_diff']}"
+                f" -> {'ok' if good else 'MISMATCH'}"
+            )
         if not ok:
             print("onnxruntime and torch outputs differ beyond the parity bar", flush=True)
             return 1
@@ -116,19 +139,37 @@ def run_onnx(args) -> int:
 def run_tensorrt(args) -> int:
     from ..export.tensorrt_build import build_engine, plan_build
 
-    plan = plan_build(args.onnx, args.out, min_batch=args.min_batch, opt_batch=args.opt_batch,
-                      max_batch=args.max_batch, precision=args.precision, timing_cache=args.timing_cache,
-                      fp32_layers_from=args.fp32_layers_from)
+    plan = plan_build(
+        args.onnx,
+        args.out,
+        min_batch=args.min_batch,
+        opt_batch=args.opt_batch,
+        max_batch=args.max_batch,
+        precision=args.precision,
+        timing_cache=args.timing_cache,
+        fp32_layers_from=args.fp32_layers_from,
+    )
     print(plan.describe(), flush=True)
     if args.dry_run:
         return 0
     print("building (this takes minutes for full-size models) ...", flush=True)
-    path = build_engine(args.onnx, args.out, min_batch=args.min_batch, opt_batch=args.opt_batch,
-                        max_batch=args.max_batch, precision=args.precision, timing_cache=args.timing_cache,
-                        fp32_layers_from=args.fp32_layers_from, workspace_gib=args.workspace_gib,
-                        log_path=args.log, verbose=args.verbose)
+    path = build_engine(
+        args.onnx,
+        args.out,
+        min_batch=args.min_batch,
+        opt_batch=args.opt_batch,
+        max_batch=args.max_batch,
+        precision=args.precision,
+        timing_cache=args.timing_cache,
+        fp32_layers_from=args.fp32_layers_from,
+        workspace_gib=args.workspace_gib,
+        log_path=args.log,
+        verbose=args.verbose,
+    )
     card = json.loads(Path(path).with_name(Path(path).stem + ".card.json").read_text())
     info = card["extra"]["tensorrt"]
-    print(f"wrote {path} (TensorRT {info['tensorrt']}, {info['gpu']}, compute {info['compute_capability']}, "
-          f"{info['fp32_layers_pinned']} layer(s) pinned to FP32)")
+    print(
+        f"wrote {path} (TensorRT {info['tensorrt']}, {info['gpu']}, compute {info['compute_capability']}, "
+        f"{info['fp32_layers_pinned']} layer(s) pinned to FP32)"
+    )
     return 0

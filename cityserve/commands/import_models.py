@@ -1,5 +1,6 @@
 """``cityserve import pix2pix`` and ``cityserve import fchardnet``: official checkpoints -> cityserve
 weights + model card, checked against the architecture on the way in."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,28 +36,56 @@ examples:
 
 def register(sub, groups) -> None:
     imp = groups["import"]
-    p = imp.add_parser("pix2pix", help="import a junyanz pix2pix latest_net_G.pth (U-Net generator)",
-                       description="Import a junyanz pix2pix U-Net generator as it is: weights + a generator "
-                                   "model card, checked against the options on the way in.", epilog=PIX2PIX_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = imp.add_parser(
+        "pix2pix",
+        help="import a junyanz pix2pix latest_net_G.pth (U-Net generator)",
+        description="Import a junyanz pix2pix U-Net generator as it is: weights + a generator "
+        "model card, checked against the options on the way in.",
+        epilog=PIX2PIX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", help="latest_net_G.pth (or <epoch>_net_G.pth)")
-    p.add_argument("--label-set", default="cityscapes",
-                   help="built-in name (cityscapes, ade20k, coco-stuff) or a label-set JSON/YAML file (default: cityscapes)")
-    p.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW",
-                   help="resolution the model renders; multiples of 256 for unet_256 (default: 256x256)")
-    p.add_argument("--input", dest="input_mode", choices=("onehot", "color"), default=None,
-                   help="how the model was fed labels: one-hot channels or palette colors (default: color "
-                        "when the file takes 3 input channels, else onehot)")
+    p.add_argument(
+        "--label-set",
+        default="cityscapes",
+        help="built-in name (cityscapes, ade20k, coco-stuff) or a label-set JSON/YAML file (default: cityscapes)",
+    )
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=(256, 256),
+        metavar="HxW",
+        help="resolution the model renders; multiples of 256 for unet_256 (default: 256x256)",
+    )
+    p.add_argument(
+        "--input",
+        dest="input_mode",
+        choices=("onehot", "color"),
+        default=None,
+        help="how the model was fed labels: one-hot channels or palette colors (default: color "
+        "when the file takes 3 input channels, else onehot)",
+    )
     p.add_argument("--name", help="checkpoint name (default: pix2pix_<label set>_<H>x<W>)")
     p.add_argument("--out", required=True, help="output directory for NAME.pt and NAME.card.json")
     p.set_defaults(func=run_pix2pix)
 
-    f = imp.add_parser("fchardnet", help="import an FCHarDNet (hardnet70) best-model file as a segmenter",
-                       description="Import an official FCHarDNet (hardnet70) best-model file as it is: weights + "
-                                   "a segmenter model card with the official preprocessing.", epilog=FCHARDNET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f = imp.add_parser(
+        "fchardnet",
+        help="import an FCHarDNet (hardnet70) best-model file as a segmenter",
+        description="Import an official FCHarDNet (hardnet70) best-model file as it is: weights + "
+        "a segmenter model card with the official preprocessing.",
+        epilog=FCHARDNET_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     f.add_argument("checkpoint", help="*_best_model.pkl from FCHarDNet's train.py")
     f.add_argument("--label-set", default="cityscapes", help="label set of the train ids (default: cityscapes)")
-    f.add_argument("--size", type=parse_size, default=(1024, 2048), metavar="HxW",
-                   help="resolution recorded in the card, multiples of 32 (default: 1024x2048)")
+    f.add_argument(
+        "--size",
+        type=parse_size,
+        default=(1024, 2048),
+        metavar="HxW",
+        help="resolution recorded in the card, multiples of 32 (default: 1024x2048)",
+    )
     f.add_argument("--name", help="checkpoint name (default: fchardnet70_<label set>)")
     f.add_argument("--out", required=True, help="output directory for NAME.pt and NAME.card.json")
     f.set_defaults(func=run_fchardnet)

@@ -1,4 +1,5 @@
 """``cityserve import spade``: an official NVlabs SPADE checkpoint -> cityserve weights + model card."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,18 +34,33 @@ NAME.card.json; render with `cityserve render LABELS.png --model DIR --out photo
 
 
 def register(sub, groups) -> None:
-    p = groups["import"].add_parser("spade", help="an official SPADE/GauGAN latest_net_G.pth (+ net_E)",
-                                    description=DESCRIPTION, epilog=EPILOG,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = groups["import"].add_parser(
+        "spade",
+        help="an official SPADE/GauGAN latest_net_G.pth (+ net_E)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("netG", metavar="NETG.pth", help="official generator state dict (latest_net_G.pth)")
     p.add_argument("--netE", metavar="NETE.pth", help="official encoder state dict of a VAE model (latest_net_E.pth)")
-    p.add_argument("--label-set", required=True, metavar="NAME|FILE",
-                   help="cityscapes, ade20k, coco-stuff, or a JSON/YAML label-set file")
-    p.add_argument("--size", required=True, type=parse_size, metavar="HxW",
-                   help="output size, e.g. 256x512 (sets crop_size = W and aspect_ratio = W/H)")
-    p.add_argument("--upsampling", choices=["normal", "more", "most"],
-                   help="num_upsampling_layers (default: inferred where the tensors tell, else the dataset's "
-                        "official default)")
+    p.add_argument(
+        "--label-set",
+        required=True,
+        metavar="NAME|FILE",
+        help="cityscapes, ade20k, coco-stuff, or a JSON/YAML label-set file",
+    )
+    p.add_argument(
+        "--size",
+        required=True,
+        type=parse_size,
+        metavar="HxW",
+        help="output size, e.g. 256x512 (sets crop_size = W and aspect_ratio = W/H)",
+    )
+    p.add_argument(
+        "--upsampling",
+        choices=["normal", "more", "most"],
+        help="num_upsampling_layers (default: inferred where the tensors tell, else the dataset's official default)",
+    )
     p.add_argument("--no-instance", action="store_true", help="the model has no instance-edge channel")
     p.add_argument("--dontcare", action="store_true", help="the model has a dontcare label channel")
     p.add_argument("--vae", action="store_true", help="assert the generator is a VAE generator (inferred anyway)")
@@ -56,8 +72,17 @@ def register(sub, groups) -> None:
 def run(args) -> int:
     from ..importing.spade import import_spade
 
-    card_path = import_spade(args.netG, args.label_set, args.size, args.out, netE=args.netE,
-                             upsampling=args.upsampling, no_instance=args.no_instance, dontcare=args.dontcare,
-                             vae=args.vae, name=args.name)
+    card_path = import_spade(
+        args.netG,
+        args.label_set,
+        args.size,
+        args.out,
+        netE=args.netE,
+        upsampling=args.upsampling,
+        no_instance=args.no_instance,
+        dontcare=args.dontcare,
+        vae=args.vae,
+        name=args.name,
+    )
     print(f"wrote {card_path}")
     return 0

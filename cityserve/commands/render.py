@@ -1,5 +1,6 @@
 """``cityserve render``: a label PNG -> a photo PNG, locally (torch / onnxruntime / aot / tensorrt) or
 through a running server (``--server``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,17 +41,27 @@ ENGINE_NAMES = ("torch", "onnxruntime", "aot", "tensorrt")
 
 
 def register(sub, groups) -> None:
-    p = sub.add_parser("render", help="render a label PNG into a photo PNG", description=DESCRIPTION,
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "render",
+        help="render a label PNG into a photo PNG",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("labels", metavar="LABELS.png", help="color label PNG or 1-channel id PNG")
-    p.add_argument("--model", metavar="CARD", help="model card, its weights file, or a directory with one card "
-                                                   "(with --server: the served model's name)")
+    p.add_argument(
+        "--model",
+        metavar="CARD",
+        help="model card, its weights file, or a directory with one card (with --server: the served model's name)",
+    )
     p.add_argument("--out", required=True, metavar="PHOTO.png", help="where to write the photo (PNG)")
     p.add_argument("--instances", metavar="INSTANCES.png", help="16-bit instance-id PNG (Cityscapes instanceIds)")
     style = p.add_mutually_exclusive_group()
     style.add_argument("--seed", type=int, help="VAE models: seed of the random style latent")
     style.add_argument("--style", metavar="IMAGE", help="VAE models: take the style of this image (its encoder mean)")
-    style.add_argument("--z", metavar="Z.npy|Z.pt", help="VAE models: a saved style latent, float [z_dim] or [1, z_dim]")
+    style.add_argument(
+        "--z", metavar="Z.npy|Z.pt", help="VAE models: a saved style latent, float [z_dim] or [1, z_dim]"
+    )
     p.add_argument("--nearest", action="store_true", help="snap label colors to the nearest palette color")
     p.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="render engine (default torch)")
     p.add_argument("--device", help="cpu or cuda (default cpu; for onnxruntime: its execution provider)")
@@ -79,8 +90,10 @@ def read_labels_for_model(src, card, nearest: bool = False) -> np.ndarray:
         if bad.any():
             values, counts = np.unique(img[bad], return_counts=True)
             listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:3], counts[:3]))
-            raise LabelError(f"{name}: id(s) {listed} out of range for model {card.name!r} with {num_classes} "
-                             f"label channels (ids 0..{num_classes - 1})")
+            raise LabelError(
+                f"{name}: id(s) {listed} out of range for model {card.name!r} with {num_classes} "
+                f"label channels (ids 0..{num_classes - 1})"
+            )
         return img.astype(np.uint8 if num_classes <= 256 else np.int32)
     return read_label_png(src, ls, nearest=nearest)
 
@@ -160,11 +173,16 @@ def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
     if (lh, lw) == (h, w):
         return labels, instances
     if lh * w != lw * h:
-        raise LabelError(f"label map is {lh}x{lw} but the model renders {h}x{w} (HxW), another aspect ratio: "
-                         f"crop it to {h}:{w} first (same-aspect maps are resized with nearest neighbour)")
-    print(f"note: label map is {labels.shape[0]}x{labels.shape[1]}, model {card.name!r} renders {h}x{w}: "
-          f"resized with nearest neighbour", file=sys.stderr)
-    resize = lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST)  # noqa: E731
+        raise LabelError(
+            f"label map is {lh}x{lw} but the model renders {h}x{w} (HxW), another aspect ratio: "
+            f"crop it to {h}:{w} first (same-aspect maps are resized with nearest neighbour)"
+        )
+    print(
+        f"note: label map is {labels.shape[0]}x{labels.shape[1]}, model {card.name!r} renders {h}x{w}: "
+        f"resized with nearest neighbour",
+        file=sys.stderr,
+    )
+    resize = lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST)
     labels = resize(labels.astype(np.int32) if labels.dtype not in (np.uint8, np.uint16, np.int32) else labels)
     if instances is not None:
         instances = resize(instances.astype(np.int32))
@@ -199,8 +217,7 @@ def run(args) -> int:
     if args.style:
         if not renderer.io.z_dim:
             raise ConfigError(f"--style: model {card.name!r} is not a VAE model, it takes no style")
-        z = style_latent(card, read_style_image(args.style),
-                         device=args.device if args.engine == "torch" else None)
+        z = style_latent(card, read_style_image(args.style), device=args.device if args.engine == "torch" else None)
     elif args.z:
         if not renderer.io.z_dim:
             raise ConfigError(f"--z: model {card.name!r} is not a VAE model, it takes no latent")

@@ -1,4 +1,5 @@
 """``cityserve repo build``: model cards -> a Triton model repository for one target."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,39 +42,82 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 def register(sub, groups) -> None:
-    p = groups["repo"].add_parser("build", help="write a Triton model repository for a target",
-                                  description=DESCRIPTION, epilog=EPILOG,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", choices=("cpu", "gpu-trt", "gpu-onnx"), default="cpu", help="serving target (default cpu)")
-    p.add_argument("--model", dest="models", action="append", required=True, metavar="CARD",
-                   help="a generator or segmenter (repeat for several)")
+    p = groups["repo"].add_parser(
+        "build",
+        help="write a Triton model repository for a target",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--target", choices=("cpu", "gpu-trt", "gpu-onnx"), default="cpu", help="serving target (default cpu)"
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="CARD",
+        help="a generator or segmenter (repeat for several)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="the repository directory to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it is an existing cityserve repository")
     g = p.add_argument_group("serving options (default: the card's, else the built-in defaults)")
     g.add_argument("--max-batch-size", type=int, help="largest batch the models accept (default 8)")
-    g.add_argument("--preferred-batch-sizes", type=_batch_sizes, metavar="N,N,..",
-                   help="dynamic batching preferred sizes (default powers of two up to max)")
+    g.add_argument(
+        "--preferred-batch-sizes",
+        type=_batch_sizes,
+        metavar="N,N,..",
+        help="dynamic batching preferred sizes (default powers of two up to max)",
+    )
     g.add_argument("--max-queue-delay-us", type=int, help="dynamic batching queue delay (default 2000)")
     g.add_argument("--instances", type=int, help="model instances per model (default 1)")
     g.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels (default 4096*4096)")
     g.add_argument("--max-bytes", type=int, help="largest PNG accepted, in bytes (default 64 MiB)")
-    g.add_argument("--threads", dest="intra_op_threads", type=int,
-                   help="cpu target: onnxruntime threads per instance (default: onnxruntime's)")
+    g.add_argument(
+        "--threads",
+        dest="intra_op_threads",
+        type=int,
+        help="cpu target: onnxruntime threads per instance (default: onnxruntime's)",
+    )
     g.add_argument("--no-warmup", dest="warmup", action="store_const", const=False, help="skip warm-up requests")
-    g.add_argument("--nearest", dest="nearest_colors", action="store_const", const=True,
-                   help="decode_png snaps label colors to the nearest palette color instead of refusing them")
-    g.add_argument("--cpu-engine", choices=("auto", "aot", "onnxruntime"),
-                   help="cpu target render model: AOTInductor package (BF16) or onnxruntime; auto (default): "
-                        "aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given")
+    g.add_argument(
+        "--nearest",
+        dest="nearest_colors",
+        action="store_const",
+        const=True,
+        help="decode_png snaps label colors to the nearest palette color instead of refusing them",
+    )
+    g.add_argument(
+        "--cpu-engine",
+        choices=("auto", "aot", "onnxruntime"),
+        help="cpu target render model: AOTInductor package (BF16) or onnxruntime; auto (default): "
+        "aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given",
+    )
     g.add_argument("--onnx-accelerator", choices=("none", "tensorrt"), help="gpu-onnx: TensorRT EP in FP16")
-    p.add_argument("--plan", action="append", default=[], metavar="NAME=PATH",
-                   help="gpu-trt: a TensorRT engine for the card (or model) NAME")
+    p.add_argument(
+        "--plan",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="gpu-trt: a TensorRT engine for the card (or model) NAME",
+    )
     p.set_defaults(func=run)
 
 
-OPTION_NAMES = ("max_batch_size", "preferred_batch_sizes", "max_queue_delay_us", "instances", "max_pixels",
-                "max_bytes", "intra_op_threads", "warmup", "nearest_colors", "onnx_accelerator",
-                "cpu_engine")
+OPTION_NAMES = (
+    "max_batch_size",
+    "preferred_batch_sizes",
+    "max_queue_delay_us",
+    "instances",
+    "max_pixels",
+    "max_bytes",
+    "intra_op_threads",
+    "warmup",
+    "nearest_colors",
+    "onnx_accelerator",
+    "cpu_engine",
+)
 
 
 def run(args) -> int:
@@ -87,8 +131,7 @@ def run(args) -> int:
         name, path = item.split("=", 1)
         plans[name] = path
     overrides = {k: getattr(args, k, None) for k in OPTION_NAMES}
-    built = build_repository(args.models, args.target, args.out, overrides=overrides, plans=plans,
-                             overwrite=args.force)
+    built = build_repository(args.models, args.target, args.out, overrides=overrides, plans=plans, overwrite=args.force)
     print(f"wrote {args.target} repository {built.path}")
     for name, info in sorted(built.models.items()):
         print(f"  {name:<24} {info.get('role', ''):<14} {info.get('card', '')}")

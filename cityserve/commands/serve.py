@@ -1,4 +1,5 @@
 """``cityserve serve``: a model repository behind a local Triton server, until Ctrl-C or SIGTERM."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,20 +32,38 @@ then, from another terminal:
 
 
 def register(sub, groups) -> None:
-    p = sub.add_parser("serve", help="serve a model repository with a local Triton server",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "serve",
+        help="serve a model repository with a local Triton server",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--repo", metavar="DIR", help="model repository (default: build one from --model / the demo model)")
-    p.add_argument("--model", dest="models", action="append", metavar="CARD",
-                   help="build the repository from these cards (repeatable; ignored with --repo)")
-    p.add_argument("--target", choices=("cpu", "gpu-trt", "gpu-onnx"), default="cpu",
-                   help="target of the repository built without --repo (default cpu)")
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        metavar="CARD",
+        help="build the repository from these cards (repeatable; ignored with --repo)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("cpu", "gpu-trt", "gpu-onnx"),
+        default="cpu",
+        help="target of the repository built without --repo (default cpu)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0: any free port)")
     p.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0: any free port)")
     p.add_argument("--metrics-port", type=int, default=8002, help="metrics port (default 8002; 0: any free port)")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for readiness (default 300)")
-    p.add_argument("--server-binary", choices=("auto", "bundled", "path"), default="auto",
-                   help="which tritonserver: the nvidia-pytriton wheel's, the one on PATH, or auto (default)")
+    p.add_argument(
+        "--server-binary",
+        choices=("auto", "bundled", "path"),
+        default="auto",
+        help="which tritonserver: the nvidia-pytriton wheel's, the one on PATH, or auto (default)",
+    )
     p.set_defaults(func=run)
 
 
@@ -105,26 +124,36 @@ def run(args) -> int:
             try:
                 if args.repo:
                     repo = Path(args.repo)
-                    target = load_manifest(repo).get("target", "cpu") if (repo / "cityserve_repo.json").is_file() else "?"
+                    target = (
+                        load_manifest(repo).get("target", "cpu") if (repo / "cityserve_repo.json").is_file() else "?"
+                    )
                 else:
                     repo = build_default_repository(args.models, args.target, Path(tmp) / "repo")
                     target = args.target
                 prefer = args.server_binary
                 if prefer == "auto" and target in ("gpu-trt", "gpu-onnx"):
                     prefer = "path"  # the bundled server has only the python backend
-                server = TritonServer(repo, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
-                                      metrics_port=args.metrics_port, install=find_tritonserver(prefer),
-                                      startup_timeout=args.startup_timeout)
+                server = TritonServer(
+                    repo,
+                    host=args.host,
+                    grpc_port=args.grpc_port,
+                    http_port=args.http_port,
+                    metrics_port=args.metrics_port,
+                    install=find_tritonserver(prefer),
+                    startup_timeout=args.startup_timeout,
+                )
                 print(f"starting tritonserver ({server.install.binary}) on {args.host} ...", flush=True)
                 started = time.perf_counter()
                 server.start()
-                print(f"ready in {time.perf_counter() - started:.1f} s: repository {repo} (target {target})\n"
-                      f"  gRPC     {server.grpc_url}\n"
-                      f"  HTTP     http://{server.http_url}\n"
-                      f"  metrics  {server.metrics_url}\n"
-                      f"  log      {server.log_path}\n"
-                      f"model control is off (clients cannot load models). Ctrl-C or SIGTERM stops the server.",
-                      flush=True)
+                print(
+                    f"ready in {time.perf_counter() - started:.1f} s: repository {repo} (target {target})\n"
+                    f"  gRPC     {server.grpc_url}\n"
+                    f"  HTTP     http://{server.http_url}\n"
+                    f"  metrics  {server.metrics_url}\n"
+                    f"  log      {server.log_path}\n"
+                    f"model control is off (clients cannot load models). Ctrl-C or SIGTERM stops the server.",
+                    flush=True,
+                )
                 while server.alive():
                     time.sleep(0.5)
                 print(f"error: tritonserver exited on its own; log tail:\n{server.log_tail()}", file=sys.stderr)

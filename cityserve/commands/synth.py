@@ -1,5 +1,6 @@
 """``cityserve synth``: write procedural street scenes as Cityscapes files (photo, ids, instances,
 colors, depth) for training, tests, demos and benchmarks."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,17 +41,35 @@ examples:
 
 
 def register(sub, groups) -> None:
-    p = sub.add_parser("synth", help="write synthetic street scenes as Cityscapes files",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-9"), metavar="SEEDS",
-                   help="scene seeds: 0-99, 1,5,7 or 0-9,20 (default 0-9)")
+    p = sub.add_parser(
+        "synth",
+        help="write synthetic street scenes as Cityscapes files",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=parse_seeds("0-9"),
+        metavar="SEEDS",
+        help="scene seeds: 0-99, 1,5,7 or 0-9,20 (default 0-9)",
+    )
     p.add_argument("--size", type=parse_size, default=(256, 512), metavar="HxW", help="resolution (default 256x512)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (created)")
-    p.add_argument("--layout", choices=("cityscapes", "flat", "demo"), default="cityscapes",
-                   help="cityscapes: leftImg8bit/ + gtFine/ tree (default); flat: all files in DIR; "
-                        "demo: street_NN.png color label maps + instance PNGs only")
-    p.add_argument("--ego-vehicle", choices=("auto", "yes", "no"), default=None,
-                   help="draw the recording car's bonnet: auto = the seed decides (default; 'no' for demo)")
+    p.add_argument(
+        "--layout",
+        choices=("cityscapes", "flat", "demo"),
+        default="cityscapes",
+        help="cityscapes: leftImg8bit/ + gtFine/ tree (default); flat: all files in DIR; "
+        "demo: street_NN.png color label maps + instance PNGs only",
+    )
+    p.add_argument(
+        "--ego-vehicle",
+        choices=("auto", "yes", "no"),
+        default=None,
+        help="draw the recording car's bonnet: auto = the seed decides (default; 'no' for demo)",
+    )
     p.add_argument("--split", default="train", help="split folder of the cityscapes layout (default train)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     p.set_defaults(func=run)
@@ -69,7 +88,9 @@ def _one(job: tuple) -> int:
 
         Path(out).mkdir(parents=True, exist_ok=True)
         write_color_png(Path(out) / f"street_{index:02d}.png", scene.labels, "cityscapes")
-        if not cv2.imwrite(os.fspath(Path(out) / f"street_{index:02d}_instanceIds.png"), scene.instances.astype(np.uint16)):
+        if not cv2.imwrite(
+            os.fspath(Path(out) / f"street_{index:02d}_instanceIds.png"), scene.instances.astype(np.uint16)
+        ):
             raise OSError(f"could not write {out}/street_{index:02d}_instanceIds.png")
     else:
         write_scene(scene, out, scene_stem(seed), layout=layout, split=split)

@@ -13,12 +13,14 @@ label maps for ids) and raises one ``DatasetError`` listing missing pairs, mis-s
 ids with their file names. ``build_dataset(..., validate=True)`` does both, so a broken tree fails at
 start-up and never mid-epoch.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -92,8 +94,16 @@ class SegmentationDataset(Dataset):
     layout = "dataset"
     default_label_set = "cityscapes"
 
-    def __init__(self, root: str | os.PathLike, label_set=None, size=None, augment: Augment | bool | None = None,
-                 split: str = "train", num_channels: int | None = None, nearest_colors: bool = False):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        label_set=None,
+        size=None,
+        augment: Augment | bool | None = None,
+        split: str = "train",
+        num_channels: int | None = None,
+        nearest_colors: bool = False,
+    ):
         self.root = Path(root)
         self.split = split
         self.label_set = _label_set(label_set if label_set is not None else self.default_label_set)
@@ -116,8 +126,14 @@ class SegmentationDataset(Dataset):
     def _expected(self) -> str:
         return ""
 
-    def _pair(self, images: dict[str, Path], labels: dict[str, Path], instances: dict[str, Path] | None,
-              label_hint: str, inst_hint: str) -> None:
+    def _pair(
+        self,
+        images: dict[str, Path],
+        labels: dict[str, Path],
+        instances: dict[str, Path] | None,
+        label_hint: str,
+        inst_hint: str,
+    ) -> None:
         """Pair files by stem; every stem missing a partner is a problem naming the file that has one."""
         for stem in sorted(images):
             lab = labels.get(stem)
@@ -129,8 +145,9 @@ class SegmentationDataset(Dataset):
             if instances is not None:
                 inst = instances.get(stem)
                 if inst is None:
-                    self.problems.append(Problem(str(images[stem]),
-                                                 f"no instance map (expected {inst_hint.replace('{stem}', stem)})"))
+                    self.problems.append(
+                        Problem(str(images[stem]), f"no instance map (expected {inst_hint.replace('{stem}', stem)})")
+                    )
                     continue
             self.records.append(Record(stem, images[stem], lab, inst))
         for stem in sorted(set(labels) - set(images)):
@@ -197,24 +214,33 @@ class SegmentationDataset(Dataset):
             except CityserveError:
                 return [Problem(str(rec.labels), "not a readable image")]
         if tuple(lshape) != tuple(shape):
-            out.append(Problem(str(rec.labels), f"label map is {lshape[0]}x{lshape[1]} (HxW) but its photo "
-                                                f"{rec.image.name} is {shape[0]}x{shape[1]}"))
+            out.append(
+                Problem(
+                    str(rec.labels),
+                    f"label map is {lshape[0]}x{lshape[1]} (HxW) but its photo "
+                    f"{rec.image.name} is {shape[0]}x{shape[1]}",
+                )
+            )
         elif check_ids:
             out.extend(self._label_problems(raw, rec.labels))
         if rec.instances is not None:
             try:
                 ishape = image_size(rec.instances)
                 if tuple(ishape) != tuple(shape):
-                    out.append(Problem(str(rec.instances), f"instance map is {ishape[0]}x{ishape[1]} (HxW) but its "
-                                                           f"photo {rec.image.name} is {shape[0]}x{shape[1]}"))
+                    out.append(
+                        Problem(
+                            str(rec.instances),
+                            f"instance map is {ishape[0]}x{ishape[1]} (HxW) but its "
+                            f"photo {rec.image.name} is {shape[0]}x{shape[1]}",
+                        )
+                    )
             except CityserveError:
                 out.append(Problem(str(rec.instances), "not a readable image"))
         return out
 
-    def validate(self, check_ids: bool = True, workers: int | None = None) -> "SegmentationDataset":
+    def validate(self, check_ids: bool = True, workers: int | None = None) -> SegmentationDataset:
         """Scan every file now; raise one ``DatasetError`` naming the first problems. Returns self."""
-        found = scan(self.records, lambda r: self.check_record(r, check_ids), workers,
-                     desc=f"checking {self.layout}")
+        found = scan(self.records, lambda r: self.check_record(r, check_ids), workers, desc=f"checking {self.layout}")
         where = f"{self.layout} dataset {self.root}" + (f" ({self.split})" if self.split else "")
         raise_problems(where, self.problems + found)
         return self
@@ -231,8 +257,10 @@ class SegmentationDataset(Dataset):
         inst = read_instances(rec.instances) if rec.instances is not None else np.zeros(ids.shape, np.int32)
         for what, arr, p in (("label map", ids, rec.labels), ("instance map", inst, rec.instances)):
             if arr.shape != photo.shape[:2]:
-                raise DatasetError(f"{p}: {what} is {arr.shape[0]}x{arr.shape[1]} but its photo {rec.image.name} "
-                                   f"is {photo.shape[0]}x{photo.shape[1]} (run validate() before training)")
+                raise DatasetError(
+                    f"{p}: {what} is {arr.shape[0]}x{arr.shape[1]} but its photo {rec.image.name} "
+                    f"is {photo.shape[0]}x{photo.shape[1]} (run validate() before training)"
+                )
         return photo, ids, inst
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -240,8 +268,10 @@ class SegmentationDataset(Dataset):
         return make_sample(photo, ids, inst, self.records[i].name, self.size, self.augment)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
-                f"label_set={self.label_set.name!r}, size={self.size})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
+            f"label_set={self.label_set.name!r}, size={self.size})"
+        )
 
 
 def make_sample(photo, ids, inst, name: str, size, augment) -> dict[str, Any]:
@@ -275,8 +305,17 @@ class CityscapesDataset(SegmentationDataset):
     layout = "Cityscapes"
     default_label_set = "cityscapes"
 
-    def __init__(self, root, label_set=None, size=None, augment=None, split="train", gt: str = "gtFine",
-                 use_instances: bool = True, **kw):
+    def __init__(
+        self,
+        root,
+        label_set=None,
+        size=None,
+        augment=None,
+        split="train",
+        gt: str = "gtFine",
+        use_instances: bool = True,
+        **kw,
+    ):
         self.gt = gt
         self.use_instances = use_instances
         super().__init__(root, label_set, size, augment, split, **kw)
@@ -288,15 +327,18 @@ class CityscapesDataset(SegmentationDataset):
         img_root, gt_root = self.root / "leftImg8bit" / self.split, self.root / self.gt / self.split
         if not img_root.is_dir():
             raise DatasetError(f"{img_root} does not exist: not a Cityscapes tree ({self._expected()})")
-        cities = sorted({p.name for p in img_root.iterdir() if p.is_dir()} |
-                        ({p.name for p in gt_root.iterdir() if p.is_dir()} if gt_root.is_dir() else set()))
+        cities = sorted(
+            {p.name for p in img_root.iterdir() if p.is_dir()}
+            | ({p.name for p in gt_root.iterdir() if p.is_dir()} if gt_root.is_dir() else set())
+        )
         lab_sfx, inst_sfx = f"_{self.gt}_labelIds.png", f"_{self.gt}_instanceIds.png"
         for city in cities:
             images = _files(img_root / city, "_leftImg8bit.png", "_leftImg8bit.png")
             labels = _files(gt_root / city, lab_sfx, lab_sfx)
             insts = _files(gt_root / city, inst_sfx, inst_sfx) if self.use_instances else None
-            self._pair(images, labels, insts, f"{gt_root / city}/{{stem}}{lab_sfx}",
-                       f"{gt_root / city}/{{stem}}{inst_sfx}")
+            self._pair(
+                images, labels, insts, f"{gt_root / city}/{{stem}}{lab_sfx}", f"{gt_root / city}/{{stem}}{inst_sfx}"
+            )
 
 
 class ADE20KDataset(SegmentationDataset):
@@ -331,8 +373,9 @@ class CocoStuffDataset(SegmentationDataset):
     layout = "COCO-Stuff"
     default_label_set = "coco-stuff"
 
-    def __init__(self, root, label_set=None, size=None, augment=None, split="train",
-                 use_instances: bool | None = None, **kw):
+    def __init__(
+        self, root, label_set=None, size=None, augment=None, split="train", use_instances: bool | None = None, **kw
+    ):
         self.use_instances = use_instances
         super().__init__(root, label_set, size, augment, split, **kw)
 
@@ -343,13 +386,19 @@ class CocoStuffDataset(SegmentationDataset):
         img_dir = self.root / f"{self.split}_img"
         lab_dir, inst_dir = self.root / f"{self.split}_label", self.root / f"{self.split}_inst"
         if not img_dir.is_dir():
-            raise DatasetError(f"{img_dir} does not exist: not a COCO-Stuff tree in SPADE's layout "
-                               f"({self._expected()})")
+            raise DatasetError(
+                f"{img_dir} does not exist: not a COCO-Stuff tree in SPADE's layout ({self._expected()})"
+            )
         use = inst_dir.is_dir() if self.use_instances is None else self.use_instances
         if use and not inst_dir.is_dir():
             raise DatasetError(f"{inst_dir} does not exist and instances were asked for")
-        self._pair(_files(img_dir), _files(lab_dir, ".png"), _files(inst_dir, ".png") if use else None,
-                   f"{lab_dir}/{{stem}}.png", f"{inst_dir}/{{stem}}.png")
+        self._pair(
+            _files(img_dir),
+            _files(lab_dir, ".png"),
+            _files(inst_dir, ".png") if use else None,
+            f"{lab_dir}/{{stem}}.png",
+            f"{inst_dir}/{{stem}}.png",
+        )
 
 
 class PairedFolderDataset(SegmentationDataset):
@@ -363,8 +412,18 @@ class PairedFolderDataset(SegmentationDataset):
     layout = "paired-folder"
     default_label_set = "cityscapes"
 
-    def __init__(self, root, label_set=None, size=None, augment=None, split: str | None = None,
-                 images: str = "images", labels: str = "labels", instances: str = "instances", **kw):
+    def __init__(
+        self,
+        root,
+        label_set=None,
+        size=None,
+        augment=None,
+        split: str | None = None,
+        images: str = "images",
+        labels: str = "labels",
+        instances: str = "instances",
+        **kw,
+    ):
         self.dirs = (images, labels, instances)
         super().__init__(root, label_set, size, augment, split or "", **kw)
 
@@ -378,8 +437,9 @@ class PairedFolderDataset(SegmentationDataset):
             if not d.is_dir():
                 raise DatasetError(f"{d} does not exist ({self._expected()})")
         insts = _files(inst_dir, ".png") if inst_dir.is_dir() else None
-        self._pair(_files(img_dir), _files(lab_dir, ".png"), insts, f"{lab_dir}/{{stem}}.png",
-                   f"{inst_dir}/{{stem}}.png")
+        self._pair(
+            _files(img_dir), _files(lab_dir, ".png"), insts, f"{lab_dir}/{{stem}}.png", f"{inst_dir}/{{stem}}.png"
+        )
 
 
 class SyntheticDataset(Dataset):
@@ -391,15 +451,22 @@ class SyntheticDataset(Dataset):
 
     layout = "synthetic"
 
-    def __init__(self, seeds: int | Sequence[int] = 100, size=(256, 512), augment: Augment | bool | None = None,
-                 label_set="cityscapes"):
+    def __init__(
+        self,
+        seeds: int | Sequence[int] = 100,
+        size=(256, 512),
+        augment: Augment | bool | None = None,
+        label_set="cityscapes",
+    ):
         self.seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
         self.size = transforms.parse_size(size) or (256, 512)
         self.augment = Augment() if augment is True else (augment or None)
         self.label_set = _label_set(label_set)
         if self.label_set.name != "cityscapes":
-            raise ConfigError(f"synthetic scenes carry Cityscapes label ids; label set {self.label_set.name!r} "
-                              "does not fit them (use cityscapes)")
+            raise ConfigError(
+                f"synthetic scenes carry Cityscapes label ids; label set {self.label_set.name!r} "
+                "does not fit them (use cityscapes)"
+            )
         self.problems: list[Problem] = []
 
     def __len__(self) -> int:
@@ -415,7 +482,7 @@ class SyntheticDataset(Dataset):
         photo, ids, inst = self.load(i)
         return make_sample(photo, ids, inst, f"synthetic_{self.seeds[i]:06d}", self.size, self.augment)
 
-    def validate(self, check_ids: bool = True, workers: int | None = None) -> "SyntheticDataset":
+    def validate(self, check_ids: bool = True, workers: int | None = None) -> SyntheticDataset:
         return self
 
     def __repr__(self) -> str:
@@ -435,8 +502,17 @@ KINDS: dict[str, type] = {
 }
 
 
-def build_dataset(kind: str, root=None, label_set=None, size=(256, 512), augment: Augment | bool | None = None,
-                  split: str | None = "train", validate: bool = True, check_ids: bool = True, **kw):
+def build_dataset(
+    kind: str,
+    root=None,
+    label_set=None,
+    size=(256, 512),
+    augment: Augment | bool | None = None,
+    split: str | None = "train",
+    validate: bool = True,
+    check_ids: bool = True,
+    **kw,
+):
     """The dataset of layout ``kind`` under ``root``, checked up front unless ``validate=False``.
 
     ``kind``: cityscapes | ade20k | coco-stuff | paired | synthetic. For ``synthetic``, ``root`` is
@@ -445,8 +521,9 @@ def build_dataset(kind: str, root=None, label_set=None, size=(256, 512), augment
     """
     key = kind.lower().replace("_", "-")
     if key not in KINDS:
-        raise ConfigError(f"unknown dataset kind {kind!r}; choose one of cityscapes, ade20k, coco-stuff, paired, "
-                          "synthetic")
+        raise ConfigError(
+            f"unknown dataset kind {kind!r}; choose one of cityscapes, ade20k, coco-stuff, paired, synthetic"
+        )
     cls = KINDS[key]
     if cls is SyntheticDataset:
         return SyntheticDataset(kw.pop("seeds", 100), size, augment, label_set or "cityscapes")

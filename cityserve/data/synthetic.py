@@ -20,6 +20,7 @@ still "road", sun and shade with cast shadows (or overcast light), aerial haze f
 vignetting, blur and sensor noise. The depth map is the camera-frame Z distance (metres along the optical
 axis) of the drawn geometry; sky pixels hold ``SKY_DEPTH`` (1000 m), and nothing else reaches it.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,9 +40,9 @@ __all__ = ["Scene", "generate_scene", "write_scene", "CLASSES_PRESENT", "SKY_DEP
 
 #: Cityscapes label ids the generator draws (not every scene has all of them).
 CLASSES_PRESENT: tuple[int, ...] = (
-    1,   # ego vehicle
-    7,   # road
-    8,   # sidewalk
+    1,  # ego vehicle
+    7,  # road
+    8,  # sidewalk
     11,  # building
     12,  # wall
     13,  # fence
@@ -82,8 +83,14 @@ class Scene:
 
 def _camera(rng: np.random.Generator, height: int, width: int) -> Camera:
     f = width * rng.uniform(0.8, 1.05)
-    return Camera(f=f, cx=width * (0.5 + rng.uniform(-0.06, 0.06)), cy=height * rng.uniform(0.4, 0.5),
-                  height=rng.uniform(1.35, 1.65), H=height, W=width)
+    return Camera(
+        f=f,
+        cx=width * (0.5 + rng.uniform(-0.06, 0.06)),
+        cy=height * rng.uniform(0.4, 0.5),
+        height=rng.uniform(1.35, 1.65),
+        H=height,
+        W=width,
+    )
 
 
 def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
@@ -124,8 +131,15 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
                 lab = vehicle_label()
                 X = (x0 + x1) / 2 + rng.normal(0, 0.2)
                 zz = z
-                add(zz, lambda cv, X=X, zz=zz, d=direction, lab=lab, s=int(rng.integers(2**31)):
-                    O.draw_vehicle(cv, st, np.random.default_rng(s), X, zz, d, inst(lab), lab), X, 1.5, 13)
+                add(
+                    zz,
+                    lambda cv, X=X, zz=zz, d=direction, lab=lab, s=int(rng.integers(2**31)): O.draw_vehicle(
+                        cv, st, np.random.default_rng(s), X, zz, d, inst(lab), lab
+                    ),
+                    X,
+                    1.5,
+                    13,
+                )
                 z += rng.uniform(12, 16) if lab != O.CAR else rng.uniform(5, 7)
             z += rng.uniform(4, 22)
     # Parked cars along the curbs.
@@ -137,8 +151,15 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
         while z < 90:
             if rng.random() < 0.75:
                 zz, lab = z, (O.CAR if rng.random() < 0.95 else O.TRUCK)
-                add(zz, lambda cv, X=X, zz=zz, d=int(rng.choice([-1, 1])), lab=lab, s=int(rng.integers(2**31)):
-                    O.draw_vehicle(cv, st, np.random.default_rng(s), X, zz, d, inst(lab), lab), X, 1.5, 9)
+                add(
+                    zz,
+                    lambda cv, X=X, zz=zz, d=int(rng.choice([-1, 1])), lab=lab, s=int(rng.integers(2**31)): (
+                        O.draw_vehicle(cv, st, np.random.default_rng(s), X, zz, d, inst(lab), lab)
+                    ),
+                    X,
+                    1.5,
+                    9,
+                )
                 z += 9.0 if lab == O.TRUCK else 5.0
             z += rng.uniform(0.6, 4.0)
     # Pedestrians on the sidewalks and on the crossing.
@@ -150,14 +171,26 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
             X = s.sign * rng.uniform(lo, hi) if walk else s.sign * (s.facade - 0.5)
             Z = 3.5 + 50 * rng.random() ** 1.6
             view = "side" if rng.random() < 0.35 else "front"
-            add(Z, lambda cv, X=X, Z=Z, view=view, sd=int(rng.integers(2**31)):
-                O.draw_person(cv, st, np.random.default_rng(sd), X, Z, inst(O.PERSON), view), X, 0.6)
+            add(
+                Z,
+                lambda cv, X=X, Z=Z, view=view, sd=int(rng.integers(2**31)): O.draw_person(
+                    cv, st, np.random.default_rng(sd), X, Z, inst(O.PERSON), view
+                ),
+                X,
+                0.6,
+            )
     if st.crosswalk is not None:
         z0, z1 = st.crosswalk
         for _ in range(int(rng.integers(0, 4))):
             X, Z = rng.uniform(road_l, road_r), rng.uniform(z0 + 0.5, z1 - 0.5)
-            add(Z, lambda cv, X=X, Z=Z, sd=int(rng.integers(2**31)):
-                O.draw_person(cv, st, np.random.default_rng(sd), X, Z, inst(O.PERSON), "side"), X, 0.6)
+            add(
+                Z,
+                lambda cv, X=X, Z=Z, sd=int(rng.integers(2**31)): O.draw_person(
+                    cv, st, np.random.default_rng(sd), X, Z, inst(O.PERSON), "side"
+                ),
+                X,
+                0.6,
+            )
     # Cyclists and motorcyclists.
     if rng.random() < 0.55:
         for _ in range(int(rng.integers(1, 3))):
@@ -165,10 +198,27 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
             if rng.random() < 0.5:
                 view, X, Z = "side", rng.uniform(road_l + 1, road_r - 1), rng.uniform(7, 30)
             else:
-                view, X, Z = "back", road_r - rng.uniform(0.6, 1.2) - (2.2 if road_r - st.lanes[-1][1] > 1 else 0), rng.uniform(6, 30)
-            add(Z, lambda cv, X=X, Z=Z, view=view, motor=motor, sd=int(rng.integers(2**31)):
-                O.draw_two_wheeler(cv, st, np.random.default_rng(sd), X, Z, inst(O.MOTORCYCLE if motor else O.BICYCLE),
-                                   inst(O.RIDER), motor, view), X, 1.2)
+                view, X, Z = (
+                    "back",
+                    road_r - rng.uniform(0.6, 1.2) - (2.2 if road_r - st.lanes[-1][1] > 1 else 0),
+                    rng.uniform(6, 30),
+                )
+            add(
+                Z,
+                lambda cv, X=X, Z=Z, view=view, motor=motor, sd=int(rng.integers(2**31)): O.draw_two_wheeler(
+                    cv,
+                    st,
+                    np.random.default_rng(sd),
+                    X,
+                    Z,
+                    inst(O.MOTORCYCLE if motor else O.BICYCLE),
+                    inst(O.RIDER),
+                    motor,
+                    view,
+                ),
+                X,
+                1.2,
+            )
     # Street furniture and trees along both curbs.
     has_lights = rng.random() < 0.65
     z_cross = st.crosswalk[0] - 1.0 if st.crosswalk else rng.uniform(10, 35)
@@ -179,16 +229,33 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
             r = rng.random()
             zz = z
             if r < 0.45:
-                add(zz, lambda cv, zz=zz, Xp=Xp, hgt=rng.uniform(6, 9), arm=-s.sign * rng.uniform(0.8, 2.0) * (rng.random() < 0.6):
-                    O.draw_pole(cv, st, Xp, zz, hgt, arm), Xp, 2.5)
+                add(
+                    zz,
+                    lambda cv, zz=zz, Xp=Xp, hgt=rng.uniform(6, 9), arm=-s.sign * rng.uniform(0.8, 2.0) * (rng.random() < 0.6): (
+                        O.draw_pole(cv, st, Xp, zz, hgt, arm)
+                    ),
+                    Xp,
+                    2.5,
+                )
             else:
-                add(zz, lambda cv, zz=zz, Xp=Xp, hgt=rng.uniform(2.6, 3.4), sd=int(rng.integers(2**31)):
-                    O.draw_sign(cv, st, np.random.default_rng(sd), Xp, zz, hgt), Xp, 0.6)
+                add(
+                    zz,
+                    lambda cv, zz=zz, Xp=Xp, hgt=rng.uniform(2.6, 3.4), sd=int(rng.integers(2**31)): O.draw_sign(
+                        cv, st, np.random.default_rng(sd), Xp, zz, hgt
+                    ),
+                    Xp,
+                    0.6,
+                )
             z += rng.uniform(10, 28)
         if has_lights:
             state = int(rng.integers(3))
-            add(z_cross, lambda cv, Xp=Xp, state=state, y0=rng.uniform(2.3, 2.8):
-                (O.draw_pole(cv, st, Xp, z_cross, y0 + 0.1), O.draw_traffic_light(cv, st, rng, Xp, z_cross - 0.1, y0, state)))
+            add(
+                z_cross,
+                lambda cv, Xp=Xp, state=state, y0=rng.uniform(2.3, 2.8): (
+                    O.draw_pole(cv, st, Xp, z_cross, y0 + 0.1),
+                    O.draw_traffic_light(cv, st, rng, Xp, z_cross - 0.1, y0, state),
+                ),
+            )
             if rng.random() < 0.5:  # a mast arm over the road with hanging lights
                 arm = -s.sign * rng.uniform(3.5, 6.0)
                 zz = z_cross + 0.5
@@ -196,17 +263,32 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
                 def mast(cv, Xp=Xp, arm=arm, zz=zz, state=state):
                     O.draw_pole(cv, st, Xp, zz, 6.2)
                     a0, a1 = sorted((Xp, Xp + arm))
-                    O._draw_box(cv, st, O.box(a0, a1, 5.95, 6.1, zz - 0.06, zz + 0.06), O.POLE, O.POLE,
-                                O.srgb_to_linear((120, 122, 125)), 1.0)
+                    O._draw_box(
+                        cv,
+                        st,
+                        O.box(a0, a1, 5.95, 6.1, zz - 0.06, zz + 0.06),
+                        O.POLE,
+                        O.POLE,
+                        O.srgb_to_linear((120, 122, 125)),
+                        1.0,
+                    )
                     for frac in (0.55, 0.95):
                         O.draw_traffic_light(cv, st, rng, Xp + arm * frac, zz - 0.15, 5.0, state)
+
                 add(zz, mast)
         if rng.random() < 0.3:  # guard rail along the curb
             z0 = rng.uniform(3, 30)
             z1 = z0 + rng.uniform(6, 25)
             Xr = s.sign * (s.curb + 0.25)
-            add(z0, lambda cv, Xr=Xr, z0=z0, z1=z1, sd=int(rng.integers(2**31)):
-                O.draw_railing(cv, st, np.random.default_rng(sd), Xr, z0, z1), Xr, 0.1, z1 - z0)
+            add(
+                z0,
+                lambda cv, Xr=Xr, z0=z0, z1=z1, sd=int(rng.integers(2**31)): O.draw_railing(
+                    cv, st, np.random.default_rng(sd), Xr, z0, z1
+                ),
+                Xr,
+                0.1,
+                z1 - z0,
+            )
         if rng.random() < 0.6:
             verge = [(lab, o) for lab, o in s.bands if lab == TERRAIN]
             Xt = s.sign * (s.curb + 0.8) if not verge or verge[0][1] > s.curb + 3 else s.sign * (verge[0][1] - 0.6)
@@ -215,8 +297,14 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
             while z < 110:
                 zz = z
                 sz = size * rng.uniform(0.85, 1.15)
-                add(zz, lambda cv, zz=zz, Xt=Xt, sz=sz, sd=int(rng.integers(2**31)):
-                    O.draw_tree(cv, st, np.random.default_rng(sd), Xt, zz, sz), Xt, 2.5 * sz)
+                add(
+                    zz,
+                    lambda cv, zz=zz, Xt=Xt, sz=sz, sd=int(rng.integers(2**31)): O.draw_tree(
+                        cv, st, np.random.default_rng(sd), Xt, zz, sz
+                    ),
+                    Xt,
+                    2.5 * sz,
+                )
                 z += rng.uniform(7, 15)
         if any(lab == TERRAIN for lab, _ in s.bands) and rng.random() < 0.7:
             Xb = s.sign * (s.facade - 0.6)
@@ -224,8 +312,14 @@ def _place_objects(cv: Canvas, st: Street, rng: np.random.Generator) -> None:
             while z < 80:
                 zz = z
                 w = rng.uniform(0.6, 2.0)
-                add(zz, lambda cv, zz=zz, Xb=Xb, w=w, h=rng.uniform(0.5, 1.3), sd=int(rng.integers(2**31)):
-                    O.draw_bush(cv, st, np.random.default_rng(sd), Xb, zz, w, h), Xb, w * 1.3)
+                add(
+                    zz,
+                    lambda cv, zz=zz, Xb=Xb, w=w, h=rng.uniform(0.5, 1.3), sd=int(rng.integers(2**31)): O.draw_bush(
+                        cv, st, np.random.default_rng(sd), Xb, zz, w, h
+                    ),
+                    Xb,
+                    w * 1.3,
+                )
                 z += rng.uniform(3, 12)
 
     # The z-buffer makes the result independent of drawing order (each object's own decorations come
@@ -290,8 +384,14 @@ def _colors(ids: np.ndarray) -> np.ndarray:
     return get_label_set("cityscapes").ids_to_colors(ids)
 
 
-def write_scene(scene: Scene, out_dir: str | os.PathLike, stem: str, layout: str = "flat",
-                split: str = "train", city: str = "synthetic") -> dict[str, Path]:
+def write_scene(
+    scene: Scene,
+    out_dir: str | os.PathLike,
+    stem: str,
+    layout: str = "flat",
+    split: str = "train",
+    city: str = "synthetic",
+) -> dict[str, Path]:
     """Write a scene as Cityscapes files and return their paths by kind.
 
     Files: ``{stem}_leftImg8bit.png`` (RGB photo), ``{stem}_gtFine_labelIds.png`` (uint8 ids),

@@ -4,14 +4,16 @@ Why these steps: a label->photo model should have to learn textures (asphalt gra
 window grids), lighting (sun side vs shade, cast shadows), distance haze and sensor effects, not a
 per-class color lookup. All randomness comes from the scene's ``np.random.Generator``.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 
-def value_noise(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 3,
-                persistence: float = 0.5) -> np.ndarray:
+def value_noise(
+    rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 3, persistence: float = 0.5
+) -> np.ndarray:
     """Smooth fractal noise [h, w] float32, roughly zero-mean with unit-ish amplitude.
 
     Octave k upsamples a random grid of cell size ``cell / 2**k`` pixels with bicubic interpolation.
@@ -19,7 +21,7 @@ def value_noise(rng: np.random.Generator, h: int, w: int, cell: float, octaves: 
     out = np.zeros((h, w), np.float32)
     amp, total = 1.0, 0.0
     for k in range(octaves):
-        c = max(cell / (2 ** k), 1.0)
+        c = max(cell / (2**k), 1.0)
         gh, gw = int(np.ceil(h / c)) + 2, int(np.ceil(w / c)) + 2
         grid = rng.standard_normal((gh, gw)).astype(np.float32)
         up = cv2.resize(grid, (int(round(gw * c)), int(round(gh * c))), interpolation=cv2.INTER_CUBIC)
@@ -44,8 +46,15 @@ def jitter_color(rng: np.random.Generator, rgb, amount: float = 0.12) -> np.ndar
     return srgb_to_linear(rgb) * (1 + amount * rng.uniform(-1, 1, 3)).astype(np.float32)
 
 
-def finish(rng: np.random.Generator, photo_lin: np.ndarray, depth: np.ndarray, sky_mask: np.ndarray,
-           haze_color: np.ndarray, haze_dist: float, exposure: float) -> np.ndarray:
+def finish(
+    rng: np.random.Generator,
+    photo_lin: np.ndarray,
+    depth: np.ndarray,
+    sky_mask: np.ndarray,
+    haze_color: np.ndarray,
+    haze_dist: float,
+    exposure: float,
+) -> np.ndarray:
     """Linear radiance -> uint8 sRGB: aerial haze, exposure and tint, vignetting, blur, sensor noise."""
     H, W = depth.shape
     img = photo_lin
@@ -58,7 +67,7 @@ def finish(rng: np.random.Generator, photo_lin: np.ndarray, depth: np.ndarray, s
     # Vignetting.
     yy = (np.arange(H, dtype=np.float32) - H / 2) / (H / 2)
     xx = (np.arange(W, dtype=np.float32) - W / 2) / (W / 2)
-    r2 = (xx[None, :] ** 2 * 0.75 + yy[:, None] ** 2 * 0.6)
+    r2 = xx[None, :] ** 2 * 0.75 + yy[:, None] ** 2 * 0.6
     img = img * (1 - rng.uniform(0.12, 0.3) * r2)[..., None]
     # Filmic-ish tone curve, then gamma.
     img = img / (1 + 0.25 * img)

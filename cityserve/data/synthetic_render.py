@@ -5,6 +5,7 @@ the street. The camera sits at (0, height, 0) looking down +Z with square pixels
 planar, so its exact per-pixel depth follows from the plane equation (``Z = d / (n . ray)``): the
 depth map is the true geometry, and a z-test (not just painter's order) resolves occlusion.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -75,9 +76,18 @@ class Canvas:
         self.photo = np.zeros((H, W, 3), np.float32)
         self.material = np.zeros((H, W), np.uint8)  # texture applied after drawing (see synthetic_objects)
 
-    def draw(self, contours: list[np.ndarray] | np.ndarray, label: int, instance: int, color,
-             bias: float = 0.0, ztest: bool = True, photo_only: bool = False,
-             mask_labels: tuple[int, ...] | None = None, material: int = 0) -> None:
+    def draw(
+        self,
+        contours: list[np.ndarray] | np.ndarray,
+        label: int,
+        instance: int,
+        color,
+        bias: float = 0.0,
+        ztest: bool = True,
+        photo_only: bool = False,
+        mask_labels: tuple[int, ...] | None = None,
+        material: int = 0,
+    ) -> None:
         """Fill planar world polygon(s) (a list of [N,3] contours, holes by even-odd) into the buffers.
 
         ``bias`` (metres) moves the polygon towards the camera in the z-test only, so decorations
@@ -162,24 +172,45 @@ class Canvas:
 
 # --- world-space shape helpers -------------------------------------------------------------------
 
-def box(x0: float, x1: float, y0: float, y1: float, z0: float, z1: float,
-        top_inset: tuple[float, float] = (0.0, 0.0), top_shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+
+def box(
+    x0: float,
+    x1: float,
+    y0: float,
+    y1: float,
+    z0: float,
+    z1: float,
+    top_inset: tuple[float, float] = (0.0, 0.0),
+    top_shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """The 8 corners of a box (bottom 4 then top 4). ``top_inset`` = (x, z) narrows the top face by
     that much on each side and ``top_shift`` = (z_front, z_back) moves its front/back edges (cabins)."""
     ix, iz = top_inset
     sf, sb = top_shift
-    return np.array([
-        [x0, y0, z0], [x1, y0, z0], [x1, y0, z1], [x0, y0, z1],
-        [x0 + ix, y1, z0 + iz + sf], [x1 - ix, y1, z0 + iz + sf], [x1 - ix, y1, z1 - iz - sb],
-        [x0 + ix, y1, z1 - iz - sb],
-    ], np.float64)
+    return np.array(
+        [
+            [x0, y0, z0],
+            [x1, y0, z0],
+            [x1, y0, z1],
+            [x0, y0, z1],
+            [x0 + ix, y1, z0 + iz + sf],
+            [x1 - ix, y1, z0 + iz + sf],
+            [x1 - ix, y1, z1 - iz - sb],
+            [x0 + ix, y1, z1 - iz - sb],
+        ],
+        np.float64,
+    )
 
 
 # Quad corner order: front/back faces run (bottom, top, ...) so on_face's a is vertical and b lateral;
 # left/right faces run (near, far, ...) so a is along Z and b vertical.
 BOX_FACES = {
-    "bottom": (0, 1, 2, 3), "top": (4, 7, 6, 5), "front": (0, 4, 5, 1),  # front = the z0 face
-    "back": (2, 6, 7, 3), "left": (0, 3, 7, 4), "right": (1, 2, 6, 5),
+    "bottom": (0, 1, 2, 3),
+    "top": (4, 7, 6, 5),
+    "front": (0, 4, 5, 1),  # front = the z0 face
+    "back": (2, 6, 7, 3),
+    "left": (0, 3, 7, 4),
+    "right": (1, 2, 6, 5),
 }
 
 
@@ -191,8 +222,14 @@ def visible_faces(V: np.ndarray, cam_pos: np.ndarray) -> list[tuple[str, np.ndar
     """(name, corners [4,3], outward unit normal) of the faces of a convex hexahedron facing the camera."""
     F = V[_FACE_IDX]  # [6,4,3]
     a, b = F[:, 2] - F[:, 0], F[:, 3] - F[:, 1]
-    n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
-                  a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], 1)
+    n = np.stack(
+        [
+            a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+            a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+            a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0],
+        ],
+        1,
+    )
     nn = np.linalg.norm(n, axis=1)
     fc = F.mean(1)
     n = n / np.maximum(nn, 1e-12)[:, None]
@@ -204,8 +241,10 @@ def visible_faces(V: np.ndarray, cam_pos: np.ndarray) -> list[tuple[str, np.ndar
 
 def on_face(F: np.ndarray, a0: float, a1: float, b0: float, b1: float) -> np.ndarray:
     """A sub-rectangle of quad face F [4,3] in its bilinear (a along F0->F1, b along F0->F3) coords."""
+
     def at(a, b):
         return (1 - a) * (1 - b) * F[0] + a * (1 - b) * F[1] + a * b * F[2] + (1 - a) * b * F[3]
+
     return np.array([at(a0, b0), at(a1, b0), at(a1, b1), at(a0, b1)])
 
 

@@ -7,6 +7,7 @@ facade hit distance depends on the column only, so each side costs a few [H, W] 
 every surface pixel knows its world coordinates, which drive the window grids, paving joints, lane
 markings and cast shadows of the photo.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,9 +26,20 @@ K_BUILDING, K_PARK, K_WALL, K_FENCE, K_STREET, K_OPEN = 0, 1, 2, 3, 4, 5
 B_NONE, B_BUILDING, B_TREES = 0, 1, 2
 
 FACADE_COLORS = [  # sRGB plaster / brick / concrete tones
-    (196, 182, 160), (214, 204, 184), (170, 160, 150), (150, 150, 152), (225, 220, 210),
-    (158, 96, 72), (140, 84, 66), (190, 160, 120), (200, 180, 150), (120, 118, 120),
-    (205, 190, 170), (176, 186, 196), (210, 170, 150), (185, 175, 140),
+    (196, 182, 160),
+    (214, 204, 184),
+    (170, 160, 150),
+    (150, 150, 152),
+    (225, 220, 210),
+    (158, 96, 72),
+    (140, 84, 66),
+    (190, 160, 120),
+    (200, 180, 150),
+    (120, 118, 120),
+    (205, 190, 170),
+    (176, 186, 196),
+    (210, 170, 150),
+    (185, 175, 140),
 ]
 Z_END = 400.0  # the street's buildings end here (beyond: open land up to the horizon)
 
@@ -148,14 +160,25 @@ def _facades(rng, z_start: float, z_end: float, base_h: float, front: bool) -> F
             height = 0.0
         col = FACADE_COLORS[rng.integers(len(FACADE_COLORS))]
         brick = col[0] - col[2] > 60 and rng.random() < 0.8
-        rows.append(dict(
-            z0=z, z1=z + length, kind=kind, height=height,
-            color=jitter_color(rng, col, 0.1), floor_h=rng.uniform(2.9, 3.8), win_sp=rng.uniform(1.8, 4.0),
-            win_w=rng.uniform(0.3, 0.65), win_h=rng.uniform(0.35, 0.6), brick=brick, shop=rng.random() < 0.5,
-            glass=jitter_color(rng, (60, 70, 82), 0.3),
-            wave=(rng.uniform(0.5, 2.0), rng.uniform(0.15, 0.5), rng.uniform(0, 6.3)) if (not front and kind == B_TREES)
-            else (0.0, 0.0, 0.0),
-        ))
+        rows.append(
+            dict(
+                z0=z,
+                z1=z + length,
+                kind=kind,
+                height=height,
+                color=jitter_color(rng, col, 0.1),
+                floor_h=rng.uniform(2.9, 3.8),
+                win_sp=rng.uniform(1.8, 4.0),
+                win_w=rng.uniform(0.3, 0.65),
+                win_h=rng.uniform(0.35, 0.6),
+                brick=brick,
+                shop=rng.random() < 0.5,
+                glass=jitter_color(rng, (60, 70, 82), 0.3),
+                wave=(rng.uniform(0.5, 2.0), rng.uniform(0.15, 0.5), rng.uniform(0, 6.3))
+                if (not front and kind == B_TREES)
+                else (0.0, 0.0, 0.0),
+            )
+        )
         z += length
     rows.append(dict(rows[-1], z0=z, z1=1e9, kind=K_OPEN if front else B_NONE, height=0.0))
     return Facades(**{k: np.array([r[k] for r in rows]) for k in rows[0]})
@@ -193,7 +216,7 @@ def make_street(rng: np.random.Generator) -> Street:
 
     base_h = rng.uniform(9, 22)
     sides = []
-    for sign, curb, park in ((-1, -road_l, parking[0]), (1, road_r, parking[1])):
+    for sign, curb, _park in ((-1, -road_l, parking[0]), (1, road_r, parking[1])):
         r = rng.random()
         if r < 0.2:
             bands = [(TERRAIN, rng.uniform(1.0, 2.5)), (SIDEWALK, rng.uniform(1.8, 3.5))]
@@ -219,15 +242,24 @@ def make_street(rng: np.random.Generator) -> Street:
     sun = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
     tile = (rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.8))
     st = Street(
-        lanes=lanes, left=sides[0], right=sides[1], markings=markings, crosswalk=crosswalk, sun=sun,
-        sun_k=0.0 if overcast else rng.uniform(1.6, 2.4), ambient=rng.uniform(0.8, 1.0) if overcast else rng.uniform(0.35, 0.5),
+        lanes=lanes,
+        left=sides[0],
+        right=sides[1],
+        markings=markings,
+        crosswalk=crosswalk,
+        sun=sun,
+        sun_k=0.0 if overcast else rng.uniform(1.6, 2.4),
+        ambient=rng.uniform(0.8, 1.0) if overcast else rng.uniform(0.35, 0.5),
         sun_col=np.array([1.05, 1.0, 0.88], np.float32) * (1 + 0.05 * rng.uniform(-1, 1, 3)).astype(np.float32),
         amb_col=np.array([0.86, 0.92, 1.06], np.float32),
-        sky_top=srgb_to_linear((180, 180, 185) if overcast else (95, 140, 205)) * rng.uniform(0.85, 1.15, 3).astype(np.float32),
+        sky_top=srgb_to_linear((180, 180, 185) if overcast else (95, 140, 205))
+        * rng.uniform(0.85, 1.15, 3).astype(np.float32),
         sky_horizon=srgb_to_linear((215, 215, 215) if overcast else (200, 212, 225)) * rng.uniform(0.92, 1.05),
         cloudiness=rng.uniform(0.0, 0.8) if not overcast else 0.2,
         asphalt=jitter_color(rng, (88, 88, 92), 0.15) * np.float32(rng.uniform(0.8, 1.15)),
-        paver=jitter_color(rng, [(160, 156, 150), (150, 140, 135), (175, 165, 150), (140, 130, 130)][rng.integers(4)], 0.08),
+        paver=jitter_color(
+            rng, [(160, 156, 150), (150, 140, 135), (175, 165, 150), (140, 130, 130)][rng.integers(4)], 0.08
+        ),
         curb_col=jitter_color(rng, (175, 175, 170), 0.05),
         grass=jitter_color(rng, (95, 120, 55), 0.15),
         tile=tile,
@@ -275,8 +307,9 @@ def _facade_albedo(st: Street, F: Facades, i, s, y, foot_s, foot_y) -> np.ndarra
     if len(w):
         iw = i[w]
         h = _hash(np.floor(fy[w]), np.floor(fs[w]), iw.astype(np.float64))
-        refl = np.where(shop[w], 0.7 + 0.5 * h,
-                        0.5 + 0.6 * np.clip(y[w] / np.maximum(top[w], 1), 0, 1) + 0.6 * h * (h > 0.75))
+        refl = np.where(
+            shop[w], 0.7 + 0.5 * h, 0.5 + 0.6 * np.clip(y[w] / np.maximum(top[w], 1), 0, 1) + 0.6 * h * (h > 0.75)
+        )
         glass = F.glass[iw] * refl[:, None]
         k = np.minimum(_fade(foot_s[w], sp[w] * F.win_w[iw]), _fade(foot_y[w], fh[w] * F.win_h[iw]))
         k = np.where(shop[w], 1.0, k)[:, None]
@@ -286,7 +319,9 @@ def _facade_albedo(st: Street, F: Facades, i, s, y, foot_s, foot_y) -> np.ndarra
 
 
 def _trees_albedo(st: Street, z, y, foot) -> np.ndarray:
-    n = tile_lookup(st.tiles["mid"], y * 2.5, z * 2.5) + 0.6 * tile_lookup(st.tiles["fine"], y * 7, z * 7) * _fade(foot, 0.3)
+    n = tile_lookup(st.tiles["mid"], y * 2.5, z * 2.5) + 0.6 * tile_lookup(st.tiles["fine"], y * 7, z * 7) * _fade(
+        foot, 0.3
+    )
     g = srgb_to_linear((70, 95, 40))
     return g[None, :] * np.clip(1 + 0.45 * n, 0.3, 2)[:, None] * np.array([1.0, 1.0, 0.8], np.float32)
 
@@ -321,8 +356,12 @@ def render_background(cv: Canvas, st: Street) -> None:
         nxt = np.minimum(i + 1, len(F.z0) - 1)
         zs = F.z0[nxt]
         yw = h - zs[None, :] * dy[:, None]
-        wall = (passing & ((kf != K_BUILDING) & (F.kind[nxt] == K_BUILDING) & (zs * ax <= s.back))[None, :]
-                & (yw >= 0) & (yw <= F.height[nxt][None, :]))
+        wall = (
+            passing
+            & ((kf != K_BUILDING) & (F.kind[nxt] == K_BUILDING) & (zs * ax <= s.back))[None, :]
+            & (yw >= 0)
+            & (yw <= F.height[nxt][None, :])
+        )
         tb = s.back / ax
         j = B.index(tb)
         yb = h - tb[None, :] * dy[:, None]
@@ -334,12 +373,22 @@ def render_background(cv: Canvas, st: Street) -> None:
         if not win.any():
             continue
         sc = np.select([front, wall, back], [2, 3, 4], 0).astype(np.int8)
-        segc = np.select([front, wall, back], [np.broadcast_to(i, front.shape), np.broadcast_to(nxt, front.shape),
-                                               np.broadcast_to(j, front.shape)], 0)
+        segc = np.select(
+            [front, wall, back],
+            [np.broadcast_to(i, front.shape), np.broadcast_to(nxt, front.shape), np.broadcast_to(j, front.shape)],
+            0,
+        )
         lab_front = np.array([BUILDING, VEGETATION, WALL, FENCE, ROAD, SKY], np.uint8)[kf]
         lab_back = np.array([SKY, BUILDING, VEGETATION], np.uint8)[B.kind[j]]
-        labc = np.select([front, wall, back], [np.broadcast_to(lab_front, front.shape).astype(np.int64), BUILDING,
-                                               np.broadcast_to(lab_back, front.shape).astype(np.int64)], SKY).astype(np.uint8)
+        labc = np.select(
+            [front, wall, back],
+            [
+                np.broadcast_to(lab_front, front.shape).astype(np.int64),
+                BUILDING,
+                np.broadcast_to(lab_back, front.shape).astype(np.int64),
+            ],
+            SKY,
+        ).astype(np.uint8)
         rows, cc = np.nonzero(win)
         gcol = cols[cc]
         t[rows, gcol] = tc[rows, cc]
@@ -384,7 +433,9 @@ def render_background(cv: Canvas, st: Street) -> None:
     for xm, wm, period, duty, col in st.markings:
         near = np.nonzero(road & (np.abs(Xg - xm) < wm / 2 + np.maximum(foot, wm)))[0]
         fo, xg = foot[near], Xg[near]
-        cover = np.clip((wm / 2 + np.maximum(fo, wm) / 2 - np.abs(xg - xm)) / np.maximum(fo, wm), 0, 1) * np.minimum(1, wm / fo)
+        cover = np.clip((wm / 2 + np.maximum(fo, wm) / 2 - np.abs(xg - xm)) / np.maximum(fo, wm), 0, 1) * np.minimum(
+            1, wm / fo
+        )
         if period > 0:
             cover = cover * (np.mod(Zg[near], period) < period * duty)
         cover = (cover * (0.85 + 0.15 * mid[near]))[:, None]
@@ -406,8 +457,11 @@ def render_background(cv: Canvas, st: Street) -> None:
     joint = ((np.mod(Xg, tx) < 0.03) | (np.mod(Zg, tz) < 0.03)) * _fade(foot, min(tx, tz))
     albedo[side] = st.paver * ((1 - 0.25 * joint[side]) * (1 + 0.08 * fine[side] + 0.06 * mid[side]))[:, None]
     ter = lab == TERRAIN
-    albedo[ter] = st.grass * np.clip(1 + 0.3 * fine[ter] + 0.25 * mid[ter], 0.3, 2)[:, None] * \
-        (1 + np.array([0.25, 0.1, 0.0], np.float32) * coarse[ter, None])
+    albedo[ter] = (
+        st.grass
+        * np.clip(1 + 0.3 * fine[ter] + 0.25 * mid[ter], 0.3, 2)[:, None]
+        * (1 + np.array([0.25, 0.1, 0.0], np.float32) * coarse[ter, None])
+    )
     lit = ~st.shadowed(Xg, np.zeros_like(Xg), Zg)
     photo[g] = albedo * st.light(np.array([0.0, 1.0, 0.0]), lit)
     label[g] = lab

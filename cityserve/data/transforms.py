@@ -6,6 +6,7 @@ area averaging when shrinking and bilinear when enlarging; label and instance ma
 neighbour at pixel centres (ids must never be blended: the mean of "road" and "car" is not a class).
 Color jitter touches only the photo.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,7 @@ class Augment:
         if not (0 < lo <= hi):
             raise ConfigError(f"augment scale range must satisfy 0 < min <= max, got {self.scale}")
         if not (0 <= self.brightness < 1 and 0 <= self.contrast < 1):
-            raise ConfigError(
-                f"brightness/contrast jitter must be in [0, 1), got {self.brightness}/{self.contrast}")
+            raise ConfigError(f"brightness/contrast jitter must be in [0, 1), got {self.brightness}/{self.contrast}")
 
 
 def parse_size(size) -> tuple[int, int] | None:
@@ -85,8 +85,9 @@ def resize_photo(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def cover_crop_box(h: int, w: int, size: tuple[int, int], zoom: float = 1.0,
-                   rng: np.random.Generator | None = None) -> tuple[int, int, int, int]:
+def cover_crop_box(
+    h: int, w: int, size: tuple[int, int], zoom: float = 1.0, rng: np.random.Generator | None = None
+) -> tuple[int, int, int, int]:
     """Scale (rh, rw) at which an h x w frame covers ``size`` (times ``zoom``), and the crop's (top, left).
 
     The aspect ratio is kept: a 4:3 frame cropped to 2:1 loses rows, not shape. ``rng`` None means a
@@ -106,12 +107,17 @@ def cover_crop_box(h: int, w: int, size: tuple[int, int], zoom: float = 1.0,
 def resize_crop_photo(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to cover ``size`` and crop the centre: the 2:1 (or square) frame of a video still."""
     rh, rw, top, left = cover_crop_box(img.shape[0], img.shape[1], size)
-    return resize_photo(img, rh, rw)[top:top + size[0], left:left + size[1]]
+    return resize_photo(img, rh, rw)[top : top + size[0], left : left + size[1]]
 
 
-def apply(image: np.ndarray, labels: np.ndarray, instances: np.ndarray, size: tuple[int, int] | None,
-          augment: Augment | None, rng: np.random.Generator | None = None
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def apply(
+    image: np.ndarray,
+    labels: np.ndarray,
+    instances: np.ndarray,
+    size: tuple[int, int] | None,
+    augment: Augment | None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Geometric + color transform of one sample.
 
     image uint8 [H,W,3] RGB, labels int [H,W], instances int32 [H,W] (all the same H, W) ->
@@ -125,10 +131,10 @@ def apply(image: np.ndarray, labels: np.ndarray, instances: np.ndarray, size: tu
         crop_rng = rng if augment is not None and augment.random_crop else None
         rh, rw, top, left = cover_crop_box(h, w, size, zoom, crop_rng)
         th, tw = size
-        image = resize_photo(image, rh, rw)[top:top + th, left:left + tw]
+        image = resize_photo(image, rh, rw)[top : top + th, left : left + tw]
         # Index only the rows/columns inside the crop window: same pixels as resize-then-crop.
-        ys = nearest_indices(h, rh)[top:top + th]
-        xs = nearest_indices(w, rw)[left:left + tw]
+        ys = nearest_indices(h, rh)[top : top + th]
+        xs = nearest_indices(w, rw)[left : left + tw]
         labels = labels[ys][:, xs]
         instances = instances[ys][:, xs]
     if augment is not None and augment.flip and rng.random() < 0.5:
@@ -140,6 +146,8 @@ def apply(image: np.ndarray, labels: np.ndarray, instances: np.ndarray, size: tu
         mean = float(photo.mean())
         photo = np.clip(((photo - mean) * c + mean) * b, 0.0, 255.0)
     photo = photo / 127.5 - 1.0
-    return (np.ascontiguousarray(photo.transpose(2, 0, 1)),
-            np.ascontiguousarray(labels, dtype=np.int64),
-            np.ascontiguousarray(instances, dtype=np.int32))
+    return (
+        np.ascontiguousarray(photo.transpose(2, 0, 1)),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        np.ascontiguousarray(instances, dtype=np.int32),
+    )

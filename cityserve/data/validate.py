@@ -5,14 +5,15 @@ image sizes from the file headers (PNG IHDR, JPEG SOF) without decoding pixels, 
 label maps (which are small, single-channel PNGs) to look at their unique ids. All problems are
 collected and reported together in one ``DatasetError`` whose one-line message names the files.
 """
+
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..errors import CityserveError
 
@@ -104,8 +105,9 @@ def format_ids(ids: Iterable[int], limit: int = 8) -> str:
     return s + (f", … ({len(ids)} in all)" if len(ids) > limit else "")
 
 
-def scan(items: Sequence, check: Callable[[object], list[Problem]], workers: int | None = None,
-         desc: str | None = None) -> list[Problem]:
+def scan(
+    items: Sequence, check: Callable[[object], list[Problem]], workers: int | None = None, desc: str | None = None
+) -> list[Problem]:
     """Run ``check`` over ``items`` (in threads: PNG decoding releases the GIL), keep the order.
 
     Shows a progress bar when there are many items, since a full Cityscapes scan takes a while.

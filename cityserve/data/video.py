@@ -16,15 +16,16 @@ The recipe used for Hong Kong dashcam footage:
 Both detectors work on the frame as it will be stored, so their thresholds do not depend on the
 source resolution beyond that.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -61,8 +62,9 @@ def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, float, int]:
     return cap, fps, max(count, 0)
 
 
-def sample_frames(path: str | os.PathLike, every_s: float = 1.5, start_s: float = 0.0,
-                  max_frames: int | None = None) -> Iterator[VideoFrame]:
+def sample_frames(
+    path: str | os.PathLike, every_s: float = 1.5, start_s: float = 0.0, max_frames: int | None = None
+) -> Iterator[VideoFrame]:
     """One frame every ``every_s`` seconds: frames round((start_s + k * every_s) * fps), k = 0, 1, ...
 
     Frames are grabbed sequentially (decoding only the ones kept), which is exact on every container,
@@ -200,8 +202,11 @@ def _longest_line(glyphs: list[_Glyph], p: OverlayParams) -> int:
         for j in range(i + 1, len(glyphs)):
             g = glyphs[j]
             hmax = max(g.h, last.h)
-            if (abs(g.cy - last.cy) <= 0.5 * hmax and max(g.h, last.h) <= 2.0 * min(g.h, last.h)
-                    and g.x - (last.x + last.w) <= 1.5 * hmax):
+            if (
+                abs(g.cy - last.cy) <= 0.5 * hmax
+                and max(g.h, last.h) <= 2.0 * min(g.h, last.h)
+                and g.x - (last.x + last.w) <= 1.5 * hmax
+            ):
                 line.append(g)
                 used[j] = True
                 last = g
@@ -229,7 +234,7 @@ def caption_glyphs(rgb: np.ndarray, params: OverlayParams | None = None) -> int:
     band = max(8, int(round(p.band * h)))
     stroke = max(2, int(round(0.0125 * h)))
     best = 0
-    for part in (g[:band], g[h - band:]):
+    for part in (g[:band], g[h - band :]):
         for mask in _stroke_masks(part, p.stroke_contrast, stroke):
             best = max(best, _longest_line(_glyphs(mask, h, p), p))
     return best
@@ -276,8 +281,12 @@ def _crisp_sides(rgb: np.ndarray, mask: np.ndarray, box: tuple, contrast: float)
     x, y, w, h = (int(v) for v in box)
     H, W = mask.shape
     mean = rgb[mask].astype(np.float32).mean(0)
-    strips = [rgb[max(0, y - 7):y - 3, x:x + w], rgb[y + h + 3:y + h + 7, x:x + w],
-              rgb[y:y + h, max(0, x - 7):x - 3], rgb[y:y + h, x + w + 3:x + w + 7]]
+    strips = [
+        rgb[max(0, y - 7) : y - 3, x : x + w],
+        rgb[y + h + 3 : y + h + 7, x : x + w],
+        rgb[y : y + h, max(0, x - 7) : x - 3],
+        rgb[y : y + h, x + w + 3 : x + w + 7],
+    ]
     inside = [y - 3 > 0, y + h + 3 < H, x - 3 > 0, x + w + 3 < W]
     seen = 0
     for strip, ok in zip(strips, inside):
@@ -303,8 +312,9 @@ class FrameVerdict:
     file: str = ""
 
 
-def judge_frame(rgb: np.ndarray, blur_threshold: float, params: OverlayParams | None = None,
-                index: int = 0, time_s: float = 0.0) -> FrameVerdict:
+def judge_frame(
+    rgb: np.ndarray, blur_threshold: float, params: OverlayParams | None = None, index: int = 0, time_s: float = 0.0
+) -> FrameVerdict:
     """Scores and keep/drop decision for one (already cropped) frame."""
     p = params or OverlayParams()
     blur = blur_score(rgb)
@@ -318,8 +328,16 @@ def judge_frame(rgb: np.ndarray, blur_threshold: float, params: OverlayParams | 
     if box >= p.box_min_fraction:
         reasons.append("overlay")
     score = max(glyphs / p.min_glyphs, box / p.box_min_fraction)
-    return FrameVerdict(index, round(time_s, 3), "dropped" if reasons else "kept", "+".join(reasons) or "ok",
-                        round(blur, 2), round(score, 3), glyphs, round(box, 4))
+    return FrameVerdict(
+        index,
+        round(time_s, 3),
+        "dropped" if reasons else "kept",
+        "+".join(reasons) or "ok",
+        round(blur, 2),
+        round(score, 3),
+        glyphs,
+        round(box, 4),
+    )
 
 
 # ---- segmenters ---------------------------------------------------------------------------------
@@ -369,8 +387,7 @@ def city_name(video: Path) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", video.stem).strip("-").lower() or "video"
 
 
-def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray, ids: np.ndarray,
-                  label_set) -> str:
+def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray, ids: np.ndarray, label_set) -> str:
     stem = f"{city}_000000_{index:06d}"
     img_dir = out / "leftImg8bit" / split / city
     gt_dir = out / "gtFine" / split / city
@@ -392,9 +409,14 @@ def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray,
     return f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png"
 
 
-def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathLike, segmenter: Segmenter | None,
-                        label_set="cityscapes", config: VideoDatasetConfig | None = None,
-                        progress: bool = True) -> dict:
+def build_video_dataset(
+    videos: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    segmenter: Segmenter | None,
+    label_set="cityscapes",
+    config: VideoDatasetConfig | None = None,
+    progress: bool = True,
+) -> dict:
     """Sample, filter, pseudo-label and write ``videos`` under ``out``; returns the report (also saved).
 
     ``segmenter``: uint8 RGB [B,H,W,3] -> uint8 label ids [B,1,H,W] (``segmenter_from_card`` makes one
@@ -415,9 +437,15 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
         open_video(v)[0].release()
     report: dict = {
         "format": "cityserve-video-dataset/1",
-        "settings": {"every_s": cfg.every_s, "size": list(cfg.size), "blur_threshold": cfg.blur_threshold,
-                     "overlay": asdict(cfg.overlay), "split": cfg.split, "label_set": ls.name,
-                     "dry_run": segmenter is None},
+        "settings": {
+            "every_s": cfg.every_s,
+            "size": list(cfg.size),
+            "blur_threshold": cfg.blur_threshold,
+            "overlay": asdict(cfg.overlay),
+            "split": cfg.split,
+            "label_set": ls.name,
+            "dry_run": segmenter is None,
+        },
         "videos": [],
     }
     total = 0
@@ -435,17 +463,20 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
             verdicts: list[FrameVerdict] = []
             pending: list[tuple[FrameVerdict, np.ndarray]] = []
 
-            def flush() -> None:
+            def flush(pending: list = pending, city: str = city) -> None:
                 if not pending:
                     return
                 batch = np.stack([f for _, f in pending])
                 ids = np.asarray(segmenter(batch))
                 if ids.shape != (len(pending), 1) + batch.shape[1:3]:
-                    raise ConfigError(f"segmenter returned shape {ids.shape}, expected "
-                                      f"{(len(pending), 1) + batch.shape[1:3]}")
+                    raise ConfigError(
+                        f"segmenter returned shape {ids.shape}, expected {(len(pending), 1) + batch.shape[1:3]}"
+                    )
                 if int(ids.max(initial=0)) >= ls.num_ids:
-                    raise ConfigError(f"segmenter produced label id {int(ids.max())}, outside label set "
-                                      f"{ls.name!r} (0..{ls.num_ids - 1})")
+                    raise ConfigError(
+                        f"segmenter produced label id {int(ids.max())}, outside label set "
+                        f"{ls.name!r} (0..{ls.num_ids - 1})"
+                    )
                 for (verdict, frame), lab in zip(pending, ids):
                     verdict.file = _write_sample(out, cfg.split, city, verdict.index, frame, lab[0], ls)
                 pending.clear()
@@ -461,17 +492,26 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
                 bar.update(1)
                 bar.set_postfix(kept=sum(x.decision == "kept" for x in verdicts))
             flush()
-            summary: dict[str, int] = {"sampled": len(verdicts),
-                                       "kept": sum(x.decision == "kept" for x in verdicts)}
+            summary: dict[str, int] = {"sampled": len(verdicts), "kept": sum(x.decision == "kept" for x in verdicts)}
             for x in verdicts:
                 if x.decision == "dropped":
                     summary[f"dropped_{x.reason}"] = summary.get(f"dropped_{x.reason}", 0) + 1
-            report["videos"].append({"video": str(v), "city": city, "fps": fps, "frame_count": count,
-                                     "summary": summary, "frames": [asdict(x) for x in verdicts]})
+            report["videos"].append(
+                {
+                    "video": str(v),
+                    "city": city,
+                    "fps": fps,
+                    "frame_count": count,
+                    "summary": summary,
+                    "frames": [asdict(x) for x in verdicts],
+                }
+            )
     finally:
         bar.close()
-    report["summary"] = {"sampled": sum(x["summary"]["sampled"] for x in report["videos"]),
-                         "kept": sum(x["summary"]["kept"] for x in report["videos"])}
+    report["summary"] = {
+        "sampled": sum(x["summary"]["sampled"] for x in report["videos"]),
+        "kept": sum(x["summary"]["kept"] for x in report["videos"]),
+    }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(report_markdown(report))
     return report
@@ -479,18 +519,30 @@ def build_video_dataset(videos: Sequence[str | os.PathLike], out: str | os.PathL
 
 def report_markdown(report: dict) -> str:
     s = report["settings"]
-    lines = ["# Video dataset report", "",
-             f"Every {s['every_s']} s, frames {s['size'][0]}x{s['size'][1]} (HxW), blur threshold "
-             f"{s['blur_threshold']} (variance of the Laplacian), caption: >= {s['overlay']['min_glyphs']} glyphs "
-             f"on a line, overlay: flat saturated box >= {s['overlay']['box_min_fraction']:.0%} of the frame.", "",
-             f"Kept {report['summary']['kept']} of {report['summary']['sampled']} sampled frames.", ""]
+    lines = [
+        "# Video dataset report",
+        "",
+        f"Every {s['every_s']} s, frames {s['size'][0]}x{s['size'][1]} (HxW), blur threshold "
+        f"{s['blur_threshold']} (variance of the Laplacian), caption: >= {s['overlay']['min_glyphs']} glyphs "
+        f"on a line, overlay: flat saturated box >= {s['overlay']['box_min_fraction']:.0%} of the frame.",
+        "",
+        f"Kept {report['summary']['kept']} of {report['summary']['sampled']} sampled frames.",
+        "",
+    ]
     for v in report["videos"]:
         summ = ", ".join(f"{k} {n}" for k, n in v["summary"].items())
-        lines += [f"## {v['video']}", "", summ, "",
-                  "| frame | time (s) | decision | reason | blur score | overlay score | file |",
-                  "| ---: | ---: | --- | --- | ---: | ---: | --- |"]
+        lines += [
+            f"## {v['video']}",
+            "",
+            summ,
+            "",
+            "| frame | time (s) | decision | reason | blur score | overlay score | file |",
+            "| ---: | ---: | --- | --- | ---: | ---: | --- |",
+        ]
         for f in v["frames"]:
-            lines.append(f"| {f['index']} | {f['time_s']:.2f} | {f['decision']} | {f['reason']} | "
-                         f"{f['blur_score']:.1f} | {f['overlay_score']:.2f} | {f['file']} |")
+            lines.append(
+                f"| {f['index']} | {f['time_s']:.2f} | {f['decision']} | {f['reason']} | "
+                f"{f['blur_score']:.1f} | {f['overlay_score']:.2f} | {f['file']} |"
+            )
         lines.append("")
     return "\n".join(lines)

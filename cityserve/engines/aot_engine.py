@@ -5,6 +5,7 @@ into a cache directory beside the card (``<card dir>/aot-<dtype>/``) on first us
 ``cityserve render --engine aot`` works in one step; a cached package built by another torch or for
 another CPU is rebuilt rather than refused.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -16,8 +17,13 @@ from ..cards import ModelCard, load_card
 
 
 class AOTEngine:
-    def __init__(self, card: ModelCard, dtype: Optional[str] = None, threads: Optional[int] = None,
-                 package_card: Optional[str] = None):
+    def __init__(
+        self,
+        card: ModelCard,
+        dtype: Optional[str] = None,
+        threads: Optional[int] = None,
+        package_card: Optional[str] = None,
+    ):
         from ..export.aot import aot_card_for, load_aot
 
         if threads:

@@ -5,6 +5,7 @@ engine sees well-formed tensors and every user sees the same one-line errors; en
 render graph. An engine is a class with ``__init__(card, **options)``, ``input_names`` and
 ``run(feeds: dict[str, np.ndarray]) -> uint8 [B,H,W,3]``, registered by dotted path in ``ENGINES``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -47,8 +48,10 @@ def as_batch(a: np.ndarray, what: str, height: int, width: int) -> np.ndarray:
     if a.ndim != 4 or a.shape[1] != 1:
         raise LabelError(f"{what} must be [H,W], [B,H,W] or [B,1,H,W]; got shape {tuple(np.shape(a))}")
     if a.shape[2:] != (height, width):
-        raise LabelError(f"{what} are {a.shape[2]}x{a.shape[3]} but the model renders {height}x{width} "
-                         f"(HxW); resize the label map with nearest-neighbour first")
+        raise LabelError(
+            f"{what} are {a.shape[2]}x{a.shape[3]} but the model renders {height}x{width} "
+            f"(HxW); resize the label map with nearest-neighbour first"
+        )
     return a
 
 
@@ -59,8 +62,10 @@ def check_ids(labels: np.ndarray, num_classes: int, model_name: str) -> None:
     if bad.any():
         values, counts = np.unique(labels[bad], return_counts=True)
         listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:5], counts[:5]))
-        raise LabelError(f"label id(s) {listed} out of range for model {model_name!r}, "
-                         f"which has {num_classes} label channels (valid ids 0..{num_classes - 1})")
+        raise LabelError(
+            f"label id(s) {listed} out of range for model {model_name!r}, "
+            f"which has {num_classes} label channels (valid ids 0..{num_classes - 1})"
+        )
 
 
 class Renderer:
@@ -77,7 +82,7 @@ class Renderer:
         self.engine: Engine = load_engine(engine, card, **engine_options)
 
     @classmethod
-    def from_card(cls, card: ModelCard | str, engine: str = "torch", **engine_options: Any) -> "Renderer":
+    def from_card(cls, card: ModelCard | str, engine: str = "torch", **engine_options: Any) -> Renderer:
         return cls(card if isinstance(card, ModelCard) else load_card(card), engine, **engine_options)
 
     @property
@@ -88,8 +93,13 @@ class Renderer:
     def width(self) -> int:
         return self.card.width
 
-    def feeds(self, labels: np.ndarray, instances: Optional[np.ndarray] = None,
-              z: Optional[np.ndarray] = None, seed: Optional[int] = None) -> dict[str, np.ndarray]:
+    def feeds(
+        self,
+        labels: np.ndarray,
+        instances: Optional[np.ndarray] = None,
+        z: Optional[np.ndarray] = None,
+        seed: Optional[int] = None,
+    ) -> dict[str, np.ndarray]:
         """Validated engine inputs: labels uint8 (int32 past 256 classes), instances int32, z float32."""
         labels = as_batch(labels, "labels", self.height, self.width)
         check_ids(labels, self.io.num_classes, self.card.name)
@@ -111,7 +121,12 @@ class Renderer:
             feeds["z"] = np.ascontiguousarray(z)
         return feeds
 
-    def render(self, labels: np.ndarray, instances: Optional[np.ndarray] = None,
-               z: Optional[np.ndarray] = None, seed: Optional[int] = None) -> np.ndarray:
+    def render(
+        self,
+        labels: np.ndarray,
+        instances: Optional[np.ndarray] = None,
+        z: Optional[np.ndarray] = None,
+        seed: Optional[int] = None,
+    ) -> np.ndarray:
         """uint8 [B,H,W,3] photos for label ids [H,W] / [B,H,W] / [B,1,H,W]."""
         return self.engine.run(self.feeds(labels, instances, z, seed))

@@ -5,11 +5,13 @@ export cached per weights sha256 (``<card dir>/.cityserve-onnx/`` if writable, e
 ``$CITYSERVE_CACHE`` or ``~/.cache/cityserve/onnx``), exported on first use. A cached file whose card
 does not match the weights' sha256 or whose own sha256 changed is exported again.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -46,11 +48,13 @@ def resolve_providers(providers: Optional[Union[str, Sequence[Any]]]) -> list[An
     available = set(ort.get_available_providers())
     out: list[Any] = []
     for p in providers:
-        name, opts = (p if isinstance(p, (tuple, list)) else (p, None))
+        name, opts = p if isinstance(p, (tuple, list)) else (p, None)
         name = PROVIDER_ALIASES.get(str(name).lower(), name)
         if name not in available:
-            raise UnavailableError(f"onnxruntime execution provider {name} is not available here (available: "
-                                   f"{', '.join(sorted(available))}); install onnxruntime-gpu on a CUDA machine")
+            raise UnavailableError(
+                f"onnxruntime execution provider {name} is not available here (available: "
+                f"{', '.join(sorted(available))}); install onnxruntime-gpu on a CUDA machine"
+            )
         out.append((name, opts) if opts else name)
     if "CPUExecutionProvider" not in [o if isinstance(o, str) else o[0] for o in out]:
         out.append("CPUExecutionProvider")
@@ -106,15 +110,22 @@ class OnnxRuntimeEngine:
     "tensorrt" or full names), ``threads`` (intra-op threads; default: onnxruntime's choice),
     ``graph_optimization_level`` (disable | basic | extended | all), ``onnx_path``."""
 
-    def __init__(self, card: ModelCard, providers: Optional[Union[str, Sequence[Any]]] = None,
-                 threads: Optional[int] = None, graph_optimization_level: str = "all",
-                 onnx_path: Optional[Union[str, os.PathLike]] = None, fused: bool = False,
-                 inter_threads: Optional[int] = None):
+    def __init__(
+        self,
+        card: ModelCard,
+        providers: Optional[Union[str, Sequence[Any]]] = None,
+        threads: Optional[int] = None,
+        graph_optimization_level: str = "all",
+        onnx_path: Optional[Union[str, os.PathLike]] = None,
+        fused: bool = False,
+        inter_threads: Optional[int] = None,
+    ):
         ort = _ort()
         self.card = card
         if graph_optimization_level not in OPT_LEVELS:
-            raise ConfigError(f"graph_optimization_level must be one of {', '.join(OPT_LEVELS)}, "
-                              f"not {graph_optimization_level!r}")
+            raise ConfigError(
+                f"graph_optimization_level must be one of {', '.join(OPT_LEVELS)}, not {graph_optimization_level!r}"
+            )
         if threads is not None and int(threads) < 0:
             raise ConfigError(f"threads must be >= 0 (0 = onnxruntime's default), not {threads}")
         self.onnx_path = Path(onnx_path) if onnx_path else find_or_export(card, fused=fused)
@@ -141,5 +152,7 @@ class OnnxRuntimeEngine:
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
-            raise ConfigError(f"engine inputs missing: {', '.join(missing)} (the graph takes {', '.join(self.input_names)})")
+            raise ConfigError(
+                f"engine inputs missing: {', '.join(missing)} (the graph takes {', '.join(self.input_names)})"
+            )
         return self.session.run(self.output_names[:1], {n: feeds[n] for n in self.input_names})[0]

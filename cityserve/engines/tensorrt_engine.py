@@ -6,6 +6,7 @@ device buffers, ``execute_async_v3`` on a CUDA stream. CUDA comes from cuda-pyth
 and CUDA are imported when an engine is made, never at module import, so this module imports on a
 machine without them; making an engine there raises ``UnavailableError`` saying what is missing.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,10 @@ import numpy as np
 from ..cards import ModelCard
 from ..errors import ConfigError, UnavailableError
 
-INSTALL_HINT = ("install TensorRT 10 and cuda-python on a machine with an NVIDIA GPU: "
-                "pip install 'cityserve[tensorrt]' (tensorrt>=10,<11, cuda-python>=12)")
+INSTALL_HINT = (
+    "install TensorRT 10 and cuda-python on a machine with an NVIDIA GPU: "
+    "pip install 'cityserve[tensorrt]' (tensorrt>=10,<11, cuda-python>=12)"
+)
 
 
 def import_tensorrt():
@@ -43,6 +46,7 @@ def tensorrt_available() -> bool:
 
 
 # ---- CUDA: cuda-python or pycuda ------------------------------------------------------------------
+
 
 class _CudaPython:
     """cuda-python's runtime API (``cuda.bindings.runtime`` >= 12.6, ``cuda.cudart`` before)."""
@@ -156,15 +160,18 @@ def cuda_backend(device: int = 0):
 
 # ---- the engine -----------------------------------------------------------------------------------
 
+
 def plan_path_of(card: ModelCard, plan_path: Optional[Union[str, os.PathLike]] = None) -> Path:
     if plan_path:
         p = Path(plan_path)
     else:
         info = card.extra.get("tensorrt")
         if not info or card.path is None:
-            raise ConfigError(f"model {card.name!r} has no TensorRT plan: build one with `cityserve export onnx` "
-                              f"then `cityserve export tensorrt render.onnx --out render.plan`, and pass the "
-                              f"plan's card (or plan_path=)")
+            raise ConfigError(
+                f"model {card.name!r} has no TensorRT plan: build one with `cityserve export onnx` "
+                f"then `cityserve export tensorrt render.onnx --out render.plan`, and pass the "
+                f"plan's card (or plan_path=)"
+            )
         p = card.directory / info["file"]
     if not p.is_file():
         raise ConfigError(f"TensorRT plan {p} does not exist")
@@ -185,15 +192,18 @@ class TensorRTEngine:
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
         if self.engine is None:
-            raise ConfigError(f"TensorRT could not deserialize {self.plan_path}: built with another TensorRT "
-                              f"version or for another GPU? (this is TensorRT {trt.__version__})")
+            raise ConfigError(
+                f"TensorRT could not deserialize {self.plan_path}: built with another TensorRT "
+                f"version or for another GPU? (this is TensorRT {trt.__version__})"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if n not in self.input_names]
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.batch_range = {n: tuple(int(s[0]) for s in self.engine.get_tensor_profile_shape(n, 0))
-                            for n in self.input_names}
+        self.batch_range = {
+            n: tuple(int(s[0]) for s in self.engine.get_tensor_profile_shape(n, 0)) for n in self.input_names
+        }
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (ptr, nbytes)
 
     def _buffer(self, name: str, nbytes: int) -> int:
@@ -208,13 +218,17 @@ class TensorRTEngine:
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
-            raise ConfigError(f"engine inputs missing: {', '.join(missing)} (the plan takes {', '.join(self.input_names)})")
+            raise ConfigError(
+                f"engine inputs missing: {', '.join(missing)} (the plan takes {', '.join(self.input_names)})"
+            )
         for n in self.input_names:
             a = np.ascontiguousarray(feeds[n], dtype=self.dtypes[n])
             lo, _, hi = self.batch_range[n]
             if not lo <= a.shape[0] <= hi:
-                raise ConfigError(f"batch {a.shape[0]} is outside the plan's profile ({lo}..{hi}); rebuild it with "
-                                  f"`cityserve export tensorrt --min-batch/--max-batch`")
+                raise ConfigError(
+                    f"batch {a.shape[0]} is outside the plan's profile ({lo}..{hi}); rebuild it with "
+                    f"`cityserve export tensorrt --min-batch/--max-batch`"
+                )
             if not self.context.set_input_shape(n, tuple(a.shape)):
                 raise ConfigError(f"TensorRT rejected input {n!r} of shape {tuple(a.shape)}")
             ptr = self._buffer(n, a.nbytes)

@@ -4,6 +4,7 @@ It is the reference the other engines are compared with: no export step, the sam
 same uint8 contract. ``dtype=torch.float16`` (CUDA) runs the generator in half precision while the
 one-hot input assembly and the uint8 conversion stay as the graph defines them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -45,8 +46,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def resolve_dtype(dtype: Any) -> Optional[torch.dtype]:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "half": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
     if str(dtype).lower() not in names:
         raise ConfigError(f"unknown dtype {dtype!r}; choose from {', '.join(names)}")
     return names[str(dtype).lower()]
@@ -73,8 +81,10 @@ class TorchEngine:
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         unknown = set(feeds) - set(self.input_names)
         if unknown:
-            raise ConfigError(f"model {self.card.name!r} takes {', '.join(self.input_names)}; "
-                              f"got unexpected input(s) {', '.join(sorted(unknown))}")
+            raise ConfigError(
+                f"model {self.card.name!r} takes {', '.join(self.input_names)}; "
+                f"got unexpected input(s) {', '.join(sorted(unknown))}"
+            )
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in feeds.items()}
         with torch.inference_mode():
             out = self.graph(**tensors)

@@ -28,14 +28,16 @@ After compiling, the package is run against the float32 torch model on a few syn
 and the uint8 differences are recorded in the card (``extra.aot.accuracy``) against the budget
 (max <= 8 levels, mean <= 1 level).
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -81,7 +83,7 @@ def normalize_layer_names(names: Iterable[str]) -> list[str]:
     for n in names:
         n = n.strip()
         if n.startswith("generator."):
-            n = n[len("generator."):]
+            n = n[len("generator.") :]
         if n and n not in out:
             out.append(n)
     return out
@@ -101,8 +103,10 @@ def check_layer_names(generator: nn.Module, names: Iterable[str]) -> list[str]:
     known = {n for n, _ in generator.named_modules()}
     unknown = [k for k in keep if k not in known]
     if unknown:
-        raise ConfigError(f"--fp32-layers: {', '.join(unknown[:3])} not a submodule of the generator "
-                          f"(names look like 'up_3.conv_0', 'head_0.norm_0.mlp_gamma')")
+        raise ConfigError(
+            f"--fp32-layers: {', '.join(unknown[:3])} not a submodule of the generator "
+            f"(names look like 'up_3.conv_0', 'head_0.norm_0.mlp_gamma')"
+        )
     return keep
 
 
@@ -130,8 +134,9 @@ class AOTRender(nn.Module):
         if dtype != torch.float32:
             self.lowered = apply_precision(graph.generator, dtype, layers_fp32)
 
-    def forward(self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None,
-                z: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None, z: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         return self.net(labels, instances, z)
 
 
@@ -210,8 +215,11 @@ def calibration_inputs(card: ModelCard, images: int = 2, seed: int = 0) -> list[
 def level_diff(a: torch.Tensor, b: torch.Tensor) -> dict:
     d = (a.to(torch.int32) - b.to(torch.int32)).abs()
     mx, mean = int(d.max()), float(d.float().mean())
-    return {"max_levels": mx, "mean_levels": round(mean, 4),
-            "within_budget": mx <= BUDGET_MAX_LEVELS and mean <= BUDGET_MEAN_LEVELS}
+    return {
+        "max_levels": mx,
+        "mean_levels": round(mean, 4),
+        "within_budget": mx <= BUDGET_MAX_LEVELS and mean <= BUDGET_MEAN_LEVELS,
+    }
 
 
 def measure_accuracy(card: ModelCard, fn, images: int = 2) -> dict:
@@ -227,9 +235,16 @@ def measure_accuracy(card: ModelCard, fn, images: int = 2) -> dict:
     return res
 
 
-def compile_aot(card: ModelCard, out_dir: str | os.PathLike, dtype: Optional[str] = None,
-                layers_fp32: Optional[Iterable[str]] = None, verify_images: int = 2,
-                fused: Optional[bool] = None, inductor_configs: Optional[dict] = None, log=None) -> Path:
+def compile_aot(
+    card: ModelCard,
+    out_dir: str | os.PathLike,
+    dtype: Optional[str] = None,
+    layers_fp32: Optional[Iterable[str]] = None,
+    verify_images: int = 2,
+    fused: Optional[bool] = None,
+    inductor_configs: Optional[dict] = None,
+    log=None,
+) -> Path:
     """Compile the card's render graph; returns the path of the card written beside ``render.pt2``.
 
     ``layers_fp32`` None: the default set (``default_fp32_layers``); a list replaces it (``[]``: every
@@ -264,7 +279,7 @@ def compile_aot(card: ModelCard, out_dir: str | os.PathLike, dtype: Optional[str
     inputs, shapes = _example_inputs(card)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ep = torch.export.export(module, tuple(inputs), dynamic_shapes=tuple(shapes.values())[:len(inputs)])
+        ep = torch.export.export(module, tuple(inputs), dynamic_shapes=tuple(shapes.values())[: len(inputs)])
         from torch._inductor import aoti_compile_and_package
 
         configs = dict(DEFAULT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs)
@@ -275,13 +290,23 @@ def compile_aot(card: ModelCard, out_dir: str | os.PathLike, dtype: Optional[str
     new.extra = dict(card.extra)
     io = render_io(card)
     new.extra["aot"] = {
-        "file": PACKAGE, "sha256": sha256_file(pkg), "dtype": dtype, "torch": torch.__version__,
-        "vec_isa": vec_isa(), "cpu_flags_required": required_flags(dtype), "built_on": cpu_name(),
-        "built": now_iso(), "compile_seconds": round(seconds, 1), "fused": bool(fused),
+        "file": PACKAGE,
+        "sha256": sha256_file(pkg),
+        "dtype": dtype,
+        "torch": torch.__version__,
+        "vec_isa": vec_isa(),
+        "cpu_flags_required": required_flags(dtype),
+        "built_on": cpu_name(),
+        "built": now_iso(),
+        "compile_seconds": round(seconds, 1),
+        "fused": bool(fused),
         "inductor_configs": configs,
-        "precision": ("float32" if dtype == "fp32" else
-                      "convolutions/linear in bfloat16 except layers_fp32; norms, SPADE modulation, "
-                      "activations, residual adds, resizing in float32"),
+        "precision": (
+            "float32"
+            if dtype == "fp32"
+            else "convolutions/linear in bfloat16 except layers_fp32; norms, SPADE modulation, "
+            "activations, residual adds, resizing in float32"
+        ),
         "layers_fp32": list(layers_fp32) if dtype == "bf16" else [],
         "inputs": ["labels"] + (["instances"] if io.use_instance else []) + (["z"] if io.z_dim else []),
     }
@@ -292,8 +317,10 @@ def compile_aot(card: ModelCard, out_dir: str | os.PathLike, dtype: Optional[str
         from torch._inductor import aoti_load_package
 
         acc = measure_accuracy(card, aoti_load_package(str(pkg)), verify_images)
-        log(f"vs float32 on {verify_images} synthetic label maps: max {acc['max_levels']} levels, "
-            f"mean {acc['mean_levels']:.3f} (budget {BUDGET_MAX_LEVELS} / {BUDGET_MEAN_LEVELS})")
+        log(
+            f"vs float32 on {verify_images} synthetic label maps: max {acc['max_levels']} levels, "
+            f"mean {acc['mean_levels']:.3f} (budget {BUDGET_MAX_LEVELS} / {BUDGET_MEAN_LEVELS})"
+        )
         new.extra["aot"]["accuracy"] = acc
         path = new.save(path)
     return path
@@ -304,12 +331,16 @@ def check_compatible(aot: dict, flags: Optional[set[str]] = None) -> None:
     flags = cpu_flags() if flags is None else flags
     missing = [f for f in aot.get("cpu_flags_required", []) if f not in flags]
     if missing:
-        raise UnavailableError(f"AOT package needs CPU flag(s) {', '.join(missing)} that this CPU ({cpu_name()}) "
-                               f"lacks (built on {aot.get('built_on', '?')}); rebuild it here with "
-                               f"`cityserve export aot`")
+        raise UnavailableError(
+            f"AOT package needs CPU flag(s) {', '.join(missing)} that this CPU ({cpu_name()}) "
+            f"lacks (built on {aot.get('built_on', '?')}); rebuild it here with "
+            f"`cityserve export aot`"
+        )
     if aot.get("torch") != torch.__version__:
-        raise UnavailableError(f"AOT package was compiled with torch {aot.get('torch')}, this is torch "
-                               f"{torch.__version__}; rebuild it with `cityserve export aot`")
+        raise UnavailableError(
+            f"AOT package was compiled with torch {aot.get('torch')}, this is torch "
+            f"{torch.__version__}; rebuild it with `cityserve export aot`"
+        )
 
 
 class AOTPackage:

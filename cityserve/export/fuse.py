@@ -10,6 +10,7 @@ the engine sees 1 Resize instead of 3 and 1 + n convs instead of 3n per block.
 
 Works on the inference form (spectral norm folded: plain ``weight``), which ``build_from_card`` gives.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,20 +22,42 @@ def _concat_convs(convs: list[nn.Conv2d]) -> nn.Conv2d:
     """One conv whose output channels are ``convs``' outputs concatenated (same input, kernel, padding)."""
     first = convs[0]
     for c in convs[1:]:
-        same = (c.in_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups, c.padding_mode) == \
-            (first.in_channels, first.kernel_size, first.stride, first.padding, first.dilation, first.groups,
-             first.padding_mode)
+        same = (c.in_channels, c.kernel_size, c.stride, c.padding, c.dilation, c.groups, c.padding_mode) == (
+            first.in_channels,
+            first.kernel_size,
+            first.stride,
+            first.padding,
+            first.dilation,
+            first.groups,
+            first.padding_mode,
+        )
         if not same:
             raise ValueError("convs to fuse must share input channels, kernel, stride, padding, dilation, groups")
     has_bias = any(c.bias is not None for c in convs)
-    fused = nn.Conv2d(first.in_channels, sum(c.out_channels for c in convs), first.kernel_size, first.stride,
-                      first.padding, first.dilation, first.groups, has_bias, first.padding_mode)
+    fused = nn.Conv2d(
+        first.in_channels,
+        sum(c.out_channels for c in convs),
+        first.kernel_size,
+        first.stride,
+        first.padding,
+        first.dilation,
+        first.groups,
+        has_bias,
+        first.padding_mode,
+    )
     fused = fused.to(device=first.weight.device, dtype=first.weight.dtype)
     with torch.no_grad():
         fused.weight.copy_(torch.cat([c.weight.detach() for c in convs], 0))
         if has_bias:
-            fused.bias.copy_(torch.cat([c.bias.detach() if c.bias is not None else
-                                        torch.zeros(c.out_channels, dtype=first.weight.dtype) for c in convs], 0))
+            fused.bias.copy_(
+                torch.cat(
+                    [
+                        c.bias.detach() if c.bias is not None else torch.zeros(c.out_channels, dtype=first.weight.dtype)
+                        for c in convs
+                    ],
+                    0,
+                )
+            )
     return fused
 
 
@@ -85,8 +108,12 @@ class FusedSPADEResnetBlock(nn.Module):
 
 
 def is_spade_block(m: nn.Module) -> bool:
-    return all(hasattr(m, a) for a in ("conv_0", "conv_1", "norm_0", "norm_1")) and \
-        hasattr(m.norm_0, "mlp_shared") and hasattr(m.norm_0, "mlp_gamma") and not isinstance(m, FusedSPADEResnetBlock)
+    return (
+        all(hasattr(m, a) for a in ("conv_0", "conv_1", "norm_0", "norm_1"))
+        and hasattr(m.norm_0, "mlp_shared")
+        and hasattr(m.norm_0, "mlp_gamma")
+        and not isinstance(m, FusedSPADEResnetBlock)
+    )
 
 
 def fuse_spade(generator: nn.Module) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Model card -> ``render.onnx`` (generators) or ``segment.onnx`` (segmenters), DESIGN.md's contracts.
+"""Model card -> ``render.onnx`` (generators) or ``segment.onnx`` (segmenters), docs/architecture.md's contracts.
 
 The graph is the whole computation a server needs: for a generator ``labels`` uint8 [B,1,H,W]
 (+ ``instances`` int32, + ``z`` float32 [B,z_dim]) -> ``image`` uint8 [B,H,W,3]; for a segmenter
@@ -8,6 +8,7 @@ exports as plain BatchNormalization), the ONNX checker and the TensorRT op check
 the card travels inside the file (``metadata_props``) and beside it (``render.card.json`` with an
 ``extra["onnx"]`` section), so whoever gets the .onnx knows what it renders.
 """
+
 from __future__ import annotations
 
 import io
@@ -69,8 +70,11 @@ def example_inputs(card: ModelCard, batch: int = 2, seed: int = 0) -> dict[str, 
     from ..models.registry import render_io
 
     io_ = render_io(card)
-    feeds = {"labels": torch.randint(0, io_.num_classes, (batch, 1, h, w), generator=g,
-                                     dtype=torch.int64).to(label_dtype(io_.num_classes))}
+    feeds = {
+        "labels": torch.randint(0, io_.num_classes, (batch, 1, h, w), generator=g, dtype=torch.int64).to(
+            label_dtype(io_.num_classes)
+        )
+    }
     if io_.use_instance:
         # blocky instance ids, so the edge channel has real boundaries
         coarse = torch.randint(0, 40, (batch, 1, max(1, h // 8), max(1, w // 8)), generator=g, dtype=torch.int32)
@@ -109,14 +113,17 @@ def set_output_shapes(model: onnx.ModelProto, shapes: dict[str, list]) -> None:
 
 def describe_io(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     """Inputs/outputs as {name, dtype, shape} with the dynamic batch written as "batch"."""
+
     def one(vi: onnx.ValueInfoProto) -> dict[str, Any]:
         tt = vi.type.tensor_type
         shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in tt.shape.dim]
         return {"name": vi.name, "dtype": _np_dtype_name(tt.elem_type), "shape": shape}
 
     inits = {i.name for i in model.graph.initializer}
-    return {"inputs": [one(v) for v in model.graph.input if v.name not in inits],
-            "outputs": [one(v) for v in model.graph.output]}
+    return {
+        "inputs": [one(v) for v in model.graph.input if v.name not in inits],
+        "outputs": [one(v) for v in model.graph.output],
+    }
 
 
 def positional_args(module: nn.Module, inputs: dict[str, Any]) -> tuple:
@@ -135,9 +142,14 @@ def positional_args(module: nn.Module, inputs: dict[str, Any]) -> tuple:
     return tuple(args)
 
 
-def torch_to_onnx_bytes(module: nn.Module, inputs: dict[str, torch.Tensor], input_names: list[str],
-                        output_names: list[str], opset: int = DEFAULT_OPSET) -> bytes:
-    """TorchScript-based export (``dynamo=False``, see DESIGN.md) with the batch axis dynamic."""
+def torch_to_onnx_bytes(
+    module: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    input_names: list[str],
+    output_names: list[str],
+    opset: int = DEFAULT_OPSET,
+) -> bytes:
+    """TorchScript-based export (``dynamo=False``, see docs/architecture.md) with the batch axis dynamic."""
     if opset < 17:
         raise ConfigError(f"opset {opset} is too old: cityserve exports opset 17 or newer")
     args = positional_args(module, inputs)
@@ -145,8 +157,17 @@ def torch_to_onnx_bytes(module: nn.Module, inputs: dict[str, torch.Tensor], inpu
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, buf, dynamo=False, opset_version=opset, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
     return buf.getvalue()
 
 
@@ -160,9 +181,14 @@ def relative_weights(card: ModelCard, new_dir: Path) -> str:
         return str(card.weights_path.resolve())
 
 
-def export_onnx(card: Union[ModelCard, str, os.PathLike], out_dir: Union[str, os.PathLike],
-                opset: int = DEFAULT_OPSET, fused: bool = False, check_ops: bool = True,
-                example_batch: int = 2) -> Path:
+def export_onnx(
+    card: Union[ModelCard, str, os.PathLike],
+    out_dir: Union[str, os.PathLike],
+    opset: int = DEFAULT_OPSET,
+    fused: bool = False,
+    check_ops: bool = True,
+    example_batch: int = 2,
+) -> Path:
     """Export the card's model; returns the path of ``render.onnx`` / ``segment.onnx`` in ``out_dir``.
 
     Also writes ``render.card.json`` (or ``segment.card.json``) beside it: the card with
@@ -188,7 +214,9 @@ def export_onnx(card: Union[ModelCard, str, os.PathLike], out_dir: Union[str, os
         "cityserve.arch": card.arch,
         "cityserve.height": str(card.height),
         "cityserve.width": str(card.width),
-        "cityserve.label_set": card.label_set if isinstance(card.label_set, str) else card.label_set.get("name", "custom"),
+        "cityserve.label_set": card.label_set
+        if isinstance(card.label_set, str)
+        else card.label_set.get("name", "custom"),
         "cityserve.weights_sha256": card.sha256,
         "cityserve.fused": str(bool(fused)).lower(),
     }
@@ -232,8 +260,10 @@ def card_from_onnx(path: Union[str, os.PathLike]) -> ModelCard:
     model = onnx.load(str(p), load_external_data=False)
     meta = {m.key: m.value for m in model.metadata_props}
     if METADATA_CARD_KEY not in meta:
-        raise ConfigError(f"{p} carries no cityserve model card (metadata {METADATA_CARD_KEY!r}); "
-                          f"export it with `cityserve export onnx`")
+        raise ConfigError(
+            f"{p} carries no cityserve model card (metadata {METADATA_CARD_KEY!r}); "
+            f"export it with `cityserve export onnx`"
+        )
     import json
 
     return ModelCard.from_dict(json.loads(meta[METADATA_CARD_KEY]))
@@ -244,8 +274,11 @@ def compare_images(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     if a.shape != b.shape:
         raise ConfigError(f"outputs differ in shape: {a.shape} vs {b.shape}")
     d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return {"identical": float((d == 0).mean()), "max_diff": int(d.max()) if d.size else 0,
-            "mean_diff": float(d.mean()) if d.size else 0.0}
+    return {
+        "identical": float((d == 0).mean()),
+        "max_diff": int(d.max()) if d.size else 0,
+        "mean_diff": float(d.mean()) if d.size else 0.0,
+    }
 
 
 def run_torch(module: nn.Module, feeds: dict[str, np.ndarray], input_names: list[str]) -> np.ndarray:
@@ -254,8 +287,9 @@ def run_torch(module: nn.Module, feeds: dict[str, np.ndarray], input_names: list
         return module(**{n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names}).numpy()
 
 
-def verify_onnx(card: ModelCard, onnx_path: Union[str, os.PathLike], batches: tuple[int, ...] = (1, 4),
-                fused: bool = False) -> list[dict[str, float]]:
+def verify_onnx(
+    card: ModelCard, onnx_path: Union[str, os.PathLike], batches: tuple[int, ...] = (1, 4), fused: bool = False
+) -> list[dict[str, float]]:
     """onnxruntime (CPU) vs torch on random inputs at each batch size; the parity figures per batch."""
     import onnxruntime as ort
 

@@ -5,12 +5,14 @@ list of supported op types is ``tensorrt_onnx_ops.txt`` (copied from onnx-tensor
 ``docs/operators.md``, source and version in its header). Besides op types this checks the restrictions
 that bite cityserve's graphs: uint8 only at the network's edges (through a Cast), and Resize modes.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import onnx
 
@@ -85,8 +87,9 @@ def _uint8_problems(model: onnx.ModelProto) -> list[Problem]:
         inferred = model
     g = inferred.graph
     u8 = onnx.TensorProto.UINT8
-    uint8 = {vi.name for vi in list(g.value_info) + list(g.input) + list(g.output)
-             if vi.type.tensor_type.elem_type == u8}
+    uint8 = {
+        vi.name for vi in list(g.value_info) + list(g.input) + list(g.output) if vi.type.tensor_type.elem_type == u8
+    }
     for node in g.node:  # outputs of Cast(to=uint8) even when shape inference skipped them
         if node.op_type == "Cast" and _attr(node, "to", None) == u8:
             uint8.update(node.output)
@@ -97,12 +100,24 @@ def _uint8_problems(model: onnx.ModelProto) -> list[Problem]:
             continue
         for t in node.input:
             if t in uint8:
-                problems.append(Problem(node.name, node.op_type, f"reads uint8 tensor {t!r}; TensorRT "
-                                        "supports uint8 only as a network input/output (Cast it first)"))
+                problems.append(
+                    Problem(
+                        node.name,
+                        node.op_type,
+                        f"reads uint8 tensor {t!r}; TensorRT "
+                        "supports uint8 only as a network input/output (Cast it first)",
+                    )
+                )
         for t in node.output:
             if t in uint8 and t not in graph_inputs:
-                problems.append(Problem(node.name, node.op_type, f"produces uint8 tensor {t!r} inside the "
-                                        "network; only a Cast may produce uint8 (for an output)"))
+                problems.append(
+                    Problem(
+                        node.name,
+                        node.op_type,
+                        f"produces uint8 tensor {t!r} inside the "
+                        "network; only a Cast may produce uint8 (for an output)",
+                    )
+                )
     return problems
 
 
@@ -112,8 +127,9 @@ def find_problems(model: onnx.ModelProto, op_list: OpList | None = None) -> list
     problems = []
     for node in _all_nodes(model.graph):
         if node.domain not in ("", "ai.onnx"):
-            problems.append(Problem(node.name, f"{node.domain}::{node.op_type}",
-                                    "custom-domain op (needs a TensorRT plugin)"))
+            problems.append(
+                Problem(node.name, f"{node.domain}::{node.op_type}", "custom-domain op (needs a TensorRT plugin)")
+            )
             continue
         if node.op_type not in op_list:
             problems.append(Problem(node.name, node.op_type, "op not supported by TensorRT's ONNX parser"))
@@ -140,8 +156,9 @@ def check_tensorrt_ops(model: Union[onnx.ModelProto, str, Path], op_list: OpList
     if problems:
         listed = "; ".join(str(p) for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise UnsupportedOpError(f"{where}TensorRT 10 cannot parse this graph: {listed}{more} "
-                                 f"[op list: {OPS_FILE.name}]")
+        raise UnsupportedOpError(
+            f"{where}TensorRT 10 cannot parse this graph: {listed}{more} [op list: {OPS_FILE.name}]"
+        )
 
 
 def op_types(model: onnx.ModelProto) -> set[str]:

@@ -15,14 +15,16 @@ modules, plus every normalization node, to FP32. Module names are relative to th
 root, which is also how ``torch.onnx.export`` scopes node names (``generator.up_0.conv_1`` ->
 ``/generator/up_0/conv_1/Conv``), so ``onnx_nodes_of`` maps one to the other.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
@@ -32,8 +34,15 @@ from ..errors import ConfigError
 
 DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 DEFAULT_THRESHOLD = {torch.float16: 1e-2, torch.bfloat16: 5e-2}
-NORMALIZATION_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
-                     "MeanVarianceNormalization", "LpNormalization", "RMSNormalization")
+NORMALIZATION_OPS = (
+    "BatchNormalization",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "GroupNormalization",
+    "MeanVarianceNormalization",
+    "LpNormalization",
+    "RMSNormalization",
+)
 NORMALIZATION_MODULES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _BIG = 1e30  # JSON has no inf
 
@@ -93,7 +102,7 @@ class PrecisionReport:
         return path
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> "PrecisionReport":
+    def load(cls, path: Union[str, os.PathLike]) -> PrecisionReport:
         p = Path(path)
         try:
             d = json.loads(p.read_text())
@@ -130,9 +139,13 @@ def _rel(ref: torch.Tensor, got: torch.Tensor) -> float:
     return num / den if den > 0 else (0.0 if num == 0 else _BIG)
 
 
-def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Tensor]],
-                     dtype: Union[str, torch.dtype] = "float16", threshold: Optional[float] = None,
-                     model_name: str = "") -> PrecisionReport:
+def precision_report(
+    module: nn.Module,
+    inputs: Union[tuple, dict[str, torch.Tensor]],
+    dtype: Union[str, torch.dtype] = "float16",
+    threshold: Optional[float] = None,
+    model_name: str = "",
+) -> PrecisionReport:
     """Run ``module`` in float32 and in ``dtype`` on ``inputs`` and report every named submodule."""
     dt = resolve_dtype(dtype)
     threshold = DEFAULT_THRESHOLD[dt] if threshold is None else float(threshold)
@@ -171,6 +184,7 @@ def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Ten
                     lo = _first_float(low_copies[name](*_cast_floats(inp, dt)))
                 if lo is not None:
                     local[name] = max(local.get(name, 0.0), _rel(t, lo.float()))
+
         return hook
 
     handles = [m.register_forward_hook(ref_hook(n)) for n, m in named.items()]
@@ -193,6 +207,7 @@ def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Ten
             t = _first_float(out)
             if t is not None:
                 low_out[name].append(t.detach().float())
+
         return hook
 
     handles = []
@@ -227,8 +242,21 @@ def precision_report(module: nn.Module, inputs: Union[tuple, dict[str, torch.Ten
             reason = "normalization"
         overflow = out_over or in_over
         flagged = bool(overflow or (loc is not None and loc > threshold))
-        layers.append(LayerStat(n, type(m).__name__, n in leaves, max_abs[n], in_max.get(n), loc, rel,
-                                overflow, flagged, reason, module_scope(n, called)))
+        layers.append(
+            LayerStat(
+                n,
+                type(m).__name__,
+                n in leaves,
+                max_abs[n],
+                in_max.get(n),
+                loc,
+                rel,
+                overflow,
+                flagged,
+                reason,
+                module_scope(n, called),
+            )
+        )
 
     rf, lf = _first_tensor(ref_final), _first_tensor(low_final)
     if rf.is_floating_point() or lf.is_floating_point():
@@ -249,8 +277,13 @@ def dtype_name(dt: torch.dtype) -> str:
     return {torch.float16: "float16", torch.bfloat16: "bfloat16"}[dt]
 
 
-def report_for_card(card, dtype: Union[str, torch.dtype] = "float16", threshold: Optional[float] = None,
-                    fused: bool = False, batch: int = 1) -> PrecisionReport:
+def report_for_card(
+    card,
+    dtype: Union[str, torch.dtype] = "float16",
+    threshold: Optional[float] = None,
+    fused: bool = False,
+    batch: int = 1,
+) -> PrecisionReport:
     """The report of the card's exported graph (same module tree as ``export_onnx``, random inputs)."""
     from .onnx_export import build_graph, example_inputs
 
@@ -258,11 +291,13 @@ def report_for_card(card, dtype: Union[str, torch.dtype] = "float16", threshold:
     feeds = example_inputs(card, batch=batch, seed=1)
     from .onnx_export import positional_args
 
-    return precision_report(module, positional_args(module, {n: feeds[n] for n in input_names}), dtype,
-                            threshold, card.name)
+    return precision_report(
+        module, positional_args(module, {n: feeds[n] for n in input_names}), dtype, threshold, card.name
+    )
 
 
 # ---- report -> ONNX nodes -------------------------------------------------------------------------
+
 
 def _unqualified(qualified: str) -> str:
     """torch.onnx's scope component of a module: its name from the last non-numeric atom
@@ -279,7 +314,7 @@ def module_scope(name: str, called: Optional[set[str]] = None) -> str:
     ancestor whose forward ran (containers such as ModuleList are never called and leave none):
     ``generator.head_0.norm_0.mlp_shared.0`` -> ``/generator/head_0/norm_0/mlp_shared/mlp_shared.0/``."""
     atoms = name.split(".")
-    prefixes = [".".join(atoms[:i + 1]) for i in range(len(atoms))]
+    prefixes = [".".join(atoms[: i + 1]) for i in range(len(atoms))]
     comps = [_unqualified(p) for p in prefixes if called is None or p in called or p == name]
     return "/" + "/".join(comps) + "/"
 
@@ -298,8 +333,10 @@ def fp32_node_selection(onnx_model, report: Optional[PrecisionReport] = None) ->
         scopes = {l.name: l.scope or module_scope(l.name) for l in report.layers if l.flagged}
         by_module = onnx_nodes_of(onnx_model, scopes)
         if scopes and not any(by_module.values()):
-            raise ConfigError(f"none of the report's flagged layers ({', '.join(list(scopes)[:3])}) has a node in "
-                              f"this ONNX graph: was the report made for another model (or the --fused form)?")
+            raise ConfigError(
+                f"none of the report's flagged layers ({', '.join(list(scopes)[:3])}) has a node in "
+                f"this ONNX graph: was the report made for another model (or the --fused form)?"
+            )
         for nodes in by_module.values():
             flagged.extend(nodes)
     norms = [n.name for n in onnx_model.graph.node if n.op_type in NORMALIZATION_OPS]

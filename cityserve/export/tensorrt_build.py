@@ -9,13 +9,15 @@ that is reused and saved, ``layer.precision`` + ``set_output_type`` + ``OBEY_PRE
 ``build_serialized_network``; it writes a build log and a card beside the plan recording the
 TensorRT version, GPU and compute capability (a plan runs only where it was built).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 import onnx
 
@@ -36,12 +38,17 @@ class BatchProfile:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min <= self.opt <= self.max:
-            raise ConfigError(f"batch profile must satisfy 1 <= min <= opt <= max; got min {self.min}, "
-                              f"opt {self.opt}, max {self.max}")
+            raise ConfigError(
+                f"batch profile must satisfy 1 <= min <= opt <= max; got min {self.min}, opt {self.opt}, max {self.max}"
+            )
 
 
-def batch_profile(card: Optional[ModelCard] = None, min_batch: Optional[int] = None, opt_batch: Optional[int] = None,
-                  max_batch: Optional[int] = None) -> BatchProfile:
+def batch_profile(
+    card: Optional[ModelCard] = None,
+    min_batch: Optional[int] = None,
+    opt_batch: Optional[int] = None,
+    max_batch: Optional[int] = None,
+) -> BatchProfile:
     """Flags win; else the card's ``extra["tensorrt"]["profile"]`` ({min_batch, opt_batch, max_batch}),
     else its ``extra["serving"]["max_batch_size"]``; else 1 / 4 / 8. Unset opt = min(4, max) kept
     within [min, max]; unset min = 1; unset max = max(8, opt, min)."""
@@ -64,7 +71,9 @@ def batch_profile(card: Optional[ModelCard] = None, min_batch: Optional[int] = N
     return BatchProfile(lo, int(opt), hi)
 
 
-def profile_shapes(io: Union[onnx.ModelProto, dict[str, Any]], profile: BatchProfile) -> dict[str, tuple[tuple, tuple, tuple]]:
+def profile_shapes(
+    io: Union[onnx.ModelProto, dict[str, Any]], profile: BatchProfile
+) -> dict[str, tuple[tuple, tuple, tuple]]:
     """{input: (min_shape, opt_shape, max_shape)}: the batch axis from the profile, the rest fixed.
 
     ``io`` is the ONNX model or the ``extra["onnx"]`` section of an exported card."""
@@ -73,8 +82,9 @@ def profile_shapes(io: Union[onnx.ModelProto, dict[str, Any]], profile: BatchPro
     for inp in desc["inputs"]:
         dims = list(inp["shape"])
         if not dims or not isinstance(dims[0], str):
-            raise ConfigError(f"input {inp['name']!r} has no dynamic batch axis (shape {dims}); export with "
-                              f"`cityserve export onnx`")
+            raise ConfigError(
+                f"input {inp['name']!r} has no dynamic batch axis (shape {dims}); export with `cityserve export onnx`"
+            )
         fixed = dims[1:]
         if any(not isinstance(d, int) or d <= 0 for d in fixed):
             raise ConfigError(f"input {inp['name']!r} has dynamic non-batch dims {dims}: H and W must be fixed")
@@ -96,8 +106,12 @@ def onnx_node_of_layer(layer_name: str, layer_metadata: str, node_names: set[str
         return layer_name
     best = None
     for n in node_names:
-        if layer_name.startswith(n) and len(layer_name) > len(n) and layer_name[len(n)] in "_/.:[ " and \
-                (best is None or len(n) > len(best)):
+        if (
+            layer_name.startswith(n)
+            and len(layer_name) > len(n)
+            and layer_name[len(n)] in "_/.:[ "
+            and (best is None or len(n) > len(best))
+        ):
             best = n
     return best
 
@@ -138,12 +152,18 @@ class BuildPlan:
         return sorted(set(self.fp32_flagged) | set(self.fp32_normalization))
 
     def describe(self) -> str:
-        lines = [f"onnx      {self.onnx_path}", f"plan      {self.plan_path}", f"precision {self.precision}",
-                 f"batch     min {self.profile.min}, opt {self.profile.opt}, max {self.profile.max}"]
+        lines = [
+            f"onnx      {self.onnx_path}",
+            f"plan      {self.plan_path}",
+            f"precision {self.precision}",
+            f"batch     min {self.profile.min}, opt {self.profile.opt}, max {self.profile.max}",
+        ]
         for name, (a, b, c) in self.shapes.items():
             lines.append(f"  {name}: min {list(a)} opt {list(b)} max {list(c)}")
-        lines.append(f"fp32      {len(self.fp32_flagged)} node(s) from "
-                     f"{self.report_path or 'no precision report'} + {len(self.fp32_normalization)} normalization node(s)")
+        lines.append(
+            f"fp32      {len(self.fp32_flagged)} node(s) from "
+            f"{self.report_path or 'no precision report'} + {len(self.fp32_normalization)} normalization node(s)"
+        )
         for n in self.fp32_flagged[:20]:
             lines.append(f"  {n}")
         if self.timing_cache:
@@ -151,10 +171,18 @@ class BuildPlan:
         return "\n".join(lines)
 
 
-def plan_build(onnx_path: Union[str, os.PathLike], plan_path: Union[str, os.PathLike], *,
-               min_batch: Optional[int] = None, opt_batch: Optional[int] = None, max_batch: Optional[int] = None,
-               precision: str = "fp16", timing_cache: Optional[Union[str, os.PathLike]] = None,
-               fp32_layers_from: Optional[Union[str, os.PathLike]] = None, check_ops: bool = True) -> BuildPlan:
+def plan_build(
+    onnx_path: Union[str, os.PathLike],
+    plan_path: Union[str, os.PathLike],
+    *,
+    min_batch: Optional[int] = None,
+    opt_batch: Optional[int] = None,
+    max_batch: Optional[int] = None,
+    precision: str = "fp16",
+    timing_cache: Optional[Union[str, os.PathLike]] = None,
+    fp32_layers_from: Optional[Union[str, os.PathLike]] = None,
+    check_ops: bool = True,
+) -> BuildPlan:
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ConfigError(f"ONNX file {onnx_path} does not exist")
@@ -171,11 +199,22 @@ def plan_build(onnx_path: Union[str, os.PathLike], plan_path: Union[str, os.Path
     report_path = find_report(onnx_path, fp32_layers_from)
     report = PrecisionReport.load(report_path) if report_path else None
     sel = fp32_pins(model, report) if precision != "fp32" else {"flagged": [], "normalization": []}
-    return BuildPlan(onnx_path, Path(plan_path), card, profile, shapes, precision, sel["flagged"],
-                     sel["normalization"], report_path, Path(timing_cache) if timing_cache else None)
+    return BuildPlan(
+        onnx_path,
+        Path(plan_path),
+        card,
+        profile,
+        shapes,
+        precision,
+        sel["flagged"],
+        sel["normalization"],
+        report_path,
+        Path(timing_cache) if timing_cache else None,
+    )
 
 
 # ---- TensorRT ------------------------------------------------------------------------------------
+
 
 def _file_logger(trt, path: Path, verbose: bool):
     class FileLogger(trt.ILogger):
@@ -216,14 +255,32 @@ def pin_layers(trt, network, nodes: Iterable[str]) -> list[str]:
     return pinned
 
 
-def build_engine(onnx_path: Union[str, os.PathLike], plan_path: Union[str, os.PathLike], *,
-                 min_batch: Optional[int] = None, opt_batch: Optional[int] = None, max_batch: Optional[int] = None,
-                 precision: str = "fp16", timing_cache: Optional[Union[str, os.PathLike]] = None,
-                 fp32_layers_from: Optional[Union[str, os.PathLike]] = None, workspace_gib: Optional[float] = None,
-                 log_path: Optional[Union[str, os.PathLike]] = None, verbose: bool = False, device: int = 0) -> Path:
+def build_engine(
+    onnx_path: Union[str, os.PathLike],
+    plan_path: Union[str, os.PathLike],
+    *,
+    min_batch: Optional[int] = None,
+    opt_batch: Optional[int] = None,
+    max_batch: Optional[int] = None,
+    precision: str = "fp16",
+    timing_cache: Optional[Union[str, os.PathLike]] = None,
+    fp32_layers_from: Optional[Union[str, os.PathLike]] = None,
+    workspace_gib: Optional[float] = None,
+    log_path: Optional[Union[str, os.PathLike]] = None,
+    verbose: bool = False,
+    device: int = 0,
+) -> Path:
     """Build and write the plan; returns its path. Card beside it: ``<plan stem>.card.json``."""
-    plan = plan_build(onnx_path, plan_path, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
-                      precision=precision, timing_cache=timing_cache, fp32_layers_from=fp32_layers_from)
+    plan = plan_build(
+        onnx_path,
+        plan_path,
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        precision=precision,
+        timing_cache=timing_cache,
+        fp32_layers_from=fp32_layers_from,
+    )
     from ..engines.tensorrt_engine import cuda_backend, import_tensorrt
 
     trt = import_tensorrt()
@@ -231,8 +288,10 @@ def build_engine(onnx_path: Union[str, os.PathLike], plan_path: Union[str, os.Pa
     plan_path = plan.plan_path
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path) if log_path else plan_path.with_name(plan_path.name + ".build.log")
-    log_path.write_text(f"cityserve TensorRT build {now_iso()}\n{command_line()}\nTensorRT {trt.__version__}, "
-                        f"{gpu['gpu']} (compute {gpu['compute_capability']})\n{plan.describe()}\n")
+    log_path.write_text(
+        f"cityserve TensorRT build {now_iso()}\n{command_line()}\nTensorRT {trt.__version__}, "
+        f"{gpu['gpu']} (compute {gpu['compute_capability']})\n{plan.describe()}\n"
+    )
     logger = _file_logger(trt, log_path, verbose)
 
     builder = trt.Builder(logger)
@@ -268,7 +327,9 @@ def build_engine(onnx_path: Union[str, os.PathLike], plan_path: Union[str, os.Pa
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ConfigError(f"TensorRT failed to build {plan.onnx_path}: {'; '.join(logger.errors[-3:])} (log: {log_path})")
+        raise ConfigError(
+            f"TensorRT failed to build {plan.onnx_path}: {'; '.join(logger.errors[-3:])} (log: {log_path})"
+        )
     atomic_write_bytes(plan_path, bytes(serialized))
     if plan.timing_cache:
         atomic_write_bytes(plan.timing_cache, bytes(config.get_timing_cache().serialize()))

@@ -1,5 +1,6 @@
 """Import an official FCHarDNet best-model file (``{"epoch", "model_state", "best_iou"}``, keys
 prefixed ``module.``) as it is: weights + a segmenter model card with the official preprocessing."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,13 @@ from .pix2pix import label_set_for_card
 OFFICIAL_REPO = "PingoLH/FCHarDNet"
 
 
-def import_fchardnet(path: str | os.PathLike, out_dir: str | os.PathLike, label_set: Any = "cityscapes",
-                     size: tuple[int, int] = (1024, 2048), name: Optional[str] = None) -> Path:
+def import_fchardnet(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    label_set: Any = "cityscapes",
+    size: tuple[int, int] = (1024, 2048),
+    name: Optional[str] = None,
+) -> Path:
     """Check the file loads into hardnet70, then write ``NAME.pt`` + ``NAME.card.json``; returns the card."""
     from ..models.fchardnet import FCHarDNet, FCHarDNetConfig
     from ..models.segment import train_id_lut
@@ -37,13 +43,26 @@ def import_fchardnet(path: str | os.PathLike, out_dir: str | os.PathLike, label_
     load_strict(net, sd, path, "FCHarDNet hardnet70")
     check_finite(sd, path)
 
-    provenance: dict[str, Any] = {"imported_from": str(Path(path).resolve()), "source_sha256": sha256_file(path),
-                                  "official_repo": OFFICIAL_REPO, "command": command_line(), "created": now_iso(),
-                                  "environment": environment()}
+    provenance: dict[str, Any] = {
+        "imported_from": str(Path(path).resolve()),
+        "source_sha256": sha256_file(path),
+        "official_repo": OFFICIAL_REPO,
+        "command": command_line(),
+        "created": now_iso(),
+        "environment": environment(),
+    }
     for key in ("epoch", "best_iou"):
         if isinstance(obj, dict) and isinstance(obj.get(key), (int, float)):
             provenance[f"official_{key}"] = obj[key]
     name = name or f"fchardnet70_{ls.name}"
-    card = ModelCard(name=name, kind="segmenter", arch="fchardnet", config=dataclasses.asdict(cfg),
-                     label_set=card_label_set, height=h, width=w, provenance=provenance)
+    card = ModelCard(
+        name=name,
+        kind="segmenter",
+        arch="fchardnet",
+        config=dataclasses.asdict(cfg),
+        label_set=card_label_set,
+        height=h,
+        width=w,
+        provenance=provenance,
+    )
     return save_checkpoint(card, net.state_dict(), out_dir, stem=name)

@@ -15,13 +15,15 @@ For a user's label set, ``--dontcare`` and ``--no-instance`` say it, and the set
 The written weights file holds the official netG keys unchanged and, for VAE models imported with
 ``--netE``, the official netE keys under the prefix ``netE.`` (see ``cityserve.models.spade``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -84,16 +86,20 @@ def infer_generator(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> 
     shared = sd["head_0.norm_0.mlp_shared.0.weight"]
     width = int(sd["head_0.norm_0.mlp_gamma.weight"].shape[0])
     if width % 16 or shared.ndim != 4:
-        raise CheckpointError(f"checkpoint {path}: {_shape(sd, 'head_0.norm_0.mlp_gamma.weight')} is not 16*ngf wide; "
-                              f"not a SPADE generator")
+        raise CheckpointError(
+            f"checkpoint {path}: {_shape(sd, 'head_0.norm_0.mlp_gamma.weight')} is not 16*ngf wide; "
+            f"not a SPADE generator"
+        )
     ngf, semantic_nc = width // 16, int(shared.shape[1])
     if fc.ndim == 2:
         use_vae, z_dim = True, int(fc.shape[1])
     elif fc.ndim == 4:
         use_vae, z_dim = False, None
         if int(fc.shape[1]) != semantic_nc or int(fc.shape[0]) != width:
-            raise CheckpointError(f"checkpoint {path}: {_shape(sd, 'fc.weight')} does not match "
-                                  f"{_shape(sd, 'head_0.norm_0.mlp_shared.0.weight')}")
+            raise CheckpointError(
+                f"checkpoint {path}: {_shape(sd, 'fc.weight')} does not match "
+                f"{_shape(sd, 'head_0.norm_0.mlp_shared.0.weight')}"
+            )
     else:
         raise CheckpointError(f"checkpoint {path}: {_shape(sd, 'fc.weight')} is neither a conv nor a Linear weight")
     conv = _weight(sd, "head_0.conv_0")
@@ -104,12 +110,20 @@ def infer_generator(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> 
     ks = int(shared.shape[-1])
     norm_G = f"{'spectral' if spectral else ''}spade{norm}{ks}x{ks}"
     most = any(k.startswith("up_4.") for k in sd)
-    return Inferred(ngf=ngf, semantic_nc=semantic_nc, use_vae=use_vae, z_dim=z_dim, fc_out=int(fc.shape[0]),
-                    most=most, norm_G=norm_G)
+    return Inferred(
+        ngf=ngf,
+        semantic_nc=semantic_nc,
+        use_vae=use_vae,
+        z_dim=z_dim,
+        fc_out=int(fc.shape[0]),
+        most=most,
+        norm_G=norm_G,
+    )
 
 
-def split_channels(semantic_nc: int, ls, builtin: Optional[str], dontcare: bool, no_instance: bool,
-                   tensor: str) -> tuple[int, bool, bool]:
+def split_channels(
+    semantic_nc: int, ls, builtin: Optional[str], dontcare: bool, no_instance: bool, tensor: str
+) -> tuple[int, bool, bool]:
     """(label_nc, contain_dontcare_label, no_instance) for ``semantic_nc`` input channels."""
     if builtin is not None:
         d = OFFICIAL[builtin]
@@ -117,14 +131,21 @@ def split_channels(semantic_nc: int, ls, builtin: Optional[str], dontcare: bool,
         rest = semantic_nc - d.label_nc - int(has_dc)
         base = f"{d.label_nc} {builtin} label channels" + (" + 1 dontcare" if has_dc else "")
         if rest < 0 or rest > 1:
-            hint = " (drop --dontcare?)" if dontcare and rest == -1 else (" (add --dontcare?)" if rest == 2 else
-                                                                             " (is --label-set right?)")
+            hint = (
+                " (drop --dontcare?)"
+                if dontcare and rest == -1
+                else (" (add --dontcare?)" if rest == 2 else " (is --label-set right?)")
+            )
             flag = f"--label-set {builtin}" + (" --dontcare" if dontcare else "")
-            raise ConfigError(f"{flag} contradicts {tensor}: {semantic_nc} input channels, but official {builtin} "
-                              f"models have {base} (+ 1 instance edge){hint}")
+            raise ConfigError(
+                f"{flag} contradicts {tensor}: {semantic_nc} input channels, but official {builtin} "
+                f"models have {base} (+ 1 instance edge){hint}"
+            )
         if rest == 1 and no_instance:
-            raise ConfigError(f"--no-instance contradicts {tensor}: {semantic_nc} input channels = {base} + 1, "
-                              f"the instance-edge channel (drop --no-instance)")
+            raise ConfigError(
+                f"--no-instance contradicts {tensor}: {semantic_nc} input channels = {base} + 1, "
+                f"the instance-edge channel (drop --no-instance)"
+            )
         return d.label_nc, has_dc, rest == 0
     # a user's label set: the flags say how the channels split; the set's ids must all have a channel
     use_instance = not no_instance and semantic_nc - int(dontcare) - 1 >= ls.num_ids
@@ -132,8 +153,10 @@ def split_channels(semantic_nc: int, ls, builtin: Optional[str], dontcare: bool,
     label_nc = num_classes - int(dontcare)
     if num_classes < ls.num_ids or label_nc < 1:
         flags = " ".join(f for f, on in (("--dontcare", dontcare), ("--no-instance", no_instance)) if on)
-        raise ConfigError(f"label set {ls.name!r} has {ls.num_ids} ids but {tensor} gives only {num_classes} label "
-                          f"channels{' with ' + flags if flags else ''}: wrong --label-set?")
+        raise ConfigError(
+            f"label set {ls.name!r} has {ls.num_ids} ids but {tensor} gives only {num_classes} label "
+            f"channels{' with ' + flags if flags else ''}: wrong --label-set?"
+        )
     return label_nc, dontcare, not use_instance
 
 
@@ -145,15 +168,16 @@ def _config_for(size: tuple[int, int], upsampling: str, **kw: Any):
     return SPADEConfig(num_upsampling_layers=upsampling, crop_size=w, aspect_ratio=w / h, **kw)
 
 
-def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[str],
-                      default: str) -> tuple[str, str]:
+def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[str], default: str) -> tuple[str, str]:
     """(num_upsampling_layers, how it was decided)."""
     from ..models.spade import UPSAMPLING_LAYERS
 
     if inf.most:
         if flag not in (None, "most"):
-            raise ConfigError(f"--upsampling {flag} contradicts the checkpoint: it has up_4.* blocks, "
-                              f"which only 'most' generators have")
+            raise ConfigError(
+                f"--upsampling {flag} contradicts the checkpoint: it has up_4.* blocks, "
+                f"which only 'most' generators have"
+            )
         return "most", "inferred from up_4.*"
     if flag == "most":
         raise ConfigError("--upsampling most contradicts the checkpoint: it has no up_4.* blocks")
@@ -163,19 +187,23 @@ def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[s
         fits = []
         for mode in ("normal", "more"):
             n = UPSAMPLING_LAYERS[mode]
-            sw = w // 2 ** n
+            sw = w // 2**n
             sh = round(sw / (w / h))
             if 16 * inf.ngf * sh * sw == inf.fc_out:
                 fits.append(mode)
         if flag is not None:
             if flag not in fits:
-                raise ConfigError(f"--upsampling {flag} with --size {h}x{w} contradicts {_shape(sd, 'fc.weight')}: "
-                                  f"its {inf.fc_out} outputs are 16*ngf*sh*sw for "
-                                  f"{' or '.join(fits) if fits else 'neither normal nor more at this size'}")
+                raise ConfigError(
+                    f"--upsampling {flag} with --size {h}x{w} contradicts {_shape(sd, 'fc.weight')}: "
+                    f"its {inf.fc_out} outputs are 16*ngf*sh*sw for "
+                    f"{' or '.join(fits) if fits else 'neither normal nor more at this size'}"
+                )
             return flag, "--upsampling"
         if not fits:
-            raise ConfigError(f"--size {h}x{w} contradicts {_shape(sd, 'fc.weight')}: its {inf.fc_out} outputs "
-                              f"are not 16*ngf*sh*sw (ngf {inf.ngf}) for 'normal' or 'more' upsampling at that size")
+            raise ConfigError(
+                f"--size {h}x{w} contradicts {_shape(sd, 'fc.weight')}: its {inf.fc_out} outputs "
+                f"are not 16*ngf*sh*sw (ngf {inf.ngf}) for 'normal' or 'more' upsampling at that size"
+            )
         return (default if default in fits else fits[0]), "inferred from fc.weight"
     if flag is not None:
         return flag, "--upsampling"
@@ -196,10 +224,7 @@ def infer_encoder(esd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> t
     else:
         sub = "batch" if "layer1.1.running_mean" in esd else "instance"
     norm_E = ("spectral" if spectral else "") + sub
-    return norm_E, int(esd[key].shape[0]), int(esd["fc_mu.weight"].shape[0]), \
-        any(k.startswith("layer6.") for k in esd)
-
-
+    return norm_E, int(esd[key].shape[0]), int(esd["fc_mu.weight"].shape[0]), any(k.startswith("layer6.") for k in esd)
 
 
 def _label_set(spec: Any):
@@ -212,10 +237,19 @@ def _label_set(spec: Any):
     return ls, None, ls.to_dict()
 
 
-def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int], out_dir: str | os.PathLike,
-                 netE: Optional[str | os.PathLike] = None, upsampling: Optional[str] = None,
-                 no_instance: bool = False, dontcare: bool = False, vae: bool = False,
-                 name: Optional[str] = None, log=None) -> Path:
+def import_spade(
+    netG: str | os.PathLike,
+    label_set: Any,
+    size: tuple[int, int],
+    out_dir: str | os.PathLike,
+    netE: Optional[str | os.PathLike] = None,
+    upsampling: Optional[str] = None,
+    no_instance: bool = False,
+    dontcare: bool = False,
+    vae: bool = False,
+    name: Optional[str] = None,
+    log=None,
+) -> Path:
     """Check the official file(s) against the options, then write ``NAME.pt`` + ``NAME.card.json`` into
     ``out_dir``; returns the card path. ``log`` (default: stderr) receives what was inferred."""
     from ..models.spade import ENCODER_PREFIX, UPSAMPLING_LAYERS, ConvEncoder, SPADEGenerator
@@ -231,16 +265,27 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
     sd = state_dict_from(safe_load(netG), netG)
     inf = infer_generator(sd, netG)
     if vae and not inf.use_vae:
-        raise ConfigError(f"--vae contradicts {_shape(sd, 'fc.weight')} of {netG}: a VAE generator's fc is "
-                          f"Linear(z_dim, 16*ngf*sh*sw), this one is a conv on the label map")
+        raise ConfigError(
+            f"--vae contradicts {_shape(sd, 'fc.weight')} of {netG}: a VAE generator's fc is "
+            f"Linear(z_dim, 16*ngf*sh*sw), this one is a conv on the label map"
+        )
     if netE is not None and not inf.use_vae:
-        raise ConfigError(f"--netE given, but {netG} is not a VAE generator ({_shape(sd, 'fc.weight')} is a conv "
-                          f"on the label map): it takes no style latent")
+        raise ConfigError(
+            f"--netE given, but {netG} is not a VAE generator ({_shape(sd, 'fc.weight')} is a conv "
+            f"on the label map): it takes no style latent"
+        )
     tensor = _shape(sd, "head_0.norm_0.mlp_shared.0.weight")
     label_nc, has_dc, no_inst = split_channels(inf.semantic_nc, ls, builtin, dontcare, no_instance, tensor)
     default_up = OFFICIAL[builtin].num_upsampling_layers if builtin else "normal"
-    cfg_kw = dict(label_nc=label_nc, contain_dontcare_label=has_dc, no_instance=no_inst, ngf=inf.ngf,
-                  use_vae=inf.use_vae, z_dim=inf.z_dim or 256, norm_G=inf.norm_G)
+    cfg_kw = dict(
+        label_nc=label_nc,
+        contain_dontcare_label=has_dc,
+        no_instance=no_inst,
+        ngf=inf.ngf,
+        use_vae=inf.use_vae,
+        z_dim=inf.z_dim or 256,
+        norm_G=inf.norm_G,
+    )
     up, up_how = choose_upsampling(inf, sd, size, upsampling, default_up)
 
     esd = None
@@ -248,14 +293,20 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
         esd = state_dict_from(safe_load(netE), netE)
         norm_E, ndf, ez, layer6 = infer_encoder(esd, netE)
         if ndf != inf.ngf:
-            raise CheckpointError(f"encoder {netE} has ngf {ndf} (layer1 width) but generator {netG} has ngf {inf.ngf}: "
-                                  f"not the same model")
+            raise CheckpointError(
+                f"encoder {netE} has ngf {ndf} (layer1 width) but generator {netG} has ngf {inf.ngf}: "
+                f"not the same model"
+            )
         if ez != inf.z_dim:
-            raise CheckpointError(f"encoder {netE} outputs z_dim {ez} ({_shape(esd, 'fc_mu.weight')}) but generator "
-                                  f"{netG} takes {inf.z_dim} ({_shape(sd, 'fc.weight')})")
+            raise CheckpointError(
+                f"encoder {netE} outputs z_dim {ez} ({_shape(esd, 'fc_mu.weight')}) but generator "
+                f"{netG} takes {inf.z_dim} ({_shape(sd, 'fc.weight')})"
+            )
         if layer6 != (w >= 256):
-            raise ConfigError(f"--size {h}x{w} contradicts encoder {netE}: official encoders have layer6 exactly when "
-                              f"crop_size (the width) >= 256, and this one {'has' if layer6 else 'lacks'} it")
+            raise ConfigError(
+                f"--size {h}x{w} contradicts encoder {netE}: official encoders have layer6 exactly when "
+                f"crop_size (the width) >= 256, and this one {'has' if layer6 else 'lacks'} it"
+            )
         cfg_kw["norm_E"] = norm_E
     try:
         cfg = _config_for(size, up, **cfg_kw)
@@ -263,20 +314,39 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
         raise ConfigError(f"--size {h}x{w}: {e}") from None
     if (cfg.height, cfg.width) != (h, w):
         n = cfg.n_up
-        raise ConfigError(f"--size {h}x{w} is not a size SPADE renders with {up!r} upsampling ({n} doublings): "
-                          f"sw = {w} // 2**{n} = {cfg.sw}, sh = round(sw / aspect) = {cfg.sh} give "
-                          f"{cfg.height}x{cfg.width}; use a width divisible by {2 ** n} and height = width / aspect")
+        raise ConfigError(
+            f"--size {h}x{w} is not a size SPADE renders with {up!r} upsampling ({n} doublings): "
+            f"sw = {w} // 2**{n} = {cfg.sw}, sh = round(sw / aspect) = {cfg.sh} give "
+            f"{cfg.height}x{cfg.width}; use a width divisible by {2**n} and height = width / aspect"
+        )
 
     gen = SPADEGenerator(cfg)
-    load_strict(gen, sd, netG, f"a SPADE generator with {cfg.num_upsampling_layers!r} upsampling, ngf {cfg.ngf}, "
-                        f"{cfg.semantic_nc} input channels")
+    load_strict(
+        gen,
+        sd,
+        netG,
+        f"a SPADE generator with {cfg.num_upsampling_layers!r} upsampling, ngf {cfg.ngf}, "
+        f"{cfg.semantic_nc} input channels",
+    )
     check_finite(sd, netG)
     weights = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
-    provenance = {"imported_from": str(Path(netG).resolve()), "source_sha256": sha256_file(netG),
-                  "official_repo": OFFICIAL_REPO, "command": command_line(), "created": now_iso(),
-                  "environment": environment()}
-    extra: dict[str, Any] = {"inferred": {"ngf": cfg.ngf, "semantic_nc": cfg.semantic_nc, "use_vae": cfg.use_vae,
-                                          "norm_G": cfg.norm_G, "num_upsampling_layers": up_how}}
+    provenance = {
+        "imported_from": str(Path(netG).resolve()),
+        "source_sha256": sha256_file(netG),
+        "official_repo": OFFICIAL_REPO,
+        "command": command_line(),
+        "created": now_iso(),
+        "environment": environment(),
+    }
+    extra: dict[str, Any] = {
+        "inferred": {
+            "ngf": cfg.ngf,
+            "semantic_nc": cfg.semantic_nc,
+            "use_vae": cfg.use_vae,
+            "norm_G": cfg.norm_G,
+            "num_upsampling_layers": up_how,
+        }
+    }
     if esd is not None:
         enc = ConvEncoder(cfg)
         load_strict(enc, esd, netE, f"a SPADE encoder with ngf {cfg.ngf}, norm_E {cfg.norm_E!r}")
@@ -286,13 +356,26 @@ def import_spade(netG: str | os.PathLike, label_set: Any, size: tuple[int, int],
         provenance["encoder_source_sha256"] = sha256_file(netE)
         extra["encoder"] = {"prefix": ENCODER_PREFIX, "norm_E": cfg.norm_E}
     elif cfg.use_vae:
-        log("note: VAE generator imported without --netE: it renders from random or given latents, "
-            "not from a style image")
+        log(
+            "note: VAE generator imported without --netE: it renders from random or given latents, "
+            "not from a style image"
+        )
 
     name = name or f"spade_{ls.name}_{h}x{w}{'_vae' if cfg.use_vae else ''}"
-    card = ModelCard(name=name, kind="generator", arch="spade", config=dataclasses.asdict(cfg),
-                     label_set=card_label_set, height=h, width=w, provenance=provenance, extra=extra)
-    log(f"SPADE generator: ngf {cfg.ngf}, {cfg.label_nc} labels{' + dontcare' if has_dc else ''}"
+    card = ModelCard(
+        name=name,
+        kind="generator",
+        arch="spade",
+        config=dataclasses.asdict(cfg),
+        label_set=card_label_set,
+        height=h,
+        width=w,
+        provenance=provenance,
+        extra=extra,
+    )
+    log(
+        f"SPADE generator: ngf {cfg.ngf}, {cfg.label_nc} labels{' + dontcare' if has_dc else ''}"
         f"{'' if no_inst else ' + instance edges'}, upsampling {up!r} ({up_how}), "
-        f"{'VAE z_dim ' + str(cfg.z_dim) if cfg.use_vae else 'no VAE'}, {cfg.norm_G}")
+        f"{'VAE z_dim ' + str(cfg.z_dim) if cfg.use_vae else 'no VAE'}, {cfg.norm_G}"
+    )
     return save_checkpoint(card, weights, out_dir, stem=name)

@@ -4,15 +4,40 @@ A LabelSet's ids are the generator's channel indices; this package maps what peo
 (annotation file values, painted colors, train ids, PNG files) to those ids and back, and rejects
 anything it does not know with a ``LabelError`` naming the value, its pixel count and the set.
 """
+
 from .builtin import BUILTIN_NAMES, ade20k, bit_interleave_color, cityscapes, coco_stuff, get_label_set
 from .custom import label_set_from_dict, load_label_set_file
 from .labelset import FILE_CONVENTIONS, IGNORE, LabelClass, LabelSet
-from .png import (decode_image, encode_png, to_rgb8, instance_edges_np, read_instance_png, read_label_png,
-                  write_color_png, write_id_png)
+from .png import (
+    decode_image,
+    encode_png,
+    instance_edges_np,
+    read_instance_png,
+    read_label_png,
+    to_rgb8,
+    write_color_png,
+    write_id_png,
+)
 
 __all__ = [
-    "BUILTIN_NAMES", "FILE_CONVENTIONS", "IGNORE", "LabelClass", "LabelSet", "ade20k", "bit_interleave_color",
-    "cityscapes", "coco_stuff", "decode_image", "to_rgb8", "encode_png", "get_label_set", "instance_edges_np",
-    "label_set_from_dict", "load_label_set_file", "read_instance_png", "read_label_png", "write_color_png",
+    "BUILTIN_NAMES",
+    "FILE_CONVENTIONS",
+    "IGNORE",
+    "LabelClass",
+    "LabelSet",
+    "ade20k",
+    "bit_interleave_color",
+    "cityscapes",
+    "coco_stuff",
+    "decode_image",
+    "to_rgb8",
+    "encode_png",
+    "get_label_set",
+    "instance_edges_np",
+    "label_set_from_dict",
+    "load_label_set_file",
+    "read_instance_png",
+    "read_label_png",
+    "write_color_png",
     "write_id_png",
 ]

@@ -13,13 +13,15 @@
   182 = 'unknown' (dontcare, train id 255), stored as 255 in files. Colors: SPADE's visualizer
   colormap, ``util.labelcolormap``: the PASCAL VOC bit-interleaving colormap of id+1 (all distinct).
 """
+
 from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 from ..errors import LabelError
 from .custom import label_set_from_dict, load_label_set_file
@@ -28,8 +30,15 @@ from .labelset import IGNORE, LabelClass, LabelSet
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 BUILTIN_NAMES = ("cityscapes", "ade20k", "coco-stuff")
-_ALIASES = {"cityscapes": "cityscapes", "ade20k": "ade20k", "ade": "ade20k", "ade20k-150": "ade20k",
-            "coco-stuff": "coco-stuff", "cocostuff": "coco-stuff", "coco": "coco-stuff"}
+_ALIASES = {
+    "cityscapes": "cityscapes",
+    "ade20k": "ade20k",
+    "ade": "ade20k",
+    "ade20k-150": "ade20k",
+    "coco-stuff": "coco-stuff",
+    "cocostuff": "coco-stuff",
+    "coco": "coco-stuff",
+}
 
 
 def bit_interleave_color(n: int) -> tuple[int, int, int]:
@@ -48,36 +57,67 @@ def _asset(name: str) -> dict[str, Any]:
         return json.load(f)
 
 
-@lru_cache(maxsize=None)
+@cache
 def cityscapes() -> LabelSet:
     from cityscapesscripts.helpers.labels import labels as table
 
-    classes = [LabelClass(id=l.id, name=l.name, color=tuple(l.color), train_id=IGNORE if l.trainId < 0 else l.trainId,
-                          ignore_in_eval=bool(l.ignoreInEval), category=l.category, has_instances=bool(l.hasInstances))
-               for l in sorted(table, key=lambda l: l.id) if l.id >= 0]
-    return LabelSet("cityscapes", tuple(classes), dontcare_id=None, file_convention="identity",
-                    allow_shared_colors=True)
+    classes = [
+        LabelClass(
+            id=l.id,
+            name=l.name,
+            color=tuple(l.color),
+            train_id=IGNORE if l.trainId < 0 else l.trainId,
+            ignore_in_eval=bool(l.ignoreInEval),
+            category=l.category,
+            has_instances=bool(l.hasInstances),
+        )
+        for l in sorted(table, key=lambda l: l.id)
+        if l.id >= 0
+    ]
+    return LabelSet(
+        "cityscapes", tuple(classes), dontcare_id=None, file_convention="identity", allow_shared_colors=True
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def ade20k() -> LabelSet:
     entries = _asset("ade20k.json")["classes"]
     classes = [LabelClass(id=i, name=e["name"], color=tuple(e["color"]), train_id=i) for i, e in enumerate(entries)]
-    classes.append(LabelClass(id=len(classes), name="other", color=(0, 0, 0), train_id=IGNORE,
-                              ignore_in_eval=True, category="void"))
-    return LabelSet("ade20k", tuple(classes), dontcare_id=len(classes) - 1, file_convention="ade20k",
-                    allow_shared_colors=True)
+    classes.append(
+        LabelClass(
+            id=len(classes), name="other", color=(0, 0, 0), train_id=IGNORE, ignore_in_eval=True, category="void"
+        )
+    )
+    return LabelSet(
+        "ade20k", tuple(classes), dontcare_id=len(classes) - 1, file_convention="ade20k", allow_shared_colors=True
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def coco_stuff() -> LabelSet:
     names = _asset("coco_stuff.json")["classes"]
-    classes = [LabelClass(id=i, name=n, color=bit_interleave_color(i + 1), train_id=i,
-                          category="thing" if i < 91 else "stuff", has_instances=i < 91)
-               for i, n in enumerate(names)]
+    classes = [
+        LabelClass(
+            id=i,
+            name=n,
+            color=bit_interleave_color(i + 1),
+            train_id=i,
+            category="thing" if i < 91 else "stuff",
+            has_instances=i < 91,
+        )
+        for i, n in enumerate(names)
+    ]
     unknown = len(classes)
-    classes.append(LabelClass(id=unknown, name="unknown", color=bit_interleave_color(unknown + 1),
-                              train_id=IGNORE, ignore_in_eval=True, category="void"))
+    classes.append(
+        LabelClass(
+            id=unknown,
+            name="unknown",
+            color=bit_interleave_color(unknown + 1),
+            train_id=IGNORE,
+            ignore_in_eval=True,
+            category="void",
+        )
+    )
     return LabelSet("coco-stuff", tuple(classes), dontcare_id=unknown, file_convention="coco-stuff")
 
 
@@ -100,6 +140,7 @@ def get_label_set(spec: LabelSetSpec) -> LabelSet:
             return _BUILDERS[_ALIASES[key]]()
         if Path(text).is_file():
             return load_label_set_file(text)
-        raise LabelError(f"unknown label set {text!r}: not a built-in ({', '.join(BUILTIN_NAMES)}) "
-                         f"nor an existing JSON/YAML file")
+        raise LabelError(
+            f"unknown label set {text!r}: not a built-in ({', '.join(BUILTIN_NAMES)}) nor an existing JSON/YAML file"
+        )
     raise LabelError(f"a label set is a name, a file path or a dict, not {type(spec).__name__}")

@@ -11,12 +11,14 @@ Per class, ``id``, ``name`` and ``color`` ([r, g, b] 0..255, or "#rrggbb") are r
 ("identity" by default, see ``FILE_CONVENTIONS``) and ``allow_shared_colors`` (false: two classes with
 one color are an error, since a painted color could not say which class it meant).
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import LabelError
 from .labelset import IGNORE, LabelClass, LabelSet
@@ -49,8 +51,9 @@ def label_set_from_dict(d: Mapping[str, Any], source: str = "label set dict") ->
         raise LabelError(f"{source}: a label set is a mapping with 'name' and 'classes', not {type(d).__name__}")
     unknown = set(d) - _TOP_KEYS
     if unknown:
-        raise LabelError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                         f"(expected {', '.join(sorted(_TOP_KEYS))})")
+        raise LabelError(
+            f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))} (expected {', '.join(sorted(_TOP_KEYS))})"
+        )
     classes = d.get("classes")
     if not isinstance(classes, list) or not classes:
         raise LabelError(f"{source}: 'classes' must be a non-empty list of {{id, name, color}} entries")
@@ -87,15 +90,22 @@ def label_set_from_dict(d: Mapping[str, Any], source: str = "label set dict") ->
         has_inst = c.get("has_instances", False)
         if not isinstance(ignore, bool) or not isinstance(has_inst, bool):
             raise LabelError(f"{where}: ignore_in_eval and has_instances must be true or false")
-        by_id[cid] = LabelClass(id=cid, name=cname, color=_color(c["color"], where), train_id=int(train_id),
-                                ignore_in_eval=ignore, category=str(c.get("category", "")),
-                                has_instances=has_inst)
+        by_id[cid] = LabelClass(
+            id=cid,
+            name=cname,
+            color=_color(c["color"], where),
+            train_id=int(train_id),
+            ignore_in_eval=ignore,
+            category=str(c.get("category", "")),
+            has_instances=has_inst,
+        )
 
     missing_ids = sorted(set(range(max(by_id) + 1)) - set(by_id))
     if missing_ids:
         shown = ", ".join(map(str, missing_ids[:5])) + (" ..." if len(missing_ids) > 5 else "")
-        raise LabelError(f"{source}: ids must run 0..{max(by_id)} without gaps (they are the model's "
-                         f"channels); missing {shown}")
+        raise LabelError(
+            f"{source}: ids must run 0..{max(by_id)} without gaps (they are the model's channels); missing {shown}"
+        )
     if dontcare_id is not None and dontcare_id not in by_id:
         raise LabelError(f"{source}: dontcare_id {dontcare_id} is not one of the class ids 0..{max(by_id)}")
     shared = d.get("allow_shared_colors", False)
@@ -103,8 +113,13 @@ def label_set_from_dict(d: Mapping[str, Any], source: str = "label set dict") ->
         raise LabelError(f"{source}: allow_shared_colors must be true or false")
     convention = d.get("file_convention", "identity")
     try:
-        return LabelSet(name=str(name), classes=tuple(by_id[i] for i in range(len(by_id))),
-                        dontcare_id=dontcare_id, file_convention=convention, allow_shared_colors=shared)
+        return LabelSet(
+            name=str(name),
+            classes=tuple(by_id[i] for i in range(len(by_id))),
+            dontcare_id=dontcare_id,
+            file_convention=convention,
+            allow_shared_colors=shared,
+        )
     except LabelError as e:
         raise LabelError(f"{source}: {e}") from None
 

@@ -6,10 +6,12 @@ differ from the ids for ADE20K and COCO-Stuff), colors (what people paint) and t
 segmenters predict). Every conversion rejects values it does not know with a one-line ``LabelError``
 naming the value, how many pixels carry it, and the label set; nothing is silently mapped.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,9 +22,9 @@ IGNORE = 255  # train id of classes left out of training / evaluation
 # How annotation files store ids. Each entry: (shift, dontcare_value): id = value - shift, except
 # ``dontcare_value`` which stands for the set's dontcare id.
 FILE_CONVENTIONS: dict[str, tuple[int, Optional[int]]] = {
-    "identity": (0, None),    # Cityscapes *_labelIds.png, user sets: the file value is the id
-    "ade20k": (1, 0),         # ADEChallenge annotations: 0 = other (dontcare), k = class k-1
-    "coco-stuff": (0, 255),   # stuffthingmaps: 0..181 as they are, 255 = unknown (dontcare)
+    "identity": (0, None),  # Cityscapes *_labelIds.png, user sets: the file value is the id
+    "ade20k": (1, 0),  # ADEChallenge annotations: 0 = other (dontcare), k = class k-1
+    "coco-stuff": (0, 255),  # stuffthingmaps: 0..181 as they are, 255 = unknown (dontcare)
 }
 
 _NEAREST_CHUNK = 16384  # unique colors per distance block in nearest mode (x palette size int32s)
@@ -42,9 +44,15 @@ class LabelClass:
     has_instances: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "color": list(self.color), "train_id": self.train_id,
-                "ignore_in_eval": self.ignore_in_eval, "category": self.category,
-                "has_instances": self.has_instances}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "color": list(self.color),
+            "train_id": self.train_id,
+            "ignore_in_eval": self.ignore_in_eval,
+            "category": self.category,
+            "has_instances": self.has_instances,
+        }
 
 
 def _pack(rgb: np.ndarray) -> np.ndarray:
@@ -118,26 +126,33 @@ class LabelSet:
         if self.dontcare_id is not None and not 0 <= self.dontcare_id < len(ids):
             raise LabelError(f"label set {self.name!r}: dontcare_id {self.dontcare_id} is not one of its ids")
         if self.file_convention not in FILE_CONVENTIONS:
-            raise LabelError(f"label set {self.name!r}: unknown file_convention {self.file_convention!r} "
-                             f"(one of {', '.join(FILE_CONVENTIONS)})")
+            raise LabelError(
+                f"label set {self.name!r}: unknown file_convention {self.file_convention!r} "
+                f"(one of {', '.join(FILE_CONVENTIONS)})"
+            )
         shift, dc_value = FILE_CONVENTIONS[self.file_convention]
         if dc_value is not None and self.dontcare_id is None:
             raise LabelError(f"label set {self.name!r}: file_convention {self.file_convention!r} needs a dontcare_id")
         for c in self.classes:
             if len(c.color) != 3 or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in c.color):
-                raise LabelError(f"label set {self.name!r}: class {c.id} '{c.name}' has color {c.color!r}, "
-                                 f"not (r, g, b) integers 0..255")
+                raise LabelError(
+                    f"label set {self.name!r}: class {c.id} '{c.name}' has color {c.color!r}, "
+                    f"not (r, g, b) integers 0..255"
+                )
             if not 0 <= c.train_id <= IGNORE:
-                raise LabelError(f"label set {self.name!r}: class {c.id} '{c.name}' has train_id {c.train_id} "
-                                 f"(0..254, 255 = ignore)")
+                raise LabelError(
+                    f"label set {self.name!r}: class {c.id} '{c.name}' has train_id {c.train_id} (0..254, 255 = ignore)"
+                )
         if not self.allow_shared_colors:
             seen: dict[tuple[int, ...], LabelClass] = {}
             for c in self.classes:
                 other = seen.setdefault(tuple(c.color), c)
                 if other is not c:
-                    raise LabelError(f"label set {self.name!r}: classes {other.id} '{other.name}' and {c.id} "
-                                     f"'{c.name}' share color {tuple(c.color)} (set allow_shared_colors to accept "
-                                     f"that; the color then reads back as the lower id)")
+                    raise LabelError(
+                        f"label set {self.name!r}: classes {other.id} '{other.name}' and {c.id} "
+                        f"'{c.name}' share color {tuple(c.color)} (set allow_shared_colors to accept "
+                        f"that; the color then reads back as the lower id)"
+                    )
 
     # ------------------------------------------------------------------ basic tables
     @property
@@ -197,8 +212,11 @@ class LabelSet:
             if lo < 0 or hi >= limit:
                 bad = arr[(arr < 0) | (arr >= limit)]
                 top, more = _count_values(bad)
-                scope = f"a {limit}-channel model of label set {self.name!r}" if num_channels is not None \
+                scope = (
+                    f"a {limit}-channel model of label set {self.name!r}"
+                    if num_channels is not None
                     else f"label set {self.name!r}"
+                )
                 raise LabelError(f"{_describe('id', top, more)} out of range for {scope} (ids 0..{limit - 1})")
         return arr
 
@@ -228,8 +246,10 @@ class LabelSet:
         if not valid.all():
             top, more = _count_values(arr[~valid])
             ignore = ", 255 = ignore" if any(c.train_id == IGNORE for c in self.classes) else ""
-            raise LabelError(f"{_describe('train id', top, more)} not a train id of label set {self.name!r} "
-                             f"(train ids 0..{self.num_train_ids - 1}{ignore})")
+            raise LabelError(
+                f"{_describe('train id', top, more)} not a train id of label set {self.name!r} "
+                f"(train ids 0..{self.num_train_ids - 1}{ignore})"
+            )
         return mapped.astype(self.id_dtype)
 
     # ------------------------------------------------------------------ files
@@ -265,8 +285,9 @@ class LabelSet:
         valid = mapped >= 0
         if not valid.all():
             top, more = _count_values(arr[~valid])
-            raise LabelError(f"{_describe('file value', top, more)} not valid in label set {self.name!r} "
-                             f"({self._file_rule()})")
+            raise LabelError(
+                f"{_describe('file value', top, more)} not valid in label set {self.name!r} ({self._file_rule()})"
+            )
         return mapped.astype(self.id_dtype)
 
     def ids_to_file(self, ids: Any) -> np.ndarray:
@@ -283,8 +304,10 @@ class LabelSet:
         if self.file_convention == "identity":
             return f"its files hold the ids 0..{self.num_ids - 1}"
         if shift:
-            return (f"its files hold {dc_value} for '{self[self.dontcare_id].name}' and k+{shift} for id k, "
-                    f"up to {self.max_file_value}")
+            return (
+                f"its files hold {dc_value} for '{self[self.dontcare_id].name}' and k+{shift} for id k, "
+                f"up to {self.max_file_value}"
+            )
         return f"its files hold 0..{self.num_ids - 2} and {dc_value} for '{self[self.dontcare_id].name}'"
 
     # ------------------------------------------------------------------ colors
@@ -338,11 +361,11 @@ class LabelSet:
             best = np.empty(len(uniq), dtype=np.int64)
             exact = np.empty(len(uniq), dtype=bool)
             for s in range(0, len(uniq), _NEAREST_CHUNK):
-                block = colors[s:s + _NEAREST_CHUNK]
+                block = colors[s : s + _NEAREST_CHUNK]
                 d = ((block[:, None, :] - ucolors[None, :, :]) ** 2).sum(-1)
                 j = d.argmin(1)
-                best[s:s + _NEAREST_CHUNK] = uids[j]
-                exact[s:s + _NEAREST_CHUNK] = d[np.arange(len(j)), j] == 0
+                best[s : s + _NEAREST_CHUNK] = uids[j]
+                exact[s : s + _NEAREST_CHUNK] = d[np.arange(len(j)), j] == 0
             table = np.empty(1 << 24, dtype=np.int32)  # color key -> index into uniq (pages touched lazily)
             table[uniq] = np.arange(len(uniq), dtype=np.int32)
             inverse = table[keys]
@@ -360,10 +383,14 @@ class LabelSet:
             top, more = _count_values(keys[~found])
             shown = [(_unpack(k), n) for k, n in top]
             gray = all(r == g == b for (r, g, b), _ in shown)
-            hint = "an id map saved as RGB? read it as a 1-channel PNG" if gray else \
-                "use nearest=True to snap anti-aliased or JPEG colors to the palette"
-            raise LabelError(f"{_describe('color', shown, more)} not in label set {self.name!r} "
-                             f"({self.num_ids} classes; {hint})")
+            hint = (
+                "an id map saved as RGB? read it as a 1-channel PNG"
+                if gray
+                else "use nearest=True to snap anti-aliased or JPEG colors to the palette"
+            )
+            raise LabelError(
+                f"{_describe('color', shown, more)} not in label set {self.name!r} ({self.num_ids} classes; {hint})"
+            )
         return sids[idx].astype(self.id_dtype)
 
     def _snap_edges(self, rgb: np.ndarray, ids: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -374,7 +401,7 @@ class LabelSet:
         uniform = np.ones_like(exact)
         for dy in range(3):
             for dx in range(3):
-                uniform &= pad[dy:dy + h, dx:dx + w] == ids
+                uniform &= pad[dy : dy + h, dx : dx + w] == ids
         solid |= uniform
         unsure = np.flatnonzero(~solid)
         if unsure.size == 0:
@@ -400,12 +427,16 @@ class LabelSet:
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that ``from_dict`` (and ``get_label_set``) read back to an equal set."""
-        return {"name": self.name, "classes": [c.to_dict() for c in self.classes],
-                "dontcare_id": self.dontcare_id, "file_convention": self.file_convention,
-                "allow_shared_colors": self.allow_shared_colors}
+        return {
+            "name": self.name,
+            "classes": [c.to_dict() for c in self.classes],
+            "dontcare_id": self.dontcare_id,
+            "file_convention": self.file_convention,
+            "allow_shared_colors": self.allow_shared_colors,
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "label set dict") -> "LabelSet":
+    def from_dict(cls, d: Mapping[str, Any], source: str = "label set dict") -> LabelSet:
         """Validate and build a set from ``to_dict``'s form or a user's file (see ``load_label_set_file``);
         errors name ``source`` (the file) and the offending class."""
         from .custom import label_set_from_dict

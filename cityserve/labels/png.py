@@ -4,6 +4,7 @@ A 1-channel PNG (8- or 16-bit) holds file values in the set's file convention; a
 palette colors (alpha dropped). A file that does not decode is a ``LabelError`` naming the file, never
 an OpenCV assertion or a None further down.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,7 +98,7 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _write(path: Optional[Union[str, "os.PathLike[str]"]], data: bytes) -> bytes:
+def _write(path: Optional[Union[str, os.PathLike[str]]], data: bytes) -> bytes:
     if path is not None:
         from ..cards import atomic_write_bytes
 
@@ -105,13 +106,13 @@ def _write(path: Optional[Union[str, "os.PathLike[str]"]], data: bytes) -> bytes
     return data
 
 
-def write_color_png(path: Optional[Union[str, "os.PathLike[str]"]], ids: Any, label_set: LabelSetSpec) -> bytes:
+def write_color_png(path: Optional[Union[str, os.PathLike[str]]], ids: Any, label_set: LabelSetSpec) -> bytes:
     """ids [H,W] -> a color label PNG (palette colors) at ``path`` (None: only return the bytes)."""
     ls = get_label_set(label_set)
     return _write(path, encode_png(ls.ids_to_colors(ids)))
 
 
-def write_id_png(path: Optional[Union[str, "os.PathLike[str]"]], ids: Any, label_set: LabelSetSpec) -> bytes:
+def write_id_png(path: Optional[Union[str, os.PathLike[str]]], ids: Any, label_set: LabelSetSpec) -> bytes:
     """ids [H,W] -> a 1-channel PNG of file values in the set's convention (16-bit where needed)."""
     ls = get_label_set(label_set)
     arr = np.asarray(ids)

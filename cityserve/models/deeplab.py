@@ -12,11 +12,12 @@ Output stride is set like torchvision's ``replace_stride_with_dilation``: the la
 resolution and dilate instead; the ASPP rates double at OS 8. ``forward`` returns logits over train
 ids at the input resolution (bilinear, ``align_corners=False``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,9 @@ class DeepLabConfig:
     def __post_init__(self) -> None:
         self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
         if self.backbone not in BACKBONES:
-            raise ConfigError(f"deeplabv3plus backbone {self.backbone!r} is not supported; choose from {', '.join(BACKBONES)}")
+            raise ConfigError(
+                f"deeplabv3plus backbone {self.backbone!r} is not supported; choose from {', '.join(BACKBONES)}"
+            )
         if self.output_stride not in (8, 16):
             raise ConfigError(f"deeplabv3plus output_stride must be 8 or 16, not {self.output_stride}")
         if len(self.mean) != 3 or len(self.std) != 3:
@@ -62,8 +65,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 dilation: int = 1):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, dilation: int = 1
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -108,8 +112,9 @@ class ResNetBackbone(nn.Module):
             stride = 1
         downsample = None
         if stride != 1 or self.inplanes != planes * 4:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes * 4))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm2d(planes * 4)
+            )
         layers = [Bottleneck(self.inplanes, planes, stride, downsample, previous_dilation)]
         self.inplanes = planes * 4
         layers += [Bottleneck(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
@@ -126,9 +131,13 @@ class ConvBNReLU6(nn.Sequential):
     """torchvision's ``Conv2dNormActivation`` with ReLU6: keys ``0`` (conv), ``1`` (BN)."""
 
     def __init__(self, inp: int, oup: int, kernel: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1):
-        super().__init__(nn.Conv2d(inp, oup, kernel, stride, dilation * (kernel - 1) // 2, dilation=dilation,
-                                   groups=groups, bias=False),
-                         nn.BatchNorm2d(oup), nn.ReLU6())
+        super().__init__(
+            nn.Conv2d(
+                inp, oup, kernel, stride, dilation * (kernel - 1) // 2, dilation=dilation, groups=groups, bias=False
+            ),
+            nn.BatchNorm2d(oup),
+            nn.ReLU6(),
+        )
 
 
 class InvertedResidual(nn.Module):
@@ -139,16 +148,26 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvBNReLU6(inp, hidden, kernel=1))
-        layers += [ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden, dilation=dilation),
-                   nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]
+        layers += [
+            ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden, dilation=dilation),
+            nn.Conv2d(hidden, oup, 1, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
-MOBILENETV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                       (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENETV2_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2Backbone(nn.Module):
@@ -168,8 +187,9 @@ class MobileNetV2Backbone(nn.Module):
             else:
                 stride, current_stride = s, current_stride * s
             for i in range(n):
-                features.append(InvertedResidual(inp, c, stride if i == 0 else 1, t,
-                                                 previous_dilation if i == 0 else dilation))
+                features.append(
+                    InvertedResidual(inp, c, stride if i == 0 else 1, t, previous_dilation if i == 0 else dilation)
+                )
                 inp = c
         self.features = nn.Sequential(*features)
         self.low_level_channels, self.out_channels = 24, 320
@@ -181,8 +201,11 @@ class MobileNetV2Backbone(nn.Module):
 
 # ---- DeepLabV3+ head --------------------------------------------------------------------------------
 def _conv_bn_relu(inp: int, oup: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation,
-                                   bias=False), nn.BatchNorm2d(oup), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(inp, oup, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation, bias=False),
+        nn.BatchNorm2d(oup),
+        nn.ReLU(),
+    )
 
 
 class ASPPPooling(nn.Sequential):
@@ -198,10 +221,12 @@ class ASPPPooling(nn.Sequential):
 class ASPP(nn.Module):
     def __init__(self, inp: int, rates: tuple[int, int, int], oup: int = 256):
         super().__init__()
-        self.convs = nn.ModuleList([_conv_bn_relu(inp, oup)] + [_conv_bn_relu(inp, oup, 3, r) for r in rates]
-                                   + [ASPPPooling(inp, oup)])
-        self.project = nn.Sequential(nn.Conv2d(5 * oup, oup, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU(),
-                                     nn.Dropout(0.1))
+        self.convs = nn.ModuleList(
+            [_conv_bn_relu(inp, oup)] + [_conv_bn_relu(inp, oup, 3, r) for r in rates] + [ASPPPooling(inp, oup)]
+        )
+        self.project = nn.Sequential(
+            nn.Conv2d(5 * oup, oup, 1, bias=False), nn.BatchNorm2d(oup), nn.ReLU(), nn.Dropout(0.1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([c(x) for c in self.convs], 1))
@@ -212,8 +237,12 @@ class DeepLabHeadV3Plus(nn.Module):
         super().__init__()
         self.project = _conv_bn_relu(low_level_channels, 48)
         self.aspp = ASPP(in_channels, rates)
-        self.classifier = nn.Sequential(nn.Conv2d(304, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
-                                        nn.Conv2d(256, num_classes, 1))
+        self.classifier = nn.Sequential(
+            nn.Conv2d(304, 256, 3, padding=1, bias=False),
+            nn.BatchNorm2d(256),
+            nn.ReLU(),
+            nn.Conv2d(256, num_classes, 1),
+        )
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         low = self.project(low)
@@ -230,8 +259,9 @@ class DeepLabV3Plus(nn.Module):
             self.backbone: nn.Module = MobileNetV2Backbone(cfg.output_stride)
         else:
             self.backbone = ResNetBackbone(RESNET_BLOCKS[cfg.backbone], cfg.output_stride)
-        self.classifier = DeepLabHeadV3Plus(self.backbone.out_channels, self.backbone.low_level_channels,
-                                            cfg.num_classes, cfg.aspp_rates)
+        self.classifier = DeepLabHeadV3Plus(
+            self.backbone.out_channels, self.backbone.low_level_channels, cfg.num_classes, cfg.aspp_rates
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         low, high = self.backbone(x)
@@ -250,7 +280,9 @@ def build(cfg: DeepLabConfig) -> DeepLabV3Plus:
     return net
 
 
-def load_backbone_weights(model: DeepLabV3Plus | nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]) -> None:
+def load_backbone_weights(
+    model: DeepLabV3Plus | nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor]
+) -> None:
     """Load torchvision-format ImageNet weights (a local ``resnet50``/``resnet101``/``mobilenet_v2``
     state dict file, or the dict itself) into the backbone. The ImageNet classifier (``fc.*``;
     ``classifier.*`` and ``features.18.*`` for MobileNetV2) is skipped; every other key must match
@@ -259,8 +291,10 @@ def load_backbone_weights(model: DeepLabV3Plus | nn.Module, source: str | os.Pat
 
     backbone = model.backbone if isinstance(model, DeepLabV3Plus) else model
     if not isinstance(backbone, (ResNetBackbone, MobileNetV2Backbone)):
-        raise ConfigError(f"ImageNet backbone weights apply to DeepLabV3+ (ResNet / MobileNetV2 backbones), "
-                          f"not to {type(model).__name__}")
+        raise ConfigError(
+            f"ImageNet backbone weights apply to DeepLabV3+ (ResNet / MobileNetV2 backbones), "
+            f"not to {type(model).__name__}"
+        )
     name = "<state dict>" if isinstance(source, Mapping) else str(source)
     sd = state_dict_from(source if isinstance(source, Mapping) else safe_load(source), name)
     sd = {k: v for k, v in sd.items() if not k.startswith(backbone.IGNORED_KEYS)}
@@ -277,8 +311,10 @@ def load_backbone_weights(model: DeepLabV3Plus | nn.Module, source: str | os.Pat
     bad = [k for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
     if bad:
         k = bad[0]
-        raise CheckpointError(f"backbone weights {name}: {len(bad)} shape mismatch(es), e.g. {k} is "
-                              f"{tuple(sd[k].shape)} but the backbone needs {tuple(own[k].shape)}")
+        raise CheckpointError(
+            f"backbone weights {name}: {len(bad)} shape mismatch(es), e.g. {k} is "
+            f"{tuple(sd[k].shape)} but the backbone needs {tuple(own[k].shape)}"
+        )
     backbone.load_state_dict(sd, strict=True)
 
 

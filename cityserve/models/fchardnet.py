@@ -10,6 +10,7 @@ logits come back at the input resolution.
 Input: BGR, normalized with the official mean/std (see ``FCHarDNetConfig``); the segment graph does it.
 H and W should be multiples of 32 (five stride-2 stages).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,10 @@ class ConvLayer(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1):
         super().__init__()
-        self.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride,
-                                          padding=kernel // 2, bias=False))
+        self.add_module(
+            "conv",
+            nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride, padding=kernel // 2, bias=False),
+        )
         self.add_module("norm", nn.BatchNorm2d(out_channels))
         self.add_module("relu", nn.ReLU())
 
@@ -68,7 +71,7 @@ def get_link(layer: int, base_ch: int, growth_rate: int, grmul: float) -> tuple[
     out_channels: float = growth_rate
     link = []
     for i in range(10):
-        dv = 2 ** i
+        dv = 2**i
         if layer % dv == 0:
             link.append(layer - dv)
             if i > 0:
@@ -112,12 +115,14 @@ class FCHarDNet(nn.Module):
 
     def __init__(self, num_classes: int = 19):
         super().__init__()
-        self.base = nn.ModuleList([
-            ConvLayer(3, FIRST_CH[0], kernel=3, stride=2),
-            ConvLayer(FIRST_CH[0], FIRST_CH[1], kernel=3),
-            ConvLayer(FIRST_CH[1], FIRST_CH[2], kernel=3, stride=2),
-            ConvLayer(FIRST_CH[2], FIRST_CH[3], kernel=3),
-        ])
+        self.base = nn.ModuleList(
+            [
+                ConvLayer(3, FIRST_CH[0], kernel=3, stride=2),
+                ConvLayer(FIRST_CH[0], FIRST_CH[1], kernel=3),
+                ConvLayer(FIRST_CH[1], FIRST_CH[2], kernel=3, stride=2),
+                ConvLayer(FIRST_CH[2], FIRST_CH[3], kernel=3),
+            ]
+        )
         self.shortcut_layers: list[int] = []
         skip_channels = []
         ch = FIRST_CH[3]

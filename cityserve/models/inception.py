@@ -6,6 +6,7 @@ the user passes the file). The FID variant differs from torchvision's: average p
 and the last block max-pools its pool branch. ``forward`` returns the 2048-d pool3 features of
 images given as float [B,3,H,W] in [0,1]; they are resized to 299x299 bilinearly first.
 """
+
 from __future__ import annotations
 
 import torch
@@ -74,8 +75,13 @@ class FIDInceptionC(nn.Module):
     def forward(self, x):
         b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = x
-        for m in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                  self.branch7x7dbl_5):
+        for m in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d = m(d)
         return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_avg_pool(x))], 1)
 
@@ -153,8 +159,19 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, 3, stride=2)
-        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-                     "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+        for name in (
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ):
             x = getattr(self, name)(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
@@ -175,5 +192,7 @@ def load_fid_inception(path: str | None, seed: int | None = None, resize_input: 
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path} is not pytorch-fid's Inception weights: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"{path} is not pytorch-fid's Inception weights: {str(e).splitlines()[0][:200]}"
+        ) from None
     return net.eval()

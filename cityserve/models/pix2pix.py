@@ -12,6 +12,7 @@ keep the graph free of aliasing for tracers and exporters.
 The generator takes the label map either one-hot (``input_nc`` = number of label ids) or as palette
 colors in [-1, 1] (``input_nc`` = 3); the render graph does that conversion (see ``RenderIO``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,9 +71,17 @@ class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: down (LeakyReLU 0.2 -> conv4x4/2 -> norm), the inner levels, up (ReLU ->
     convT4x4/2 -> norm [-> dropout]); its output is ``cat(input, up path)``."""
 
-    def __init__(self, outer_nc: int, inner_nc: int, input_nc: Optional[int] = None,
-                 submodule: Optional[nn.Module] = None, outermost: bool = False, innermost: bool = False,
-                 norm: str = "batch", use_dropout: bool = False):
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: Optional[int] = None,
+        submodule: Optional[nn.Module] = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ):
         super().__init__()
         self.outermost = outermost
         use_bias = norm == "instance"  # batch norm has its own shift, so the official convs drop the bias
@@ -89,8 +98,15 @@ class UnetSkipConnectionBlock(nn.Module):
             layers = [downrelu, downconv, uprelu, upconv, norm_layer(norm, outer_nc)]
         else:
             upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
-            layers = [downrelu, downconv, norm_layer(norm, inner_nc), submodule, uprelu, upconv,
-                      norm_layer(norm, outer_nc)]
+            layers = [
+                downrelu,
+                downconv,
+                norm_layer(norm, inner_nc),
+                submodule,
+                uprelu,
+                upconv,
+                norm_layer(norm, outer_nc),
+            ]
             if use_dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -105,8 +121,15 @@ class UnetGenerator(nn.Module):
     """junyanz ``UnetGenerator``: ``num_downs`` halvings (8 for unet_256), so H and W must be
     multiples of ``2**num_downs``. ``forward(x)`` maps [B,input_nc,H,W] to tanh output [B,output_nc,H,W]."""
 
-    def __init__(self, input_nc: int, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
-                 norm: str = "batch", use_dropout: bool = True):
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = True,
+    ):
         super().__init__()
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm, innermost=True)
         for _ in range(num_downs - 5):
@@ -114,8 +137,9 @@ class UnetGenerator(nn.Module):
         block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
         block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
-                                             outermost=True, norm=norm)
+        self.model = UnetSkipConnectionBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
+        )
         self.num_downs = num_downs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,12 +157,18 @@ class NLayerDiscriminator(nn.Module):
         seq: list[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw), nn.LeakyReLU(0.2)]
         mult = 1
         for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=2, padding=padw, bias=use_bias),
-                    norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias),
-                norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2)]
+            prev, mult = mult, min(2**n, 8)
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=2, padding=padw, bias=use_bias),
+                norm_layer(norm, ndf * mult),
+                nn.LeakyReLU(0.2),
+            ]
+        prev, mult = mult, min(2**n_layers, 8)
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias),
+            norm_layer(norm, ndf * mult),
+            nn.LeakyReLU(0.2),
+        ]
         seq += [nn.Conv2d(ndf * mult, 1, kernel_size=kw, stride=1, padding=padw)]
         self.model = nn.Sequential(*seq)
 
@@ -172,5 +202,6 @@ def _render_io(cfg: Pix2PixConfig) -> RenderIO:
     return RenderIO(num_classes=cfg.label_nc, use_instance=False, z_dim=0, input_mode=cfg.input_mode)
 
 
-register_family(Family(arch="pix2pix", kind="generator", config_cls=Pix2PixConfig, build=build_generator,
-                       render_io=_render_io))
+register_family(
+    Family(arch="pix2pix", kind="generator", config_cls=Pix2PixConfig, build=build_generator, render_io=_render_io)
+)

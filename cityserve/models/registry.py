@@ -5,11 +5,13 @@ import time with its config dataclass and builders; ``family(arch)`` imports it 
 importing ``cityserve.models`` stays cheap. Everything that turns a card into a module goes through
 ``build_from_card``, which verifies the weights' sha256 first.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from torch import nn
 

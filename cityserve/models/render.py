@@ -1,4 +1,4 @@
-"""The render graph: the whole label -> photo computation as one module, as DESIGN.md's contract says.
+"""The render graph: the whole label -> photo computation as one module, as docs/architecture.md's contract says.
 
     labels    uint8/int32 [B,1,H,W]  label ids of the model's label set (= generator channel indices)
     instances int32       [B,1,H,W]  optional; boundary edges are computed here
@@ -9,6 +9,7 @@ One-hot encoding, instance edges and the uint8 conversion are written with ops e
 (comparisons against an arange, pads, clamp/round), so the same module runs in torch, exports to ONNX
 for onnxruntime / TensorRT, and compiles with AOTInductor.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,7 +36,7 @@ def instance_edges(instances: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8_image(y: torch.Tensor) -> torch.Tensor:
-    """Generator output [B,3,H,W] in [-1,1] -> uint8 [B,H,W,3], the DESIGN.md conversion."""
+    """Generator output [B,3,H,W] in [-1,1] -> uint8 [B,H,W,3], the docs/architecture.md conversion."""
     # permute before the cast: TensorRT takes uint8 only at the network's edges (no uint8 Transpose)
     return torch.clamp(torch.round((y + 1.0) * 127.5), 0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
 
@@ -48,8 +49,15 @@ class RenderGraph(nn.Module):
     images). ``z_dim`` > 0 means the generator takes the latent ``z`` as an input.
     """
 
-    def __init__(self, generator: nn.Module, num_classes: int, use_instance: bool = False,
-                 z_dim: int = 0, input_mode: str = "onehot", palette: Optional[torch.Tensor] = None):
+    def __init__(
+        self,
+        generator: nn.Module,
+        num_classes: int,
+        use_instance: bool = False,
+        z_dim: int = 0,
+        input_mode: str = "onehot",
+        palette: Optional[torch.Tensor] = None,
+    ):
         super().__init__()
         if input_mode not in ("onehot", "color"):
             raise ValueError(f"input_mode must be 'onehot' or 'color', not {input_mode!r}")
@@ -84,8 +92,9 @@ class RenderGraph(nn.Module):
             x = torch.cat([x, instance_edges(instances)], dim=1)
         return x
 
-    def forward(self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None,
-                z: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None, z: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         x = self.semantics(labels, instances)
         y = self.generator(x, z) if self.z_dim else self.generator(x)
         return to_uint8_image(y)

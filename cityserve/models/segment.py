@@ -1,4 +1,4 @@
-"""The segment graph: photo in, label ids out, as one module (the segmenter's side of DESIGN.md).
+"""The segment graph: photo in, label ids out, as one module (the segmenter's side of docs/architecture.md).
 
     image   uint8 [B,H,W,3]  RGB photo
     labels  uint8 [B,1,H,W]  label ids of the segmenter's label set (Cityscapes: labelIds.png values)
@@ -8,10 +8,11 @@ Channel order, mean/std normalization, the network, a bilinear resize of the log
 are all inside, written with ops every exporter handles (gather on constant tables, argmax, resize),
 so the same module runs in torch, exports to ONNX / TensorRT and serves without a Python step.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,8 +35,14 @@ class SegmentGraph(nn.Module):
     BGR (FCHarDNet's official preprocessing). ``lut`` maps train id -> label id.
     """
 
-    def __init__(self, net: nn.Module, lut: Sequence[int] | np.ndarray, mean: Sequence[float],
-                 std: Sequence[float], bgr: bool = False):
+    def __init__(
+        self,
+        net: nn.Module,
+        lut: Sequence[int] | np.ndarray,
+        mean: Sequence[float],
+        std: Sequence[float],
+        bgr: bool = False,
+    ):
         super().__init__()
         self.net = net
         self.bgr = bool(bgr)

@@ -22,6 +22,7 @@ file as the generator, under the prefix ``netE.`` (the official netE keys after 
 ``SPADEGenerator`` ignores ``netE.*`` keys when loading, so ``build_from_card`` keeps loading strictly,
 and ``load_encoder(card)`` builds the ``ConvEncoder`` from them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,11 +69,14 @@ class SPADEConfig:
 
     def __post_init__(self) -> None:
         if self.num_upsampling_layers not in UPSAMPLING_LAYERS:
-            raise ConfigError(f"num_upsampling_layers must be one of {', '.join(UPSAMPLING_LAYERS)}, "
-                              f"not {self.num_upsampling_layers!r}")
+            raise ConfigError(
+                f"num_upsampling_layers must be one of {', '.join(UPSAMPLING_LAYERS)}, "
+                f"not {self.num_upsampling_layers!r}"
+            )
         if not _NORM_G.match(self.norm_G):
-            raise ConfigError(f"norm_G {self.norm_G!r} is not a SPADE norm such as 'spectralspadesyncbatch3x3' "
-                              f"or 'spadeinstance3x3'")
+            raise ConfigError(
+                f"norm_G {self.norm_G!r} is not a SPADE norm such as 'spectralspadesyncbatch3x3' or 'spadeinstance3x3'"
+            )
         if not _NORM_E.match(self.norm_E):
             raise ConfigError(f"norm_E {self.norm_E!r} is not one of [spectral]instance|batch|syncbatch|none")
         for name in ("label_nc", "ngf", "crop_size", "z_dim", "output_nc"):
@@ -83,9 +87,11 @@ class SPADEConfig:
         if self.num_upsampling_layers == "most" and self.ngf < 2:
             raise ConfigError("num_upsampling_layers 'most' needs ngf >= 2 (its last block has ngf // 2 channels)")
         if self.sw < 1 or self.sh < 1:
-            raise ConfigError(f"crop_size {self.crop_size} / aspect_ratio {self.aspect_ratio} is too small for "
-                              f"{self.n_up} upsampling layers ({self.num_upsampling_layers!r}): the first layer "
-                              f"would be {self.sh}x{self.sw}")
+            raise ConfigError(
+                f"crop_size {self.crop_size} / aspect_ratio {self.aspect_ratio} is too small for "
+                f"{self.n_up} upsampling layers ({self.num_upsampling_layers!r}): the first layer "
+                f"would be {self.sh}x{self.sw}"
+            )
 
     # ---- derived sizes -------------------------------------------------------------------------
     @property
@@ -104,7 +110,7 @@ class SPADEConfig:
 
     @property
     def sw(self) -> int:
-        return self.crop_size // (2 ** self.n_up)
+        return self.crop_size // (2**self.n_up)
 
     @property
     def sh(self) -> int:
@@ -112,11 +118,11 @@ class SPADEConfig:
 
     @property
     def height(self) -> int:
-        return self.sh * 2 ** self.n_up
+        return self.sh * 2**self.n_up
 
     @property
     def width(self) -> int:
-        return self.sw * 2 ** self.n_up
+        return self.sw * 2**self.n_up
 
     @property
     def spectral_G(self) -> bool:
@@ -248,13 +254,15 @@ class SPADEGenerator(nn.Module):
         x = self.conv_img(F.leaky_relu(x, 0.2))
         return torch.tanh(x)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # A VAE checkpoint carries its encoder as netE.* beside the generator keys (see load_encoder).
         for key in [k for k in state_dict if k.startswith(prefix + ENCODER_PREFIX)]:
             state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 class ConvEncoder(nn.Module):
@@ -308,6 +316,7 @@ class ConvEncoder(nn.Module):
 
 # ---- inference form ----------------------------------------------------------------------------
 
+
 def _spectral_hook(module: nn.Module):
     from torch.nn.utils.spectral_norm import SpectralNorm
 
@@ -336,9 +345,17 @@ def fold_spectral_norm(model: nn.Module) -> nn.Module:
             if _spectral_hook(child) is None:
                 continue
             if isinstance(child, nn.Conv2d):
-                plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                  child.padding, child.dilation, child.groups, child.bias is not None,
-                                  child.padding_mode)
+                plain = nn.Conv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.groups,
+                    child.bias is not None,
+                    child.padding_mode,
+                )
             elif isinstance(child, nn.Linear):
                 plain = nn.Linear(child.in_features, child.out_features, child.bias is not None)
             else:
@@ -365,17 +382,30 @@ def to_inference(model: nn.Module) -> nn.Module:
 
 # ---- family registration, encoder loading, style encoding --------------------------------------
 
+
 def build_generator(cfg: SPADEConfig) -> SPADEGenerator:
     return SPADEGenerator(cfg)
 
 
 def spade_render_io(cfg: SPADEConfig) -> RenderIO:
-    return RenderIO(num_classes=cfg.num_classes, use_instance=not cfg.no_instance,
-                    z_dim=cfg.z_dim if cfg.use_vae else 0, input_mode="onehot")
+    return RenderIO(
+        num_classes=cfg.num_classes,
+        use_instance=not cfg.no_instance,
+        z_dim=cfg.z_dim if cfg.use_vae else 0,
+        input_mode="onehot",
+    )
 
 
-register_family(Family(arch="spade", kind="generator", config_cls=SPADEConfig, build=build_generator,
-                       render_io=spade_render_io, to_inference=to_inference))
+register_family(
+    Family(
+        arch="spade",
+        kind="generator",
+        config_cls=SPADEConfig,
+        build=build_generator,
+        render_io=spade_render_io,
+        to_inference=to_inference,
+    )
+)
 
 
 def encoder_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -400,8 +430,10 @@ def load_encoder(card, inference: bool = True) -> ConvEncoder:
         raise ConfigError(f"model {card.name!r} is not a VAE model (use_vae false): it takes no style image")
     sd = encoder_state_dict(load_weights(card))
     if not sd:
-        raise ConfigError(f"model {card.name!r} has no encoder weights (netE.* keys); re-import it with --netE "
-                          f"to render with a style image")
+        raise ConfigError(
+            f"model {card.name!r} has no encoder weights (netE.* keys); re-import it with --netE "
+            f"to render with a style image"
+        )
     enc = ConvEncoder(cfg)
     try:
         enc.load_state_dict(sd, strict=True)
@@ -425,8 +457,9 @@ def style_tensor(image: np.ndarray, height: int, width: int) -> torch.Tensor:
     return ((t - 0.5) / 0.5)[None]
 
 
-def encode_style(encoder: ConvEncoder, image: np.ndarray, height: int, width: int,
-                 device: str | torch.device = "cpu") -> np.ndarray:
+def encode_style(
+    encoder: ConvEncoder, image: np.ndarray, height: int, width: int, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """The style latent of an RGB image: the encoder's ``mu`` (deterministic; the official test-time
     path samples ``mu + exp(logvar / 2) * eps``, which makes the same image render differently)."""
     x = style_tensor(image, height, width).to(device)

@@ -8,6 +8,7 @@ a color or id the label set does not have).
 A PNG bomb (a few kilobytes that inflate to gigabytes) is rejected from its IHDR header, before any
 pixel is decoded: width x height over ``max_pixels`` is refused outright.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,13 +73,13 @@ def jpeg_header(data: bytes) -> ImageHeader:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
             continue
-        (seg_len,) = struct.unpack(">H", data[i + 2:i + 4])
+        (seg_len,) = struct.unpack(">H", data[i + 2 : i + 4])
         if seg_len < 2:
             raise LabelError(f"malformed JPEG: marker 0xFF{marker:02X} has segment length {seg_len}")
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if i + 9 + 1 > n:
                 break
-            depth, height, width, comps = struct.unpack(">BHHB", data[i + 4:i + 10])
+            depth, height, width, comps = struct.unpack(">BHHB", data[i + 4 : i + 10])
             if width == 0 or height == 0:
                 raise LabelError(f"malformed JPEG: frame header says {width}x{height} pixels")
             return ImageHeader("jpeg", width, height, comps, depth)
@@ -97,8 +98,10 @@ def image_header(data: bytes, allow_jpeg: bool = False) -> ImageHeader:
 def check_size(header: ImageHeader, max_pixels: int, what: str) -> None:
     pixels = header.width * header.height
     if pixels > max_pixels:
-        raise LabelError(f"{what} is {header.width}x{header.height} ({pixels / 1e6:.1f} Mpx), over the configured "
-                         f"maximum of {max_pixels / 1e6:.1f} Mpx ({max_pixels} pixels); refused before decoding")
+        raise LabelError(
+            f"{what} is {header.width}x{header.height} ({pixels / 1e6:.1f} Mpx), over the configured "
+            f"maximum of {max_pixels / 1e6:.1f} Mpx ({max_pixels} pixels); refused before decoding"
+        )
 
 
 def as_bytes(item: Any) -> bytes:
@@ -144,8 +147,10 @@ class LabelPngDecoder:
         header = png_header(data)
         check_size(header, self.max_pixels, "label PNG")
         if (header.height, header.width) != (self.height, self.width):
-            raise LabelError(f"label PNG is {header.height}x{header.width} (HxW) but the model renders "
-                             f"{self.height}x{self.width}; resize the label map with nearest-neighbour first")
+            raise LabelError(
+                f"label PNG is {header.height}x{header.width} (HxW) but the model renders "
+                f"{self.height}x{self.width}; resize the label map with nearest-neighbour first"
+            )
         try:
             img, _ = decode_image(data)
             if img.ndim == 2:
@@ -159,8 +164,10 @@ class LabelPngDecoder:
             elif img.ndim == 3 and img.shape[2] in (3, 4) and img.dtype == np.uint8:
                 ids = self.label_set.colors_to_ids(img[..., 2::-1], nearest=self.nearest)  # BGR(A) -> RGB
             else:
-                raise LabelError(f"unsupported label PNG layout {img.shape} {img.dtype} "
-                                 f"(1-channel ids or 8-bit RGB/RGBA palette colors)")
+                raise LabelError(
+                    f"unsupported label PNG layout {img.shape} {img.dtype} "
+                    f"(1-channel ids or 8-bit RGB/RGBA palette colors)"
+                )
         except LabelError as e:
             raise LabelError(str(e).replace("label map (bytes): ", "")) from None
         if ids.shape != (self.height, self.width):
@@ -182,8 +189,10 @@ def check_ids(ids: np.ndarray, num_classes: int, label_set_name: str = "") -> No
     values, counts = np.unique(bad, return_counts=True)
     listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:5], counts[:5]))
     scope = f" of label set {label_set_name!r}" if label_set_name else ""
-    raise LabelError(f"label id(s) {listed} out of range for a model with {num_classes} label channels{scope} "
-                     f"(valid ids 0..{num_classes - 1})")
+    raise LabelError(
+        f"label id(s) {listed} out of range for a model with {num_classes} label channels{scope} "
+        f"(valid ids 0..{num_classes - 1})"
+    )
 
 
 @dataclasses.dataclass
@@ -205,13 +214,15 @@ class PhotoDecoder:
         check_size(header, self.max_pixels, "photo")
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
-            raise LabelError(f"photo {header.format.upper()} ({len(data)} bytes) does not decode: "
-                             f"malformed or truncated")
+            raise LabelError(
+                f"photo {header.format.upper()} ({len(data)} bytes) does not decode: malformed or truncated"
+            )
         img = to_rgb8(img, "photo")
         if img.shape[:2] != (self.height, self.width):
             shrink = img.shape[0] > self.height or img.shape[1] > self.width
-            img = cv2.resize(img, (self.width, self.height),
-                             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            img = cv2.resize(
+                img, (self.width, self.height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            )
         return np.ascontiguousarray(img)
 
 
@@ -222,7 +233,9 @@ def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise LabelError(f"an image to encode must be uint8 [H, W, 3], not {image.dtype} {image.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    ok, buf = cv2.imencode(
+        ".png", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
+    )
     if not ok:
         raise LabelError(f"cannot encode an image of shape {image.shape} as PNG")
     return buf.tobytes()

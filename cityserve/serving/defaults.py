@@ -5,6 +5,7 @@ segmenter card). Until one is shipped, a clearly labelled placeholder is made in
 with seeded RANDOM weights, so the whole serving path (build, start, gRPC, stop) can be exercised;
 its photos are noise, and every command that uses it says so.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = Path(os.environ.get("CITYSERVE_DEMO_MODEL", REPO_ROOT / "models" / "demo"))
 EXAMPLES_DIR = REPO_ROOT / "examples"
 PLACEHOLDER_NAME = "placeholder-random-spade"
-PLACEHOLDER_CONFIG = dict(label_nc=35, contain_dontcare_label=False, no_instance=False, ngf=8,
-                          num_upsampling_layers="normal", crop_size=256, aspect_ratio=2.0)  # 128x256
+PLACEHOLDER_CONFIG = dict(
+    label_nc=35,
+    contain_dontcare_label=False,
+    no_instance=False,
+    ngf=8,
+    num_upsampling_layers="normal",
+    crop_size=256,
+    aspect_ratio=2.0,
+)  # 128x256
 
 
 @dataclasses.dataclass
@@ -61,10 +69,17 @@ def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:
     fam = family("spade")
     torch.manual_seed(0)
     model = fam.build(fam.config_cls(**PLACEHOLDER_CONFIG)).eval()
-    card = ModelCard(name=PLACEHOLDER_NAME, kind="generator", arch="spade", config=dict(PLACEHOLDER_CONFIG),
-                     label_set="cityscapes", height=128, width=256,
-                     provenance={"source": "PLACEHOLDER: random weights, not trained; no demo model is shipped yet"},
-                     extra={"serving": {"max_batch_size": 4}})
+    card = ModelCard(
+        name=PLACEHOLDER_NAME,
+        kind="generator",
+        arch="spade",
+        config=dict(PLACEHOLDER_CONFIG),
+        label_set="cityscapes",
+        height=128,
+        width=256,
+        provenance={"source": "PLACEHOLDER: random weights, not trained; no demo model is shipped yet"},
+        extra={"serving": {"max_batch_size": 4}},
+    )
     card = load_card(save_checkpoint(card, model.state_dict(), cache_dir, PLACEHOLDER_NAME))
     return _export(card, exported.parent) if export else card
 
@@ -89,6 +104,8 @@ def demo_models(placeholder_dir: Optional[Path] = None) -> DemoModels:
     if any(c.kind == "generator" for c in cards):
         return DemoModels(cards, placeholder=False)
     card = placeholder_card(placeholder_dir or cache_dir() / "placeholder")
-    warning = (f"WARNING: no trained demo model is shipped yet ({DEMO_DIR} has no generator card); serving "
-               f"a PLACEHOLDER SPADE with RANDOM weights ({card.height}x{card.width}): its photos are noise.")
+    warning = (
+        f"WARNING: no trained demo model is shipped yet ({DEMO_DIR} has no generator card); serving "
+        f"a PLACEHOLDER SPADE with RANDOM weights ({card.height}x{card.width}): its photos are noise."
+    )
     return DemoModels([card] + cards, placeholder=True, warning=warning)

@@ -8,6 +8,7 @@ dynamic batcher grouped as one call.
 
 Imported inside Triton's python backend stub, which puts ``triton_python_backend_utils`` on the path.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,7 +78,7 @@ class PythonModel:
         for request in requests:
             try:
                 responses.append(response(self.infer(request)))
-            except Exception as e:  # noqa: BLE001 - every failure becomes this request's error
+            except Exception as e:
                 responses.append(error_response(f"{self.name}: {e}"))
         return responses
 
@@ -115,7 +116,7 @@ class BatchedPythonModel(PythonModel):
             try:
                 feeds = self.feeds(request)
                 ready.append((i, feeds, len(feeds[self.inputs[0]])))
-            except Exception as e:  # noqa: BLE001 - every failure becomes this request's error
+            except Exception as e:
                 responses[i] = error_response(f"{self.name}: {e}")
         if ready:
             try:
@@ -126,10 +127,11 @@ class BatchedPythonModel(PythonModel):
                 results = self.run(batch_feeds)
                 start = 0
                 for i, _, n in ready:
-                    responses[i] = response({name: np.ascontiguousarray(r[start:start + n])
-                                             for name, r in zip(self.outputs, results)})
+                    responses[i] = response(
+                        {name: np.ascontiguousarray(r[start : start + n]) for name, r in zip(self.outputs, results)}
+                    )
                     start += n
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 for i, _, _ in ready:
                     responses[i] = error_response(f"{self.name}: {self.engine} failed: {e}", invalid_arg=False)
         return responses

@@ -1,6 +1,6 @@
 """Build a Triton model repository from model cards and the templates in ``triton_models/``.
 
-One repository per target (DESIGN.md "Targets"), from the same templates and cards:
+One repository per target (docs/architecture.md "Targets"), from the same templates and cards:
 
 * ``cpu``: render / segment graphs run by onnxruntime inside Triton's python backend (the server the
   nvidia-pytriton wheel ships has no onnxruntime backend);
@@ -18,6 +18,7 @@ The tensors of every render/segment config are read from the exported ONNX graph
 parsed as Triton's ``ModelConfig`` protobuf before it is written, and configs of graph models are
 checked against the graph (``check_config_against_onnx``), so a repository that builds also loads.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,9 @@ import re
 import shutil
 import string
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -41,9 +43,18 @@ MANIFEST = "cityserve_repo.json"
 ENGINE_SCRIPT = "build_engines.sh"
 DEFAULT_MAX_BATCH_SIZE = 8
 
-TRITON_TYPES = {"uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
-                "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
-                "bool": "TYPE_BOOL", "bytes": "TYPE_STRING"}
+TRITON_TYPES = {
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+    "bool": "TYPE_BOOL",
+    "bytes": "TYPE_STRING",
+}
 
 CardSpec = Union[ModelCard, str, os.PathLike]
 
@@ -54,12 +65,15 @@ def templates_dir() -> Path:
     env = os.environ.get("CITYSERVE_TRITON_TEMPLATES")
     path = Path(env) if env else Path(__file__).resolve().parents[2] / "triton_models"
     if not (path / "label2photo" / "config.pbtxt.tmpl").is_file():
-        raise ConfigError(f"Triton templates not found at {path}; set CITYSERVE_TRITON_TEMPLATES to the "
-                          f"triton_models/ directory of a cityserve checkout")
+        raise ConfigError(
+            f"Triton templates not found at {path}; set CITYSERVE_TRITON_TEMPLATES to the "
+            f"triton_models/ directory of a cityserve checkout"
+        )
     return path
 
 
 # ---- options ------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class ServingOptions:
@@ -120,14 +134,17 @@ def serving_options(card: Optional[ModelCard], overrides: Optional[dict[str, Any
         known = {f.name for f in dataclasses.fields(ServingOptions)}
         unknown = set(serving) - known
         if unknown:
-            raise ConfigError(f"card {card.name}: unknown serving option(s) {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"card {card.name}: unknown serving option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         values.update(serving)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return ServingOptions(**values)
 
 
 # ---- sources: a card and its exported graph -------------------------------------------------------
+
 
 @dataclasses.dataclass
 class GraphSource:
@@ -159,8 +176,9 @@ def graph_io(onnx_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
 
     def one(vi) -> dict[str, Any]:
         tt = vi.type.tensor_type
-        shape = [d.dim_param if d.dim_param else (int(d.dim_value) if d.HasField("dim_value") else "?")
-                 for d in tt.shape.dim]
+        shape = [
+            d.dim_param if d.dim_param else (int(d.dim_value) if d.HasField("dim_value") else "?") for d in tt.shape.dim
+        ]
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
         return {"name": vi.name, "dtype": dtype, "shape": shape}
 
@@ -200,12 +218,20 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
     trt_file = ((card.extra or {}).get("tensorrt") or {}).get("file")
     if trt_file and card.path is not None and (card.directory / trt_file).is_file():
         plan = card.directory / trt_file
-    src = GraphSource(card, onnx_path, inputs, outputs, plan,
-                      from_onnx=isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".onnx"))
+    src = GraphSource(
+        card,
+        onnx_path,
+        inputs,
+        outputs,
+        plan,
+        from_onnx=isinstance(spec, (str, os.PathLike)) and str(spec).endswith(".onnx"),
+    )
     expected_out = "image" if card.kind == "generator" else "labels"
     if [o["name"] for o in outputs] != [expected_out]:
-        raise ConfigError(f"{onnx_path}: a {card.kind} graph has the single output {expected_out!r}, "
-                          f"not {[o['name'] for o in outputs]}")
+        raise ConfigError(
+            f"{onnx_path}: a {card.kind} graph has the single output {expected_out!r}, "
+            f"not {[o['name'] for o in outputs]}"
+        )
     for t in inputs + outputs:
         t["shape"] = _contract_shape(src, t)
     return src
@@ -213,7 +239,7 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
 
 def _contract_shape(src: GraphSource, t: dict[str, Any]) -> list:
     """The tensor's shape with the batch axis first and every other axis fixed: the graph's own dims
-    where the graph fixes them (they must agree with the card), the DESIGN.md contract's (from the
+    where the graph fixes them (they must agree with the card), the docs/architecture.md contract's (from the
     card's H, W) where the exporter left them symbolic."""
     card = src.card
     h, w = card.height, card.width
@@ -226,18 +252,23 @@ def _contract_shape(src: GraphSource, t: dict[str, Any]) -> list:
     graph = t["shape"]
     expected = contract.get(t["name"])
     if expected is None or len(graph) != len(expected) + 1:
-        raise ConfigError(f"{src.onnx}: tensor {t['name']!r} of shape {graph} is not part of the {card.kind} "
-                          f"contract (DESIGN.md: labels/instances [B,1,H,W], z [B,z_dim], image [B,H,W,3])")
+        raise ConfigError(
+            f"{src.onnx}: tensor {t['name']!r} of shape {graph} is not part of the {card.kind} "
+            f"contract (docs/architecture.md: labels/instances [B,1,H,W], z [B,z_dim], image [B,H,W,3])"
+        )
     out = [graph[0]]
     for g, e in zip(graph[1:], expected):
         if isinstance(g, int) and g > 0 and g != e:
-            raise ConfigError(f"{src.onnx}: tensor {t['name']!r} has shape {graph} but card {card.name} "
-                              f"says {card.height}x{card.width} (expected [B, {', '.join(map(str, expected))}])")
+            raise ConfigError(
+                f"{src.onnx}: tensor {t['name']!r} has shape {graph} but card {card.name} "
+                f"says {card.height}x{card.width} (expected [B, {', '.join(map(str, expected))}])"
+            )
         out.append(e)
     return out
 
 
 # ---- pbtxt helpers ------------------------------------------------------------------------------
+
 
 def triton_type(dtype: str) -> str:
     if dtype not in TRITON_TYPES:
@@ -271,8 +302,9 @@ def instance_block(kind: str, count: int) -> str:
 
 
 def parameters_block(params: dict[str, Any]) -> str:
-    return "\n".join(f'parameters {{ key: "{k}" value: {{ string_value: {json.dumps(str(v))} }} }}'
-                     for k, v in params.items())
+    return "\n".join(
+        f'parameters {{ key: "{k}" value: {{ string_value: {json.dumps(str(v))} }} }}' for k, v in params.items()
+    )
 
 
 def warmup_block(inputs: list[tuple[str, str, list[int]]], batch_sizes: list[int]) -> str:
@@ -282,7 +314,9 @@ def warmup_block(inputs: list[tuple[str, str, list[int]]], batch_sizes: list[int
         feeds = []
         for name, dtype, dims in inputs:
             data = "zero_data: true" if name in ("labels", "image") else "random_data: true"
-            feeds.append(f'    inputs {{ key: "{name}" value: {{ data_type: {triton_type(dtype)} dims: {_dims(dims)} {data} }} }}')
+            feeds.append(
+                f'    inputs {{ key: "{name}" value: {{ data_type: {triton_type(dtype)} dims: {_dims(dims)} {data} }} }}'
+            )
         entries.append(f'  {{\n    name: "warmup_batch_{b}"\n    batch_size: {b}\n' + "\n".join(feeds) + "\n  }")
     return "model_warmup [\n" + ",\n".join(entries) + "\n]"
 
@@ -308,23 +342,29 @@ def check_config_against_onnx(config, onnx_path: Path) -> None:
         c_map = {t.name: t for t in c_tensors}
         g_map = {t["name"]: t for t in g_tensors}
         if set(c_map) != set(g_map):
-            raise ConfigError(f"model {config.name}: config {kind}s {sorted(c_map)} are not the graph's "
-                              f"{sorted(g_map)} ({onnx_path})")
+            raise ConfigError(
+                f"model {config.name}: config {kind}s {sorted(c_map)} are not the graph's {sorted(g_map)} ({onnx_path})"
+            )
         for name, g in g_map.items():
             c = c_map[name]
             ctype = model_config_pb2.DataType.Name(c.data_type)
             if ctype != triton_type(g["dtype"]):
-                raise ConfigError(f"model {config.name}: {kind} {name!r} is {ctype} in the config but "
-                                  f"{g['dtype']} in the graph")
+                raise ConfigError(
+                    f"model {config.name}: {kind} {name!r} is {ctype} in the config but {g['dtype']} in the graph"
+                )
             shape = g["shape"][1:] if batched else g["shape"]
             agree = len(c.dims) == len(shape) and all(
-                (d == cd) if isinstance(d, int) and d > 0 else cd > 0 for d, cd in zip(shape, c.dims))
+                (d == cd) if isinstance(d, int) and d > 0 else cd > 0 for d, cd in zip(shape, c.dims)
+            )
             if not agree:
-                raise ConfigError(f"model {config.name}: {kind} {name!r} has dims {list(c.dims)} in the config "
-                                  f"but {shape} in the graph")
+                raise ConfigError(
+                    f"model {config.name}: {kind} {name!r} has dims {list(c.dims)} in the config "
+                    f"but {shape} in the graph"
+                )
 
 
 # ---- the builder --------------------------------------------------------------------------------
+
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)
@@ -348,8 +388,15 @@ class _Writer:
         except KeyError as e:
             raise ConfigError(f"template {path} needs a value for {e}") from None
 
-    def write(self, name: str, template: str, values: dict[str, Any], files: dict[str, Path | bytes | str],
-              info: dict[str, Any], graph: Optional[Path] = None) -> None:
+    def write(
+        self,
+        name: str,
+        template: str,
+        values: dict[str, Any],
+        files: dict[str, Path | bytes | str],
+        info: dict[str, Any],
+        graph: Optional[Path] = None,
+    ) -> None:
         if name in self.models:
             raise ConfigError(f"two models would be named {name!r}; give the cards different names")
         text = self.render_template(template, {"name": name, **values})
@@ -386,8 +433,12 @@ def _graph_model(w: _Writer, name: str, src: GraphSource, opts: ServingOptions, 
         "batching": batching_block(opts),
         "warmup": warmup_block(ins, sorted({1, opts.max_batch_size})) if opts.warmup else "",
     }
-    params: dict[str, Any] = {"card_name": src.card.name, "height": src.card.height, "width": src.card.width,
-                              "label_set": _label_set_name(src.card)}
+    params: dict[str, Any] = {
+        "card_name": src.card.name,
+        "height": src.card.height,
+        "width": src.card.width,
+        "label_set": _label_set_name(src.card),
+    }
     if role == "render":
         from ..models.registry import render_io
 
@@ -406,14 +457,19 @@ def _graph_model(w: _Writer, name: str, src: GraphSource, opts: ServingOptions, 
             engine, template = "aot", "render_aot_python"
             aot_card = aot_card_for(src.card)
             values["dtype"] = aot_card.extra["aot"]["dtype"].upper()
-            files = {"render.pt2": aot_card.directory / aot_card.extra["aot"]["file"],
-                     "card.json": aot_card.to_json(), "model.py": w.templates / template / "model.py"}
+            files = {
+                "render.pt2": aot_card.directory / aot_card.extra["aot"]["file"],
+                "card.json": aot_card.to_json(),
+                "model.py": w.templates / template / "model.py",
+            }
     elif w.target == "gpu-onnx":
         template = f"{role}_onnx"
         values["instance_group"] = instance_block("KIND_GPU", opts.instances)
         if opts.onnx_accelerator == "tensorrt":
-            values["optimization"] = ('optimization { execution_accelerators { gpu_execution_accelerator: [ '
-                                      '{ name: "tensorrt" parameters { key: "precision_mode" value: "FP16" } } ] } }')
+            values["optimization"] = (
+                "optimization { execution_accelerators { gpu_execution_accelerator: [ "
+                '{ name: "tensorrt" parameters { key: "precision_mode" value: "FP16" } } ] } }'
+            )
             values["accelerator_note"] = ", TensorRT execution provider in FP16 first"
         else:
             values["optimization"] = ""
@@ -433,17 +489,23 @@ def _graph_model(w: _Writer, name: str, src: GraphSource, opts: ServingOptions, 
                 shapes[key].append(f"{n}:" + "x".join(str(d) for d in [b, *dims]))
         w.engine_commands.append(
             f'trtexec --onnx="$REPO/{name}/1/model.onnx" --saveEngine="$REPO/{name}/1/model.plan" --fp16 '
-            f'--minShapes={",".join(shapes["min"])} --optShapes={",".join(shapes["opt"])} '
-            f'--maxShapes={",".join(shapes["max"])}')
+            f"--minShapes={','.join(shapes['min'])} --optShapes={','.join(shapes['opt'])} "
+            f"--maxShapes={','.join(shapes['max'])}"
+        )
     values["parameters"] = parameters_block(params)
-    info = {"role": role, "card": src.card.name, "onnx_sha256": sha256_file(src.onnx), "engine": engine,
-            "inputs": [{"name": n, "dtype": d, "dims": s} for n, d, s in ins],
-            "outputs": [{"name": n, "dtype": d, "dims": s} for n, d, s in outs]}
+    info = {
+        "role": role,
+        "card": src.card.name,
+        "onnx_sha256": sha256_file(src.onnx),
+        "engine": engine,
+        "inputs": [{"name": n, "dtype": d, "dims": s} for n, d, s in ins],
+        "outputs": [{"name": n, "dtype": d, "dims": s} for n, d, s in outs],
+    }
     w.write(name, template, values, files, info, graph=src.onnx)
 
 
 def _cpu_render_engine(src: GraphSource, opts: ServingOptions) -> str:
-    """"auto": the AOTInductor package where the CPU has BF16 instructions and a card was given (an
+    """ "auto": the AOTInductor package where the CPU has BF16 instructions and a card was given (an
     exported .onnx graph is served as that graph, by onnxruntime)."""
     if opts.cpu_engine != "auto":
         return opts.cpu_engine
@@ -463,12 +525,22 @@ def _label_set_json(card: ModelCard) -> str:
 
 
 def _python_common(opts: ServingOptions) -> dict[str, Any]:
-    return {"max_batch_size": opts.max_batch_size, "batching": batching_block(opts),
-            "instance_group": instance_block("KIND_CPU", opts.instances)}
+    return {
+        "max_batch_size": opts.max_batch_size,
+        "batching": batching_block(opts),
+        "instance_group": instance_block("KIND_CPU", opts.instances),
+    }
 
 
-def _prepare_step(w: _Writer, name: str, gen: GraphSource, opts: ServingOptions, ids: tuple[str, list[int]],
-                  source_tensor: str, suffix: str) -> str:
+def _prepare_step(
+    w: _Writer,
+    name: str,
+    gen: GraphSource,
+    opts: ServingOptions,
+    ids: tuple[str, list[int]],
+    source_tensor: str,
+    suffix: str,
+) -> str:
     """The ensemble step(s) from ``source_tensor`` (ids) to the render graph, adding a prepare_render
     model when the graph needs instances / a latent or the ids have another size or dtype."""
     from ..models.registry import render_io
@@ -476,31 +548,49 @@ def _prepare_step(w: _Writer, name: str, gen: GraphSource, opts: ServingOptions,
     io = render_io(gen.card)
     labels_t = gen.tensor("labels")
     ids_dtype, ids_dims = ids
-    direct = (not io.use_instance and not io.z_dim and ids_dims == labels_t["shape"][1:]
-              and ids_dtype == labels_t["dtype"])
+    direct = (
+        not io.use_instance and not io.z_dim and ids_dims == labels_t["shape"][1:] and ids_dtype == labels_t["dtype"]
+    )
     if direct:
-        return (f'    {{\n      model_name: "{name}"\n      model_version: -1\n'
-                f'      input_map {{ key: "labels" value: "{source_tensor}" }}\n'
-                f'      output_map {{ key: "image" value: "image" }}\n    }},')
+        return (
+            f'    {{\n      model_name: "{name}"\n      model_version: -1\n'
+            f'      input_map {{ key: "labels" value: "{source_tensor}" }}\n'
+            f'      output_map {{ key: "image" value: "image" }}\n    }},'
+        )
     prep = f"prepare_render{suffix}"
     if prep not in w.models:
         outs = [(t["name"], t["dtype"], t["shape"][1:]) for t in gen.inputs]
         what = ", ".join(o[0] for o in outs) + (" (ids nearest-resized)" if ids_dims != labels_t["shape"][1:] else "")
-        w.write(prep, "prepare_render", {
-            **_python_common(opts), "render": name, "what": what,
-            "inputs": tensor_block("input", [("ids", ids_dtype, ids_dims)]),
-            "outputs": tensor_block("output", outs),
-            "parameters": parameters_block({"height": gen.card.height, "width": gen.card.width,
-                                            "num_classes": io.num_classes, "dtype": labels_t["dtype"],
-                                            "z_dim": io.z_dim}),
-        }, {"model.py": w.templates / "prepare_render" / "model.py"},
-            {"role": "prepare_render", "card": gen.card.name})
+        w.write(
+            prep,
+            "prepare_render",
+            {
+                **_python_common(opts),
+                "render": name,
+                "what": what,
+                "inputs": tensor_block("input", [("ids", ids_dtype, ids_dims)]),
+                "outputs": tensor_block("output", outs),
+                "parameters": parameters_block(
+                    {
+                        "height": gen.card.height,
+                        "width": gen.card.width,
+                        "num_classes": io.num_classes,
+                        "dtype": labels_t["dtype"],
+                        "z_dim": io.z_dim,
+                    }
+                ),
+            },
+            {"model.py": w.templates / "prepare_render" / "model.py"},
+            {"role": "prepare_render", "card": gen.card.name},
+        )
     in_map = "\n".join(f'      output_map {{ key: "{t["name"]}" value: "{prep}_{t["name"]}" }}' for t in gen.inputs)
     render_in = "\n".join(f'      input_map {{ key: "{t["name"]}" value: "{prep}_{t["name"]}" }}' for t in gen.inputs)
-    return (f'    {{\n      model_name: "{prep}"\n      model_version: -1\n'
-            f'      input_map {{ key: "ids" value: "{source_tensor}" }}\n{in_map}\n    }},\n'
-            f'    {{\n      model_name: "{name}"\n      model_version: -1\n{render_in}\n'
-            f'      output_map {{ key: "image" value: "image" }}\n    }},')
+    return (
+        f'    {{\n      model_name: "{prep}"\n      model_version: -1\n'
+        f'      input_map {{ key: "ids" value: "{source_tensor}" }}\n{in_map}\n    }},\n'
+        f'    {{\n      model_name: "{name}"\n      model_version: -1\n{render_in}\n'
+        f'      output_map {{ key: "image" value: "image" }}\n    }},'
+    )
 
 
 @dataclasses.dataclass
@@ -515,9 +605,15 @@ class BuiltRepository:
         return {name: self.path / name / "config.pbtxt" for name in self.models}
 
 
-def build_repository(cards: Iterable[CardSpec], target: str, out_dir: Union[str, os.PathLike],
-                     overrides: Optional[dict[str, Any]] = None, plans: Optional[dict[str, Any]] = None,
-                     overwrite: bool = False, work_dir: Optional[Union[str, os.PathLike]] = None) -> BuiltRepository:
+def build_repository(
+    cards: Iterable[CardSpec],
+    target: str,
+    out_dir: Union[str, os.PathLike],
+    overrides: Optional[dict[str, Any]] = None,
+    plans: Optional[dict[str, Any]] = None,
+    overwrite: bool = False,
+    work_dir: Optional[Union[str, os.PathLike]] = None,
+) -> BuiltRepository:
     """Write a Triton model repository for ``target`` serving ``cards`` (model cards, their
     weights/directories, or exported ``.onnx`` graphs) into ``out_dir``.
 
@@ -556,12 +652,19 @@ def build_repository(cards: Iterable[CardSpec], target: str, out_dir: Union[str,
         base = serving_options(None, overrides)
 
         if gens:
-            w.write("encode_png", "encode_png", {
-                **_python_common(base), "what": "RGB uint8 [H, W, 3] -> photo PNG bytes",
-                "inputs": tensor_block("input", [("image", "uint8", [-1, -1, 3])]),
-                "outputs": tensor_block("output", [("PNG", "bytes", [1])]),
-                "parameters": parameters_block({"mode": "image", "compression": base.png_compression}),
-            }, {"model.py": templates / "encode_png" / "model.py"}, {"role": "encode_png"})
+            w.write(
+                "encode_png",
+                "encode_png",
+                {
+                    **_python_common(base),
+                    "what": "RGB uint8 [H, W, 3] -> photo PNG bytes",
+                    "inputs": tensor_block("input", [("image", "uint8", [-1, -1, 3])]),
+                    "outputs": tensor_block("output", [("PNG", "bytes", [1])]),
+                    "parameters": parameters_block({"mode": "image", "compression": base.png_compression}),
+                },
+                {"model.py": templates / "encode_png" / "model.py"},
+                {"role": "encode_png"},
+            )
         gen_names: dict[str, str] = {}
         for i, gen in enumerate(gens):
             from ..models.registry import render_io
@@ -575,23 +678,52 @@ def build_repository(cards: Iterable[CardSpec], target: str, out_dir: Union[str,
             labels_t = gen.tensor("labels")
             h, wd = gen.card.height, gen.card.width
             decode = f"decode_png{suffix}"
-            w.write(decode, "decode_png", {
-                **_python_common(opts), "max_pixels": opts.max_pixels, "max_bytes": opts.max_bytes,
-                "what": f"label PNG bytes -> label ids [1, {h}, {wd}] for render model {render!r}",
-                "outputs": tensor_block("output", [("labels", labels_t["dtype"], [1, h, wd])]),
-                "parameters": parameters_block({
-                    "mode": "labels", "height": h, "width": wd, "num_classes": io.num_classes,
-                    "dtype": labels_t["dtype"], "label_set": _label_set_name(gen.card),
-                    "label_set_file": "label_set.json", "max_pixels": opts.max_pixels, "max_bytes": opts.max_bytes,
-                    "nearest": str(bool(opts.nearest_colors)).lower()}),
-            }, {"model.py": templates / "decode_png" / "model.py", "label_set.json": _label_set_json(gen.card)},
-                {"role": "decode_png", "card": gen.card.name})
+            w.write(
+                decode,
+                "decode_png",
+                {
+                    **_python_common(opts),
+                    "max_pixels": opts.max_pixels,
+                    "max_bytes": opts.max_bytes,
+                    "what": f"label PNG bytes -> label ids [1, {h}, {wd}] for render model {render!r}",
+                    "outputs": tensor_block("output", [("labels", labels_t["dtype"], [1, h, wd])]),
+                    "parameters": parameters_block(
+                        {
+                            "mode": "labels",
+                            "height": h,
+                            "width": wd,
+                            "num_classes": io.num_classes,
+                            "dtype": labels_t["dtype"],
+                            "label_set": _label_set_name(gen.card),
+                            "label_set_file": "label_set.json",
+                            "max_pixels": opts.max_pixels,
+                            "max_bytes": opts.max_bytes,
+                            "nearest": str(bool(opts.nearest_colors)).lower(),
+                        }
+                    ),
+                },
+                {"model.py": templates / "decode_png" / "model.py", "label_set.json": _label_set_json(gen.card)},
+                {"role": "decode_png", "card": gen.card.name},
+            )
             steps = _prepare_step(w, render, gen, opts, (labels_t["dtype"], [1, h, wd]), "ids", suffix)
             ens = f"label2photo{suffix}"
-            w.write(ens, "label2photo", {
-                "max_batch_size": opts.max_batch_size, "card": gen.card.name, "render": render, "decode": decode,
-                "encode": "encode_png", "height": h, "width": wd, "label_set": _label_set_name(gen.card),
-                "render_steps": steps}, {}, {"role": "ensemble", "card": gen.card.name})
+            w.write(
+                ens,
+                "label2photo",
+                {
+                    "max_batch_size": opts.max_batch_size,
+                    "card": gen.card.name,
+                    "render": render,
+                    "decode": decode,
+                    "encode": "encode_png",
+                    "height": h,
+                    "width": wd,
+                    "label_set": _label_set_name(gen.card),
+                    "render_steps": steps,
+                },
+                {},
+                {"role": "ensemble", "card": gen.card.name},
+            )
             ensembles.append(ens)
 
         for i, seg in enumerate(segs):
@@ -602,28 +734,66 @@ def build_repository(cards: Iterable[CardSpec], target: str, out_dir: Union[str,
             img_t, lab_t = seg.tensor("image"), seg.tensor("labels")
             sh, sw = img_t["shape"][1], img_t["shape"][2]
             decode = f"decode_photo{suffix}"
-            w.write(decode, "decode_png", {
-                **_python_common(opts), "max_pixels": opts.max_pixels, "max_bytes": opts.max_bytes,
-                "what": f"photo PNG/JPEG bytes -> RGB uint8 [{sh}, {sw}, 3] for segment model {segment!r}",
-                "outputs": tensor_block("output", [("image", "uint8", [sh, sw, 3])]),
-                "parameters": parameters_block({"mode": "photo", "height": sh, "width": sw,
-                                                "max_pixels": opts.max_pixels, "max_bytes": opts.max_bytes}),
-            }, {"model.py": templates / "decode_png" / "model.py"}, {"role": "decode_photo", "card": seg.card.name})
+            w.write(
+                decode,
+                "decode_png",
+                {
+                    **_python_common(opts),
+                    "max_pixels": opts.max_pixels,
+                    "max_bytes": opts.max_bytes,
+                    "what": f"photo PNG/JPEG bytes -> RGB uint8 [{sh}, {sw}, 3] for segment model {segment!r}",
+                    "outputs": tensor_block("output", [("image", "uint8", [sh, sw, 3])]),
+                    "parameters": parameters_block(
+                        {
+                            "mode": "photo",
+                            "height": sh,
+                            "width": sw,
+                            "max_pixels": opts.max_pixels,
+                            "max_bytes": opts.max_bytes,
+                        }
+                    ),
+                },
+                {"model.py": templates / "decode_png" / "model.py"},
+                {"role": "decode_photo", "card": seg.card.name},
+            )
             encode = f"encode_labels{suffix}"
-            w.write(encode, "encode_png", {
-                **_python_common(opts),
-                "what": f"label ids -> id PNG ({_label_set_name(seg.card)} file convention) and color PNG",
-                "inputs": tensor_block("input", [("labels", lab_t["dtype"], lab_t["shape"][1:])]),
-                "outputs": tensor_block("output", [("PNG", "bytes", [1]), ("COLOR_PNG", "bytes", [1])]),
-                "parameters": parameters_block({"mode": "labels", "compression": opts.png_compression,
-                                                "label_set": _label_set_name(seg.card),
-                                                "label_set_file": "label_set.json"}),
-            }, {"model.py": templates / "encode_png" / "model.py", "label_set.json": _label_set_json(seg.card)},
-                {"role": "encode_labels", "card": seg.card.name})
+            w.write(
+                encode,
+                "encode_png",
+                {
+                    **_python_common(opts),
+                    "what": f"label ids -> id PNG ({_label_set_name(seg.card)} file convention) and color PNG",
+                    "inputs": tensor_block("input", [("labels", lab_t["dtype"], lab_t["shape"][1:])]),
+                    "outputs": tensor_block("output", [("PNG", "bytes", [1]), ("COLOR_PNG", "bytes", [1])]),
+                    "parameters": parameters_block(
+                        {
+                            "mode": "labels",
+                            "compression": opts.png_compression,
+                            "label_set": _label_set_name(seg.card),
+                            "label_set_file": "label_set.json",
+                        }
+                    ),
+                },
+                {"model.py": templates / "encode_png" / "model.py", "label_set.json": _label_set_json(seg.card)},
+                {"role": "encode_labels", "card": seg.card.name},
+            )
             ens = f"photo2labels{suffix}"
-            w.write(ens, "photo2labels", {
-                "max_batch_size": opts.max_batch_size, "card": seg.card.name, "segment": segment, "decode": decode,
-                "encode": encode, "height": sh, "width": sw, "label_set": _label_set_name(seg.card)}, {}, {"role": "ensemble", "card": seg.card.name})
+            w.write(
+                ens,
+                "photo2labels",
+                {
+                    "max_batch_size": opts.max_batch_size,
+                    "card": seg.card.name,
+                    "segment": segment,
+                    "decode": decode,
+                    "encode": encode,
+                    "height": sh,
+                    "width": sw,
+                    "label_set": _label_set_name(seg.card),
+                },
+                {},
+                {"role": "ensemble", "card": seg.card.name},
+            )
             ensembles.append(ens)
 
         if gens and segs:
@@ -636,24 +806,48 @@ def build_repository(cards: Iterable[CardSpec], target: str, out_dir: Union[str,
                 seg_opts = serving_options(seg.card, overrides)
                 lab_t = seg.tensor("labels")
                 render = gen_names[gen.card.name]
-                own = lab_t["shape"][1:] != gen.tensor("labels")["shape"][1:] or lab_t["dtype"] != gen.tensor("labels")["dtype"]
-                steps = _prepare_step(w, render, gen, opts, (lab_t["dtype"], lab_t["shape"][1:]), "ids",
-                                      "_photo2photo" if own else "")
-                w.write("photo2photo", "photo2photo", {
-                    "max_batch_size": min(opts.max_batch_size, seg_opts.max_batch_size), "card": gen.card.name,
-                    "render": render, "segment": "segment", "decode": "decode_photo", "encode": "encode_png",
-                    "encode_labels": "encode_labels", "seg_height": lab_t["shape"][2], "seg_width": lab_t["shape"][3],
-                    "render_steps": steps}, {}, {"role": "ensemble", "card": f"{seg.card.name} -> {gen.card.name}"})
+                own = (
+                    lab_t["shape"][1:] != gen.tensor("labels")["shape"][1:]
+                    or lab_t["dtype"] != gen.tensor("labels")["dtype"]
+                )
+                steps = _prepare_step(
+                    w, render, gen, opts, (lab_t["dtype"], lab_t["shape"][1:]), "ids", "_photo2photo" if own else ""
+                )
+                w.write(
+                    "photo2photo",
+                    "photo2photo",
+                    {
+                        "max_batch_size": min(opts.max_batch_size, seg_opts.max_batch_size),
+                        "card": gen.card.name,
+                        "render": render,
+                        "segment": "segment",
+                        "decode": "decode_photo",
+                        "encode": "encode_png",
+                        "encode_labels": "encode_labels",
+                        "seg_height": lab_t["shape"][2],
+                        "seg_width": lab_t["shape"][3],
+                        "render_steps": steps,
+                    },
+                    {},
+                    {"role": "ensemble", "card": f"{seg.card.name} -> {gen.card.name}"},
+                )
                 ensembles.append("photo2photo")
 
         if target == "gpu-trt":
             _write_engine_script(tmp, w.engine_commands)
             if w.missing_plans:
-                notes.append(f"no TensorRT engine given for {', '.join(w.missing_plans)}: build them on the "
-                             f"serving GPU before starting Triton: sh {out / ENGINE_SCRIPT}")
+                notes.append(
+                    f"no TensorRT engine given for {', '.join(w.missing_plans)}: build them on the "
+                    f"serving GPU before starting Triton: sh {out / ENGINE_SCRIPT}"
+                )
         manifest = {
-            "format": "cityserve-repo/1", "target": target, "created": now_iso(), "command": command_line(),
-            "models": w.models, "ensembles": ensembles, "notes": notes,
+            "format": "cityserve-repo/1",
+            "target": target,
+            "created": now_iso(),
+            "command": command_line(),
+            "models": w.models,
+            "ensembles": ensembles,
+            "notes": notes,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
@@ -673,17 +867,21 @@ def _photo2photo_problem(gen: GraphSource, seg: GraphSource) -> str:
     from ..models.registry import render_io
 
     if get_label_set(gen.card.label_set).to_dict() != get_label_set(seg.card.label_set).to_dict():
-        return (f"segmenter {seg.card.name} labels {_label_set_name(seg.card)} but generator {gen.card.name} "
-                f"renders {_label_set_name(gen.card)}")
+        return (
+            f"segmenter {seg.card.name} labels {_label_set_name(seg.card)} but generator {gen.card.name} "
+            f"renders {_label_set_name(gen.card)}"
+        )
     if get_label_set(seg.card.label_set).num_ids > render_io(gen.card).num_classes:
         return f"segmenter {seg.card.name} produces ids the generator {gen.card.name} has no channel for"
     return ""
 
 
 def _write_engine_script(root: Path, commands: list[str]) -> None:
-    text = ("#!/bin/sh\n# Build the TensorRT FP16 engines of this repository on the GPU that will serve it\n"
-            "# (engines are specific to the GPU and TensorRT version). Run inside the NGC Triton container.\n"
-            "set -e\nREPO=\"$(cd \"$(dirname \"$0\")\" && pwd)\"\n" + "\n".join(commands) + "\n")
+    text = (
+        "#!/bin/sh\n# Build the TensorRT FP16 engines of this repository on the GPU that will serve it\n"
+        "# (engines are specific to the GPU and TensorRT version). Run inside the NGC Triton container.\n"
+        'set -e\nREPO="$(cd "$(dirname "$0")" && pwd)"\n' + "\n".join(commands) + "\n"
+    )
     (root / ENGINE_SCRIPT).write_text(text)
     os.chmod(root / ENGINE_SCRIPT, 0o755)
 
@@ -695,5 +893,15 @@ def load_manifest(repo: Union[str, os.PathLike]) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-__all__ = ["TARGETS", "ServingOptions", "BuiltRepository", "build_repository", "check_config_against_onnx",
-           "parse_config", "serving_options", "load_manifest", "templates_dir", "CARD_SUFFIX"]
+__all__ = [
+    "TARGETS",
+    "ServingOptions",
+    "BuiltRepository",
+    "build_repository",
+    "check_config_against_onnx",
+    "parse_config",
+    "serving_options",
+    "load_manifest",
+    "templates_dir",
+    "CARD_SUFFIX",
+]

@@ -13,6 +13,7 @@ The server binds to 127.0.0.1 on free ports by default, runs with model control 
 cannot load or unload models), and is stopped with SIGTERM, then SIGKILL of its whole process group
 (the python backend's stub processes included), so no process outlives ``stop()``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,13 +71,16 @@ def find_tritonserver(prefer: str = "auto") -> TritonInstall:
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return TritonInstall(binary=candidate)
         errors.append("no `tritonserver` on PATH or in /opt/tritonserver/bin")
-    raise UnavailableError("cannot find tritonserver: " + "; ".join(errors) +
-                           " (install the nvidia-pytriton wheel: pip install nvidia-pytriton)")
+    raise UnavailableError(
+        "cannot find tritonserver: "
+        + "; ".join(errors)
+        + " (install the nvidia-pytriton wheel: pip install nvidia-pytriton)"
+    )
 
 
 def _bundled_install() -> TritonInstall:
     try:
-        import pytriton  # noqa: F401  (only its location is needed)
+        import pytriton
     except ImportError:
         raise UnavailableError("the nvidia-pytriton wheel is not installed") from None
     root = Path(pytriton.__file__).resolve().parent / "tritonserver"
@@ -84,8 +88,12 @@ def _bundled_install() -> TritonInstall:
     lib_dir = root.parents[1] / "nvidia_pytriton.libs"
     backend = root / "backends" / "python"
     stub = root / "python_backend_stubs" / python_version_tag() / "triton_python_backend_stub"
-    for p, what in ((binary, "server binary"), (lib_dir, "server libraries"),
-                    (backend / "libtriton_python.so", "python backend"), (stub, f"python {python_version_tag()} stub")):
+    for p, what in (
+        (binary, "server binary"),
+        (lib_dir, "server libraries"),
+        (backend / "libtriton_python.so", "python backend"),
+        (stub, f"python {python_version_tag()} stub"),
+    ):
         if not p.exists():
             raise UnavailableError(f"the nvidia-pytriton wheel lacks its {what} ({p})")
     return TritonInstall(binary=binary, lib_dir=lib_dir, python_backend=backend, stub=stub, bundled=True)
@@ -109,7 +117,7 @@ def python_paths() -> list[str]:
 
     import cityserve
 
-    paths = [str(Path(cityserve.__file__).resolve().parents[1])]  # noqa: E501
+    paths = [str(Path(cityserve.__file__).resolve().parents[1])]
     for p in site.getsitepackages() + [site.getusersitepackages()]:
         if p and Path(p).is_dir() and p not in paths:
             paths.append(p)
@@ -163,9 +171,18 @@ class TritonServer:
     ...     print(server.grpc_url)      # 127.0.0.1:PORT
     """
 
-    def __init__(self, repository: str | os.PathLike, host: str = "127.0.0.1", grpc_port: int = 0,
-                 http_port: int = 0, metrics_port: int = 0, install: Optional[TritonInstall] = None,
-                 log_verbose: int = 0, startup_timeout: float = 180.0, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        repository: str | os.PathLike,
+        host: str = "127.0.0.1",
+        grpc_port: int = 0,
+        http_port: int = 0,
+        metrics_port: int = 0,
+        install: Optional[TritonInstall] = None,
+        log_verbose: int = 0,
+        startup_timeout: float = 180.0,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.repository = Path(repository).resolve()
         if not (self.repository.is_dir()):
             raise CityserveError(f"model repository {self.repository} does not exist")
@@ -200,14 +217,36 @@ class TritonServer:
         return f"http://{self.client_host}:{self.metrics_port}/metrics"
 
     def command(self) -> list[str]:
-        cmd = [str(self.install.binary), "--model-repository", str(self.repository),
-               "--model-control-mode", "none", "--strict-readiness", "true", "--exit-on-error", "true",
-               "--disable-auto-complete-config",
-               "--grpc-address", self.host, "--grpc-port", str(self.grpc_port),
-               "--http-address", self.host, "--http-port", str(self.http_port),
-               "--metrics-address", self.host, "--metrics-port", str(self.metrics_port),
-               "--allow-gpu-metrics", "false", "--exit-timeout-secs", "10",
-               "--log-verbose", str(self.log_verbose)]
+        cmd = [
+            str(self.install.binary),
+            "--model-repository",
+            str(self.repository),
+            "--model-control-mode",
+            "none",
+            "--strict-readiness",
+            "true",
+            "--exit-on-error",
+            "true",
+            "--disable-auto-complete-config",
+            "--grpc-address",
+            self.host,
+            "--grpc-port",
+            str(self.grpc_port),
+            "--http-address",
+            self.host,
+            "--http-port",
+            str(self.http_port),
+            "--metrics-address",
+            self.host,
+            "--metrics-port",
+            str(self.metrics_port),
+            "--allow-gpu-metrics",
+            "false",
+            "--exit-timeout-secs",
+            "10",
+            "--log-verbose",
+            str(self.log_verbose),
+        ]
         if self.install.bundled:
             backends = assemble_backend_dir(self.install, self.workdir / "backends")
             cmd += ["--backend-directory", str(backends)]
@@ -217,14 +256,20 @@ class TritonServer:
         return cmd + list(self.extra_args)
 
     # ---- lifecycle -----------------------------------------------------------------------------
-    def start(self, wait: bool = True) -> "TritonServer":
+    def start(self, wait: bool = True) -> TritonServer:
         if self.process is not None:
             return self
         cmd = self.command()
         self._log_file = open(self.log_path, "wb")
-        self.process = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=server_environment(self.install),
-                                        cwd=self.workdir, preexec_fn=_set_pdeathsig)
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_environment(self.install),
+            cwd=self.workdir,
+            preexec_fn=_set_pdeathsig,
+        )
         _RUNNING.add(self)
         if wait:
             try:
@@ -251,14 +296,18 @@ class TritonServer:
         try:
             while True:
                 if self.process.poll() is not None:
-                    raise CityserveError(f"tritonserver exited with code {self.process.returncode} while "
-                                         f"starting; log {self.log_path}:\n{self.log_tail()}")
+                    raise CityserveError(
+                        f"tritonserver exited with code {self.process.returncode} while "
+                        f"starting; log {self.log_path}:\n{self.log_tail()}"
+                    )
                 with contextlib.suppress(Exception):
                     if client.is_server_ready():
                         return
                 if time.monotonic() > deadline:
-                    raise CityserveError(f"tritonserver was not ready after {timeout or self.startup_timeout:.0f} s; "
-                                         f"log {self.log_path}:\n{self.log_tail()}")
+                    raise CityserveError(
+                        f"tritonserver was not ready after {timeout or self.startup_timeout:.0f} s; "
+                        f"log {self.log_path}:\n{self.log_tail()}"
+                    )
                 time.sleep(0.2)
         finally:
             with contextlib.suppress(Exception):
@@ -316,7 +365,7 @@ class TritonServer:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -1,22 +1,24 @@
 """Pieces the trainers and their entry points share: the command-line options every training run
 takes, the dataset they name, label-set handling for cards, SPADE-style weight init, label colors for
 image grids."""
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, run_with_exit_codes
 from ..cliutil import parse_seeds, parse_size
-from .runner import Runner, RunConfig
+from ..errors import ConfigError, run_with_exit_codes
+from .runner import RunConfig, Runner
 
 log = logging.getLogger("cityserve.training")
 
@@ -115,15 +117,17 @@ class CachedScenes(Dataset):
         return make_sample(photo, ids.astype(np.int64), inst, name, self.ds.size, self.ds.augment)
 
 
-def build_training_data(args: argparse.Namespace, label_set: Any, size: tuple[int, int], augment: Any,
-                        num_channels: Optional[int] = None) -> Dataset:
+def build_training_data(
+    args: argparse.Namespace, label_set: Any, size: tuple[int, int], augment: Any, num_channels: Optional[int] = None
+) -> Dataset:
     """The dataset ``--data`` / ``--root`` / ``--seeds`` name, at ``size``, validated up front."""
     from ..data.datasets import build_dataset
 
     kind = args.data
     if kind == "synthetic":
-        ds = build_dataset("synthetic", None, label_set=label_set, size=size, augment=augment,
-                           seeds=parse_seeds(args.seeds))
+        ds = build_dataset(
+            "synthetic", None, label_set=label_set, size=size, augment=augment, seeds=parse_seeds(args.seeds)
+        )
         return CachedScenes(ds) if getattr(args, "cache", True) else ds
     if not args.root:
         raise ConfigError(f"--data {kind} needs --root DIR (the dataset folder)")
@@ -136,12 +140,14 @@ def build_training_data(args: argparse.Namespace, label_set: Any, size: tuple[in
 
 
 # ---- command line -------------------------------------------------------------------------------------
-def training_parser(prog: str, description: str, epilog: str, presets: dict[str, Any],
-                    default: str) -> argparse.ArgumentParser:
+def training_parser(
+    prog: str, description: str, epilog: str, presets: dict[str, Any], default: str
+) -> argparse.ArgumentParser:
     """The parser every training entry point starts from: ``--preset`` (one of ``presets``) and the data /
     run options; the entry point adds its model and optimisation groups."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", choices=sorted(presets), default=default, help=f"base settings (default: {default})")
     add_common_args(p)
     return p
@@ -149,32 +155,60 @@ def training_parser(prog: str, description: str, epilog: str, presets: dict[str,
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", choices=DATA_KINDS, default="synthetic",
-                   help="dataset layout: on-the-fly synthetic scenes, or a folder in the layout named (default: synthetic)")
+    g.add_argument(
+        "--data",
+        choices=DATA_KINDS,
+        default="synthetic",
+        help="dataset layout: on-the-fly synthetic scenes, or a folder in the layout named (default: synthetic)",
+    )
     g.add_argument("--root", help="dataset folder (for every --data but synthetic)")
     g.add_argument("--seeds", default="0-99", help="synthetic scene seeds, e.g. 0-99 or 0-9,20 (default: 0-99)")
-    g.add_argument("--label-set", help="label set: cityscapes | ade20k | coco-stuff | a JSON/YAML file "
-                                       "(default: the dataset's own)")
+    g.add_argument(
+        "--label-set",
+        help="label set: cityscapes | ade20k | coco-stuff | a JSON/YAML file (default: the dataset's own)",
+    )
     g.add_argument("--size", help="training resolution HxW, e.g. 256x512 (default: the preset's)")
-    g.add_argument("--nearest-colors", action="store_true", help="color label PNGs: map each color to the nearest palette color")
+    g.add_argument(
+        "--nearest-colors", action="store_true", help="color label PNGs: map each color to the nearest palette color"
+    )
     g.add_argument("--no-cache", dest="cache", action="store_false", help="draw synthetic scenes again every epoch")
-    g.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: 2 on CUDA, 0 on CPU)")
+    g.add_argument(
+        "--workers", type=int, default=None, help="DataLoader worker processes (default: 2 on CUDA, 0 on CPU)"
+    )
     r = p.add_argument_group("run")
-    r.add_argument("--out", required=True, type=Path, help="output folder: checkpoints, cards, training state, TensorBoard logs")
+    r.add_argument(
+        "--out", required=True, type=Path, help="output folder: checkpoints, cards, training state, TensorBoard logs"
+    )
     r.add_argument("--name", help="checkpoint / card name (default: derived from the preset)")
     r.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
     r.add_argument("--max-steps", type=int, help="stop after this many updates (with --epochs: whichever comes first)")
-    r.add_argument("--stop-at", type=int, metavar="STEP",
-                   help="end this invocation after STEP steps with a checkpoint, keeping the learning-rate schedule "
-                        "of the whole run (continue later with --resume); for time-boxed jobs")
+    r.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="end this invocation after STEP steps with a checkpoint, keeping the learning-rate schedule "
+        "of the whole run (continue later with --resume); for time-boxed jobs",
+    )
     r.add_argument("--batch-size", type=int, help="batch size per process (default: the preset's)")
     r.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (default: every epoch)")
-    r.add_argument("--keep", type=int, default=3, help="checkpoints / training states kept (newest; default 3; 0 = all)")
+    r.add_argument(
+        "--keep", type=int, default=3, help="checkpoints / training states kept (newest; default 3; 0 = all)"
+    )
     r.add_argument("--log-every", type=int, default=10, help="steps between logged losses (default 10)")
-    r.add_argument("--image-every", type=int, default=100, help="steps between TensorBoard image grids (default 100; 0 = none)")
-    r.add_argument("--seed", type=int, default=0, help="random seed (default 0); with --workers 0 a CPU run is bit-reproducible")
-    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="STATE",
-                   help="continue the run in --out from its newest training state (or from the STATE file named)")
+    r.add_argument(
+        "--image-every", type=int, default=100, help="steps between TensorBoard image grids (default 100; 0 = none)"
+    )
+    r.add_argument(
+        "--seed", type=int, default=0, help="random seed (default 0); with --workers 0 a CPU run is bit-reproducible"
+    )
+    r.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="STATE",
+        help="continue the run in --out from its newest training state (or from the STATE file named)",
+    )
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
     r.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="write no TensorBoard logs")
@@ -192,12 +226,24 @@ def run_config(args: argparse.Namespace, name: str, epochs: Optional[int], batch
     if workers is None:
         workers = 2 if (torch.cuda.is_available() and args.device != "cpu") else 0
     return RunConfig(
-        out=args.out, name=args.name or name, seed=args.seed,
+        out=args.out,
+        name=args.name or name,
+        seed=args.seed,
         batch_size=args.batch_size or batch_size,
         epochs=args.epochs if args.epochs is not None else (None if args.max_steps else epochs),
-        max_steps=args.max_steps, stop_at=args.stop_at, save_every=args.save_every, keep=args.keep, log_every=args.log_every,
-        image_every=args.image_every, workers=workers, resume=args.resume, device=args.device, amp=args.amp,
-        tensorboard=args.tensorboard, progress=args.progress, debug_nan_at_step=nan_step,
+        max_steps=args.max_steps,
+        stop_at=args.stop_at,
+        save_every=args.save_every,
+        keep=args.keep,
+        log_every=args.log_every,
+        image_every=args.image_every,
+        workers=workers,
+        resume=args.resume,
+        device=args.device,
+        amp=args.amp,
+        tensorboard=args.tensorboard,
+        progress=args.progress,
+        debug_nan_at_step=nan_step,
     )
 
 
@@ -225,16 +271,19 @@ def fit(rc: RunConfig, setup: Callable[[Runner], tuple[Any, Dataset]]) -> int:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
 
-def train_main(build_parser: Callable[[], argparse.ArgumentParser], presets: dict[str, Any],
-               run: Callable[[argparse.Namespace, dict[str, Any]], int], argv: Optional[list[str]] = None) -> int:
+def train_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    presets: dict[str, Any],
+    run: Callable[[argparse.Namespace, dict[str, Any]], int],
+    argv: Optional[list[str]] = None,
+) -> int:
     """A training entry point's ``main``: log lines, parse ``argv``, then ``run(args, preset)`` with the
     preset ``--preset`` names, with the project's exit codes (1: the run diverged)."""
     setup_logging()
     args = build_parser().parse_args(argv)
     return run_with_exit_codes(lambda: run(args, presets[args.preset]))
-
-

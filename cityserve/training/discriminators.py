@@ -4,6 +4,7 @@ with spectral norm + instance norm, returning every layer's features for feature
 Module names follow NVlabs SPADE (``discriminator_0.model1.0.weight_orig`` ...), so an official
 ``latest_net_D.pth`` loads for fine-tuning. pix2pix's own PatchGAN lives in ``cityserve.models.pix2pix``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,7 @@ def _norm_layer(layer: nn.Conv2d, norm_type: str) -> nn.Module:
     sub = norm_type
     if norm_type.startswith("spectral"):
         layer = spectral_norm(layer)
-        sub = norm_type[len("spectral"):]
+        sub = norm_type[len("spectral") :]
     if sub in ("none", ""):
         return layer
     if getattr(layer, "bias", None) is not None:
@@ -55,13 +56,18 @@ class NLayerDiscriminator(nn.Module):
         kw = 4
         padw = int(math.ceil((kw - 1.0) / 2))
         nf = cfg.ndf
-        seq: list[list[nn.Module]] = [[nn.Conv2d(cfg.input_nc, nf, kernel_size=kw, stride=2, padding=padw),
-                                       nn.LeakyReLU(0.2, False)]]
+        seq: list[list[nn.Module]] = [
+            [nn.Conv2d(cfg.input_nc, nf, kernel_size=kw, stride=2, padding=padw), nn.LeakyReLU(0.2, False)]
+        ]
         for n in range(1, cfg.n_layers_D):
             nf_prev, nf = nf, min(nf * 2, 512)
             stride = 1 if n == cfg.n_layers_D - 1 else 2
-            seq.append([_norm_layer(nn.Conv2d(nf_prev, nf, kernel_size=kw, stride=stride, padding=padw), cfg.norm_D),
-                        nn.LeakyReLU(0.2, False)])
+            seq.append(
+                [
+                    _norm_layer(nn.Conv2d(nf_prev, nf, kernel_size=kw, stride=stride, padding=padw), cfg.norm_D),
+                    nn.LeakyReLU(0.2, False),
+                ]
+            )
         seq.append([nn.Conv2d(nf, 1, kernel_size=kw, stride=1, padding=padw)])
         self.num_layers = len(seq)
         for n, layers in enumerate(seq):
@@ -102,5 +108,5 @@ def divide_pred(pred: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]
     """Split the output of D on ``cat([fake, real])`` into the fake half and the real half (SPADE
     discriminates both in one batch so that batch statistics see both)."""
     fake = [[t[: t.shape[0] // 2] for t in p] for p in pred]
-    real = [[t[t.shape[0] // 2:] for t in p] for p in pred]
+    real = [[t[t.shape[0] // 2 :] for t in p] for p in pred]
     return fake, real

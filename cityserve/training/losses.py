@@ -5,12 +5,14 @@ Written to match the reference implementations term for term (NVlabs SPADE ``mod
 junyanz pix2pix ``GANLoss``, FCHarDNet ``bootstrapped_cross_entropy2d``), because a loss that differs by
 a mean-vs-sum or a missing ``/ num_D`` changes what the published hyper-parameters mean.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -115,15 +117,16 @@ def load_vgg19_features(path: str | os.PathLike) -> nn.Sequential:
     obj = safe_load(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"VGG19 weights {path} do not hold a state dict")
-    sd = {k[len("features."):]: v for k, v in obj.items() if k.startswith("features.")}
+    sd = {k[len("features.") :]: v for k, v in obj.items() if k.startswith("features.")}
     if not sd:
         sd = {k: v for k, v in obj.items() if k.split(".")[0].isdigit()}
     feats = vgg19_features()
     try:
         feats.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"VGG19 weights {path} do not fit torchvision's vgg19 features: "
-                              f"{str(e).strip().splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"VGG19 weights {path} do not fit torchvision's vgg19 features: {str(e).strip().splitlines()[0][:200]}"
+        ) from None
     return feats
 
 
@@ -171,8 +174,10 @@ def build_vgg_loss(path: Optional[str | os.PathLike], imagenet_normalize: bool =
     """The perceptual loss from a local VGG19 weights file, or None (with a warning) when none is given:
     nothing is ever downloaded."""
     if not path:
-        log.warning("no --vgg-weights file given: the VGG19 perceptual loss is OFF "
-                    "(pass a torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth, to turn it on)")
+        log.warning(
+            "no --vgg-weights file given: the VGG19 perceptual loss is OFF "
+            "(pass a torchvision vgg19 state dict, e.g. vgg19-dcbb9e9d.pth, to turn it on)"
+        )
         return None
     p = Path(path)
     if not p.is_file():
@@ -192,8 +197,13 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     return F.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index)
 
 
-def bootstrapped_cross_entropy(logits: torch.Tensor, target: torch.Tensor, min_k: int = 4096,
-                               loss_th: float = 0.3, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def bootstrapped_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    min_k: int = 4096,
+    loss_th: float = 0.3,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
     """FCHarDNet's ``bootstrapped_cross_entropy2d``: per image, keep the pixels whose loss exceeds
     ``loss_th`` when at least ``min_k`` of them do, else the ``min_k`` hardest pixels; mean; average over
     the batch. Ignored pixels have zero loss and sort to the end."""
@@ -202,8 +212,9 @@ def bootstrapped_cross_entropy(logits: torch.Tensor, target: torch.Tensor, min_k
     n, c = logits.shape[:2]
     total = logits.new_zeros((), dtype=torch.float32)
     for i in range(n):
-        loss = F.cross_entropy(logits[i:i + 1].float(), target[i:i + 1].long(), ignore_index=ignore_index,
-                               reduction="none").reshape(-1)
+        loss = F.cross_entropy(
+            logits[i : i + 1].float(), target[i : i + 1].long(), ignore_index=ignore_index, reduction="none"
+        ).reshape(-1)
         sorted_loss, _ = torch.sort(loss, descending=True)
         k = min(int(min_k), sorted_loss.numel() - 1)
         if sorted_loss[k] > loss_th:

@@ -7,6 +7,7 @@ Per step, as the official ``optimize_parameters``: fake = G(A); update D on (A, 
 (A, B), halved; update G on D(A, fake) towards "real" plus lambda_L1 * |fake - B|. The label input A is
 the one-hot label map or its palette colors in [-1, 1] (``input_mode``), as the render graph feeds it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,15 @@ class Pix2PixTrainConfig:
 
 
 class Pix2PixTrainer(Trainer):
-    def __init__(self, runner: Runner, cfg, label_set: Any, tcfg: Pix2PixTrainConfig, size: tuple[int, int],
-                 name: str = "pix2pix"):
+    def __init__(
+        self,
+        runner: Runner,
+        cfg,
+        label_set: Any,
+        tcfg: Pix2PixTrainConfig,
+        size: tuple[int, int],
+        name: str = "pix2pix",
+    ):
         super().__init__(runner)
         from ..models.pix2pix import build_discriminator, build_generator
 
@@ -51,12 +59,14 @@ class Pix2PixTrainer(Trainer):
         self.palette = palette_tensor(label_set)
         self.color_table = (self.palette.float() / 127.5 - 1.0).to(runner.device)
         self.size = (int(size[0]), int(size[1]))
-        m = 2 ** cfg.num_downs
+        m = 2**cfg.num_downs
         if self.size[0] % m or self.size[1] % m:
             from ..errors import ConfigError
 
-            raise ConfigError(f"pix2pix {cfg.netG} needs height and width that are multiples of {m}, not "
-                              f"{self.size[0]}x{self.size[1]}")
+            raise ConfigError(
+                f"pix2pix {cfg.netG} needs height and width that are multiples of {m}, not "
+                f"{self.size[0]}x{self.size[1]}"
+            )
 
     def modules(self) -> dict[str, nn.Module]:
         return {"netG": self.G, "netD": self.D}
@@ -68,9 +78,14 @@ class Pix2PixTrainer(Trainer):
         return {"G": self.scaler_G, "D": self.scaler_D}
 
     def identity(self) -> dict[str, Any]:
-        return {"arch": "pix2pix", "config": dataclasses.asdict(self.cfg), "label_set": label_set_for_card(self.label_set),
-                "seed": self.runner.cfg.seed, "batch_size": self.runner.cfg.batch_size,
-                "world_size": self.runner.ctx.world_size}
+        return {
+            "arch": "pix2pix",
+            "config": dataclasses.asdict(self.cfg),
+            "label_set": label_set_for_card(self.label_set),
+            "seed": self.runner.cfg.seed,
+            "batch_size": self.runner.cfg.batch_size,
+            "world_size": self.runner.ctx.world_size,
+        }
 
     def set_lr(self, step: int, epoch: int, steps_per_epoch: int, total_steps: int) -> None:
         decay = self.tcfg.n_epochs_decay
@@ -92,13 +107,17 @@ class Pix2PixTrainer(Trainer):
         A, B = self.label_input(batch["labels"]), batch["image"]
         with self.runner.autocast():
             fake = self.netG(A)
-            d = {"D_fake": self.gan_loss(self.netD(torch.cat([A, fake.detach()], 1)), False) * 0.5,
-                 "D_real": self.gan_loss(self.netD(torch.cat([A, B], 1)), True) * 0.5}
+            d = {
+                "D_fake": self.gan_loss(self.netD(torch.cat([A, fake.detach()], 1)), False) * 0.5,
+                "D_real": self.gan_loss(self.netD(torch.cat([A, B], 1)), True) * 0.5,
+            }
         self.runner.guard(step, d)
         self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
         with self.runner.autocast():
-            g = {"G_GAN": self.gan_loss(self.netD(torch.cat([A, fake], 1)), True),
-                 "G_L1": F.l1_loss(fake.float(), B.float()) * self.tcfg.lambda_L1}
+            g = {
+                "G_GAN": self.gan_loss(self.netD(torch.cat([A, fake], 1)), True),
+                "G_L1": F.l1_loss(fake.float(), B.float()) * self.tcfg.lambda_L1,
+            }
         self.runner.guard(step, g)
         self.runner.backward_step(sum(g.values()), self.opt_G, self.scaler_G)
         self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(B))
@@ -107,21 +126,39 @@ class Pix2PixTrainer(Trainer):
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
         sd = {k: v.detach().cpu() for k, v in self.G.state_dict().items()}
         h, w = self.size
-        card = ModelCard(name=self.runner.cfg.name, kind="generator", arch="pix2pix", config=dataclasses.asdict(self.cfg),
-                         label_set=label_set_for_card(self.label_set), height=int(h), width=int(w),
-                         extra={"training": dataclasses.asdict(self.tcfg)})
+        card = ModelCard(
+            name=self.runner.cfg.name,
+            kind="generator",
+            arch="pix2pix",
+            config=dataclasses.asdict(self.cfg),
+            label_set=label_set_for_card(self.label_set),
+            height=int(h),
+            width=int(w),
+            extra={"training": dataclasses.asdict(self.tcfg)},
+        )
         return card, sd
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CityGAN: pix2pix unet_256 + 70x70 PatchGAN, BCE with label smoothing 0.9 / 0.1, L1 x 100,
     # Adam 2e-4 (0.5, 0.999), batch 1, random flips, 256x256, pix2pix's 100 + 100 epochs.
-    "citygan": dict(model=dict(netG="unet_256", ngf=64, ndf=64, n_layers_D=3, norm="batch", use_dropout=True),
-                    train=dict(n_epochs_decay=100), size=(256, 256), batch_size=1, epochs=200),
+    "citygan": dict(
+        model=dict(netG="unet_256", ngf=64, ndf=64, n_layers_D=3, norm="batch", use_dropout=True),
+        train=dict(n_epochs_decay=100),
+        size=(256, 256),
+        batch_size=1,
+        epochs=200,
+    ),
     # synthetic scenes on a CPU
-    "demo": dict(model=dict(netG="unet_128", ngf=16, ndf=16, n_layers_D=3), train=dict(),
-                 size=(128, 256), batch_size=1, epochs=None),
+    "demo": dict(
+        model=dict(netG="unet_128", ngf=16, ndf=16, n_layers_D=3),
+        train=dict(),
+        size=(128, 256),
+        batch_size=1,
+        epochs=None,
+    ),
     # tests
-    "tiny": dict(model=dict(netG="unet_128", ngf=2, ndf=4, n_layers_D=2), train=dict(),
-                 size=(128, 128), batch_size=1, epochs=1),
+    "tiny": dict(
+        model=dict(netG="unet_128", ngf=2, ndf=4, n_layers_D=2), train=dict(), size=(128, 128), batch_size=1, epochs=1
+    ),
 }

@@ -19,6 +19,7 @@ A trainer (SPADE, pix2pix, segmenter) says what its modules, optimizers and one 
   rank 0's buffers each forward);
 * mixed precision on CUDA (``torch.autocast`` float16 + a ``GradScaler`` per optimizer).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,9 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -64,8 +66,13 @@ def capture_rng() -> dict[str, Any]:
     st: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": {"version": version, "state": torch.tensor(pystate, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = torch.cuda.get_rng_state_all()
@@ -143,7 +150,7 @@ class ResumableSampler(DistributedSampler):
         self.skip = int(skip)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.skip:])
+        return iter(list(super().__iter__())[self.skip :])
 
     def __len__(self) -> int:
         return self.num_samples - self.skip
@@ -161,11 +168,14 @@ class TrainingDiverged(CityserveError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        where = (f"last good checkpoint {self.last_good} (step {self.last_step}) is kept"
-                 if self.last_good else "no checkpoint had been written yet")
+        where = (
+            f"last good checkpoint {self.last_good} (step {self.last_step}) is kept"
+            if self.last_good
+            else "no checkpoint had been written yet"
+        )
         return f"non-finite loss at step {self.step}: {self.name} = {self.value}; stopped, {where}"
 
-    def with_checkpoint(self, path: Optional[Path], step: int) -> "TrainingDiverged":
+    def with_checkpoint(self, path: Optional[Path], step: int) -> TrainingDiverged:
         self.last_good, self.last_step = path, step
         self.args = (self._message(),)
         return self
@@ -211,7 +221,7 @@ class Trainer:
 
     name = "model"
 
-    def __init__(self, runner: "Runner"):
+    def __init__(self, runner: Runner):
         self.runner = runner
         self.last_visuals: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
@@ -269,8 +279,9 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 def image_grid(label_rgb: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, max_items: int = 4) -> torch.Tensor:
     """[3, n*H, 3*W] float in [0, 1]: one row per sample, label | generated | real."""
     n = min(max_items, label_rgb.shape[0])
-    rows = [torch.cat([t[i].detach().float().cpu().clamp(0, 1) for t in (label_rgb, fake, real)], dim=2)
-            for i in range(n)]
+    rows = [
+        torch.cat([t[i].detach().float().cpu().clamp(0, 1) for t in (label_rgb, fake, real)], dim=2) for i in range(n)
+    ]
     return torch.cat(rows, dim=1)
 
 
@@ -311,16 +322,21 @@ class Runner:
         elif any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
             if self.is_main and not getattr(self, "_told_syncbn", False):
                 self._told_syncbn = True
-                log.info("SyncBatchNorm needs CUDA: on CPU each process normalizes its own batch "
-                         "(DDP keeps the running statistics equal by broadcasting rank 0's buffers)")
+                log.info(
+                    "SyncBatchNorm needs CUDA: on CPU each process normalizes its own batch "
+                    "(DDP keeps the running statistics equal by broadcasting rank 0's buffers)"
+                )
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         import inspect
 
         # rank 0's buffers (running statistics, spectral-norm vectors) are copied to all ranks each forward
-        sync = ({"forward_sync_buffers": True} if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
-                else {"broadcast_buffers": True})
+        sync = (
+            {"forward_sync_buffers": True}
+            if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+            else {"broadcast_buffers": True}
+        )
         return module, DDP(module, device_ids=ids, find_unused_parameters=find_unused_parameters, **sync)
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
@@ -371,19 +387,34 @@ class Runner:
 
     def export(self, trainer: Trainer, step: int, epoch: int, losses: dict[str, float]) -> Path:
         card, sd = trainer.export()
-        card.provenance.update({
-            "source": "trained", "command": command_line(), "step": step, "epoch": epoch, "seed": self.cfg.seed,
-            "world_size": self.ctx.world_size, "batch_size_per_process": self.cfg.batch_size,
-            "created": now_iso(), "environment": environment(),
-        })
+        card.provenance.update(
+            {
+                "source": "trained",
+                "command": command_line(),
+                "step": step,
+                "epoch": epoch,
+                "seed": self.cfg.seed,
+                "world_size": self.ctx.world_size,
+                "batch_size_per_process": self.cfg.batch_size,
+                "created": now_iso(),
+                "environment": environment(),
+            }
+        )
         card.metrics.update({f"train/{k}": round(v, 6) for k, v in losses.items()})
         stem = f"{self.cfg.name}_step{step:08d}"
-        save_checkpoint(dataclasses.replace(card, provenance=dict(card.provenance), metrics=dict(card.metrics)),
-                        sd, self.cfg.out / CKPT_DIR, stem=stem)
+        save_checkpoint(
+            dataclasses.replace(card, provenance=dict(card.provenance), metrics=dict(card.metrics)),
+            sd,
+            self.cfg.out / CKPT_DIR,
+            stem=stem,
+        )
         top = save_checkpoint(card, sd, self.cfg.out, stem=self.cfg.name)
         ckdir = self.cfg.out / CKPT_DIR
-        exported = sorted((int(m.group(1)), p) for p in ckdir.glob(f"{self.cfg.name}_step*.card.json")
-                          if (m := re.search(r"_step(\d+)\.card\.json$", p.name)))
+        exported = sorted(
+            (int(m.group(1)), p)
+            for p in ckdir.glob(f"{self.cfg.name}_step*.card.json")
+            if (m := re.search(r"_step(\d+)\.card\.json$", p.name))
+        )
         self._prune(exported, lambda p: [p, p.with_name(p.name[: -len(".card.json")] + ".pt")])
         return top
 
@@ -423,8 +454,10 @@ class Runner:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if diff:
             k = diff[0]
-            raise ConfigError(f"--resume: {path} was trained with {k}={theirs.get(k)!r}, this run has "
-                              f"{k}={mine.get(k)!r}; resume with the same options or use a new --out")
+            raise ConfigError(
+                f"--resume: {path} was trained with {k}={theirs.get(k)!r}, this run has "
+                f"{k}={mine.get(k)!r}; resume with the same options or use a new --out"
+            )
         for k, m in trainer.modules().items():
             m.load_state_dict(st["modules"][k])
         for k, o in trainer.optimizers().items():
@@ -448,8 +481,10 @@ class Runner:
         sampler = ResumableSampler(dataset, self.ctx.world_size, self.ctx.rank, shuffle=True, seed=cfg.seed)
         steps_per_epoch = sampler.num_samples // cfg.batch_size
         if steps_per_epoch == 0:
-            raise ConfigError(f"the dataset has {len(dataset)} samples: too few for batch size {cfg.batch_size} "
-                              f"on {self.ctx.world_size} process(es)")
+            raise ConfigError(
+                f"the dataset has {len(dataset)} samples: too few for batch size {cfg.batch_size} "
+                f"on {self.ctx.world_size} process(es)"
+            )
         if cfg.max_steps is None and cfg.epochs is None:
             raise ConfigError("give --epochs or --max-steps")
         total = steps_per_epoch * cfg.epochs if cfg.epochs is not None else None
@@ -466,24 +501,38 @@ class Runner:
                 log.info("resumed from %s at step %d", path, start)
         elif state_files(cfg.out):
             last = state_files(cfg.out)[-1]
-            raise ConfigError(f"{cfg.out} already holds a run (training state at step {last[0]}); "
-                              f"pass --resume to continue it, or choose another --out")
+            raise ConfigError(
+                f"{cfg.out} already holds a run (training state at step {last[0]}); "
+                f"pass --resume to continue it, or choose another --out"
+            )
         if self.is_main:
             for stale in (cfg.out / STATE_DIR).glob(".step_*.tmp*"):
                 stale.unlink(missing_ok=True)  # a save that was killed mid-write
 
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                            drop_last=True, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(cfg.seed),
-                            persistent_workers=False)
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=False,
+        )
         if self.is_main and cfg.tensorboard and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(cfg.out / "tensorboard"), purge_step=start or None)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=start, desc=cfg.name, unit="step", dynamic_ncols=True,
-                   disable=None if (self.is_main and cfg.progress) else True)
+        bar = tqdm(
+            total=total,
+            initial=start,
+            desc=cfg.name,
+            unit="step",
+            dynamic_ncols=True,
+            disable=None if (self.is_main and cfg.progress) else True,
+        )
         show_lines = self.is_main and bool(bar.disable)  # no bar (not a terminal): log lines instead
         step, epoch = start, start // steps_per_epoch
         window: dict[str, list[float]] = {}
@@ -506,8 +555,12 @@ class Runner:
                         last = {k: sum(v) / len(v) for k, v in window.items()}
                         window = {}
                         self._log(step, epoch, last, trainer, bar, show_lines, total)
-                    if self.writer is not None and cfg.image_every and step % cfg.image_every == 0 \
-                            and trainer.last_visuals is not None:
+                    if (
+                        self.writer is not None
+                        and cfg.image_every
+                        and step % cfg.image_every == 0
+                        and trainer.last_visuals is not None
+                    ):
                         self.writer.add_image("label|generated|real", image_grid(*trainer.last_visuals), step)
                     bar.update(1)
                     if step % save_every == 0 or step == end:
@@ -551,17 +604,26 @@ class Runner:
         prints = [g.cpu().tolist() for g in gathered]
         agree = all(p == prints[0] for p in prints)
         if self.is_main:
-            atomic_write_bytes(self.cfg.out / "ranks.json", json.dumps(
-                {"world_size": self.ctx.world_size, "agree": agree,
-                 "fingerprints": [[sum(p[0::2]), sum(p[1::2])] for p in prints]}, indent=1).encode())
+            atomic_write_bytes(
+                self.cfg.out / "ranks.json",
+                json.dumps(
+                    {
+                        "world_size": self.ctx.world_size,
+                        "agree": agree,
+                        "fingerprints": [[sum(p[0::2]), sum(p[1::2])] for p in prints],
+                    },
+                    indent=1,
+                ).encode(),
+            )
             log.info("%d ranks %s", self.ctx.world_size, "hold identical parameters" if agree else "DISAGREE")
         if not agree:
             raise RuntimeError("DDP ranks ended with different parameters (see ranks.json)")
         dist.barrier()
         return prints
 
-    def _log(self, step: int, epoch: int, losses: dict[str, float], trainer: Trainer, bar, show_lines: bool,
-             total: int) -> None:
+    def _log(
+        self, step: int, epoch: int, losses: dict[str, float], trainer: Trainer, bar, show_lines: bool, total: int
+    ) -> None:
         if not self.is_main:
             return
         lrs = {f"lr/{k}": o.param_groups[0]["lr"] for k, o in trainer.optimizers().items()}

@@ -7,6 +7,7 @@ schedule ``lr * (1 - step / total) ** 0.9`` per step. Inputs are normalized exac
 segment graph does it (``SegmentGraph.normalize``: channel order, mean, std), so a trained card serves
 with no extra step.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,16 @@ class SegmenterTrainConfig:
 
 
 class SegmenterTrainer(Trainer):
-    def __init__(self, runner: Runner, arch: str, cfg, label_set: Any, tcfg: SegmenterTrainConfig,
-                 size: tuple[int, int], name: str = "segmenter"):
+    def __init__(
+        self,
+        runner: Runner,
+        arch: str,
+        cfg,
+        label_set: Any,
+        tcfg: SegmenterTrainConfig,
+        size: tuple[int, int],
+        name: str = "segmenter",
+    ):
         super().__init__(runner)
         from ..labels import get_label_set
         from ..models.registry import family
@@ -50,8 +59,9 @@ class SegmenterTrainer(Trainer):
 
             load_backbone_weights(net, tcfg.backbone_weights)
         self.net, self.model = runner.distribute(net)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
-                                   weight_decay=tcfg.weight_decay)
+        self.opt = torch.optim.SGD(
+            self.net.parameters(), lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay
+        )
         self.scaler = runner.make_scaler()
         ls = get_label_set(label_set)
         self.to_train = torch.from_numpy(ls.to_train_ids(np.arange(ls.num_ids)).astype(np.int64)).to(runner.device)
@@ -71,9 +81,15 @@ class SegmenterTrainer(Trainer):
         return {"net": self.scaler}
 
     def identity(self) -> dict[str, Any]:
-        return {"arch": self.arch, "config": dataclasses.asdict(self.cfg), "label_set": label_set_for_card(self.label_set),
-                "seed": self.runner.cfg.seed, "batch_size": self.runner.cfg.batch_size,
-                "world_size": self.runner.ctx.world_size, "loss": self.tcfg.loss}
+        return {
+            "arch": self.arch,
+            "config": dataclasses.asdict(self.cfg),
+            "label_set": label_set_for_card(self.label_set),
+            "seed": self.runner.cfg.seed,
+            "batch_size": self.runner.cfg.batch_size,
+            "world_size": self.runner.ctx.world_size,
+            "loss": self.tcfg.loss,
+        }
 
     def set_lr(self, step: int, epoch: int, steps_per_epoch: int, total_steps: int) -> None:
         f = (1.0 - step / float(total_steps)) ** self.tcfg.poly_power
@@ -104,35 +120,69 @@ class SegmenterTrainer(Trainer):
             pred = logits.detach().argmax(1)
             valid = target != IGNORE_INDEX
             acc = (pred[valid] == target[valid]).float().mean() if valid.any() else torch.zeros(())
-        self.last_visuals = (colorize(batch["labels"], self.palette),
-                             colorize(self.from_train[pred][:, None], self.palette), to_unit(batch["image"]))
+        self.last_visuals = (
+            colorize(batch["labels"], self.palette),
+            colorize(self.from_train[pred][:, None], self.palette),
+            to_unit(batch["image"]),
+        )
         return {"loss": losses["loss"].detach(), "pixel_acc": acc}
 
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
         sd = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        card = ModelCard(name=self.runner.cfg.name, kind="segmenter", arch=self.arch, config=dataclasses.asdict(self.cfg),
-                         label_set=label_set_for_card(self.label_set), height=self.size[0], width=self.size[1],
-                         extra={"training": dataclasses.asdict(self.tcfg)})
+        card = ModelCard(
+            name=self.runner.cfg.name,
+            kind="segmenter",
+            arch=self.arch,
+            config=dataclasses.asdict(self.cfg),
+            label_set=label_set_for_card(self.label_set),
+            height=self.size[0],
+            width=self.size[1],
+            extra={"training": dataclasses.asdict(self.tcfg)},
+        )
         return card, sd
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # FCHarDNet's published Cityscapes recipe: hardnet70, bootstrapped CE (min_K 4096, th 0.3), SGD lr 0.02
     # momentum 0.9 wd 5e-4, poly 0.9 over 90k iterations, batch 16, 1024x1024 crops (scale 0.5-2 jitter).
-    "fchardnet": dict(arch="fchardnet", model=dict(),
-                      train=dict(loss="bootstrapped", lr=0.02, momentum=0.9, weight_decay=5e-4),
-                      size=(1024, 1024), batch_size=16, max_steps=90000, scale=(1.0, 2.0)),
+    "fchardnet": dict(
+        arch="fchardnet",
+        model=dict(),
+        train=dict(loss="bootstrapped", lr=0.02, momentum=0.9, weight_decay=5e-4),
+        size=(1024, 1024),
+        batch_size=16,
+        max_steps=90000,
+        scale=(1.0, 2.0),
+    ),
     # DeepLabV3+ (ResNet-101, output stride 16) as commonly trained on Cityscapes: CE ignore 255, SGD 0.01
     # momentum 0.9 wd 1e-4, poly 0.9 over 30k iterations, batch 16, 768x768 crops.
-    "deeplab": dict(arch="deeplabv3plus", model=dict(backbone="resnet101", output_stride=16),
-                    train=dict(loss="ce", lr=0.01, momentum=0.9, weight_decay=1e-4),
-                    size=(768, 768), batch_size=16, max_steps=30000, scale=(1.0, 2.0)),
+    "deeplab": dict(
+        arch="deeplabv3plus",
+        model=dict(backbone="resnet101", output_stride=16),
+        train=dict(loss="ce", lr=0.01, momentum=0.9, weight_decay=1e-4),
+        size=(768, 768),
+        batch_size=16,
+        max_steps=30000,
+        scale=(1.0, 2.0),
+    ),
     # the shipped demo segmenter: FCHarDNet on synthetic scenes, 2-core CPU, ~20-30 minutes (~1.5-2 s a step)
-    "demo": dict(arch="fchardnet", model=dict(),
-                 train=dict(loss="bootstrapped", min_k=2048, lr=0.02, momentum=0.9, weight_decay=5e-4),
-                 size=(128, 256), batch_size=4, max_steps=800, scale=(1.0, 1.25)),
+    "demo": dict(
+        arch="fchardnet",
+        model=dict(),
+        train=dict(loss="bootstrapped", min_k=2048, lr=0.02, momentum=0.9, weight_decay=5e-4),
+        size=(128, 256),
+        batch_size=4,
+        max_steps=800,
+        scale=(1.0, 1.25),
+    ),
     # tests
-    "tiny": dict(arch="fchardnet", model=dict(),
-                 train=dict(loss="bootstrapped", min_k=256, lr=0.01),
-                 size=(32, 64), batch_size=1, max_steps=4, scale=(1.0, 1.0)),
+    "tiny": dict(
+        arch="fchardnet",
+        model=dict(),
+        train=dict(loss="bootstrapped", min_k=256, lr=0.01),
+        size=(32, 64),
+        batch_size=1,
+        max_steps=4,
+        scale=(1.0, 1.0),
+    ),
 }

@@ -8,6 +8,7 @@ detached fake (hinge loss on fake and real). Fake and real are discriminated in 
 ``no_TTUR`` both use lr and (beta1, beta2). The learning rate is constant for ``niter`` epochs and
 decays linearly to zero over the last ``niter_decay``. Xavier init (gain 0.02), SPADE's default.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,11 +65,15 @@ def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any):
     options.setdefault("contain_dontcare_label", dontcare)
     cfg = SPADEConfig(crop_size=w, aspect_ratio=w / h, **options)
     if (cfg.height, cfg.width) != (h, w):
-        raise ConfigError(f"SPADE with num_upsampling_layers {cfg.num_upsampling_layers!r} cannot produce {h}x{w}: "
-                          f"width and height must be multiples of {2 ** cfg.n_up} (it would give "
-                          f"{cfg.height}x{cfg.width})")
+        raise ConfigError(
+            f"SPADE with num_upsampling_layers {cfg.num_upsampling_layers!r} cannot produce {h}x{w}: "
+            f"width and height must be multiples of {2**cfg.n_up} (it would give "
+            f"{cfg.height}x{cfg.width})"
+        )
     if cfg.num_classes < ls.num_ids:
-        raise ConfigError(f"label set {ls.name!r} has {ls.num_ids} ids but the generator only {cfg.num_classes} channels")
+        raise ConfigError(
+            f"label set {ls.name!r} has {ls.num_ids} ids but the generator only {cfg.num_classes} channels"
+        )
     return cfg
 
 
@@ -89,9 +94,14 @@ class SPADETrainer(Trainer):
             if gcfg.use_vae:
                 enc = init_weights(ConvEncoder(gcfg), tcfg.init_type, tcfg.init_variance)
         self.gcfg = gcfg
-        dcfg = MultiscaleDConfig(input_nc=gcfg.semantic_nc + gcfg.output_nc, ndf=tcfg.ndf, n_layers_D=tcfg.n_layers_D,
-                                 num_D=tcfg.num_D, norm_D=tcfg.norm_D,
-                                 get_intermediate_features=not tcfg.no_ganFeat_loss)
+        dcfg = MultiscaleDConfig(
+            input_nc=gcfg.semantic_nc + gcfg.output_nc,
+            ndf=tcfg.ndf,
+            n_layers_D=tcfg.n_layers_D,
+            num_D=tcfg.num_D,
+            norm_D=tcfg.norm_D,
+            get_intermediate_features=not tcfg.no_ganFeat_loss,
+        )
         self.dcfg = dcfg
         D = init_weights(MultiscaleDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         if tcfg.init_D:
@@ -133,8 +143,10 @@ class SPADETrainer(Trainer):
         enc = None
         if gcfg.use_vae:
             if not has_encoder(card):
-                raise ConfigError(f"--init-from {path}: a VAE model without its encoder (netE) weights; "
-                                  f"import it with its latest_net_E.pth")
+                raise ConfigError(
+                    f"--init-from {path}: a VAE model without its encoder (netE) weights; "
+                    f"import it with its latest_net_E.pth"
+                )
             enc = load_encoder(card, inference=False).train()
             enc.requires_grad_(True)
         get_label_set(card.label_set)  # fail early on a card whose label set is unreadable
@@ -154,9 +166,15 @@ class SPADETrainer(Trainer):
         return {"G": self.scaler_G, "D": self.scaler_D}
 
     def identity(self) -> dict[str, Any]:
-        return {"arch": "spade", "config": dataclasses.asdict(self.gcfg), "D": dataclasses.asdict(self.dcfg),
-                "label_set": label_set_for_card(self.label_set), "seed": self.runner.cfg.seed,
-                "batch_size": self.runner.cfg.batch_size, "world_size": self.runner.ctx.world_size}
+        return {
+            "arch": "spade",
+            "config": dataclasses.asdict(self.gcfg),
+            "D": dataclasses.asdict(self.dcfg),
+            "label_set": label_set_for_card(self.label_set),
+            "seed": self.runner.cfg.seed,
+            "batch_size": self.runner.cfg.batch_size,
+            "world_size": self.runner.ctx.world_size,
+        }
 
     def set_lr(self, step: int, epoch: int, steps_per_epoch: int, total_steps: int) -> None:
         decay = self.tcfg.niter_decay
@@ -209,8 +227,10 @@ class SPADETrainer(Trainer):
             fake_d = fake_d.detach()
             pred = self.netD(torch.cat([torch.cat([sem, fake_d], 1), torch.cat([sem, real], 1)], 0))
             pred_fake, pred_real = divide_pred(pred)
-            d = {"D_Fake": self.gan_loss(pred_fake, False, for_discriminator=True),
-                 "D_real": self.gan_loss(pred_real, True, for_discriminator=True)}
+            d = {
+                "D_Fake": self.gan_loss(pred_fake, False, for_discriminator=True),
+                "D_real": self.gan_loss(pred_real, True, for_discriminator=True),
+            }
         self.runner.guard(step, d)
         self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
         self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(real))
@@ -218,19 +238,31 @@ class SPADETrainer(Trainer):
 
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
         sd = {k: v.detach().cpu() for k, v in self.G.state_dict().items()}
-        extra: dict[str, Any] = {"discriminator": dataclasses.asdict(self.dcfg),
-                                 "training": dataclasses.asdict(self.tcfg)}
+        extra: dict[str, Any] = {
+            "discriminator": dataclasses.asdict(self.dcfg),
+            "training": dataclasses.asdict(self.tcfg),
+        }
         if self.E is not None:
             from ..models.spade import ENCODER_PREFIX
 
             sd.update({ENCODER_PREFIX + k: v.detach().cpu() for k, v in self.E.state_dict().items()})
             extra["encoder"] = True
-        card = ModelCard(name=self.runner.cfg.name, kind="generator", arch="spade",
-                         config=dataclasses.asdict(self.gcfg), label_set=label_set_for_card(self.label_set),
-                         height=self.gcfg.height, width=self.gcfg.width, extra=extra)
+        card = ModelCard(
+            name=self.runner.cfg.name,
+            kind="generator",
+            arch="spade",
+            config=dataclasses.asdict(self.gcfg),
+            label_set=label_set_for_card(self.label_set),
+            height=self.gcfg.height,
+            width=self.gcfg.width,
+            extra=extra,
+        )
         if self.init_card is not None:
-            card.provenance["init_from"] = {"card": str(self.init_card.path), "name": self.init_card.name,
-                                            "sha256": self.init_card.sha256}
+            card.provenance["init_from"] = {
+                "card": str(self.init_card.path),
+                "name": self.init_card.name,
+                "sha256": self.init_card.sha256,
+            }
         return card, sd
 
 
@@ -239,29 +271,54 @@ class SPADETrainer(Trainer):
 PRESETS: dict[str, dict[str, Any]] = {
     # The Hong Kong street-scene setup: Adam lr 2e-4 for both networks (no TTUR), batch 1, 100 epochs at
     # a constant rate, Xavier init; SPADE's generator at its Cityscapes resolution.
-    "hongkong": dict(gen=dict(ngf=64, num_upsampling_layers="more"),
-                     train=dict(lr=2e-4, no_TTUR=True, beta1=0.0, beta2=0.9, niter_decay=0, init_type="xavier"),
-                     size=(256, 512), batch_size=1, epochs=100, label_set="cityscapes"),
+    "hongkong": dict(
+        gen=dict(ngf=64, num_upsampling_layers="more"),
+        train=dict(lr=2e-4, no_TTUR=True, beta1=0.0, beta2=0.9, niter_decay=0, init_type="xavier"),
+        size=(256, 512),
+        batch_size=1,
+        epochs=100,
+        label_set="cityscapes",
+    ),
     # SPADE's published Cityscapes run: 256x512, 35 label channels + instance edges, upsampling 'more',
     # batch 16, niter 100 + niter_decay 100 (200 epochs), TTUR (G 1e-4, D 4e-4, Adam (0, 0.9)),
     # lambda_feat 10, lambda_vgg 10, multiscale D (2 x 4 layers, spectral instance norm), Xavier init.
-    "cityscapes": dict(gen=dict(ngf=64, num_upsampling_layers="more", label_nc=35, contain_dontcare_label=False),
-                       train=dict(lr=2e-4, niter_decay=100),
-                       size=(256, 512), batch_size=16, epochs=200, label_set="cityscapes"),
+    "cityscapes": dict(
+        gen=dict(ngf=64, num_upsampling_layers="more", label_nc=35, contain_dontcare_label=False),
+        train=dict(lr=2e-4, niter_decay=100),
+        size=(256, 512),
+        batch_size=16,
+        epochs=200,
+        label_set="cityscapes",
+    ),
     # SPADE's published ADE20K run: 256x256, 150 classes + dontcare, no instances, batch 32,
     # niter 100 + niter_decay 100, TTUR.
-    "ade20k": dict(gen=dict(ngf=64, num_upsampling_layers="normal", no_instance=True),
-                   train=dict(lr=2e-4, niter_decay=100),
-                   size=(256, 256), batch_size=32, epochs=200, label_set="ade20k"),
+    "ade20k": dict(
+        gen=dict(ngf=64, num_upsampling_layers="normal", no_instance=True),
+        train=dict(lr=2e-4, niter_decay=100),
+        size=(256, 256),
+        batch_size=32,
+        epochs=200,
+        label_set="ade20k",
+    ),
     # Synthetic Cityscapes-like scenes on a 2-core CPU. SPADE's cost is dominated by the 128-wide hidden
     # layer of every SPADE norm at full resolution; nhidden 32 makes a step ~2.5x cheaper. The shipped demo
     # model adds --ngf 8 --norm-G spectralspadebatch1x1 --size 256x512 (~1.2 s a step on 2 cores; the exact
     # command is in models/demo/README.md and in its card).
-    "demo": dict(gen=dict(ngf=16, nhidden=32, num_upsampling_layers="normal"),
-                 train=dict(lr=2e-4, ndf=16, n_layers_D=3, num_D=2),
-                 size=(128, 256), batch_size=1, epochs=None, label_set="cityscapes"),
+    "demo": dict(
+        gen=dict(ngf=16, nhidden=32, num_upsampling_layers="normal"),
+        train=dict(lr=2e-4, ndf=16, n_layers_D=3, num_D=2),
+        size=(128, 256),
+        batch_size=1,
+        epochs=None,
+        label_set="cityscapes",
+    ),
     # The smallest sensible configuration: for tests and smoke runs.
-    "tiny": dict(gen=dict(ngf=2, num_upsampling_layers="normal"),
-                 train=dict(ndf=4, n_layers_D=2, num_D=2),
-                 size=(32, 64), batch_size=1, epochs=1, label_set="cityscapes"),
+    "tiny": dict(
+        gen=dict(ngf=2, num_upsampling_layers="normal"),
+        train=dict(ndf=4, n_layers_D=2, num_D=2),
+        size=(32, 64),
+        batch_size=1,
+        epochs=1,
+        label_set="cityscapes",
+    ),
 }

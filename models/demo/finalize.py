@@ -17,6 +17,7 @@ examples:
       --train-log runs/demo/seg.log
   python models/demo/finalize.py metrics models/demo/segmenter-demo.card.json models/demo/segmenter_eval.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,6 @@ def parse_train_log(path: Path) -> dict:
 
 
 def ship(args) -> int:
-    import torch
 
     from cityserve.checkpoints import load_weights, save_weights
 
@@ -73,8 +73,7 @@ def ship(args) -> int:
         card.sha256 = sha256_file(weights)
     card.weights = weights.name
     card.name = stem
-    training = {"hardware": {"nproc": os.cpu_count(), "cpu_model": cpu_model()},
-                "trained_from": str(Path(args.card))}
+    training = {"hardware": {"nproc": os.cpu_count(), "cpu_model": cpu_model()}, "trained_from": str(Path(args.card))}
     if args.train_log:
         training.update(parse_train_log(Path(args.train_log)))
     if args.note:
@@ -95,26 +94,33 @@ def metrics(args) -> int:
     m["heldout/command"] = args.command or ""
     if "segmentation_consistency" in res:  # generator
         sc = res["segmentation_consistency"]
-        m.update({
-            "heldout/seeds": res["seeds"],
-            "heldout/segmenter": res["segmenter"],
-            "heldout/consistency_miou_generated": round(sc["miou_generated"], 4),
-            "heldout/consistency_miou_real": round(sc["miou_real"], 4),
-            "heldout/l1": round(res["l1"], 4),
-            "heldout/ssim": round(res["ssim"], 4),
-            "heldout/consistency_per_class_iou_generated": {
-                n: (None if v["iou"] is None else round(v["iou"], 4)) for n, v in sc["generated"]["per_class"].items()},
-        })
+        m.update(
+            {
+                "heldout/seeds": res["seeds"],
+                "heldout/segmenter": res["segmenter"],
+                "heldout/consistency_miou_generated": round(sc["miou_generated"], 4),
+                "heldout/consistency_miou_real": round(sc["miou_real"], 4),
+                "heldout/l1": round(res["l1"], 4),
+                "heldout/ssim": round(res["ssim"], 4),
+                "heldout/consistency_per_class_iou_generated": {
+                    n: (None if v["iou"] is None else round(v["iou"], 4))
+                    for n, v in sc["generated"]["per_class"].items()
+                },
+            }
+        )
     else:  # segmenter
         seeds = res["seeds"]
-        m.update({
-            "heldout/seeds": f"{seeds[0]}-{seeds[1]}" if isinstance(seeds, list) and len(seeds) == 2 else seeds,
-            "heldout/miou": round(res["miou"], 4),
-            "heldout/mean_f1": round(res["mean_f1"], 4),
-            "heldout/pixel_accuracy": round(res["pixel_accuracy"], 4),
-            "heldout/per_class_iou": {n: (None if v["iou"] is None else round(v["iou"], 4))
-                                      for n, v in res["per_class"].items()},
-        })
+        m.update(
+            {
+                "heldout/seeds": f"{seeds[0]}-{seeds[1]}" if isinstance(seeds, list) and len(seeds) == 2 else seeds,
+                "heldout/miou": round(res["miou"], 4),
+                "heldout/mean_f1": round(res["mean_f1"], 4),
+                "heldout/pixel_accuracy": round(res["pixel_accuracy"], 4),
+                "heldout/per_class_iou": {
+                    n: (None if v["iou"] is None else round(v["iou"], 4)) for n, v in res["per_class"].items()
+                },
+            }
+        )
     m["heldout/eval_json"] = str(Path(args.eval_json))
     path = card.save(card.path)
     load_card(path).verify()
@@ -123,8 +129,11 @@ def metrics(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("examples:")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("examples:")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("ship", help="copy a trained card + weights into a shipping folder")
     s.add_argument("card")

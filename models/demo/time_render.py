@@ -7,6 +7,7 @@ Renders held-out synthetic scenes (seeds 10000+) after two warm-up renders and r
 the minimum of the timed runs, with the 1-minute load average before and after: on a shared machine
 the load says how much of the CPU the timing really had.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,10 +44,18 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         r.render(sc.labels, instances=sc.instances, seed=10000 + i)
         times.append(time.perf_counter() - t)
-    res = {"model": card.name, "size": f"{r.height}x{r.width}", "engine": args.engine, "threads": args.threads,
-           "runs": args.runs, "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4),
-           "loadavg_1min_before": round(load_before, 2), "loadavg_1min_after": round(os.getloadavg()[0], 2),
-           "environment": environment()}
+    res = {
+        "model": card.name,
+        "size": f"{r.height}x{r.width}",
+        "engine": args.engine,
+        "threads": args.threads,
+        "runs": args.runs,
+        "median_s": round(statistics.median(times), 4),
+        "min_s": round(min(times), 4),
+        "loadavg_1min_before": round(load_before, 2),
+        "loadavg_1min_after": round(os.getloadavg()[0], 2),
+        "environment": environment(),
+    }
     print(json.dumps(res, indent=2))
     if args.out:
         args.out.write_text(json.dumps(res, indent=2) + "\n")

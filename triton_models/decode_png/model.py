@@ -6,16 +6,17 @@ are errors. ``mode`` "photo": a photo PNG/JPEG -> RGB uint8 [H, W, 3], area-resi
 segmenter's size. In both, the IHDR/frame header is read first and images over ``max_pixels`` (PNG
 bombs) or ``max_bytes`` are refused without decoding. A bad item fails only its own request.
 """
+
 import os
 import sys
 
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cityserve.serving import codec  # noqa: E402
-from cityserve.serving.pb_model import PythonModel, input_array  # noqa: E402
+from cityserve.serving import codec
+from cityserve.serving.pb_model import PythonModel, input_array
 
 
 class TritonPythonModel(PythonModel):
@@ -23,14 +24,21 @@ class TritonPythonModel(PythonModel):
         super().initialize(args)
         self.mode = self.params["mode"]
         self.input_name, self.output_name = self.inputs[0], self.outputs[0]
-        limits = dict(max_pixels=int(self.params.get("max_pixels", codec.DEFAULT_MAX_PIXELS)),
-                      max_bytes=int(self.params.get("max_bytes", codec.DEFAULT_MAX_BYTES)))
+        limits = dict(
+            max_pixels=int(self.params.get("max_pixels", codec.DEFAULT_MAX_PIXELS)),
+            max_bytes=int(self.params.get("max_bytes", codec.DEFAULT_MAX_BYTES)),
+        )
         height, width = int(self.params["height"]), int(self.params["width"])
         if self.mode == "labels":
             self.decoder = codec.LabelPngDecoder(
-                self.version_file("label_set_file", "label_set.json"), height, width,
-                int(self.params["num_classes"]), np.dtype(self.params.get("dtype", "uint8")),
-                nearest=self.params.get("nearest", "false").lower() == "true", **limits)
+                self.version_file("label_set_file", "label_set.json"),
+                height,
+                width,
+                int(self.params["num_classes"]),
+                np.dtype(self.params.get("dtype", "uint8")),
+                nearest=self.params.get("nearest", "false").lower() == "true",
+                **limits,
+            )
         elif self.mode == "photo":
             self.decoder = codec.PhotoDecoder(height, width, **limits)
         else:
@@ -42,7 +50,7 @@ class TritonPythonModel(PythonModel):
         for k, item in enumerate(items):
             try:
                 decoded.append(self.decoder.decode(codec.as_bytes(item)))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 where = f" (batch item {k} of {len(items)})" if len(items) > 1 else ""
                 raise ValueError(f"{self.input_name}{where}: {e}") from None
         return {self.output_name: np.stack(decoded)}

@@ -5,25 +5,31 @@ ids: ``instances`` (one instance per class, so instance edges fall on class boun
 ``Renderer`` does without an instance map), a N(0, 1) style latent ``z`` for VAE generators, and a
 nearest-neighbour resize when a segmenter of another size produced the ids.
 """
+
 import os
 import sys
 
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cityserve.serving import codec  # noqa: E402
-from cityserve.serving.pb_model import PythonModel, input_array  # noqa: E402
+from cityserve.serving import codec
+from cityserve.serving.pb_model import PythonModel, input_array
 
 
 class TritonPythonModel(PythonModel):
     def initialize(self, args):
         super().initialize(args)
         self.prepare = codec.RenderInputs(
-            int(self.params["height"]), int(self.params["width"]), int(self.params["num_classes"]),
-            np.dtype(self.params.get("dtype", "uint8")), use_instance="instances" in self.outputs,
-            z_dim=int(self.params.get("z_dim", "0")), seed=None).prepare
+            int(self.params["height"]),
+            int(self.params["width"]),
+            int(self.params["num_classes"]),
+            np.dtype(self.params.get("dtype", "uint8")),
+            use_instance="instances" in self.outputs,
+            z_dim=int(self.params.get("z_dim", "0")),
+            seed=None,
+        ).prepare
 
     def infer(self, request):
         prepared = [self.prepare(item) for item in input_array(request, "ids")]

@@ -7,6 +7,7 @@ a one-line reason, so the server reports the model as failed to load instead of 
 illegal instruction. Requests that the dynamic batcher groups run as ONE call (concatenated along the
 batch axis) and are split again; out-of-range label ids fail only their own request.
 """
+
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ import sys
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
 
-from cityserve.serving.pb_model import BatchedPythonModel  # noqa: E402
+from cityserve.serving.pb_model import BatchedPythonModel
 
 
 class TritonPythonModel(BatchedPythonModel):

@@ -6,13 +6,14 @@ as ONE onnxruntime call (concatenated along the batch axis) and split again. Inp
 ``label_inputs`` parameter are checked against ``num_classes`` first: an out-of-range id fails only
 its own request, with a message naming the ids, and never reaches the graph.
 """
+
 import os
 import sys
 
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
 
-from cityserve.serving.pb_model import BatchedPythonModel  # noqa: E402
+from cityserve.serving.pb_model import BatchedPythonModel
 
 
 class TritonPythonModel(BatchedPythonModel):
@@ -28,8 +29,9 @@ class TritonPythonModel(BatchedPythonModel):
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(self.version_file("onnx_file", "model.onnx"), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            self.version_file("onnx_file", "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
 
     def run(self, feeds):
         return self.session.run(self.outputs, feeds)

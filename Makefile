@@ -29,6 +29,7 @@ clean-venv:
 # has a newer tritonclient). Its two missing libraries come from the nvidia-pytriton wheel.
 perf-analyzer: $(PA_VENV)/bin/perf_analyzer
 $(PA_VENV)/bin/perf_analyzer: $(STAMP)
+	rm -rf $(PA_VENV)
 	$(PYTHON) -m venv $(PA_VENV)
 	$(PA_VENV)/bin/pip install --no-deps 'tritonclient==2.41.1'
 	mkdir -p $(PA_VENV)/lib/pa
@@ -36,7 +37,7 @@ $(PA_VENV)/bin/perf_analyzer: $(STAMP)
 	       $(PY) -c "import pytriton, os, glob; print(glob.glob(os.path.join(os.path.dirname(pytriton.__file__), '..', 'nvidia_pytriton.libs'))[0])"); \
 	ln -sf $$libs/libb64-*.so.0d $(PA_VENV)/lib/pa/libb64.so.0d; \
 	ln -sf $$libs/libcudart-*.so.12* $(PA_VENV)/lib/pa/libcudart.so.12
-	mv -f $(PA_VENV)/bin/perf_analyzer $(PA_VENV)/bin/perf_analyzer.bin 2>/dev/null || true
+	mv -f $(PA_VENV)/bin/perf_analyzer $(PA_VENV)/bin/perf_analyzer.bin
 	printf '#!/bin/sh\nd=$$(cd "$$(dirname "$$0")/.." && pwd)\nLD_LIBRARY_PATH="$$d/lib/pa:$$LD_LIBRARY_PATH" exec "$$d/bin/perf_analyzer.bin" "$$@"\n' > $(PA_VENV)/bin/perf_analyzer
 	chmod +x $(PA_VENV)/bin/perf_analyzer
 	$(PA_VENV)/bin/perf_analyzer --help >/dev/null 2>&1 || $(PA_VENV)/bin/perf_analyzer --version

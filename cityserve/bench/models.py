@@ -13,9 +13,7 @@ import torch
 from ..cards import ModelCard, load_card
 from ..checkpoints import save_checkpoint
 from ..models.registry import family
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO_DIR = REPO / "models" / "demo"
+from ..serving.defaults import DEMO_DIR
 
 
 @dataclasses.dataclass(frozen=True)

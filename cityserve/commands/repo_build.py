@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Write a Triton model repository from the templates in triton_models/ and the given model cards.
+Write a Triton model repository from the templates in cityserve/serving/triton_models/ and the given model cards.
 
 Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment

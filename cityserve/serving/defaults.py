@@ -9,15 +9,16 @@ its photos are noise, and every command that uses it says so.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 from pathlib import Path
 from typing import Optional
 
 from ..cards import ModelCard, load_card
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_DIR = Path(os.environ.get("CITYSERVE_DEMO_MODEL", REPO_ROOT / "models" / "demo"))
-EXAMPLES_DIR = REPO_ROOT / "examples"
+ASSETS = Path(str(importlib.resources.files("cityserve") / "assets"))
+DEMO_DIR = Path(os.environ.get("CITYSERVE_DEMO_MODEL", ASSETS / "demo"))  # models/demo/ in a checkout
+EXAMPLES_DIR = ASSETS / "examples"  # examples/ in a checkout
 PLACEHOLDER_NAME = "placeholder-random-spade"
 PLACEHOLDER_CONFIG = dict(
     label_nc=35,

@@ -1,4 +1,4 @@
-"""What cityserve's Triton python-backend models (``triton_models/*/model.py``) share.
+"""What cityserve's Triton python-backend models (``cityserve/serving/triton_models/*/model.py``) share.
 
 Each ``model.py`` stays a short ``TritonPythonModel`` in the shape of Triton's own examples and keeps
 only what is its own; the parts every one of them would repeat live here: reading ``args`` and the

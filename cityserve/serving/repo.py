@@ -1,4 +1,4 @@
-"""Build a Triton model repository from model cards and the templates in ``triton_models/``.
+"""Build a Triton model repository from model cards and the templates in ``cityserve/serving/triton_models/``.
 
 One repository per target (docs/architecture.md "Targets"), from the same templates and cards:
 
@@ -22,6 +22,7 @@ checked against the graph (``check_config_against_onnx``), so a repository that 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import os
 import re
@@ -60,14 +61,14 @@ CardSpec = Union[ModelCard, str, os.PathLike]
 
 
 def templates_dir() -> Path:
-    """``triton_models/`` beside the package (a source checkout or editable install), or where
-    ``CITYSERVE_TRITON_TEMPLATES`` points."""
+    """The python-backend models and config templates shipped in the package
+    (``cityserve/serving/triton_models/``), or where ``CITYSERVE_TRITON_TEMPLATES`` points."""
     env = os.environ.get("CITYSERVE_TRITON_TEMPLATES")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "triton_models"
+    path = Path(env) if env else Path(str(importlib.resources.files("cityserve.serving") / "triton_models"))
     if not (path / "label2photo" / "config.pbtxt.tmpl").is_file():
         raise ConfigError(
-            f"Triton templates not found at {path}; set CITYSERVE_TRITON_TEMPLATES to the "
-            f"triton_models/ directory of a cityserve checkout"
+            f"Triton templates not found at {path}; reinstall cityserve, or set CITYSERVE_TRITON_TEMPLATES "
+            f"to a cityserve/serving/triton_models/ directory"
         )
     return path
 

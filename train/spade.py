@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--use-vae", action="store_true", default=None, help="train with the style encoder (VAE + KL loss)")
     m.add_argument("--z-dim", type=int)
     m.add_argument("--nhidden", type=int, help="hidden width of each SPADE norm (official 128; the demo uses 32)")
+    m.add_argument("--noise-dim", type=int, help="OASIS 3D noise channels (OASIS: 64; 0: none)")
     m.add_argument("--label-nc", type=int, help="label channels (default: the label set's ids)")
     m.add_argument(
         "--init-from",
@@ -59,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--init-D", help="an official SPADE latest_net_D.pth to start the discriminator from")
     t = p.add_argument_group("optimisation")
+    t.add_argument(
+        "--objective",
+        choices=("spade", "oasis"),
+        help="spade: hinge + feature matching (+VGG); oasis: N+1-class U-Net discriminator + LabelMix",
+    )
+    t.add_argument("--lambda-labelmix", type=float, help="OASIS LabelMix weight (default 10)")
+    t.add_argument("--num-res-blocks-D", type=int, help="OASIS discriminator depth (default 6)")
+    t.add_argument("--no-balancing-inloss", action="store_true", default=None, help="OASIS: no class balancing")
+    t.add_argument("--ema-decay", type=float, help="export an EMA of the generator (e.g. 0.999; default off)")
     t.add_argument("--lr", type=float)
     t.add_argument("--beta1", type=float)
     t.add_argument("--beta2", type=float)
@@ -94,7 +104,18 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
     gen = {
         **preset["gen"],
         **given(
-            args, ("ngf", "num_upsampling_layers", "norm_G", "no_instance", "use_vae", "z_dim", "label_nc", "nhidden")
+            args,
+            (
+                "ngf",
+                "num_upsampling_layers",
+                "norm_G",
+                "no_instance",
+                "use_vae",
+                "z_dim",
+                "label_nc",
+                "nhidden",
+                "noise_dim",
+            ),
         ),
     }
     train = {
@@ -103,6 +124,11 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
             args,
             (
                 "ndf",
+                "objective",
+                "lambda_labelmix",
+                "num_res_blocks_D",
+                "no_balancing_inloss",
+                "ema_decay",
                 "lr",
                 "beta1",
                 "beta2",

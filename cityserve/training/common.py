@@ -210,7 +210,20 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
         help="continue the run in --out from its newest training state (or from the STATE file named)",
     )
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
-    r.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
+    r.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto (default): bf16 autocast on CPUs with BF16 instructions and Ampere+ GPUs, fp16 + GradScaler "
+        "on older GPUs, fp32 otherwise",
+    )
+    r.add_argument("--no-amp", dest="precision", action="store_const", const="fp32", help="= --precision fp32")
+    r.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last activations (default: on with bf16/fp16)",
+    )
     r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="write no TensorBoard logs")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (log lines instead)")
     r.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -240,7 +253,8 @@ def run_config(args: argparse.Namespace, name: str, epochs: Optional[int], batch
         workers=workers,
         resume=args.resume,
         device=args.device,
-        amp=args.amp,
+        precision=args.precision,
+        channels_last=args.channels_last,
         tensorboard=args.tensorboard,
         progress=args.progress,
         debug_nan_at_step=nan_step,

@@ -17,7 +17,10 @@ A trainer (SPADE, pix2pix, segmenter) says what its modules, optimizers and one 
 * ``torchrun``: process group from the environment (gloo on CPU, nccl on CUDA), DDP, SyncBatchNorm on
   CUDA (torch's SyncBatchNorm has no CPU kernel: on CPU BatchNorm stays per process and DDP broadcasts
   rank 0's buffers each forward);
-* mixed precision on CUDA (``torch.autocast`` float16 + a ``GradScaler`` per optimizer).
+* mixed precision (``precision``): BF16 autocast on CPUs with BF16 instructions (avx512_bf16 / AMX) and
+  on Ampere-or-newer GPUs, float16 + a ``GradScaler`` per optimizer on older GPUs, float32 otherwise;
+  master weights stay float32 and the losses are computed in float32; ``channels_last`` activations
+  where the convolutions run faster so (oneDNN on CPUs, cuDNN with tensor cores).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..bench.devices import cpu_supports_bf16
 from ..cards import ModelCard, atomic_write_bytes, command_line, environment, now_iso
 from ..checkpoints import safe_load, save_checkpoint
 from ..errors import CheckpointError, CityserveError, ConfigError
@@ -156,6 +160,29 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.skip
 
 
+# ---- precision ----------------------------------------------------------------------------------------
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA devices that support it (Ampere+) and on CPUs with BF16 instructions, fp16 on
+    older CUDA GPUs, fp32 otherwise. An explicit choice the device cannot run is a ``ConfigError``; bf16 on
+    a CPU without BF16 instructions runs (emulated, slowly) with a warning."""
+    if requested not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    cuda = device.type == "cuda"
+    bf16_ok = torch.cuda.is_bf16_supported() if cuda else cpu_supports_bf16()
+    if requested == "auto":
+        return "bf16" if bf16_ok else ("fp16" if cuda else "fp32")
+    if requested == "fp16" and not cuda:
+        raise ConfigError("--precision fp16 needs a CUDA GPU (on a CPU use bf16 or fp32)")
+    if requested == "bf16" and not bf16_ok:
+        if cuda:
+            raise ConfigError("--precision bf16 needs an Ampere or newer GPU; use fp16 or fp32")
+        log.warning("this CPU has no BF16 instructions (avx512_bf16 / AMX): BF16 is emulated, several times slower")
+    return requested
+
+
 # ---- errors -----------------------------------------------------------------------------------------
 class TrainingDiverged(CityserveError):
     """A loss became NaN or inf. The message names the step and the loss; the entry points exit 1."""
@@ -200,7 +227,8 @@ class RunConfig:
     workers: int = 0
     resume: bool | str = False  # True: newest state in OUT/state; a path: that file
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    amp: bool = True  # mixed precision (CUDA only)
+    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16" (see resolve_precision)
+    channels_last: Optional[bool] = None  # None: with bf16 / fp16
     tensorboard: bool = True
     progress: bool = True
     debug_nan_at_step: Optional[int] = None  # plant a NaN in the loss at this step (tests of the guard)
@@ -293,7 +321,8 @@ class Runner:
         self.cfg.out = Path(cfg.out)
         self.ctx = setup_distributed(cfg.device)
         self.device = self.ctx.device
-        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.channels_last = self.precision != "fp32" if cfg.channels_last is None else bool(cfg.channels_last)
         seed_everything(cfg.seed)  # models are built after this: the same init on every rank
         self.writer = None
         self._last_good: tuple[Optional[Path], int] = (None, 0)
@@ -304,17 +333,24 @@ class Runner:
         return self.ctx.is_main
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def make_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        return torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+
+    def to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """4-d activations in the layout the modules were moved to (channels_last under mixed precision)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def distribute(self, module: nn.Module, find_unused_parameters: bool = False) -> tuple[nn.Module, nn.Module]:
         """Move to the device; under torchrun convert BatchNorm to SyncBatchNorm (CUDA) and wrap in DDP.
         Returns (the module whose state dict is saved, the module to call)."""
         module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
         if not self.ctx.distributed:
             return module, module
         if self.device.type == "cuda":

@@ -1,12 +1,23 @@
-"""SPADE / GauGAN training, as NVlabs SPADE's ``Pix2PixModel`` + ``Pix2PixTrainer`` do it.
+"""SPADE / GauGAN training, as NVlabs SPADE's ``Pix2PixModel`` + ``Pix2PixTrainer`` do it, or with the
+OASIS objective (``objective="oasis"``, see ``oasis.py``).
 
-Per step: a generator update (hinge GAN loss against the multiscale discriminator, discriminator
+SPADE objective, per step: a generator update (hinge GAN loss against the multiscale discriminator, discriminator
 feature matching x lambda_feat, VGG19 perceptual loss x lambda_vgg when a weights file is given, KL x
 lambda_kld when the model has a VAE encoder), then a discriminator update on a freshly generated,
 detached fake (hinge loss on fake and real). Fake and real are discriminated in one batch
 (``cat([fake, real])``). Two time-scale update rule: G lr = lr / 2, D lr = lr * 2, Adam (0, 0.9); with
 ``no_TTUR`` both use lr and (beta1, beta2). The learning rate is constant for ``niter`` epochs and
 decays linearly to zero over the last ``niter_decay``. Xavier init (gain 0.02), SPADE's default.
+
+OASIS objective, per step: a generator update with the class-balanced (N+1)-class loss of the U-Net
+discriminator on the fake (+ VGG when a weights file is given), then a discriminator update: the same
+loss on real (targets: the label classes) and fake (target: "fake"), plus LabelMix x lambda_labelmix.
+Adam (beta1, beta2) = (0, 0.999) with G lr / 2 and D lr * 2 (OASIS: 1e-4 / 4e-4). The generator usually
+takes 3D noise (``noise_dim`` 64 in OASIS) so one label map gives a different photo per seed.
+
+Either objective: ``ema_decay`` > 0 keeps an exponential moving average of the generator's weights,
+which is what gets exported. The steps run under the runner's precision (BF16 autocast on CPUs and GPUs
+that have it) with losses in float32.
 """
 
 from __future__ import annotations
@@ -23,16 +34,21 @@ from ..errors import ConfigError
 from ..models.render import instance_edges, one_hot
 from .common import colorize, init_weights, label_set_for_card, palette_tensor, to_unit
 from .discriminators import MultiscaleDConfig, MultiscaleDiscriminator, divide_pred
+from .ema import EMA, refresh_spectral_vectors
 from .losses import HingeGANLoss, build_vgg_loss, feature_matching_loss, kl_divergence
+from .oasis import OASISDConfig, OASISDiscriminator, class_balance_weights, labelmix, labelmix_mask, n_plus_1_loss
 from .runner import Runner, Trainer
+
+OBJECTIVES = ("spade", "oasis")
 
 log = logging.getLogger("cityserve.training")
 
 
 @dataclasses.dataclass
 class SPADETrainConfig:
-    """Training options under SPADE's option names (defaults: SPADE's train options)."""
+    """Training options under SPADE's option names (defaults: SPADE's train options), plus OASIS's."""
 
+    objective: str = "spade"  # "spade": hinge + feature matching (+ VGG); "oasis": N+1 segmentation D + LabelMix
     lr: float = 2e-4
     beta1: float = 0.0
     beta2: float = 0.9
@@ -51,6 +67,16 @@ class SPADETrainConfig:
     init_variance: float = 0.02
     init_from: Optional[str] = None  # a SPADE card (e.g. from `cityserve import spade`) to fine-tune
     init_D: Optional[str] = None  # an official latest_net_D.pth to start the discriminator from
+    lambda_labelmix: float = 10.0  # OASIS
+    num_res_blocks_D: int = 6  # OASIS U-Net depth
+    no_balancing_inloss: bool = False  # OASIS: unweighted N+1 cross-entropy
+    ema_decay: float = 0.0  # > 0: export an exponential moving average of G (OASIS: 0.9999)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
 
 
 def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any):
@@ -94,16 +120,26 @@ class SPADETrainer(Trainer):
             if gcfg.use_vae:
                 enc = init_weights(ConvEncoder(gcfg), tcfg.init_type, tcfg.init_variance)
         self.gcfg = gcfg
-        dcfg = MultiscaleDConfig(
-            input_nc=gcfg.semantic_nc + gcfg.output_nc,
-            ndf=tcfg.ndf,
-            n_layers_D=tcfg.n_layers_D,
-            num_D=tcfg.num_D,
-            norm_D=tcfg.norm_D,
-            get_intermediate_features=not tcfg.no_ganFeat_loss,
-        )
+        self.oasis = tcfg.objective == "oasis"
+        if self.oasis:
+            dcfg = OASISDConfig(semantic_nc=gcfg.num_classes, ndf=tcfg.ndf, num_res_blocks=tcfg.num_res_blocks_D)
+            if gcfg.height % 2**dcfg.num_res_blocks or gcfg.width % 2**dcfg.num_res_blocks:
+                raise ConfigError(
+                    f"the OASIS discriminator with {dcfg.num_res_blocks} blocks needs height and width that are "
+                    f"multiples of {2**dcfg.num_res_blocks}, not {gcfg.height}x{gcfg.width}"
+                )
+            D = init_weights(OASISDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
+        else:
+            dcfg = MultiscaleDConfig(
+                input_nc=gcfg.semantic_nc + gcfg.output_nc,
+                ndf=tcfg.ndf,
+                n_layers_D=tcfg.n_layers_D,
+                num_D=tcfg.num_D,
+                norm_D=tcfg.norm_D,
+                get_intermediate_features=not tcfg.no_ganFeat_loss,
+            )
+            D = init_weights(MultiscaleDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         self.dcfg = dcfg
-        D = init_weights(MultiscaleDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         if tcfg.init_D:
             from ..checkpoints import safe_load, state_dict_from
 
@@ -115,6 +151,8 @@ class SPADETrainer(Trainer):
 
         if tcfg.no_TTUR:
             betas, g_lr, d_lr = (tcfg.beta1, tcfg.beta2), tcfg.lr, tcfg.lr
+        elif self.oasis:  # OASIS: G 1e-4, D 4e-4 (lr 2e-4 here), Adam (beta1, beta2) = (0, 0.999)
+            betas, g_lr, d_lr = (tcfg.beta1, tcfg.beta2), tcfg.lr / 2, tcfg.lr * 2
         else:
             betas, g_lr, d_lr = (0.0, 0.9), tcfg.lr / 2, tcfg.lr * 2
         g_params = list(self.G.parameters()) + (list(self.E.parameters()) if self.E is not None else [])
@@ -122,6 +160,7 @@ class SPADETrainer(Trainer):
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=betas)
         self.base_lr = {"G": g_lr, "D": d_lr}
         self.scaler_G, self.scaler_D = runner.make_scaler(), runner.make_scaler()
+        self.ema = EMA(self.G, tcfg.ema_decay) if tcfg.ema_decay > 0 else None
         self.gan_loss = HingeGANLoss()
         self.vgg = build_vgg_loss(tcfg.vgg_weights)
         if self.vgg is not None:
@@ -157,7 +196,14 @@ class SPADETrainer(Trainer):
         m = {"netG": self.G, "netD": self.D}
         if self.E is not None:
             m["netE"] = self.E
+        if self.ema is not None:
+            m["netEMA"] = self.ema.module
         return m
+
+    def train(self) -> None:
+        super().train()
+        if self.ema is not None:
+            self.ema.module.eval()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}
@@ -169,6 +215,8 @@ class SPADETrainer(Trainer):
         return {
             "arch": "spade",
             "config": dataclasses.asdict(self.gcfg),
+            "objective": self.tcfg.objective,
+            "ema": self.tcfg.ema_decay,
             "D": dataclasses.asdict(self.dcfg),
             "label_set": label_set_for_card(self.label_set),
             "seed": self.runner.cfg.seed,
@@ -203,8 +251,16 @@ class SPADETrainer(Trainer):
         return fake, loss_kld
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
-        real = batch["image"]
-        sem = self.semantics(batch)
+        real = self.runner.to_memory_format(batch["image"])
+        sem = self.runner.to_memory_format(self.semantics(batch))
+        step_fn = self._oasis_step if self.oasis else self._spade_step
+        fake, losses = step_fn(batch, sem, real, step)
+        if self.ema is not None:
+            self.ema.update(self.G, step)
+        self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(real))
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _spade_step(self, batch, sem, real, step):
         t = self.tcfg
         # generator
         with self.runner.autocast():
@@ -233,11 +289,45 @@ class SPADETrainer(Trainer):
             }
         self.runner.guard(step, d)
         self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
-        self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(real))
-        return {k: v.detach() for k, v in {**g, **d}.items()}
+        return fake, {**g, **d}
+
+    def _oasis_step(self, batch, sem, real, step):
+        t = self.tcfg
+        onehot = sem[:, : self.gcfg.num_classes]
+        weights = None if t.no_balancing_inloss else class_balance_weights(onehot, self.gcfg.contain_dontcare_label)
+        # generator: every fake pixel should be segmented as its label's class
+        with self.runner.autocast():
+            fake, loss_kld = self._generate(sem, real, kld=True)
+            g = {"G_adv": n_plus_1_loss(self.netD(fake), onehot, for_real=True, weights=weights)}
+            if self.vgg is not None:
+                g["G_VGG"] = self.vgg(fake.float(), real.float()) * t.lambda_vgg
+            if loss_kld is not None:
+                g["KLD"] = loss_kld
+        self.runner.guard(step, g)
+        self.runner.backward_step(sum(g.values()), self.opt_G, self.scaler_G)
+        # discriminator: real -> label classes, fake -> "fake", LabelMix on a per-class mix of both
+        with self.runner.autocast():
+            with torch.no_grad():
+                fake_d, _ = self._generate(sem, real, kld=False)
+            fake_d = fake_d.detach()
+            mask = self.runner.to_memory_format(labelmix_mask(batch["labels"]).to(real.dtype))
+            mixed = mask * real + (1 - mask) * fake_d
+            d_fake, d_real, d_mixed = torch.chunk(self.netD(torch.cat([fake_d, real, mixed], 0)), 3, dim=0)
+            d = {
+                "D_fake": n_plus_1_loss(d_fake, onehot, for_real=False),
+                "D_real": n_plus_1_loss(d_real, onehot, for_real=True, weights=weights),
+            }
+            if t.lambda_labelmix > 0:
+                d["D_labelmix"] = labelmix(mask, d_mixed, d_fake, d_real) * t.lambda_labelmix
+        self.runner.guard(step, d)
+        self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
+        return fake, {**g, **d}
 
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
-        sd = {k: v.detach().cpu() for k, v in self.G.state_dict().items()}
+        G = self.G
+        if self.ema is not None:
+            G = refresh_spectral_vectors(self.ema.module)
+        sd = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
         extra: dict[str, Any] = {
             "discriminator": dataclasses.asdict(self.dcfg),
             "training": dataclasses.asdict(self.tcfg),

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..options import option
 from .registry import Family, RenderIO, register_family
 
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
@@ -53,20 +54,22 @@ class SPADEConfig:
     ``sh = round(sw / aspect_ratio)``.
     """
 
-    label_nc: int = 182
-    contain_dontcare_label: bool = False
-    no_instance: bool = False
-    ngf: int = 64
-    num_upsampling_layers: str = "normal"  # normal | more | most
-    crop_size: int = 256
-    aspect_ratio: float = 1.0
-    use_vae: bool = False
-    z_dim: int = 256
-    norm_G: str = "spectralspadesyncbatch3x3"
-    norm_E: str = "spectralinstance"
-    output_nc: int = 3
-    nhidden: int = 128  # SPADE's hidden width (official: 128); smaller makes CPU demo training practical
-    noise_dim: int = 0  # OASIS 3D noise: a N(0, 1) vector per image, broadcast and concatenated to the label map
+    label_nc: int = option(182, "label channels (default: the label set's ids)")
+    contain_dontcare_label: bool = option(False, cli=False)  # from the label set
+    no_instance: bool = option(False, "no instance-edge channel")
+    ngf: int = option(64, "generator width")
+    num_upsampling_layers: str = option("normal", "", cli={"choices": tuple(UPSAMPLING_LAYERS)})
+    crop_size: int = option(256, cli=False)  # from the training size
+    aspect_ratio: float = option(1.0, cli=False)  # from the training size
+    use_vae: bool = option(False, "train with the style encoder (VAE + KL loss)")
+    z_dim: int = option(256, "VAE latent length")
+    norm_G: str = option(
+        "spectralspadesyncbatch3x3", "e.g. spectralspadesyncbatch3x3 (SPADE), spectralspadeinstance1x1 (the demo)"
+    )
+    norm_E: str = option("spectralinstance", "VAE encoder norm")
+    output_nc: int = option(3, cli=False)
+    nhidden: int = option(128, "hidden width of each SPADE norm (official 128; smaller trains on a CPU)")
+    noise_dim: int = option(0, "OASIS 3D noise: a N(0,1) vector per image concatenated to the label map (OASIS 64)")
 
     def __post_init__(self) -> None:
         if self.num_upsampling_layers not in UPSAMPLING_LAYERS:

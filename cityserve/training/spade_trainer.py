@@ -30,14 +30,20 @@ import torch
 from torch import nn
 
 from ..cards import ModelCard, load_card
-from ..errors import ConfigError
+from ..checkpoints import safe_load, state_dict_from
+from ..errors import CheckpointError, ConfigError
+from ..labels import get_label_set
+from ..models.registry import build_from_card, config_from_card
 from ..models.render import instance_edges, one_hot
+from ..models.spade import ENCODER_PREFIX, ConvEncoder, SPADEConfig, SPADEGenerator, has_encoder, load_encoder
+from ..options import option
 from .common import colorize, init_weights, label_set_for_card, palette_tensor, to_unit
 from .discriminators import MultiscaleDConfig, MultiscaleDiscriminator, divide_pred
 from .ema import EMA, refresh_spectral_vectors
 from .losses import HingeGANLoss, build_vgg_loss, feature_matching_loss, kl_divergence
 from .oasis import OASISDConfig, OASISDiscriminator, class_balance_weights, labelmix, labelmix_mask, n_plus_1_loss
 from .runner import Runner, Trainer
+from .state import STATE_FORMAT
 
 OBJECTIVES = ("spade", "oasis")
 
@@ -46,31 +52,46 @@ log = logging.getLogger("cityserve.training")
 
 @dataclasses.dataclass
 class SPADETrainConfig:
-    """Training options under SPADE's option names (defaults: SPADE's train options), plus OASIS's."""
+    """Training options under SPADE's (and OASIS's) option names; defaults are SPADE's train options."""
 
-    objective: str = "spade"  # "spade": hinge + feature matching (+ VGG); "oasis": N+1 segmentation D + LabelMix
-    lr: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    no_TTUR: bool = False
-    niter_decay: int = 0  # epochs of linear decay at the end of the run
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0
-    lambda_kld: float = 0.05
-    no_ganFeat_loss: bool = False
-    vgg_weights: Optional[str] = None  # torchvision vgg19 state dict; None: no perceptual loss (warned)
-    ndf: int = 64
-    n_layers_D: int = 4
-    num_D: int = 2
-    norm_D: str = "spectralinstance"
-    init_type: str = "xavier"
-    init_variance: float = 0.02
-    init_from: Optional[str] = None  # a SPADE card (e.g. from `cityserve import spade`) to fine-tune
-    init_D: Optional[str] = None  # an official latest_net_D.pth to start the discriminator from
-    lambda_labelmix: float = 10.0  # OASIS
-    num_res_blocks_D: int = 6  # OASIS U-Net depth
-    no_balancing_inloss: bool = False  # OASIS: unweighted N+1 cross-entropy
-    ema_decay: float = 0.0  # > 0: export an exponential moving average of G (OASIS: 0.9999)
+    objective: str = option(
+        "spade",
+        "spade: hinge GAN + discriminator feature matching (+ VGG); oasis: N+1-class U-Net discriminator + LabelMix",
+        cli={"choices": OBJECTIVES},
+    )
+    lr: float = option(2e-4, "base learning rate (with TTUR: G lr / 2, D lr * 2)")
+    beta1: float = option(0.0, "Adam beta1 (SPADE's TTUR uses 0)")
+    beta2: float = option(0.9, "Adam beta2 (SPADE's TTUR uses 0.9; OASIS 0.999)")
+    no_TTUR: bool = option(False, "same lr for G and D")
+    niter_decay: int = option(0, "epochs of linear lr decay at the end of the run")
+    lambda_feat: float = option(10.0, "spade objective: feature-matching weight")
+    lambda_vgg: float = option(10.0, "VGG19 perceptual-loss weight (with --vgg-weights)")
+    lambda_kld: float = option(0.05, "VAE KL weight")
+    no_ganFeat_loss: bool = option(False, "spade objective: no feature matching")
+    vgg_weights: Optional[str] = option(
+        None, "local torchvision VGG19 state dict (vgg19-dcbb9e9d.pth) for the perceptual loss; without it: off"
+    )
+    ndf: int = option(64, "discriminator width")
+    n_layers_D: int = option(4, "spade objective: layers per PatchGAN")
+    num_D: int = option(2, "spade objective: PatchGAN scales")
+    norm_D: str = option("spectralinstance", "spade objective: discriminator norm")
+    init_type: str = option(
+        "xavier", "", cli={"choices": ("xavier", "normal", "xavier_uniform", "kaiming", "orthogonal", "none")}
+    )
+    init_variance: float = option(0.02, "init gain")
+    init_from: Optional[str] = option(
+        None,
+        "a SPADE card to fine-tune (e.g. from `cityserve import spade`, or a run at another --size: the "
+        "convolutions fit any size); its architecture and label set are used",
+    )
+    init_D: Optional[str] = option(
+        None,
+        "start the discriminator from an official latest_net_D.pth or a cityserve training state (state/step_N.pt)",
+    )
+    lambda_labelmix: float = option(10.0, "oasis objective: LabelMix weight")
+    num_res_blocks_D: int = option(6, "oasis objective: U-Net discriminator depth")
+    no_balancing_inloss: bool = option(False, "oasis objective: no class balancing in the N+1 loss")
+    ema_decay: float = option(0.0, "export an exponential moving average of G with this decay (e.g. 0.999; 0: off)")
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -79,11 +100,18 @@ class SPADETrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
 
 
-def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any):
-    """A SPADEConfig whose label channels fit ``label_set`` and whose output is exactly ``size`` (H, W)."""
-    from ..labels import get_label_set
-    from ..models.spade import SPADEConfig
+def discriminator_state(path: str) -> dict[str, torch.Tensor]:
+    """A discriminator state dict from an official ``latest_net_D.pth`` or a cityserve training state."""
+    obj = safe_load(path)
+    if isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
+        if "netD" not in obj.get("modules", {}):
+            raise CheckpointError(f"--init-D {path}: the training state holds no discriminator (netD)")
+        return obj["modules"]["netD"]
+    return state_dict_from(obj, path)
 
+
+def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any) -> SPADEConfig:
+    """A SPADEConfig whose label channels fit ``label_set`` and whose output is exactly ``size`` (H, W)."""
     ls = get_label_set(label_set)
     h, w = size
     dontcare = ls.dontcare_id is not None
@@ -104,17 +132,25 @@ def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any):
 
 
 class SPADETrainer(Trainer):
-    def __init__(self, runner: Runner, gcfg, label_set: Any, tcfg: SPADETrainConfig, name: str = "spade"):
+    def __init__(
+        self,
+        runner: Runner,
+        gcfg,
+        label_set: Any,
+        tcfg: SPADETrainConfig,
+        name: str = "spade",
+        size: Optional[tuple[int, int]] = None,
+    ):
+        """``gcfg`` is ignored with ``tcfg.init_from`` (the card's architecture is used), at ``size`` (H, W)
+        when given, else at the card's size."""
         super().__init__(runner)
-        from ..models.spade import ConvEncoder, SPADEGenerator
-
         self.name = name
         self.tcfg = tcfg
         self.label_set = label_set
         self.init_card: Optional[ModelCard] = None
         enc = None
         if tcfg.init_from:
-            G, enc, gcfg, self.label_set = self._from_card(tcfg.init_from)
+            G, enc, gcfg, self.label_set = self._from_card(tcfg.init_from, size)
         else:
             G = init_weights(SPADEGenerator(gcfg), tcfg.init_type, tcfg.init_variance)
             if gcfg.use_vae:
@@ -141,9 +177,7 @@ class SPADETrainer(Trainer):
             D = init_weights(MultiscaleDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         self.dcfg = dcfg
         if tcfg.init_D:
-            from ..checkpoints import safe_load, state_dict_from
-
-            D.load_state_dict(state_dict_from(safe_load(tcfg.init_D), tcfg.init_D), strict=True)
+            D.load_state_dict(discriminator_state(tcfg.init_D), strict=True)
 
         self.G, self.netG = runner.distribute(G)
         self.D, self.netD = runner.distribute(D)
@@ -167,16 +201,26 @@ class SPADETrainer(Trainer):
             self.vgg = self.vgg.to(runner.device)
         self.palette = palette_tensor(self.label_set)
 
-    def _from_card(self, path: str):
-        from ..labels import get_label_set
-        from ..models.registry import build_from_card, config_from_card
-        from ..models.spade import has_encoder, load_encoder
-
+    def _from_card(self, path: str, size: Optional[tuple[int, int]]):
         card = load_card(path)
         if card.arch != "spade":
             raise ConfigError(f"--init-from {path}: a {card.arch} model, not SPADE")
         self.init_card = card
         gcfg = config_from_card(card)
+        if size is not None and tuple(size) != (card.height, card.width):
+            if gcfg.use_vae:
+                raise ConfigError(
+                    f"--init-from {path}: a VAE model's first layer is sized for {card.height}x{card.width}; "
+                    f"it cannot be fine-tuned at {size[0]}x{size[1]}"
+                )
+            gcfg = dataclasses.replace(gcfg, crop_size=size[1], aspect_ratio=size[1] / size[0])
+            if (gcfg.height, gcfg.width) != tuple(size):
+                raise ConfigError(f"--init-from {path}: SPADE cannot produce {size[0]}x{size[1]}")
+            G = SPADEGenerator(gcfg)  # the same weights at another size: every layer is a convolution
+            G.load_state_dict(build_from_card(card, load=True, inference=False).state_dict(), strict=True)
+            G.train().requires_grad_(True)
+            get_label_set(card.label_set)
+            return G, None, gcfg, card.label_set
         G = build_from_card(card, load=True, inference=False).train()
         G.requires_grad_(True)
         enc = None
@@ -333,8 +377,6 @@ class SPADETrainer(Trainer):
             "training": dataclasses.asdict(self.tcfg),
         }
         if self.E is not None:
-            from ..models.spade import ENCODER_PREFIX
-
             sd.update({ENCODER_PREFIX + k: v.detach().cpu() for k, v in self.E.state_dict().items()})
             extra["encoder"] = True
         card = ModelCard(
@@ -354,61 +396,3 @@ class SPADETrainer(Trainer):
                 "sha256": self.init_card.sha256,
             }
         return card, sd
-
-
-# ---- presets ------------------------------------------------------------------------------------------
-# name -> (generator options, training options, size (H, W), batch size, epochs, label set)
-PRESETS: dict[str, dict[str, Any]] = {
-    # The Hong Kong street-scene setup: Adam lr 2e-4 for both networks (no TTUR), batch 1, 100 epochs at
-    # a constant rate, Xavier init; SPADE's generator at its Cityscapes resolution.
-    "hongkong": dict(
-        gen=dict(ngf=64, num_upsampling_layers="more"),
-        train=dict(lr=2e-4, no_TTUR=True, beta1=0.0, beta2=0.9, niter_decay=0, init_type="xavier"),
-        size=(256, 512),
-        batch_size=1,
-        epochs=100,
-        label_set="cityscapes",
-    ),
-    # SPADE's published Cityscapes run: 256x512, 35 label channels + instance edges, upsampling 'more',
-    # batch 16, niter 100 + niter_decay 100 (200 epochs), TTUR (G 1e-4, D 4e-4, Adam (0, 0.9)),
-    # lambda_feat 10, lambda_vgg 10, multiscale D (2 x 4 layers, spectral instance norm), Xavier init.
-    "cityscapes": dict(
-        gen=dict(ngf=64, num_upsampling_layers="more", label_nc=35, contain_dontcare_label=False),
-        train=dict(lr=2e-4, niter_decay=100),
-        size=(256, 512),
-        batch_size=16,
-        epochs=200,
-        label_set="cityscapes",
-    ),
-    # SPADE's published ADE20K run: 256x256, 150 classes + dontcare, no instances, batch 32,
-    # niter 100 + niter_decay 100, TTUR.
-    "ade20k": dict(
-        gen=dict(ngf=64, num_upsampling_layers="normal", no_instance=True),
-        train=dict(lr=2e-4, niter_decay=100),
-        size=(256, 256),
-        batch_size=32,
-        epochs=200,
-        label_set="ade20k",
-    ),
-    # Synthetic Cityscapes-like scenes on a 2-core CPU. SPADE's cost is dominated by the 128-wide hidden
-    # layer of every SPADE norm at full resolution; nhidden 32 makes a step ~2.5x cheaper. The shipped demo
-    # model adds --ngf 8 --norm-G spectralspadebatch1x1 --size 256x512 (~1.2 s a step on 2 cores; the exact
-    # command is in models/demo/README.md and in its card).
-    "demo": dict(
-        gen=dict(ngf=16, nhidden=32, num_upsampling_layers="normal"),
-        train=dict(lr=2e-4, ndf=16, n_layers_D=3, num_D=2),
-        size=(128, 256),
-        batch_size=1,
-        epochs=None,
-        label_set="cityscapes",
-    ),
-    # The smallest sensible configuration: for tests and smoke runs.
-    "tiny": dict(
-        gen=dict(ngf=2, num_upsampling_layers="normal"),
-        train=dict(ndf=4, n_layers_D=2, num_D=2),
-        size=(32, 64),
-        batch_size=1,
-        epochs=1,
-        label_set="cityscapes",
-    ),
-}

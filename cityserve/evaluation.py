@@ -32,8 +32,8 @@ def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[n
     sees objects at the scale it learned even on 256x512 photos.
     """
     from .data.transforms import resize_photo
+    from .labels import resize_nearest
     from .models.segment import segment_graph_from_card
-    from .serving.codec import resize_nearest
 
     graph = segment_graph_from_card(card)
     own = (card.height, card.width)

@@ -242,7 +242,7 @@ def test_render_accepts_id_34_for_35_channel_cityscapes(tiny, tmp_path):
 @pytest.mark.parametrize(
     "case,message",
     [
-        ("id35", "35 (16 px) out of range"),
+        ("id35", "id 35 at 16 pixels is out of range"),
         ("color", "not in label set"),
         ("size", "16x64 but the model renders 32x64"),
         ("corrupt", "not a readable PNG"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..labels.labelmap import nearest_indices
 from .devices import cpu_supports_bf16
 
 
@@ -33,7 +34,9 @@ class Photo2PhotoGraph(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         labels = self.segment(image)
         if tuple(labels.shape[-2:]) != self.size:  # a segmenter of another size: nearest, as prepare_render does
-            labels = torch.nn.functional.interpolate(labels.float(), size=self.size, mode="nearest").to(labels.dtype)
+            rows = torch.from_numpy(nearest_indices(labels.shape[-2], self.size[0]))
+            cols = torch.from_numpy(nearest_indices(labels.shape[-1], self.size[1]))
+            labels = labels[..., rows[:, None], cols[None, :]]
         inst = labels.to(torch.int32) if self.render.use_instance else None
         z = torch.zeros(labels.shape[0], self.render.z_dim) if self.render.z_dim else None
         return self.render(labels, inst, z)
@@ -99,8 +102,8 @@ def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runn
     if card.kind == "chain":
         seg = make_onnxruntime(card.segmenter, device, threads)
         gen = make_onnxruntime(card.generator, device, threads)
+        from ..labels import resize_nearest
         from ..models.registry import render_io
-        from ..serving.codec import resize_nearest
 
         io = render_io(card.generator)
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import contract
 from ..cards import command_line, environment
 from . import devices
 from .engines import ENGINES, Unavailable, torch_graph
@@ -55,28 +56,26 @@ def example_feeds(card, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
         if card.kind == "chain" or card.label_set == "cityscapes":  # street photos, not noise
             from ..data.synthetic import generate_scene
 
-            return {"image": np.stack([generate_scene(seed + i, h, w).photo for i in range(batch)])}
-        return {"image": rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)}
+            return {contract.IMAGE: np.stack([generate_scene(seed + i, h, w).photo for i in range(batch)])}
+        return {contract.IMAGE: rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)}
     from ..models.registry import render_io
 
     io = render_io(card)
     feeds = {
-        "labels": rng.integers(0, io.num_classes, (batch, 1, h, w)).astype(
-            np.uint8 if io.num_classes <= 256 else np.int32
-        )
+        contract.LABELS: rng.integers(0, io.num_classes, (batch, 1, h, w)).astype(contract.label_dtype(io.num_classes))
     }
     if card.label_set == "cityscapes":
         from ..data.synthetic import generate_scene
 
         scenes = [generate_scene(seed + i, h, w) for i in range(batch)]
-        feeds["labels"] = np.stack([s.labels for s in scenes])[:, None].astype(feeds["labels"].dtype)
+        feeds[contract.LABELS] = np.stack([s.labels for s in scenes])[:, None].astype(feeds[contract.LABELS].dtype)
         inst = np.stack([s.instances for s in scenes])[:, None].astype(np.int32)
     else:
-        inst = feeds["labels"].astype(np.int32)
+        inst = feeds[contract.LABELS].astype(np.int32)
     if io.use_instance:
-        feeds["instances"] = inst
+        feeds[contract.INSTANCES] = inst
     if io.z_dim:
-        feeds["z"] = rng.standard_normal((batch, io.z_dim)).astype(np.float32)
+        feeds[contract.Z] = rng.standard_normal((batch, io.z_dim)).astype(np.float32)
     return feeds
 
 

@@ -76,8 +76,7 @@ def fit_to_model(data: bytes, label_set, height: int, width: int) -> tuple[bytes
     """Label PNG bytes -> (id PNG bytes at the model's size, ids, resized?)."""
     import numpy as np
 
-    from ..labels import read_label_png, write_id_png
-    from ..serving.codec import resize_nearest
+    from ..labels import read_label_png, resize_nearest, write_id_png
 
     ids = read_label_png(data, label_set)
     resized = ids.shape != (height, width)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import contract
 from ..bench.devices import cpu_flags, cpu_name, cpu_supports_bf16
 from ..cards import ModelCard, load_card, now_iso, sha256_file
 from ..errors import CheckpointError, ConfigError, UnavailableError
@@ -164,7 +165,7 @@ def _example_inputs(card: ModelCard, batch: int = 2) -> tuple[list[Optional[torc
     io = render_io(card)
     h, w = card.height, card.width
     g = torch.Generator().manual_seed(0)
-    dt = torch.uint8 if io.num_classes <= 256 else torch.int32
+    dt = getattr(torch, contract.label_dtype(io.num_classes).name)
     inputs: list[Optional[torch.Tensor]] = [torch.randint(0, io.num_classes, (batch, 1, h, w), generator=g).to(dt)]
     batch_dim = torch.export.Dim("batch", min=1, max=256)
     shapes = {"labels": {0: batch_dim}, "instances": None, "z": None}
@@ -201,7 +202,7 @@ def calibration_inputs(card: ModelCard, images: int = 2, seed: int = 0) -> list[
             inst = lab
         labels.append(lab)
         instances.append(inst)
-    dt = torch.uint8 if io.num_classes <= 256 else torch.int32
+    dt = getattr(torch, contract.label_dtype(io.num_classes).name)
     out: list[Optional[torch.Tensor]] = [torch.from_numpy(np.stack(labels)[:, None].astype(np.int64)).to(dt)]
     if io.use_instance:
         out.append(torch.from_numpy(np.stack(instances)[:, None].astype(np.int32)))

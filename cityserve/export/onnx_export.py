@@ -22,12 +22,13 @@ import onnx
 import torch
 from torch import nn
 
+from .. import contract
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, load_card, now_iso, sha256_file
 from ..errors import ConfigError
 
 DEFAULT_OPSET = 17
 METADATA_CARD_KEY = "cityserve.card"
-DYNAMIC_BATCH = "batch"
+DYNAMIC_BATCH = contract.BATCH
 
 
 def graph_stem(card: ModelCard) -> str:
@@ -35,8 +36,8 @@ def graph_stem(card: ModelCard) -> str:
 
 
 def label_dtype(num_classes: int) -> torch.dtype:
-    """uint8 ids where they fit (DESIGN: label maps travel as uint8 ids), int32 past 256 classes."""
-    return torch.uint8 if num_classes <= 256 else torch.int32
+    """The contract's label dtype as a torch dtype: uint8 ids where they fit, int32 past 256 classes."""
+    return getattr(torch, contract.label_dtype(num_classes).name)
 
 
 def build_graph(card: ModelCard, fused: bool = False) -> tuple[nn.Module, list[str], list[str]]:
@@ -51,13 +52,13 @@ def build_graph(card: ModelCard, fused: bool = False) -> tuple[nn.Module, list[s
             from .fuse import fuse_spade
 
             graph.generator = fuse_spade(graph.generator)
-        return graph.eval(), list(graph.input_names), ["image"]
+        return graph.eval(), list(graph.input_names), [contract.IMAGE]
     if card.kind == "segmenter":
         if fused:
             raise ConfigError(f"--fused applies to SPADE generators; {card.name} is a segmenter")
         from ..models.segment import segment_graph_from_card
 
-        return segment_graph_from_card(card).eval(), ["image"], ["labels"]
+        return segment_graph_from_card(card).eval(), [contract.IMAGE], [contract.LABELS]
     raise ConfigError(f"model card {card.path}: kind {card.kind!r} is neither 'generator' nor 'segmenter'")
 
 
@@ -91,8 +92,10 @@ def _np_dtype_name(elem_type: int) -> str:
 
 
 def contract_output_shapes(card: ModelCard) -> dict[str, list]:
+    """The graph's outputs as the contract shapes them (batch axis symbolic)."""
     h, w = card.height, card.width
-    return {"image": [DYNAMIC_BATCH, h, w, 3]} if card.kind == "generator" else {"labels": [DYNAMIC_BATCH, 1, h, w]}
+    spec = contract.render_output(h, w) if card.kind == "generator" else contract.segment_output(h, w)
+    return {spec.name: list(spec.shape)}
 
 
 def set_output_shapes(model: onnx.ModelProto, shapes: dict[str, list]) -> None:

@@ -9,6 +9,7 @@ naming the value, how many pixels carry it, and the label set; nothing is silent
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -16,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import LabelError
+from .labelmap import as_int_array, check_ids, count_values, describe_values
 
 IGNORE = 255  # train id of classes left out of training / evaluation
 
@@ -66,39 +68,10 @@ def _unpack(key: int) -> tuple[int, int, int]:
     return (key >> 16) & 255, (key >> 8) & 255, key & 255
 
 
-def _count_values(bad: np.ndarray, limit: int = 3) -> tuple[list[tuple[Any, int]], int]:
-    """The ``limit`` most frequent values of ``bad`` with their counts, and how many other values."""
-    values, counts = np.unique(bad, return_counts=True)
-    order = np.lexsort((values, -counts))  # most pixels first, then the smaller value
-    top = [(values[i].item(), int(counts[i])) for i in order[:limit]]
-    return top, max(0, len(values) - limit)
-
-
-def _pixels(n: int) -> str:
-    return f"{n} pixel" + ("" if n == 1 else "s")
-
-
-def _describe(kind: str, top: list[tuple[str, int]], more: int) -> str:
-    """'color (1, 2, 3) at 5 pixels' / 'colors (..) at 5 pixels, (..) at 2 pixels and 3 more'."""
-    parts = [f"{value} at {_pixels(n)}" for value, n in top]
-    text = f"{kind}{'s' if len(parts) > 1 or more else ''} " + ", ".join(parts)
-    if more:
-        text += f" and {more} more"
-    verb = "are" if len(parts) > 1 or more else "is"
-    return f"{text} {verb}"
-
-
 def _lookup(lut: np.ndarray, arr: np.ndarray) -> np.ndarray:
     """lut[arr] where arr indexes lut, -1 elsewhere (negative or too large values)."""
     inside = (arr >= 0) & (arr < len(lut))
     return np.where(inside, lut[np.clip(arr, 0, len(lut) - 1)], -1)
-
-
-def _as_int_array(a: Any, what: str) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise LabelError(f"{what} must be an integer array, not {arr.dtype}")
-    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,20 +178,10 @@ class LabelSet:
     def check_ids(self, ids: Any, num_channels: Optional[int] = None) -> np.ndarray:
         """Return ``ids`` as an array after checking every value is in 0..limit-1, where limit is
         ``num_channels`` (a model's channel count, e.g. 35 for official SPADE Cityscapes) or num_ids."""
-        arr = _as_int_array(ids, f"label ids for label set {self.name!r}")
-        limit = self.num_ids if num_channels is None else int(num_channels)
-        if arr.size:
-            lo, hi = arr.min(), arr.max()
-            if lo < 0 or hi >= limit:
-                bad = arr[(arr < 0) | (arr >= limit)]
-                top, more = _count_values(bad)
-                scope = (
-                    f"a {limit}-channel model of label set {self.name!r}"
-                    if num_channels is not None
-                    else f"label set {self.name!r}"
-                )
-                raise LabelError(f"{_describe('id', top, more)} out of range for {scope} (ids 0..{limit - 1})")
-        return arr
+        if num_channels is None:
+            return check_ids(ids, self.num_ids, f"label set {self.name!r}", f"label ids for label set {self.name!r}")
+        scope = f"a {int(num_channels)}-channel model of label set {self.name!r}"
+        return check_ids(ids, num_channels, scope, f"label ids for label set {self.name!r}")
 
     def ids_to_colors(self, ids: Any) -> np.ndarray:
         """ids [...] -> uint8 RGB [..., 3] (a color label image)."""
@@ -235,7 +198,7 @@ class LabelSet:
     def from_train_ids(self, train_ids: Any) -> np.ndarray:
         """Train ids -> label ids. Each train id maps to the lowest id carrying it, as
         cityscapesscripts' trainId2label does (so 255 -> Cityscapes 0 'unlabeled', ADE20K 150 'other')."""
-        arr = _as_int_array(train_ids, f"train ids for label set {self.name!r}")
+        arr = as_int_array(train_ids, f"train ids for label set {self.name!r}")
         if "from_train_lut" not in self._cache:
             lut = np.full(256, -1, dtype=np.int64)
             for c in reversed(self.classes):
@@ -244,10 +207,10 @@ class LabelSet:
         mapped = _lookup(self._cache["from_train_lut"], arr)
         valid = mapped >= 0
         if not valid.all():
-            top, more = _count_values(arr[~valid])
+            top, more = count_values(arr[~valid])
             ignore = ", 255 = ignore" if any(c.train_id == IGNORE for c in self.classes) else ""
             raise LabelError(
-                f"{_describe('train id', top, more)} not a train id of label set {self.name!r} "
+                f"{describe_values('train id', top, more)} not a train id of label set {self.name!r} "
                 f"(train ids 0..{self.num_train_ids - 1}{ignore})"
             )
         return mapped.astype(self.id_dtype)
@@ -280,13 +243,13 @@ class LabelSet:
 
     def file_to_ids(self, values: Any) -> np.ndarray:
         """Annotation file values -> ids (ADE20K: 0 -> 150, k -> k-1; COCO-Stuff: 255 -> 182)."""
-        arr = _as_int_array(values, f"label file values for label set {self.name!r}")
+        arr = as_int_array(values, f"label file values for label set {self.name!r}")
         mapped = _lookup(self._file_lut(), arr)
         valid = mapped >= 0
         if not valid.all():
-            top, more = _count_values(arr[~valid])
+            top, more = count_values(arr[~valid])
             raise LabelError(
-                f"{_describe('file value', top, more)} not valid in label set {self.name!r} ({self._file_rule()})"
+                f"{describe_values('file value', top, more)} not valid in label set {self.name!r} ({self._file_rule()})"
             )
         return mapped.astype(self.id_dtype)
 
@@ -345,7 +308,7 @@ class LabelSet:
         arr = np.asarray(rgb)
         if arr.ndim < 1 or arr.shape[-1] not in (3, 4):
             raise LabelError(f"a color label map must have 3 (RGB) or 4 (RGBA) channels last, not shape {arr.shape}")
-        arr = _as_int_array(arr[..., :3], "a color label map")
+        arr = as_int_array(arr[..., :3], "a color label map")
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             raise LabelError(f"color values must be 0..255, found {arr.min()}..{arr.max()}")
         if arr.size == 0:
@@ -380,7 +343,7 @@ class LabelSet:
         idx = np.searchsorted(skeys, keys).clip(0, len(skeys) - 1)
         found = skeys[idx] == keys
         if not found.all():
-            top, more = _count_values(keys[~found])
+            top, more = count_values(keys[~found])
             shown = [(_unpack(k), n) for k, n in top]
             gray = all(r == g == b for (r, g, b), _ in shown)
             hint = (
@@ -389,7 +352,7 @@ class LabelSet:
                 else "use nearest=True to snap anti-aliased or JPEG colors to the palette"
             )
             raise LabelError(
-                f"{_describe('color', shown, more)} not in label set {self.name!r} ({self.num_ids} classes; {hint})"
+                f"{describe_values('color', shown, more)} not in label set {self.name!r} ({self.num_ids} classes; {hint})"
             )
         return sids[idx].astype(self.id_dtype)
 
@@ -443,7 +406,15 @@ class LabelSet:
 
         return label_set_from_dict(d, source)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LabelSet) and self.to_dict() == other.to_dict()
+    def _value_key(self) -> str:
+        """The set's full definition as one canonical string (cached: sets are frozen)."""
+        if "value_key" not in self._cache:
+            self._cache["value_key"] = json.dumps(self.to_dict(), sort_keys=True)
+        return self._cache["value_key"]
 
-    __hash__ = object.__hash__
+    def __eq__(self, other: object) -> bool:
+        """Equal by value (two loads of one file are one set), and hashed the same way."""
+        return isinstance(other, LabelSet) and self._value_key() == other._value_key()
+
+    def __hash__(self) -> int:
+        return hash(self._value_key())

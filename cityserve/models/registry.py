@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from torch import nn
 
+from .. import contract
 from ..cards import ModelCard
 from ..errors import CheckpointError, ConfigError
 
@@ -90,3 +91,13 @@ def render_io(card: ModelCard) -> RenderIO:
     if fam.render_io is None:
         raise ConfigError(f"{card.name} is a {fam.kind} ({card.arch}), not a generator")
     return fam.render_io(config_from_card(card))
+
+
+def graph_tensors(card: ModelCard) -> tuple[tuple[contract.TensorSpec, ...], tuple[contract.TensorSpec, ...]]:
+    """The (inputs, outputs) of the card's graph in the tensor contract (``cityserve.contract``): a
+    generator's render graph or a segmenter's segment graph, at the card's H x W."""
+    h, w = card.height, card.width
+    if family(card.arch).kind == "segmenter":
+        return (contract.segment_input(h, w),), (contract.segment_output(h, w),)
+    io = render_io(card)
+    return contract.render_inputs(io.num_classes, h, w, io.use_instance, io.z_dim), (contract.render_output(h, w),)

@@ -1,4 +1,4 @@
-"""The render graph: the whole label -> photo computation as one module, as docs/architecture.md's contract says.
+"""The render graph: the whole label -> photo computation as one module, in ``cityserve.contract``'s terms.
 
     labels    uint8/int32 [B,1,H,W]  label ids of the model's label set (= generator channel indices)
     instances int32       [B,1,H,W]  optional; boundary edges are computed here
@@ -17,6 +17,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .. import contract
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -75,11 +77,11 @@ class RenderGraph(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        names = ["labels"]
+        names = [contract.LABELS]
         if self.use_instance:
-            names.append("instances")
+            names.append(contract.INSTANCES)
         if self.z_dim:
-            names.append("z")
+            names.append(contract.Z)
         return names
 
     def semantics(self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The segment graph: photo in, label ids out, as one module (the segmenter's side of docs/architecture.md).
+"""The segment graph: photo in, label ids out, as one module (the segmenter's side of ``cityserve.contract``).
 
     image   uint8 [B,H,W,3]  RGB photo
     labels  uint8 [B,1,H,W]  label ids of the segmenter's label set (Cityscapes: labelIds.png values)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hardware import cpu_supports_bf16
 from ..labels.labelmap import nearest_indices
-from .devices import cpu_supports_bf16
 
 
 class Unavailable(Exception):

@@ -44,9 +44,9 @@ import torch
 from torch import nn
 
 from .. import contract
-from ..bench.devices import cpu_flags, cpu_name, cpu_supports_bf16
 from ..cards import ModelCard, load_card, now_iso, sha256_file
 from ..errors import CheckpointError, ConfigError, UnavailableError
+from ..hardware import cpu_flags, cpu_name, cpu_supports_bf16
 from ..models.registry import render_io
 from ..models.render import RenderGraph, render_graph_from_card
 

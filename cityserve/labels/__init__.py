@@ -8,7 +8,7 @@ anything it does not know with a ``LabelError`` naming the value, its pixel coun
 from .builtin import BUILTIN_NAMES, ade20k, bit_interleave_color, cityscapes, coco_stuff, get_label_set
 from .custom import label_set_from_dict, load_label_set_file
 from .labelmap import as_batch, check_ids, fit_nearest, nearest_indices, resize_nearest
-from .labelset import FILE_CONVENTIONS, IGNORE, LabelClass, LabelSet
+from .labelset import LabelSet
 from .png import (
     decode_image,
     encode_png,
@@ -21,6 +21,7 @@ from .png import (
     write_color_png,
     write_id_png,
 )
+from .schema import FILE_CONVENTIONS, IGNORE, LabelClass
 
 __all__ = [
     "BUILTIN_NAMES",

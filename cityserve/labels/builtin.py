@@ -25,7 +25,8 @@ from typing import Any, Union
 
 from ..errors import LabelError
 from .custom import label_set_from_dict, load_label_set_file
-from .labelset import IGNORE, LabelClass, LabelSet
+from .labelset import LabelSet
+from .schema import IGNORE, LabelClass
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..contract import label_dtype
 from ..errors import LabelError
+from ..files import atomic_write_bytes
 from .builtin import LabelSetSpec, get_label_set
 from .labelmap import check_ids
 
@@ -128,8 +129,6 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 def _write(path: Optional[Union[str, os.PathLike[str]]], data: bytes) -> bytes:
     if path is not None:
-        from ..cards import atomic_write_bytes
-
         atomic_write_bytes(path, data)
     return data
 

@@ -17,7 +17,7 @@ from cityserve.engines.base import Renderer
 from cityserve.engines.torch_engine import TorchEngine
 from cityserve.errors import ConfigError, UnavailableError
 from cityserve.labels import write_color_png, write_id_png
-from cityserve.models.spade import encode_style, load_encoder
+from cityserve.models.spade_style import encode_style, load_encoder
 
 FIXTURES = {  # name -> (label set, size, extra import flags)
     "cityscapes_ngf2": ("cityscapes", "256x512", ["--upsampling", "normal"]),

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Optional
 
 import numpy as np
 
 from .. import contract
+from ..cards import load_card
+from ..errors import ConfigError
+from ..files import atomic_write_bytes
+from ..labels import encode_png, fit_nearest, read_instance_png, read_label_png, read_photo
 
 DESCRIPTION = """\
 Render one label map into a photo with a generator model card.
@@ -71,50 +76,9 @@ def register(sub, groups) -> None:
     p.set_defaults(func=run)
 
 
-def style_latent(card, image: np.ndarray, device: Optional[str] = None) -> np.ndarray:
-    """z [1, z_dim] of an RGB image through the card's encoder: its mean, deterministic."""
-    from ..models.spade import encode_style, load_encoder
-
-    encoder = load_encoder(card)
-    return encode_style(encoder, image, card.height, card.width, device=device or "cpu")
-
-
-def read_latent(path, z_dim: int) -> np.ndarray:
-    """A saved latent (.npy without pickles, or a .pt tensor) -> float32 [1, z_dim]."""
-    from ..errors import ConfigError
-
-    p = str(path)
-    if p.endswith(".npy"):
-        try:
-            z = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--z {p}: not a readable .npy array ({str(e).splitlines()[0][:120]})") from None
-    else:
-        import torch
-
-        from ..checkpoints import safe_load
-
-        z = safe_load(p)
-        if not isinstance(z, torch.Tensor):
-            raise ConfigError(f"--z {p}: holds a {type(z).__name__}, not a tensor")
-        z = z.detach().float().numpy()
-    z = np.asarray(z, dtype=np.float32)
-    if z.size != z_dim:
-        raise ConfigError(f"--z {p}: has {z.size} values of shape {tuple(z.shape)}; the model takes z_dim {z_dim}")
-    return z.reshape(1, z_dim)
-
-
 def write_photo(path, image: np.ndarray) -> None:
     """uint8 RGB [H,W,3] -> PNG (atomic write)."""
-    import cv2
-
-    from ..cards import atomic_write_bytes
-    from ..errors import ConfigError
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:
-        raise ConfigError(f"cannot encode the rendered image as PNG for {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, encode_png(image))
 
 
 def engine_options(engine: str, device: Optional[str]) -> dict:
@@ -129,8 +93,6 @@ def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
     """A label map of another size but the same aspect ratio is resized to the model's HxW with nearest
     neighbour (``labelmap.fit_nearest``: SPADE's first layer is sized from H and W, so the model cannot
     render another size), with a note; another aspect ratio is refused rather than distorted."""
-    from ..labels import fit_nearest
-
     fitted, instances, resized = fit_nearest(labels, card.height, card.width, instances)
     if resized:
         print(
@@ -145,12 +107,7 @@ def run_remote(args) -> int:
     """``--server HOST:PORT``: the label PNG goes to the server's ``label2photo`` ensemble (or the one
     --model names); the photo PNG comes back. ``--nearest`` decodes the colors here (snapping to the
     palette) and sends the ids to the raw render model instead."""
-    import time
-
-    from ..cards import atomic_write_bytes
-    from ..client import CityserveClient
-    from ..errors import ConfigError
-    from ..labels import read_label_png
+    from ..client import CityserveClient  # tritonclient and grpc: only when a server is asked for
 
     out = str(args.out)
     if not out.lower().endswith(".png"):
@@ -189,10 +146,9 @@ def run(args) -> int:
     if args.server:
         return run_remote(args)
 
-    from ..cards import load_card
+    # the torch-backed library, imported when a render runs (torch alone takes seconds to import)
     from ..engines.base import Renderer
-    from ..errors import ConfigError
-    from ..labels import read_instance_png, read_photo
+    from ..models.spade_style import read_latent, style_latent
 
     if not args.model:
         raise ConfigError("--model CARD is required (or --server HOST:PORT to render remotely)")

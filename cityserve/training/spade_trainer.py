@@ -131,7 +131,7 @@ class SPADETrainer(Trainer):
     def _from_card(self, path: str):
         from ..labels import get_label_set
         from ..models.registry import build_from_card, config_from_card
-        from ..models.spade import has_encoder, load_encoder
+        from ..models.spade_style import has_encoder, load_encoder
 
         card = load_card(path)
         if card.arch != "spade":

@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import np_to_triton_dtype
 
 from . import contract
 from .errors import CityserveError, ConfigError, LabelError, UnavailableError
 from .labels import labelmap
+from .serving.codec import decode_rgb_png, encode_rgb_png
 
 DEFAULT_URL = "127.0.0.1:8001"
 LabelInput = Union[bytes, bytearray, str, os.PathLike, np.ndarray]
@@ -110,8 +113,6 @@ class CityserveClient:
         render_model: str = "render",
         verbose: bool = False,
     ):
-        import tritonclient.grpc as grpcclient
-
         self._grpc = grpcclient
         self.url = url
         self.timeout = float(timeout)
@@ -166,8 +167,6 @@ class CityserveClient:
 
     # ---- one request, with deadline and retries ----------------------------------------------
     def _inputs(self, feeds: dict[str, np.ndarray]) -> list:
-        from tritonclient.utils import np_to_triton_dtype
-
         out = []
         for name, arr in feeds.items():
             dtype = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)
@@ -360,14 +359,12 @@ class CityserveClient:
             image = self.infer(self.render_model, feeds, outputs=[contract.IMAGE], timeout=timeout)[contract.IMAGE]
             if output == "array":
                 return image
-            from .serving.codec import encode_rgb_png
 
             pngs = [encode_rgb_png(im) for im in image]
             return pngs[0] if labels.ndim == 2 else pngs
         pngs = self.label2photo(labels, timeout=timeout)
         if output == "png":
             return pngs
-        from .serving.codec import decode_rgb_png
 
         return np.stack([decode_rgb_png(p) for p in ([pngs] if isinstance(pngs, bytes) else pngs)])
 
@@ -420,8 +417,6 @@ class CityserveClient:
 
     @staticmethod
     def _convert_single(out: dict[str, np.ndarray], output: str):
-        from .serving.codec import decode_rgb_png, encode_rgb_png
-
         if contract.IMAGE in out:
             image = out[contract.IMAGE][0]
             return image if output == "array" else encode_rgb_png(image)

@@ -28,8 +28,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import CityserveError, ConfigError, LabelError
-from ..labels import to_rgb8
+from ..labels import LabelSet, get_label_set, to_rgb8
 from . import transforms
+from .synthetic import generate_scene
 from .transforms import Augment
 from .validate import DatasetError, Problem, format_ids, image_size, raise_problems, scan
 
@@ -47,8 +48,6 @@ class Record:
 
 
 def _label_set(label_set):
-    from ..labels import LabelSet, get_label_set
-
     return label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
 
 
@@ -156,8 +155,6 @@ class SegmentationDataset(Dataset):
     # ---- checks ------------------------------------------------------------------------------
     def map_labels(self, raw: np.ndarray, path: Path | str = "<array>") -> np.ndarray:
         """File values (or palette colors) -> channel ids, int64 [H,W]; raises naming ``path``."""
-        from ..errors import LabelError
-
         try:
             if raw.ndim == 3:
                 rgb = cv2.cvtColor(raw[..., :3], cv2.COLOR_BGR2RGB)
@@ -473,8 +470,6 @@ class SyntheticDataset(Dataset):
         return len(self.seeds)
 
     def load(self, i: int):
-        from .synthetic import generate_scene
-
         scene = generate_scene(self.seeds[i], height=self.size[0], width=self.size[1])
         return scene.photo, scene.labels.astype(np.int64), scene.instances.astype(np.int32)
 

@@ -28,9 +28,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..labels import get_label_set
 from . import synthetic_objects as O
 from .synthetic_photo import finish
 from .synthetic_render import SKY_DEPTH, Camera, Canvas
@@ -379,8 +381,6 @@ def scene_stem(seed: int) -> str:
 
 
 def _colors(ids: np.ndarray) -> np.ndarray:
-    from ..labels import get_label_set
-
     return get_label_set("cityscapes").ids_to_colors(ids)
 
 
@@ -400,8 +400,6 @@ def write_scene(
     ``layout="cityscapes"`` uses the dataset tree ``leftImg8bit/{split}/{city}/`` and
     ``gtFine/{split}/{city}/`` (depth beside the photo), which ``CityscapesDataset`` reads.
     """
-    import cv2
-
     out = Path(out_dir)
     if layout == "flat":
         img_dir = gt_dir = out

@@ -45,10 +45,12 @@ from torch import nn
 
 from .. import contract
 from ..cards import ModelCard, load_card, now_iso, sha256_file
-from ..errors import CheckpointError, ConfigError, UnavailableError
+from ..data.synthetic import generate_scene
+from ..errors import CheckpointError, CityserveError, ConfigError, UnavailableError
 from ..hardware import cpu_flags, cpu_name, cpu_supports_bf16
 from ..models.registry import render_io
 from ..models.render import RenderGraph, render_graph_from_card
+from .fuse import fuse_spade
 
 PACKAGE = "render.pt2"
 ISA_FLAGS = {  # inductor's CPU vector ISA -> the /proc/cpuinfo flags its generated code needs
@@ -191,8 +193,6 @@ def calibration_inputs(card: ModelCard, images: int = 2, seed: int = 0) -> list[
     rng = np.random.default_rng(seed)
     for i in range(images):
         if name == "cityscapes" and io.num_classes >= 34:
-            from ..data.synthetic import generate_scene
-
             scene = generate_scene(seed + i, h, w)
             lab, inst = scene.labels, scene.instances
         else:
@@ -270,7 +270,6 @@ def compile_aot(
     if fused:
         if card.arch != "spade":
             raise ConfigError(f"--fused applies to SPADE generators, not {card.arch}")
-        from .fuse import fuse_spade
 
         graph.generator = fuse_spade(graph.generator)
     if layers_fp32 is None:
@@ -381,8 +380,6 @@ def load_aot(card: ModelCard) -> AOTPackage:
 def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None) -> ModelCard:
     """The AOT card to run ``card`` with: ``card`` itself if it is one, else the package cached beside it
     (``<card dir>/aot-<dtype>/``), compiled now when missing or built for another torch / CPU."""
-    from ..errors import CityserveError
-
     if "aot" in card.extra:
         return card
     dtype = dtype or default_dtype()

@@ -25,6 +25,7 @@ from .. import gpu
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, now_iso, sha256_file
 from ..errors import ConfigError
 from .onnx_export import card_from_onnx, describe_io, relative_weights
+from .opcheck import check_tensorrt_ops
 from .precision_report import PrecisionReport, fp32_node_selection
 
 DEFAULT_BATCH = (1, 4, 8)  # min, opt, max
@@ -192,8 +193,6 @@ def plan_build(
     card = card_from_onnx(onnx_path)
     model = onnx.load(str(onnx_path), load_external_data=False)
     if check_ops:
-        from .opcheck import check_tensorrt_ops
-
         check_tensorrt_ops(model)
     profile = batch_profile(card, min_batch, opt_batch, max_batch)
     shapes = profile_shapes(model, profile)

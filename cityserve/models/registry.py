@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import contract
 from ..cards import ModelCard
+from ..checkpoints import load_strict, load_weights
 from ..errors import CheckpointError, ConfigError
 
 FAMILY_MODULES = {
@@ -74,8 +75,6 @@ def config_from_card(card: ModelCard) -> Any:
 
 def build_from_card(card: ModelCard, load: bool = True, inference: bool = True) -> nn.Module:
     """The card's model with its weights (sha256-verified), in eval mode; inference form if asked."""
-    from ..checkpoints import load_strict, load_weights
-
     fam = family(card.arch)
     model = fam.build(config_from_card(card))
     if load:

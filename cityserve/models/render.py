@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import contract
+from ..labels import get_label_set
+from .registry import build_from_card, render_io
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -104,9 +106,6 @@ class RenderGraph(nn.Module):
 
 def render_graph_from_card(card, inference: bool = True) -> RenderGraph:
     """The card's generator wrapped in the render contract, weights loaded (sha256-checked), eval mode."""
-    from ..labels import get_label_set
-    from .registry import build_from_card, render_io
-
     io = render_io(card)
     generator = build_from_card(card, inference=inference)
     palette = get_label_set(card.label_set).palette if io.input_mode == "color" else None

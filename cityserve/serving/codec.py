@@ -16,9 +16,11 @@ import struct
 import zlib
 from typing import Any, Optional
 
+import cv2
 import numpy as np
 
 from ..errors import LabelError
+from ..labels import decode_image, get_label_set
 from ..labels.labelmap import check_ids, resize_nearest
 from ..labels.png import label_image_to_ids, to_rgb8
 
@@ -135,14 +137,10 @@ class LabelPngDecoder:
     nearest: bool = False
 
     def __post_init__(self) -> None:
-        from ..labels import get_label_set
-
         self.label_set = get_label_set(self.label_set)
         self.dtype = np.dtype(self.dtype)
 
     def decode(self, data: bytes) -> np.ndarray:
-        from ..labels import decode_image
-
         if len(data) > self.max_bytes:
             raise LabelError(f"label PNG is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
         header = png_header(data)
@@ -180,8 +178,6 @@ class PhotoDecoder:
     max_bytes: int = DEFAULT_MAX_BYTES
 
     def decode(self, data: bytes) -> np.ndarray:
-        import cv2
-
         if len(data) > self.max_bytes:
             raise LabelError(f"photo is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
         header = image_header(data, allow_jpeg=True)
@@ -202,8 +198,6 @@ class PhotoDecoder:
 
 def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
     """uint8 RGB [H, W, 3] -> PNG bytes (zlib level ``compression``: 1 is fast, 9 small)."""
-    import cv2
-
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise LabelError(f"an image to encode must be uint8 [H, W, 3], not {image.dtype} {image.shape}")
@@ -217,8 +211,6 @@ def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
 
 def decode_rgb_png(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 RGB [H, W, 3] (for clients reading the server's photos)."""
-    import cv2
-
     png_header(data)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
@@ -234,13 +226,9 @@ class LabelPngEncoder:
     compression: int = 1
 
     def __post_init__(self) -> None:
-        from ..labels import get_label_set
-
         self.label_set = get_label_set(self.label_set)
 
     def encode(self, ids: np.ndarray) -> tuple[bytes, bytes]:
-        import cv2
-
         ids = np.asarray(ids)
         if ids.ndim == 3 and ids.shape[0] == 1:
             ids = ids[0]

@@ -1,4 +1,4 @@
-"""Model card -> ``render.onnx`` (generators) or ``segment.onnx`` (segmenters), docs/architecture.md's contracts.
+"""Model card -> ``render.onnx`` (generators) or ``segment.onnx`` (segmenters), in ``cityserve.contract``'s terms.
 
 The graph is the whole computation a server needs: for a generator ``labels`` uint8 [B,1,H,W]
 (+ ``instances`` int32, + ``z`` float32 [B,z_dim]) -> ``image`` uint8 [B,H,W,3]; for a segmenter

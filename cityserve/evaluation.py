@@ -15,11 +15,19 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .data.synthetic import generate_scene
+from .data.transforms import resize_photo
+from .engines import Renderer
+from .errors import CityserveError
+from .labels import resize_nearest
 from .metrics import SegmentationScores, cityscapes_scores, fid_from_features, kid_from_features, l1, ssim
+from .models.inception import load_fid_inception
+from .models.segment import segment_graph_from_card
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -31,10 +39,6 @@ def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[n
     there, and the ids nearest-resized back, as the photo2photo chain does; a segmenter trained at 128x256
     sees objects at the scale it learned even on 256x512 photos.
     """
-    from .data.transforms import resize_photo
-    from .models.segment import segment_graph_from_card
-    from .serving.codec import resize_nearest
-
     graph = segment_graph_from_card(card)
     own = (card.height, card.width)
 
@@ -56,8 +60,6 @@ def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[n
 
 
 def _scenes(seeds: Sequence[int], height: int, width: int, desc: str):
-    from .data.synthetic import generate_scene
-
     for seed in tqdm(seeds, desc=desc, unit="scene", leave=False):
         yield seed, generate_scene(seed, height, width)
 
@@ -121,8 +123,6 @@ class GeneratorReport:
 def evaluate_generator(
     gen_card, seg_card, seeds: Sequence[int], engine: str = "torch", inception: Optional[str] = None, batch: int = 4
 ) -> GeneratorReport:
-    from .engines import Renderer
-
     renderer = Renderer.from_card(gen_card, engine=engine)
     seg = segmenter_fn(seg_card, native_size=True)
     gen_preds, real_preds, gts, l1s, ssims, fakes, reals = [], [], [], [], [], [], []
@@ -144,8 +144,6 @@ def evaluate_generator(
         float(np.mean(ssims)),
     )
     if inception is not None:
-        from .models.inception import load_fid_inception
-
         net = load_fid_inception(inception)
         f_fake, f_real = inception_features(net, fakes), inception_features(net, reals)
         report.fid = fid_from_features(f_fake, f_real)
@@ -173,10 +171,6 @@ def inception_features(net: torch.nn.Module, images: Iterable[np.ndarray], batch
 
 
 def read_folder(folder: str | Path) -> list[np.ndarray]:
-    import cv2
-
-    from .errors import CityserveError
-
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
         raise CityserveError(f"{folder} holds {len(paths)} images; FID/KID need at least 2")
@@ -190,8 +184,6 @@ def read_folder(folder: str | Path) -> list[np.ndarray]:
 
 
 def folder_fid(a: str | Path, b: str | Path, inception: Optional[str], seed: Optional[int] = None) -> dict:
-    from .models.inception import load_fid_inception
-
     net = load_fid_inception(inception, seed=seed)
     fa = inception_features(net, tqdm(read_folder(a), desc="features A", leave=False))
     fb = inception_features(net, tqdm(read_folder(b), desc="features B", leave=False))

@@ -16,7 +16,10 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Optional
 
+import cv2
 import numpy as np
+
+from .labels import get_label_set
 
 IGNORE = 255
 
@@ -116,8 +119,6 @@ class ConfusionAccumulator:
 def cityscapes_scores(pred_label_ids: Iterable[np.ndarray], gt_label_ids: Iterable[np.ndarray]) -> SegmentationScores:
     """mIoU / F1 over the 19 evaluated Cityscapes classes, from label-id maps (as the official
     evaluator takes them): ids are mapped to train ids and ignored classes dropped."""
-    from .labels import get_label_set
-
     ls = get_label_set("cityscapes")
     names = [ls.classes[[c.id for c in ls.classes].index(i)].name for i in ls.from_train_ids(np.arange(19))]
     acc = ConfusionAccumulator(19, names)
@@ -137,8 +138,6 @@ def l1(a: np.ndarray, b: np.ndarray) -> float:
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, L 255) of two
     uint8 images, averaged over channels and pixels."""
-    import cv2
-
     a = a.astype(np.float64)
     b = b.astype(np.float64)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cards import load_card
 from ..cliutil import parse_seeds
 
 EPILOG = """\
@@ -77,7 +78,6 @@ def _emit(args, result: dict, markdown: str) -> int:
 
 
 def run_segmenter(args) -> int:
-    from ..cards import load_card
     from ..evaluation import evaluate_segmenter
 
     card = load_card(args.model)
@@ -87,7 +87,6 @@ def run_segmenter(args) -> int:
 
 
 def run_generator(args) -> int:
-    from ..cards import load_card
     from ..evaluation import evaluate_generator
 
     gen, seg = load_card(args.model), load_card(args.segmenter)

@@ -31,7 +31,8 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from .transforms import resize_crop_photo, resize_nearest, resize_photo
+from ..labels.labelmap import resize_nearest
+from .transforms import resize_crop_photo, resize_photo
 from .validate import DatasetError
 
 # A segmenter maps uint8 RGB [B,H,W,3] to uint8 label ids [B,1,H,W].

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import safe_load, state_dict_from
 from ..errors import CheckpointError, ConfigError
 from ..options import option
 from .registry import Family, register_family
@@ -290,8 +291,6 @@ def load_backbone_weights(
     state dict file, or the dict itself) into the backbone. The ImageNet classifier (``fc.*``;
     ``classifier.*`` and ``features.18.*`` for MobileNetV2) is skipped; every other key must match
     by name and shape, or a one-line ``CheckpointError`` names the first offenders."""
-    from ..checkpoints import safe_load, state_dict_from
-
     backbone = model.backbone if isinstance(model, DeepLabV3Plus) else model
     if not isinstance(backbone, (ResNetBackbone, MobileNetV2Backbone)):
         raise ConfigError(

@@ -17,9 +17,9 @@ import torch
 from cityserve.cards import ModelCard
 from cityserve.checkpoints import save_checkpoint
 from cityserve.data.datasets import build_dataset
-from cityserve.data.synthetic import generate_scene
 from cityserve.data.overlays import OverlayParams, caption_glyphs, overlay_box_fraction
 from cityserve.data.sharpness import sharpness
+from cityserve.data.synthetic import generate_scene
 from cityserve.data.video import score_frame
 from cityserve.data.video_reader import sample_frames
 from cityserve.models.registry import family

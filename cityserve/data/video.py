@@ -35,8 +35,8 @@ from .overlays import OverlayParams, caption_glyphs, overlay_box_fraction
 from .sharpness import RelativeBlurRule, sharpness
 from .transforms import resize_crop_photo, resize_nearest, resize_photo
 from .validate import DatasetError
-from .video_report import report_markdown
 from .video_reader import count_samples, probe, sample_frames
+from .video_report import report_markdown
 
 # A segmenter maps uint8 RGB [B,H,W,3] to uint8 label ids [B,1,H,W].
 Segmenter = Callable[[np.ndarray], np.ndarray]

@@ -24,8 +24,8 @@ examples:
 
 what is dropped:
   blurred  sharpness < --blur-ratio x its reference: the smaller of the medians of the --blur-window
-           sampled frames before and after it (sharpness: variance of the Laplacian of the grey frame
-           resized to 256 rows, so the same scene scores the same at any resolution). Judged against
+           sampled frames before and after it (sharpness: variance of the Laplacian of Gaussian of the grey
+           frame resized to 256 rows, so a view scores about the same at any resolution). Judged against
            the video itself, so sharp smooth scenes (open road, sky) are kept, and motion blur and
            defocus (which take most of a frame's sharpness) are dropped. --blur-floor adds an absolute
            minimum, for footage blurred throughout.

@@ -4,9 +4,11 @@ A fixed threshold on the variance of the Laplacian cannot work across videos: th
 texture as much as focus (a sharp highway frame of sky and asphalt scores 50-80 where a sharp city
 street scores thousands), and it grows as frames shrink. So:
 
-* ``sharpness`` is the variance of the Laplacian of the grey frame area-resized to ``ANALYSIS_HEIGHT``
-  rows (width by aspect ratio): the same scene gives about the same score from 360p to 1080p (the
-  stored frame is scored, e.g. 480x960; frames under 256 rows are scored as they are);
+* ``sharpness`` is the variance of the Laplacian of Gaussian (sigma 1 px) of the grey frame area-resized
+  to ``ANALYSIS_HEIGHT`` rows (width by aspect ratio): one physical scale (1/256 of the frame height),
+  so the same view scores about the same from 360p to 1080p, within 15 % where the raw variance of the
+  Laplacian moves by 1.5-3x (the Gaussian evens out how each resize factor softens edges). The stored
+  frame is scored (e.g. 480x960); frames under 256 rows are scored as they are;
 * ``RelativeBlurRule`` calls a frame blurred when its score is below ``ratio`` times its *reference*:
   the smaller of the medians of the ``window`` sampled frames before it and of the ``window`` after it
   (only one side at the ends of a video). Motion blur and defocus take most of a frame's Laplacian
@@ -27,17 +29,18 @@ import numpy as np
 from ..errors import ConfigError
 
 ANALYSIS_HEIGHT = 256
+LOG_SIGMA = 1.0
 
 
 def sharpness(rgb: np.ndarray, analysis_height: int = ANALYSIS_HEIGHT) -> float:
-    """Variance of the Laplacian of the grey frame area-resized to ``analysis_height`` rows (smaller
-    frames are scored at their own size: enlarging adds no detail)."""
-    g = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    """Variance of the Laplacian of Gaussian (sigma ``LOG_SIGMA`` px) of the grey frame area-resized to
+    ``analysis_height`` rows (smaller frames are scored at their own size: enlarging adds no detail)."""
+    g = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float64)
     h, w = g.shape
     if h > analysis_height:
         width = max(1, int(round(w * analysis_height / h)))
         g = cv2.resize(g, (width, analysis_height), interpolation=cv2.INTER_AREA)
-    return float(cv2.Laplacian(g, cv2.CV_64F).var())
+    return float(cv2.Laplacian(cv2.GaussianBlur(g, (0, 0), LOG_SIGMA), cv2.CV_64F).var())
 
 
 @dataclass
@@ -68,7 +71,8 @@ class RelativeBlurRule:
         text = (
             f"blurred when sharpness < {self.ratio:g} x reference; reference = the smaller of the medians of "
             f"the {self.window} sampled frames before and the {self.window} after (one side at the ends of a "
-            f"video); sharpness = variance of the Laplacian of the grey frame resized to {ANALYSIS_HEIGHT} rows"
+            f"video); sharpness = variance of the Laplacian of Gaussian (sigma {LOG_SIGMA:g}) of the grey frame "
+            f"resized to {ANALYSIS_HEIGHT} rows"
         )
         return text + (f"; also blurred below {self.floor:g} (absolute floor)" if self.floor else "")
 

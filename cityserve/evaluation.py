@@ -47,7 +47,7 @@ class Segmenter:
     ``native_size``: photos of another size are area-resized to the segmenter's own (card) size, segmented
     there, and the ids nearest-resized back, as the photo2photo chain does; a segmenter trained at 128x256
     sees objects at the scale it learned even on 256x512 photos. ``features`` also keeps, from the same
-    forward pass, the deepest encoder features of every photo (``cityserve.models.encoder_features``).
+    forward pass, the encoder features of every photo (``cityserve.models.encoder_features``).
     """
 
     def __init__(self, card, batch: int = 4, native_size: bool = False, features: Optional[str] = None):
@@ -131,7 +131,7 @@ def evaluate_segmenter(
 
 
 SEGFEAT_NOTE = (
-    "Fréchet distance of the segmenter's deepest encoder features, generated vs real photos of the same "
+    "Fréchet distance of the segmenter's encoder features, generated vs real photos of the same "
     "scenes: an in-domain stand-in for FID (not FID; not comparable with published FIDs); lower is better"
 )
 

@@ -60,7 +60,7 @@ def test_segmenter_features_come_from_the_segmenting_pass(segmenter):
 
     photos = np.stack([generate_scene(s, 128, 256).photo for s in SEEDS + (10003,)])
     ids, f = segmenter.segment(photos)
-    assert f.shape == (4 * 2 * 4, 320)  # FCHarDNet at 128x256: a 2x4 map of 320 channels per photo
+    assert f.shape == (4 * 4 * 8, 224)  # FCHarDNet at 128x256: a 4x8 stride-32 map of 224 channels per photo
     np.testing.assert_array_equal(ids, Segmenter(segmenter.card, native_size=True)(photos))
     _, f_again = segmenter.segment(photos)
     np.testing.assert_array_equal(f, f_again)  # deterministic
@@ -95,8 +95,8 @@ def test_eval_generator_reports_segfeat_frechet(generator_card, tmp_path):
     args = ["eval", "generator", str(generator_card), "--segmenter", str(SEGMENTER), "--seeds", seeds]
     assert main(args + ["--out", str(out), "--no-progress"]) == 0
     r = json.loads(out.read_text())
-    assert r["segfeat_frechet"] > 0 and r["segfeat_frechet_features"]["n_vectors"] == 3 * 8
-    assert r["segfeat_frechet_features"]["dims"] == 320 and "not FID" in r["segfeat_frechet_features"]["note"]
+    assert r["segfeat_frechet"] > 0 and r["segfeat_frechet_features"]["n_vectors"] == 3 * 32
+    assert r["segfeat_frechet_features"]["dims"] == 224 and "not FID" in r["segfeat_frechet_features"]["note"]
     assert "fid" not in r
     md = out.with_suffix(".md").read_text()
     assert f"| {r['segfeat_frechet']:.3f} | 0 |" in md and "stand-in for FID" in md

@@ -29,9 +29,10 @@ generator renders each label map resized to its size (nearest; photos area-avera
 does, and the segmenter scores the generated photo against the labels (SPADE's Cityscapes protocol).
 Scores are cityscapesscripts' pixel-level mIoU / per-class IoU / F1 over the label set's train ids.
 
-segfeat_frechet is the Fréchet distance (pytorch-fid's math) between the --segmenter's deepest encoder
-features of the generated and of the real photos of the same scenes, one 320-d vector per position of
-FCHarDNet's stride-32 map: an in-domain stand-in for FID that needs no downloaded weights. It is not FID
+segfeat_frechet is the Fréchet distance (pytorch-fid's math) between the --segmenter's encoder
+features of the generated and of the real photos of the same scenes (FCHarDNet: one 224-d vector per
+position of its stride-32 stage; the choice is measured in benchmarks/studies/segfeat-frechet-choice.md):
+an in-domain stand-in for FID that needs no downloaded weights. It is not FID
 and its values are not comparable with published FIDs; compare generators with the same segmenter.
 FID/KID use pytorch-fid's Inception weights from a file you supply (nothing is downloaded); with that
 file the numbers are comparable to published pytorch-fid figures.

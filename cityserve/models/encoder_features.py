@@ -2,15 +2,20 @@
 
 FID needs pytorch-fid's Inception weights, which a machine without a download cannot have; a segmenter
 trained on the same domain can stand in (an in-domain stand-in for FID, not FID: its numbers are not
-comparable with published FIDs). Its deepest encoder stage sees the whole photo at the coarsest scale,
-where texture, color and object shape meet: FCHarDNet's 320-channel map after the last HarDNet block
-(stride 32), DeepLabV3+'s backbone output (2048 channels for ResNets, 320 for MobileNetV2).
+comparable with published FIDs). Its deep encoder stages see the photo at a coarse scale, where
+texture, color and object shape meet.
+
+Which map, and how pooled, was measured (``benchmarks/segfeat_frechet_choice.py``, results in
+``benchmarks/studies/segfeat-frechet-choice.md``) for the demo FCHarDNet at 128x256 on 50 held-out
+scenes: FCHarDNet's stride-32 stage (the 224-channel 1x1 conv after its fourth HarDNet block) with one
+vector per spatial position (4x8 per photo, 1600 vectors: a full-rank 224x224 covariance) puts both demo
+generators at twice the distance between real photos of two different seed ranges, with a bootstrap
+spread of 12-15 %. Global average pooling gives 50 vectors for a 224- or 320-d covariance (rank 49), and
+the deepest stage (stride 64, 320 channels) only 2x4 positions per photo; both spread more. DeepLabV3+
+uses its backbone output (stride 16 or 8; 2048 channels for ResNets, 320 for MobileNetV2).
 
 ``capture_encoder`` hooks that module, so the features come from the same forward pass that segments
-the photo (no second run). ``feature_vectors`` turns each map into one vector per spatial position:
-on 50 photos at 128x256, FCHarDNet's 4x8 map gives 1600 vectors of 320 channels, enough for a full-rank
-covariance, where global average pooling gives 50 vectors for a 320x320 covariance (rank 49, so the
-distance is dominated by estimation noise); see benchmarks/segfeat_frechet_choice.py for the figures.
+the photo (no second run). ``feature_vectors`` turns each map into one vector per spatial position.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ def encoder_module(net: nn.Module) -> tuple[nn.Module, int, str]:
     from .fchardnet import FCHarDNet
 
     if isinstance(net, FCHarDNet):
-        return net.base[-1], -1, "FCHarDNet deepest encoder stage (base[-1], 320 channels, stride 32)"
+        i = net.shortcut_layers[-1] + 1  # the 1x1 conv after the last block that has a skip: stride 32
+        ch = net.base[i].conv.out_channels
+        return net.base[i], -1, f"FCHarDNet stride-32 encoder stage (base[{i}], {ch} channels), one vector per position"
     if isinstance(net, DeepLabV3Plus):
         ch = net.backbone.out_channels
-        return net.backbone, 1, f"DeepLabV3+ backbone output ({ch} channels)"
+        return net.backbone, 1, f"DeepLabV3+ backbone output ({ch} channels), one vector per position"
     raise ConfigError(f"no encoder features known for {type(net).__name__} (FCHarDNet and DeepLabV3+ have them)")
 
 

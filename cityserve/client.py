@@ -27,6 +27,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import CityserveError, ConfigError, LabelError, UnavailableError
+from .extras import require
 
 DEFAULT_URL = "127.0.0.1:8001"
 LabelInput = Union[bytes, bytearray, str, os.PathLike, np.ndarray]
@@ -104,16 +105,14 @@ class CityserveClient:
         render_model: str = "render",
         verbose: bool = False,
     ):
-        import tritonclient.grpc as grpcclient
-
-        self._grpc = grpcclient
+        self._grpc = require("serve", "tritonclient.grpc", "the gRPC client")
         self.url = url
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.label2photo_model = label2photo_model
         self.render_model = render_model
-        self._client = grpcclient.InferenceServerClient(url, verbose=verbose)
+        self._client = self._grpc.InferenceServerClient(url, verbose=verbose)
         self._configs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -160,8 +159,7 @@ class CityserveClient:
 
     # ---- one request, with deadline and retries ----------------------------------------------
     def _inputs(self, feeds: dict[str, np.ndarray]) -> list:
-        from tritonclient.utils import np_to_triton_dtype
-
+        np_to_triton_dtype = require("serve", "tritonclient.utils").np_to_triton_dtype
         out = []
         for name, arr in feeds.items():
             dtype = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 EPILOG = """\
 examples:
   # one frame every 1.5 s, 960x480 (2:1), labelled by a segmenter card
-  python -m train.build_dataset hk_drive_01.mp4 hk_drive_02.mp4 --segmenter runs/fchardnet/best.card.json \\
+  python train/build_dataset.py hk_drive_01.mp4 hk_drive_02.mp4 --segmenter runs/fchardnet/best.card.json \\
       --out data/hongkong
 
   # look at the keep/drop decisions first (no segmenter, nothing but the report is written)
-  python -m train.build_dataset drive.mp4 --out /tmp/probe --dry-run --blur-threshold 80
+  python train/build_dataset.py drive.mp4 --out /tmp/probe --dry-run --blur-threshold 80
 
 what is dropped:
   blurred  variance of the Laplacian of the grey 2:1 frame < --blur-threshold (100 suits 960x480
@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from cityserve.cliutil import parse_size
 
     p = argparse.ArgumentParser(
-        prog="python -m train.build_dataset",
+        prog="python train/build_dataset.py",
         description="Turn street videos into a Cityscapes-style dataset: sample frames, drop blurred and "
         "captioned ones, crop to 2:1, label the rest with a segmenter checkpoint, write a report.",
         epilog=EPILOG,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 EPILOG = """examples:
   python train/pix2pix.py --preset citygan --data cityscapes --root /data/cityscapes --out runs/citygan
@@ -75,5 +74,4 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

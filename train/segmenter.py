@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 EPILOG = """examples:
   # the demo segmenter on synthetic scenes (2-core CPU, ~25 minutes)
@@ -90,5 +89,4 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 EPILOG = """examples:
   # the shipped demo model (models/demo/spade-demo): synthetic scenes at 256x512, 2-core CPU, ~92 minutes
@@ -149,5 +148,4 @@ def _run(args: argparse.Namespace, preset: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

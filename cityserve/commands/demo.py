@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 DESCRIPTION = """\
-Build a cpu model repository with the shipped demo model (models/demo/; until a trained one is shipped,
-a clearly announced random-weight placeholder), start the bundled tritonserver on 127.0.0.1 with free
-ports, render every label map in examples/ through gRPC (the label2photo ensemble: label PNG in, photo
+Build a cpu model repository with the shipped demo models (models/demo/: a SPADE generator and an
+FCHarDNet segmenter trained on synthetic street scenes; only if they are missing, a loudly announced
+random-weight placeholder), start the bundled tritonserver on 127.0.0.1 with free ports, render every label map in examples/ through gRPC (the label2photo ensemble: label PNG in, photo
 PNG out), write the photos and a side-by-side montage (label colors | photo), stop the server, and
 print where the results are and how long each render took.
 
@@ -163,6 +163,6 @@ def run(args) -> int:
             f"{sorted(timings)[len(timings) // 2]:.0f} ms ({generator.name}, {generator.height}x{generator.width})"
         )
     if warning:
-        print("(placeholder model with random weights: the photos are noise until models/demo/ is shipped)")
+        print("(placeholder model with random weights: the photos are noise; the trained demo models were not found)")
     print(f"demo took {time.perf_counter() - t_all:.1f} s")
     return 0

@@ -12,8 +12,9 @@ from pathlib import Path
 DESCRIPTION = """\
 Serve a Triton model repository with tritonserver: the one in the nvidia-pytriton wheel (cpu target)
 or a `tritonserver` on PATH (NGC containers; gpu targets). Without --repo, a repository is built first
-from --model cards, else from the shipped demo model (models/demo/; a random-weight placeholder,
-clearly announced, until a trained one is shipped).
+from --model cards, else from the shipped demo models (models/demo/: a SPADE generator and an
+FCHarDNet segmenter trained on synthetic street scenes; only if they are missing is a loudly announced
+random-weight placeholder served instead).
 
 The server listens on 127.0.0.1 unless --host says otherwise, with model control off: clients can
 infer but cannot load or unload models. The command prints the gRPC, HTTP and metrics endpoints once

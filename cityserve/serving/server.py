@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import CityserveError, UnavailableError
+from ..extras import require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +80,7 @@ def find_tritonserver(prefer: str = "auto") -> TritonInstall:
 
 
 def _bundled_install() -> TritonInstall:
-    try:
-        import pytriton
-    except ImportError:
-        raise UnavailableError("the nvidia-pytriton wheel is not installed") from None
+    pytriton = require("serve", "pytriton", "the bundled tritonserver")
     root = Path(pytriton.__file__).resolve().parent / "tritonserver"
     binary = root / "bin" / "tritonserver"
     lib_dir = root.parents[1] / "nvidia_pytriton.libs"
@@ -289,8 +287,7 @@ class TritonServer:
     def wait_ready(self, timeout: Optional[float] = None) -> None:
         """Block until the server and all its models are ready (strict readiness); raise with the log
         tail when the process exits or the timeout passes."""
-        import tritonclient.grpc as grpcclient
-
+        grpcclient = require("serve", "tritonclient.grpc", "waiting for the server")
         deadline = time.monotonic() + (timeout or self.startup_timeout)
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
@@ -318,8 +315,7 @@ class TritonServer:
 
     def descendants(self) -> list:
         """The server's descendant processes (the python backend stubs), as psutil.Process objects."""
-        import psutil
-
+        psutil = require("serve", "psutil", "stopping the server")
         if self.process is None:
             return []
         try:
@@ -330,8 +326,7 @@ class TritonServer:
     def stop(self, timeout: float = 20.0) -> Optional[int]:
         """SIGTERM (Triton unloads models and ends its stubs), then SIGKILL whatever is left of the
         process group. Returns the server's exit code."""
-        import psutil
-
+        psutil = require("serve", "psutil", "stopping the server")
         if self.process is None:
             return None
         proc, self.process = self.process, None

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from ..cards import ModelCard, atomic_write_bytes, command_line, environment, now_iso
 from ..checkpoints import safe_load, save_checkpoint
 from ..errors import CheckpointError, CityserveError, ConfigError
+from ..extras import require
 
 log = logging.getLogger("cityserve.training")
 
@@ -520,6 +521,7 @@ class Runner:
             persistent_workers=False,
         )
         if self.is_main and cfg.tensorboard and self.writer is None:
+            require("train", "tensorboard", "TensorBoard logging (--no-tensorboard turns it off)")
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(cfg.out / "tensorboard"), purge_step=start or None)

@@ -640,6 +640,7 @@ def build_repository(
         if not p.is_file():
             raise CheckpointError(f"TensorRT engine {p} (for {k}) does not exist")
     templates = templates_dir()
+    require("serve", "tritonclient.grpc.model_config_pb2", "the repository builder")  # before any export
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))

@@ -16,7 +16,7 @@ examples:
       --out data/hongkong
 
   # look at the keep/drop decisions first (no segmenter, nothing but the report is written)
-  python train/build_dataset.py drive.mp4 --out /tmp/probe --dry-run --blur-threshold 80
+  python train/build_dataset.py drive.mp4 --out probe/ --dry-run --blur-threshold 80
 
 what is dropped:
   blurred  variance of the Laplacian of the grey 2:1 frame < --blur-threshold (100 suits 960x480

@@ -22,7 +22,7 @@ interpolated). Without an examples/ directory, a few synthetic street scenes are
 EPILOG = """\
 examples:
   cityserve demo
-  cityserve demo --examples my_labels/ --out demo_output/
+  cityserve demo --examples my_streets/ --out demo_output/
 """
 
 

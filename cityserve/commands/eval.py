@@ -10,8 +10,8 @@ from ..cliutil import parse_seeds
 
 EPILOG = """\
 examples:
-  cityserve eval segmenter models/demo/segmenter.card.json --seeds 10000-10049
-  cityserve eval generator models/demo/spade.card.json --segmenter models/demo/segmenter.card.json \\
+  cityserve eval segmenter models/demo/segmenter-demo.card.json --seeds 10000-10049
+  cityserve eval generator models/demo/spade-demo.card.json --segmenter models/demo/segmenter-demo.card.json \\
       --seeds 10000-10049 --out results/demo_eval.json
   cityserve eval fid generated/ real/ --inception pt_inception-2015-12-05-6726825d.pth
 

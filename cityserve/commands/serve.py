@@ -22,13 +22,13 @@ every model is ready, and stops the server and all its processes on Ctrl-C or SI
 
 EPILOG = """\
 examples:
-  cityserve serve                                   # the demo model, gRPC on 127.0.0.1:8001
+  cityserve serve                                   # the demo models, gRPC on 127.0.0.1:8001
   cityserve serve --repo repo/ --grpc-port 0        # any free ports
-  cityserve serve --model ckpt/spade --model ckpt/fchardnet
+  cityserve serve --model models/spade_cityscapes --model models/fchardnet_half
   cityserve serve --repo repo-gpu/ --host 0.0.0.0   # in an NGC container, reachable from outside
 
 then, from another terminal:
-  cityserve render examples/street.png --server 127.0.0.1:8001 --out photo.png
+  cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png
 """
 
 

@@ -1,17 +1,20 @@
 # The two commands a fresh machine needs: `make test` and `make demo`. Everything else they need
-# (the virtual environment, the package and its dependencies) they install themselves.
+# (the virtual environment, the package and its dependencies) they install themselves, at the exact
+# versions of requirements-lock.txt (pip constraints: pyproject.toml keeps the compatible ranges).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PA_VENV := .venv-pa
+LOCK   := requirements-lock.txt
+EXTRAS := all,dev
 
-.PHONY: test lint demo install clean-venv perf-analyzer bench-quick
+.PHONY: test lint demo install lock clean-venv perf-analyzer bench-quick
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -c $(LOCK) pip >/dev/null
+	$(PY) -m pip install -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,6 +33,20 @@ demo: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Regenerate the lock: a fresh environment installs '.[all,dev]' with the current lock as constraints
+# (existing pins stay, new dependencies resolve to their newest compatible version, dropped ones go),
+# and its exact versions replace the lock's list; the header comment is kept. See the lock's header.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q -c $(LOCK) pip
+	.venv-lock/bin/pip install -q -c $(LOCK) '.[$(EXTRAS)]'
+	sed '/^[^#]/,$$d' $(LOCK) > $(LOCK).new
+	.venv-lock/bin/pip freeze --all --exclude cityserve | sed 's/+[A-Za-z0-9.]*$$//' >> $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
+	@echo "$(LOCK) regenerated: run make test, then commit it with pyproject.toml"
 
 # perf_analyzer in its own environment (tritonclient 2.41.1 carries the binary; the main environment
 # has a newer tritonclient). Its two missing libraries come from the nvidia-pytriton wheel.

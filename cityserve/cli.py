@@ -13,8 +13,9 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import textwrap
 
-from . import commands
+from . import __version__, commands
 from .errors import run_with_exit_codes
 
 GROUPS = {
@@ -38,10 +39,10 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cityserve",
-        description="Street-scene label maps to photos: train, import, export, serve, benchmark.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"cityserve {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups = {}
     for name, help_text in GROUPS.items():
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub, groups)
+    # the description lists the commands that exist, so it cannot go stale
+    parser.description = textwrap.fill(
+        f"Street-scene label maps to photos. Commands: {', '.join(sub.choices)}. Training is "
+        "train/*.py, benchmarks benchmarks/run.py in a checkout of the repository.",
+        width=100,
+    )
     return parser
 
 

@@ -120,7 +120,7 @@ class CityserveClient:
         self.backoff = float(backoff)
         self.label2photo_model = label2photo_model
         self.render_model = render_model
-        self._client = grpcclient.InferenceServerClient(url, verbose=verbose)
+        self._client = self._grpc.InferenceServerClient(url, verbose=verbose)
         self._configs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 

@@ -42,13 +42,22 @@ EXIT_INTERRUPTED = 130
 def run_with_exit_codes(body) -> int:
     """Run an entry point's ``body()`` (returning its exit code) so that every entry point — the
     ``cityserve`` CLI and the ``train/`` scripts — answers errors the same way: ``error: <one line>``
-    on stderr and the error class's ``exit_code``; Ctrl-C is 130. Other exceptions are bugs and keep
+    on stderr and the error class's ``exit_code``; Ctrl-C is 130; a missing optional dependency is exit
+    3 naming the ``pip install 'cityserve[EXTRA]'`` that brings it. Other exceptions are bugs and keep
     their traceback."""
     try:
         return int(body() or 0)
     except CityserveError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:  # an optional import not routed through extras.require
+        from .extras import extra_for, missing_extra_message
+
+        extra = extra_for(e.name or "")
+        if extra is None:
+            raise
+        print(f"error: {missing_extra_message(extra, e.name)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

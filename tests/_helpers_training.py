@@ -76,7 +76,7 @@ def train_cmd(script: str, *args: str) -> list[str]:
 
 def env_1thread() -> dict:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
 
 

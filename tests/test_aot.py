@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -145,13 +144,13 @@ def test_card_records_what_the_package_needs(aot_card, gen_card):
 
 def test_round_trip_in_a_fresh_process_without_recompiling(aot_card, gen_card, tmp_path):
     """`cityserve render --engine aot` with the package's card, in a new interpreter: it loads the
-    package (no compile: the package directory is untouched) and renders within the budget."""
+    package (no compile: the package directory is untouched; no wall-time threshold, which a busy
+    machine would break) and renders within the error budget."""
     import cv2
 
     labels, _ = scenes(1, seed=7)
     cv2.imwrite(str(tmp_path / "labels.png"), labels[0, 0])
     before = {p.name: p.stat().st_mtime_ns for p in aot_card.directory.iterdir()}
-    t = time.perf_counter()
     res = subprocess.run(
         [
             sys.executable,
@@ -172,10 +171,8 @@ def test_round_trip_in_a_fresh_process_without_recompiling(aot_card, gen_card, t
         timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    seconds = time.perf_counter() - t
     assert res.returncode == 0, res.stderr
     assert {p.name: p.stat().st_mtime_ns for p in aot_card.directory.iterdir()} == before
-    assert seconds < 60, f"loading + rendering took {seconds:.0f} s: was it recompiled?"
     photo = cv2.cvtColor(cv2.imread(str(tmp_path / "photo.png")), cv2.COLOR_BGR2RGB)[None]
     # no --instances: the renderer uses the class map as instances (edges at class boundaries)
     assert_within_budget(photo, torch_render(gen_card, labels, labels.astype(np.int32)))

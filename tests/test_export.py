@@ -286,9 +286,9 @@ def test_entry_points_and_help(repo_root, capsys):
         main(["export", "onnx", "--help"])
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
-    # export/onnx.py is a thin wrapper; named onnx.py, it must not shadow the onnx package
+    # export/to_onnx.py is a thin wrapper over the installed package (no sys.path edits)
     r = subprocess.run(
-        [sys.executable, str(repo_root / "export" / "onnx.py"), "--help"], capture_output=True, text=True
+        [sys.executable, str(repo_root / "export" / "to_onnx.py"), "--help"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "cityserve export onnx" in r.stdout, r.stderr
 

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _helpers_training import REPO, TinyScenes, env_1thread, train_cmd, write_paired
 
 from cityserve.cards import load_card

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 EPILOG = """\
 examples:
   # one frame every 1.5 s, 960x480 (2:1), labelled by a segmenter card
-  python -m train.build_dataset hk_drive_01.mp4 hk_drive_02.mp4 --segmenter runs/fchardnet/best.card.json \\
+  python train/build_dataset.py hk_drive_01.mp4 hk_drive_02.mp4 --segmenter runs/fchardnet/best.card.json \\
       --out data/hongkong
 
   # look at the keep/drop decisions first (no segmenter, nothing but the report is written)
-  python -m train.build_dataset drive.mp4 --out /tmp/probe --dry-run --blur-ratio 0.4
+  python train/build_dataset.py drive.mp4 --out probe/ --dry-run --blur-ratio 0.4
 
   # frames that come with ground-truth labels (label PNGs named by frame number): the report gives the
   # pseudo labels' mIoU and per-class IoU against them; an image folder works as a source too
-  python -m train.build_dataset drive.mp4 frames_dir/ --segmenter seg.card.json --ground-truth gt/ --out data/hk
+  python train/build_dataset.py drive.mp4 frames_dir/ --segmenter seg.card.json --ground-truth gt/ --out data/hk
 
 what is dropped:
   blurred  sharpness < --blur-ratio x its reference: the smaller of the medians of the --blur-window
@@ -52,7 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from cityserve.cliutil import parse_size
 
     p = argparse.ArgumentParser(
-        prog="python -m train.build_dataset",
+        prog="python train/build_dataset.py",
         description="Turn street videos into a Cityscapes-style dataset: sample frames, drop blurred and "
         "captioned ones, crop to 2:1, label the rest with a segmenter checkpoint, write a report.",
         epilog=EPILOG,

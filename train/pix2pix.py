@@ -19,7 +19,7 @@ from cityserve.training.entry import ResolvedRun, TrainerSpec, train_main
 from cityserve.training.pix2pix_trainer import PRESETS, Pix2PixTrainConfig, Pix2PixTrainer
 
 EPILOG = """examples:
-  python train/pix2pix.py --preset citygan --data cityscapes --root /data/cityscapes --out runs/citygan
+  python train/pix2pix.py --preset citygan --data cityscapes --root data/cityscapes --out runs/citygan
   python train/pix2pix.py --preset demo --data synthetic --seeds 0-99 --max-steps 2000 --out runs/p2p-demo
   python train/pix2pix.py --preset citygan --data paired --root my_city --input-mode color --out runs/p2p-color
 

@@ -28,12 +28,12 @@ EPILOG = """examples:
   python train/segmenter.py --preset demo --data synthetic --seeds 0-99 --out runs/seg-demo
 
   # FCHarDNet's Cityscapes recipe on 4 GPUs
-  torchrun --nproc_per_node 4 train/segmenter.py --preset fchardnet --data cityscapes --root /data/cityscapes \\
+  torchrun --nproc_per_node 4 train/segmenter.py --preset fchardnet --data cityscapes --root data/cityscapes \\
       --batch-size 4 --out runs/fchardnet
 
   # DeepLabV3+ MobileNetV2 from local ImageNet weights
   python train/segmenter.py --preset deeplab --backbone mobilenetv2 --backbone-weights mobilenet_v2.pth \\
-      --data cityscapes --root /data/cityscapes --out runs/deeplab
+      --data cityscapes --root data/cityscapes --out runs/deeplab
 
 Outputs, --resume, exit codes: as train/spade.py (NAME.card.json + NAME.pt, checkpoints/, state/, tensorboard/).
 """

@@ -27,14 +27,14 @@ EPILOG = """examples:
       --init-from runs/demo128/spade-demo.card.json --init-D runs/demo128/state/step_00012000.pt --out runs/demo
 
   # SPADE's published Cityscapes settings on 8 GPUs (batch 16 per GPU here; SPADE used 16 in total)
-  torchrun --nproc_per_node 8 train/spade.py --preset cityscapes --data cityscapes --root /data/cityscapes \\
+  torchrun --nproc_per_node 8 train/spade.py --preset cityscapes --data cityscapes --root data/cityscapes \\
       --batch-size 2 --vgg-weights vgg19-dcbb9e9d.pth --out runs/spade-cityscapes
 
   # OASIS's objective on your own paired folders (no VGG weights needed)
   python train/spade.py --preset oasis --data paired --root my_city --batch-size 4 --out runs/oasis
 
   # fine-tune an imported official checkpoint on your own paired folders
-  cityserve import spade latest_net_G.pth --out models/spade-cs
+  cityserve import spade latest_net_G.pth --label-set cityscapes --size 256x512 --out models/spade-cs
   python train/spade.py --preset hongkong --init-from models/spade-cs --data paired --root my_city --out runs/ft
 
   # a quick smoke run, then continue it: --resume takes the newest state in --out

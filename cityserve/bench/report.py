@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..extras import require
+
 
 def _fmt(x, digits=1):
     return "–" if x is None else f"{x:.{digits}f}"
@@ -92,8 +94,7 @@ def markdown(doc: dict) -> str:
 
 
 def plots(doc: dict, out_prefix: Path) -> list[Path]:
-    import matplotlib
-
+    matplotlib = require("bench", "matplotlib", "benchmark plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,10 +9,12 @@ perf_analyzer runs too when it is installed (``make perf-analyzer``; see benchma
 
 from __future__ import annotations
 
+import csv
 import json as _json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -103,6 +105,15 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
     card = _pick_generator(plan, doc)
     if card is None:
         return {"status": "not measured", "reason": "no generator in this run", "target": "cpu", "model": None}
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError:
+        return {
+            "status": "not measured",
+            "reason": "tritonclient is not installed (pip install 'cityserve[serve]')",
+            "target": "cpu",
+            "model": card.name,
+        }
     repo_dir = cache / f"triton-repo-{card.name}"
     if repo_dir.exists():
         shutil.rmtree(repo_dir)
@@ -174,14 +185,32 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
 
 
 def find_perf_analyzer() -> Optional[Path]:
+    """$PERF_ANALYZER, else the ``.venv-pa/`` that ``make perf-analyzer`` sets up beside this
+    environment's ``.venv/``, else ``perf_analyzer`` on PATH."""
     env = os.environ.get("PERF_ANALYZER")
     candidates = [Path(env)] if env else []
-    repo = Path(__file__).resolve().parents[2]
-    candidates += [repo / ".venv-pa" / "bin" / "perf_analyzer"]
+    candidates += [Path(sys.prefix).parent / ".venv-pa" / "bin" / "perf_analyzer"]
     which = shutil.which("perf_analyzer")
     if which:
         candidates.append(Path(which))
     return next((c for c in candidates if c.is_file()), None)
+
+
+def parse_perf_analyzer_csv(text: str) -> list[dict]:
+    """perf_analyzer's ``-f`` CSV -> one row per concurrency, ordered by concurrency (perf_analyzer
+    orders its rows by throughput, which on a busy machine puts a higher concurrency first)."""
+    lines = text.strip().splitlines()
+    table = lines[: lines.index("")] if "" in lines else lines  # a second section may follow a blank line
+    rows = [
+        {
+            "concurrency": int(v["Concurrency"]),
+            "throughput_ips": float(v["Inferences/Second"]),
+            "p50_ms": float(v["p50 latency"]) / 1e3,
+            "p99_ms": float(v["p99 latency"]) / 1e3,
+        }
+        for v in csv.DictReader(table)
+    ]
+    return sorted(rows, key=lambda r: r["concurrency"])
 
 
 def run_perf_analyzer(
@@ -192,7 +221,7 @@ def run_perf_analyzer(
     exe = find_perf_analyzer()
     if exe is None:
         return {"status": "not measured", "reason": "perf_analyzer not installed (make perf-analyzer)"}
-    csv = cache / "perf_analyzer.csv"
+    csv_path = cache / "perf_analyzer.csv"
     shapes = [f"--shape=labels:{','.join(map(str, shape[1:]))}"]
     if io.use_instance:
         shapes.append(f"--shape=instances:{','.join(map(str, shape[1:]))}")
@@ -224,28 +253,14 @@ def run_perf_analyzer(
         "zero",
         *settings,
         "-f",
-        str(csv),
+        str(csv_path),
         *shapes,
     ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"status": "failed", "reason": str(e)[:300], "command": " ".join(cmd)}
-    if proc.returncode != 0 or not csv.is_file():
+    if proc.returncode != 0 or not csv_path.is_file():
         return {"status": "failed", "reason": (proc.stderr or proc.stdout)[-300:], "command": " ".join(cmd)}
-    rows = []
-    lines = csv.read_text().strip().splitlines()
-    header = lines[0].split(",")
-    for line in lines[1:]:
-        v = dict(zip(header, line.split(",")))
-        rows.append(
-            {
-                "concurrency": int(v["Concurrency"]),
-                "throughput_ips": float(v["Inferences/Second"]),
-                "p50_ms": float(v["p50 latency"]) / 1e3,
-                "p99_ms": float(v["p99 latency"]) / 1e3,
-            }
-        )
-    # perf_analyzer writes its rows in order of throughput, which on a busy machine need not follow concurrency
-    rows.sort(key=lambda r: r["concurrency"])
+    rows = parse_perf_analyzer_csv(csv_path.read_text())
     return {"status": "ok", "command": " ".join(cmd), "rows": rows}

@@ -18,9 +18,9 @@ from ..labels import get_label_set, read_label_png, resize_nearest, write_id_png
 from ..serving.codec import decode_rgb_png, encode_rgb_png
 
 DESCRIPTION = """\
-Build a cpu model repository with the shipped demo model (models/demo/; until a trained one is shipped,
-a clearly announced random-weight placeholder), start the bundled tritonserver on 127.0.0.1 with free
-ports, render every label map in examples/ through gRPC (the label2photo ensemble: label PNG in, photo
+Build a cpu model repository with the shipped demo models (models/demo/: a SPADE generator and an
+FCHarDNet segmenter trained on synthetic street scenes; only if they are missing, a loudly announced
+random-weight placeholder), start the bundled tritonserver on 127.0.0.1 with free ports, render every label map in examples/ through gRPC (the label2photo ensemble: label PNG in, photo
 PNG out), write the photos and a side-by-side montage (label colors | photo), stop the server, and
 print where the results are and how long each render took.
 
@@ -30,7 +30,7 @@ interpolated). Without an examples/ directory, a few synthetic street scenes are
 EPILOG = """\
 examples:
   cityserve demo
-  cityserve demo --examples my_labels/ --out demo_output/
+  cityserve demo --examples my_streets/ --out demo_output/
 """
 
 
@@ -154,6 +154,6 @@ def run(args) -> int:
             f"{sorted(timings)[len(timings) // 2]:.0f} ms ({generator.name}, {generator.height}x{generator.width})"
         )
     if warning:
-        print("(placeholder model with random weights: the photos are noise until models/demo/ is shipped)")
+        print("(placeholder model with random weights: the photos are noise; the trained demo models were not found)")
     print(f"demo took {time.perf_counter() - t_all:.1f} s")
     return 0

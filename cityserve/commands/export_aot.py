@@ -17,10 +17,11 @@ from ..cards import load_card
 
 EPILOG = """\
 examples:
-  cityserve export aot models/demo --out exported/demo-aot              # BF16 if this CPU has it
-  cityserve export aot ckpt/spade.card.json --out aot/ --dtype fp32
-  cityserve export aot ckpt/spade.card.json --out aot/ --fp32-layers up_2.conv_0,up_2.conv_1
-  cityserve export aot ckpt/spade.card.json --out aot/ --precision-report report.json  # + its flagged layers
+  cityserve export aot models/demo/spade-demo.card.json --out exported/demo-aot   # BF16 if this CPU has it
+  cityserve export aot models/spade_cityscapes --out aot/ --dtype fp32
+  cityserve export aot models/spade_cityscapes --out aot/ --fp32-layers up_2.conv_0,up_2.conv_1
+  cityserve export aot models/demo/spade-demo.card.json --out aot-demo/ \\
+      --precision-report exported/demo/render.precision.json   # from `export onnx ... --precision-report bf16`
 
 Compiling the full-size SPADE Cityscapes generator takes about 3 minutes on 2 busy cores.
 A package is specific to the CPU's instruction set and the torch version: build it where it will run.
@@ -47,7 +48,8 @@ def register(sub, groups) -> None:
     p.add_argument(
         "--precision-report",
         metavar="REPORT.json",
-        help="also keep in FP32 the layers this `cityserve export precision` report flags",
+        help="also keep in FP32 the layers this precision report flags (the render.precision.json "
+        "that `cityserve export onnx CARD --out DIR --precision-report bf16` writes)",
     )
     p.add_argument(
         "--fused",

@@ -21,9 +21,9 @@ ONNX file (metadata_props "cityserve.card")."""
 ONNX_EPILOG = """\
 examples:
   cityserve export onnx models/spade_cityscapes --out exported/spade_cityscapes
-  cityserve export onnx models/spade_cityscapes --out exported/fused --fused --verify
-  cityserve export onnx models/fchardnet/fchardnet.card.json --out exported/seg
-  cityserve export onnx models/demo --out exported/demo --precision-report fp16
+  cityserve export onnx models/demo/spade-demo.card.json --out exported/fused --fused --verify
+  cityserve export onnx models/fchardnet_half --out exported/seg
+  cityserve export onnx models/demo/spade-demo.card.json --out exported/demo --precision-report bf16
 
 --fused merges, in each SPADE residual block, the 2-3 mlp_shared convs (they read the same resized label
 map) into one conv, and each mlp_gamma/mlp_beta pair into one conv + split: the same math, fewer and
@@ -43,9 +43,9 @@ an NVIDIA GPU (exit code 3 without them); --dry-run checks and prints the build 
 TRT_EPILOG = """\
 examples:
   cityserve export tensorrt exported/demo/render.onnx --out exported/demo/render.plan
-  cityserve export tensorrt render.onnx --out render.plan --min-batch 1 --opt-batch 4 --max-batch 16 \\
-      --timing-cache ~/.cache/cityserve/trt.cache --fp32-layers-from render.precision.json
-  cityserve export tensorrt render.onnx --out render.plan --dry-run
+  cityserve export tensorrt exported/demo/render.onnx --out render.plan --min-batch 1 --opt-batch 4 \\
+      --max-batch 16 --timing-cache ~/.cache/cityserve/trt.cache --fp32-layers-from exported/demo/render.precision.json
+  cityserve export tensorrt exported/demo/render.onnx --out render.plan --dry-run   # no GPU needed
 
 see docs/tensorrt.md for which TensorRT versions each GPU needs (V100 ends at TensorRT 10.4).
 """

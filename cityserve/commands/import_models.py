@@ -18,7 +18,8 @@ file's input channels. The model runs in eval mode
 examples:
   cityserve import pix2pix checkpoints/cityscapes_label2photo/latest_net_G.pth \\
       --label-set cityscapes --size 256x256 --input color --out models/pix2pix_cityscapes
-  cityserve import pix2pix latest_net_G.pth --label-set my_labels.yaml --input onehot --out ckpt/
+  cityserve import pix2pix checkpoints/cityscapes_label2photo/latest_net_G.pth --label-set my_labels.yaml \\
+      --input color --size 256x256 --out models/pix2pix_mine
 """
 
 FCHARDNET_EPILOG = """\
@@ -30,7 +31,7 @@ nothing else. --size is the resolution the card advertises (exports are built at
 
 examples:
   cityserve import fchardnet runs/hardnet/cityscapes/hardnet_cityscapes_best_model.pkl --out models/fchardnet
-  cityserve import fchardnet best_model.pkl --size 512x1024 --name fchardnet_half --out ckpt/
+  cityserve import fchardnet best_model.pkl --size 512x1024 --name fchardnet_half --out models/fchardnet_half
 """
 
 

@@ -40,8 +40,9 @@ examples:
   cityserve render painted.png --model models/ade_vae --seed 3 --out photo.png
   cityserve render painted.png --model models/ade_vae --style beach.jpg --out photo.png
   cityserve render painted.png --model models/ade_vae --z saved_latent.npy --out photo.png
-  cityserve render labels.png --model models/demo --engine onnxruntime --out photo.png
-  cityserve render labels.png --model spade --server localhost:8001 --out photo.png
+  cityserve render examples/street_01.png --model models/demo/spade-demo.card.json --engine onnxruntime \\
+      --out photo.png
+  cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png   # a running `cityserve serve`
 """
 
 ENGINE_NAMES = ("torch", "onnxruntime", "aot", "tensorrt")

@@ -28,11 +28,12 @@ graph's tensors before it is written."""
 
 EPILOG = """\
 examples:
-  cityserve repo build --target cpu --model models/demo --out repo/
-  cityserve repo build --target gpu-onnx --model exported/render.onnx --model exported/segment.onnx \\
-      --onnx-accelerator tensorrt --instances 2 --out repo-gpu/
-  cityserve repo build --target gpu-trt --model exported/render.onnx --plan render=exported/render.plan \\
-      --max-batch-size 16 --preferred-batch-sizes 4,8,16 --out repo-trt/
+  cityserve repo build --target cpu --model models/demo/spade-demo.card.json \\
+      --model models/demo/segmenter-demo.card.json --out repo/
+  cityserve repo build --target gpu-onnx --model exported/demo/render.onnx --model exported/seg/segment.onnx \\
+      --onnx-accelerator tensorrt --instances 2 --out repo-gpu/   # written here, served on a GPU
+  cityserve repo build --target gpu-trt --model exported/demo/render.onnx \\
+      --plan render=exported/demo/render.plan --max-batch-size 16 --preferred-batch-sizes 4,8,16 --out repo-trt/
 """
 
 

@@ -25,7 +25,7 @@ Without TensorRT or a GPU the command exits with code 3 (--list works anywhere).
 
 EPILOG = """\
 examples:
-  cityserve repo build --target gpu-trt --model models/demo --out repo-trt/
+  cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --out repo-trt/
   cityserve repo engines repo-trt/ --list                  # the engines it would build, no GPU needed
   cityserve repo engines repo-trt/ --cache /engines --out /tmp/served
   tritonserver --model-repository /tmp/served --model-control-mode none

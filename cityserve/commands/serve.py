@@ -15,8 +15,9 @@ from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, UnavailableError
 DESCRIPTION = """\
 Serve a Triton model repository with tritonserver: the one in the nvidia-pytriton wheel (cpu target)
 or a `tritonserver` on PATH (NGC containers; gpu targets). Without --repo, a repository is built first
-from --model cards, else from the shipped demo model (models/demo/; a random-weight placeholder,
-clearly announced, until a trained one is shipped).
+from --model cards, else from the shipped demo models (models/demo/: a SPADE generator and an
+FCHarDNet segmenter trained on synthetic street scenes; only if they are missing is a loudly announced
+random-weight placeholder served instead).
 
 The server listens on 127.0.0.1 unless --host says otherwise, with model control off: clients can
 infer but cannot load or unload models. The command prints the gRPC, HTTP and metrics endpoints once
@@ -24,13 +25,13 @@ every model is ready, and stops the server and all its processes on Ctrl-C or SI
 
 EPILOG = """\
 examples:
-  cityserve serve                                   # the demo model, gRPC on 127.0.0.1:8001
+  cityserve serve                                   # the demo models, gRPC on 127.0.0.1:8001
   cityserve serve --repo repo/ --grpc-port 0        # any free ports
-  cityserve serve --model ckpt/spade --model ckpt/fchardnet
+  cityserve serve --model models/spade_cityscapes --model models/fchardnet_half
   cityserve serve --repo repo-gpu/ --host 0.0.0.0   # in an NGC container, reachable from outside
 
 then, from another terminal:
-  cityserve render examples/street.png --server 127.0.0.1:8001 --out photo.png
+  cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png
 """
 
 

@@ -42,7 +42,7 @@ examples:
   cityserve synth --seeds 0-9 --size 256x512 --out data/synthetic
   cityserve synth --seeds 0-999 --size 256x512 --out data/synthetic --workers 4
   cityserve synth --seeds 100-149 --split val --out data/synthetic
-  cityserve synth --seeds 3,7 --size 512x1024 --layout flat --out /tmp/scenes
+  cityserve synth --seeds 3,7 --size 512x1024 --layout flat --out scenes/
   cityserve synth --seeds 1,8,12,17 --size 256x512 --layout demo --out examples
 """
 

@@ -1,9 +1,11 @@
 """What ``cityserve serve`` and ``cityserve demo`` serve when told nothing: the shipped demo model.
 
-The trained demo model lives in ``models/demo/`` (a SPADE generator card + weights, and optionally a
-segmenter card). Until one is shipped, a clearly labelled placeholder is made instead: a small SPADE
-with seeded RANDOM weights, so the whole serving path (build, start, gRPC, stop) can be exercised;
-its photos are noise, and every command that uses it says so.
+The trained demo models ship as package data, ``cityserve/assets/demo/`` (in a checkout a link to
+``models/demo/``: a SPADE generator and an FCHarDNet segmenter, cards + weights), found with
+``importlib.resources`` so an installed wheel serves them as a checkout does. Only when they are
+missing (a trimmed install, or ``CITYSERVE_DEMO_MODEL`` pointing elsewhere) is a clearly labelled
+placeholder made instead: a small SPADE with seeded RANDOM weights, so the whole serving path can
+still be exercised; its photos are noise, and every command that uses it says so.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:
         label_set="cityscapes",
         height=128,
         width=256,
-        provenance={"source": "PLACEHOLDER: random weights, not trained; no demo model is shipped yet"},
+        provenance={"source": "PLACEHOLDER: random weights, not trained; the demo models were not found"},
         extra={"serving": {"max_batch_size": 4}},
     )
     card = load_card(save_checkpoint(card, model.state_dict(), cache_dir, PLACEHOLDER_NAME))
@@ -104,7 +106,7 @@ def demo_models(placeholder_dir: Optional[Path] = None) -> DemoModels:
         return DemoModels(cards, placeholder=False)
     card = placeholder_card(placeholder_dir or cache_dir() / "placeholder")
     warning = (
-        f"WARNING: no trained demo model is shipped yet ({DEMO_DIR} has no generator card); serving "
+        f"WARNING: the trained demo models are missing ({DEMO_DIR} has no generator card); serving "
         f"a PLACEHOLDER SPADE with RANDOM weights ({card.height}x{card.width}): its photos are noise."
     )
     return DemoModels([card] + cards, placeholder=True, warning=warning)

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..cards import CARD_SUFFIX, ModelCard, command_line, load_card, now_iso, sha256_file
 from ..errors import CheckpointError, ConfigError
+from ..extras import require
 from .codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 TARGETS = ("cpu", "gpu-trt", "gpu-onnx")
@@ -325,7 +326,8 @@ def warmup_block(inputs: list[tuple[str, str, list[int]]], batch_sizes: list[int
 def parse_config(text: str, where: str = "config.pbtxt"):
     """Parse config text as Triton's ``ModelConfig`` (tritonclient ships the protobuf)."""
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
+
+    model_config_pb2 = require("serve", "tritonclient.grpc.model_config_pb2", "the repository builder")
 
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
@@ -335,7 +337,7 @@ def parse_config(text: str, where: str = "config.pbtxt"):
 
 def check_config_against_onnx(config, onnx_path: Path) -> None:
     """The config's inputs/outputs are the graph's: same names, data types and (batch-less) dims."""
-    from tritonclient.grpc import model_config_pb2
+    model_config_pb2 = require("serve", "tritonclient.grpc.model_config_pb2", "the repository builder")
 
     g_in, g_out = graph_io(Path(onnx_path))
     batched = config.max_batch_size > 0
@@ -638,6 +640,7 @@ def build_repository(
         if not p.is_file():
             raise CheckpointError(f"TensorRT engine {p} (for {k}) does not exist")
     templates = templates_dir()
+    require("serve", "tritonclient.grpc.model_config_pb2", "the repository builder")  # before any export
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))

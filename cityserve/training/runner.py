@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..cards import ModelCard
 from ..errors import ConfigError
+from ..extras import require
 from ..hardware import cpu_supports_bf16
 from ..options import option
 from .distributed import ResumableSampler, check_ranks_agree, cleanup_distributed, setup_distributed
@@ -318,6 +319,7 @@ class Runner:
             persistent_workers=False,
         )
         if self.is_main and cfg.tensorboard and self.writer is None:
+            require("train", "tensorboard", "TensorBoard logging (--no-tensorboard turns it off)")
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(cfg.out / "tensorboard"), purge_step=start or None)

@@ -268,13 +268,14 @@ def test_export_cli_refuses_segmenters_and_bad_layers(gen_card, tmp_path):
 
 def test_auto_engine_choice(gen_card, tmp_path):
     from cityserve.bench.devices import cpu_supports_bf16
-    from cityserve.serving.repo import GraphSource, ServingOptions, _cpu_render_engine
+    from cityserve.serving.card_models import cpu_render_engine
+    from cityserve.serving.repo import GraphSource, ServingOptions
 
     src = GraphSource(gen_card, tmp_path / "x.onnx", [], [])
-    assert _cpu_render_engine(src, ServingOptions()) == ("aot" if cpu_supports_bf16() else "onnxruntime")
-    assert _cpu_render_engine(src, ServingOptions(cpu_engine="onnxruntime")) == "onnxruntime"
+    assert cpu_render_engine(src, ServingOptions()) == ("aot" if cpu_supports_bf16() else "onnxruntime")
+    assert cpu_render_engine(src, ServingOptions(cpu_engine="onnxruntime")) == "onnxruntime"
     src.from_onnx = True  # an exported .onnx is served as that graph
-    assert _cpu_render_engine(src, ServingOptions()) == "onnxruntime"
+    assert cpu_render_engine(src, ServingOptions()) == "onnxruntime"
     with pytest.raises(ConfigError, match="cpu_engine"):
         ServingOptions(cpu_engine="tensorrt")
 
@@ -292,7 +293,7 @@ def test_cpu_target_serves_through_the_package(aot_card, gen_card, tmp_path):
         overrides={"cpu_engine": "aot", "intra_op_threads": 1, "max_batch_size": 4},
     )
     assert built.models["render"]["engine"] == "aot"
-    assert built.models["render"]["template"] == "render_aot_python"
+    assert built.models["render"]["python_model"] == "render_aot_python"
     version = built.path / "render" / "1"
     assert (version / "render.pt2").read_bytes() == (aot_card.directory / "render.pt2").read_bytes()
     assert not (version / "model.onnx").exists()

@@ -1,4 +1,5 @@
-"""Typed sections of a model card: how the model is served (``ServingOptions``).
+"""Typed sections of a model card: how the model is served (``ServingOptions``) and the files made
+from its weights (``Artifact``: the exported ONNX graph, the AOT package, the TensorRT engine).
 
 A card is a user's file, so every value is checked here with its bounds before anything uses it: a
 ``max_batch_size`` of 1e9 or an ``instances`` of -1 is a one-line ``ConfigError`` (exit 2), never a
@@ -117,3 +118,135 @@ class ServingOptions:
             return cls(**values)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+
+
+# ---- artifacts: files made from the card's weights ------------------------------------------------
+
+
+def check_relative_file(value: Any, what: str) -> str:
+    """``value`` as a file name inside the card's folder: relative, no ``..``, no drive or backslash."""
+    if not isinstance(value, str) or len(value) > 255:
+        raise ConfigError(f"{what} must be a file name inside the card's folder, not {value!r:.60}")
+    if value.startswith(("/", "\\", "~")) or "\\" in value or ":" in value or "\0" in value:
+        raise ConfigError(f"{what} {value!r:.60} must be a relative path inside the card's folder (not absolute)")
+    if any(part == ".." for part in value.split("/")):
+        raise ConfigError(f"{what} {value!r:.60} must stay inside the card's folder (no '..')")
+    return value
+
+
+def check_sha256(value: Any, what: str, required: bool) -> str:
+    """A sha256 hex digest (64 lowercase hex characters); "" only where none is ``required``."""
+    if value == "" and not required:
+        return ""
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        shown = "empty" if value in ("", None) else f"{value!r:.20}"
+        raise ConfigError(f"{what} must be the file's sha256 (64 hex characters), not {shown}")
+    return value
+
+
+@dataclasses.dataclass
+class Artifact:
+    """A file made from the card's weights and kept in the card's folder (an exported graph, a compiled
+    package, an engine): its name, its sha256 (checked before it is used) and, for kinds this version
+    does not know, what the tool that made it recorded (``details``)."""
+
+    file: str = ""
+    sha256: str = ""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.file:
+            check_relative_file(self.file, f"{type(self).__name__} file")
+            check_sha256(self.sha256, f"{type(self).__name__} sha256 of {self.file}", required=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        details = d.pop("details", {})
+        return {**d, **details}
+
+
+@dataclasses.dataclass
+class OnnxArtifact(Artifact):
+    """``cityserve export onnx``: the render / segment graph and its tensors."""
+
+    opset: int = 17
+    fused: bool = False
+    inputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {name, dtype, shape}
+    outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    source_card: Optional[str] = None
+    exported: str = ""
+    command: str = ""
+    torch: str = ""
+    onnx: str = ""
+
+
+@dataclasses.dataclass
+class AotArtifact(Artifact):
+    """``cityserve export aot``: an AOTInductor package (native code: see docs) and what it needs to run."""
+
+    dtype: str = "fp32"
+    torch: str = ""
+    vec_isa: str = ""
+    cpu_flags_required: list[str] = dataclasses.field(default_factory=list)
+    built_on: str = ""
+    built: str = ""
+    compile_seconds: float = 0.0
+    fused: bool = False
+    inductor_configs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str = ""
+    layers_fp32: list[str] = dataclasses.field(default_factory=list)
+    inputs: list[str] = dataclasses.field(default_factory=list)  # positional order of the compiled graph
+    accuracy: Optional[dict[str, Any]] = None
+
+
+@dataclasses.dataclass
+class TensorrtArtifact(Artifact):
+    """``cityserve export tensorrt``: an engine (valid for one GPU architecture and TensorRT version), or
+    before one is built only the batch ``profile`` to build it with."""
+
+    tensorrt: str = ""
+    gpu: str = ""
+    compute_capability: str = ""
+    precision: str = ""
+    profile: dict[str, int] = dataclasses.field(default_factory=dict)  # {min_batch, opt_batch, max_batch}
+    shapes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fp32_nodes: list[str] = dataclasses.field(default_factory=list)
+    fp32_layers_pinned: int = 0
+    precision_report: Optional[str] = None
+    timing_cache: Optional[str] = None
+    build_log: str = ""
+    onnx_file: str = ""
+    onnx_sha256: str = ""
+    built: str = ""
+    command: str = ""
+
+
+ARTIFACT_KINDS: dict[str, type[Artifact]] = {"onnx": OnnxArtifact, "aot": AotArtifact, "tensorrt": TensorrtArtifact}
+
+
+def artifact_from_dict(kind: str, d: Any, where: str) -> Artifact:
+    """The typed artifact of ``kind`` (a plain ``Artifact`` with ``details`` for kinds not known here)."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: artifact {kind!r} must be a mapping, not {type(d).__name__}")
+    cls = ARTIFACT_KINDS.get(kind, Artifact)
+    known = {f.name for f in dataclasses.fields(cls)} - {"details"}
+    values = {k: v for k, v in d.items() if k in known}
+    rest = {k: v for k, v in d.items() if k not in known}
+    if rest and cls is not Artifact:
+        raise ConfigError(f"{where}: artifact {kind!r} has unknown field(s) {', '.join(sorted(map(str, rest)))}")
+    try:
+        return cls(**values, details=dict(rest)) if cls is Artifact else cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: artifact {kind!r}: {e}") from None
+    except TypeError as e:
+        raise ConfigError(f"{where}: artifact {kind!r}: {e}") from None
+
+
+def serving_to_dict(options: ServingOptions) -> dict[str, Any]:
+    """The options that differ from the defaults: what a card records."""
+    default = ServingOptions()
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != getattr(default, f.name)
+    }

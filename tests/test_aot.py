@@ -89,7 +89,7 @@ def aot_copy(aot_card, tmp_path):
 
 def edit_card(path: Path, **changes) -> None:
     d = json.loads(path.read_text())
-    d["extra"]["aot"].update(changes)
+    d["artifacts"]["aot"].update(changes)
     path.write_text(json.dumps(d))
 
 
@@ -129,7 +129,7 @@ def test_card_records_what_the_package_needs(aot_card, gen_card):
     from cityserve.cards import sha256_file
     from cityserve.export.aot import default_dtype
 
-    aot = aot_card.extra["aot"]
+    aot = aot_card.artifacts["aot"].to_dict()
     assert aot["torch"] == torch.__version__
     assert aot["dtype"] == default_dtype()
     assert set(aot["cpu_flags_required"]) <= cpu_flags() and aot["cpu_flags_required"]
@@ -232,7 +232,7 @@ def test_refuses_a_cpu_flag_this_machine_lacks(aot_copy, tmp_path):
 def test_refuses_other_torch_and_altered_package(aot_copy):
     from cityserve.export.aot import load_aot
 
-    pkg = aot_copy.parent / load_card(aot_copy).extra["aot"]["file"]
+    pkg = aot_copy.parent / load_card(aot_copy).artifacts["aot"].file
     edit_card(aot_copy, torch="2.0.0")
     with pytest.raises(UnavailableError, match="torch 2.0.0"):
         load_aot(load_card(aot_copy))

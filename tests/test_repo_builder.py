@@ -104,16 +104,17 @@ def test_serving_options_are_bounded(option, value):
         ServingOptions(**{option: value})
 
 
-def test_card_serving_section_out_of_bounds_is_refused(models, tmp_path):
-    from cityserve.cards import load_card
+def test_overrides_out_of_bounds_are_refused(models, tmp_path):
     from cityserve.serving.repo import build_repository
 
-    card = load_card(models["render_onnx"].with_name("render.card.json"))
-    card.extra["serving"] = {"max_batch_size": 1_000_000_000}
-    card.save(tmp_path / "render.card.json")
-    (tmp_path / "render.onnx").write_bytes(models["render_onnx"].read_bytes())
-    with pytest.raises(ConfigError, match=r"card 'tiny-spade': max_batch_size must be 1..1024, not 1000000000"):
-        build_repository([tmp_path / "render.card.json"], "gpu-onnx", tmp_path / "r")
+    for overrides, message in (
+        ({"max_batch_size": 10**9}, "max_batch_size must be 1..1024, not 1000000000"),
+        ({"instances": 0}, "instances must be 1..64, not 0"),
+        ({"max_batchsize": 4}, "unknown serving option"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            build_repository([models["render_onnx"]], "gpu-onnx", tmp_path / "r", overrides=overrides)
+    assert not (tmp_path / "r").exists()
 
 
 # ---- ensembles from steps -------------------------------------------------------------------------

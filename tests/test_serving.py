@@ -30,6 +30,7 @@ from _helpers_serving import (
     tiny_spade_card,
 )
 
+from cityserve.card_sections import ServingOptions
 from cityserve.errors import ConfigError, LabelError
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(180)]
@@ -344,7 +345,7 @@ def test_builder_takes_serving_options_from_the_card(models, tmp_path):
     exported.mkdir()
     shutil.copy(models["render_onnx"], exported / "render.onnx")
     card = load_card(models["render_onnx"].with_name("render.card.json"))
-    card.extra["serving"] = {"max_batch_size": 2, "instances": 3}
+    card.serving = ServingOptions(max_batch_size=2, instances=3)
     card.save(exported / "render.card.json")
     built = build_repository([exported], "gpu-trt", tmp_path / "r")
     cfg = parse_config((built.path / "render" / "config.pbtxt").read_text())
@@ -644,7 +645,7 @@ def test_placeholder_demo_model_when_none_is_shipped(tmp_path, models):
     shutil.copy(models["render_onnx"].with_name("render.card.json"), shipped / "render.card.json")
     shutil.copy(models["render_onnx"], shipped / "render.onnx")
     cards = shipped_demo_cards(shipped)  # the source card and its exported copy are one model
-    assert len(cards) == 1 and "onnx" in cards[0].extra
+    assert len(cards) == 1 and "onnx" in cards[0].artifacts
     card = placeholder_card(tmp_path, export=False)
     assert card.name == PLACEHOLDER_NAME and card.kind == "generator" and "random" in card.provenance["source"].lower()
     card.verify()

@@ -125,7 +125,7 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
     if render_engine == "aot":  # the in-process figure to compare with: the same package
         import json as _json
 
-        dtype = _json.loads((repo_dir / "render" / "1" / "card.json").read_text())["extra"]["aot"]["dtype"]
+        dtype = _json.loads((repo_dir / "render" / "1" / "card.json").read_text())["artifacts"]["aot"]["dtype"]
         render_engine = f"aot-{dtype}"
     scene = generate_scene(0, card.height, card.width)
     ids = scene.labels[None, None].astype(np.uint8)
@@ -258,4 +258,5 @@ def run_perf_analyzer(
                 "p99_ms": float(v["p99 latency"]) / 1e3,
             }
         )
+    rows.sort(key=lambda r: r["concurrency"])  # perf_analyzer orders its CSV by throughput, not concurrency
     return {"status": "ok", "command": " ".join(cmd), "rows": rows}

@@ -88,15 +88,15 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
         params["intra_op_threads"] = opts.intra_op_threads
         header = [*what, "run by onnxruntime in Triton's python backend."]
         if role == "render" and cpu_render_engine(src, opts) == "aot":
-            from ..export.aot import aot_card_for
+            from ..export.aot import aot_artifact, aot_card_for
 
             aot_card = aot_card_for(src.card)
-            aot = aot_card.extra["aot"]
+            aot = aot_artifact(aot_card)
             engine, runtime, folder = "aot", "aot_python", "render_aot_python"
-            files = {"render.pt2": aot_card.directory / aot["file"], "card.json": aot_card.to_json()}
+            files = {"render.pt2": aot_card.directory / aot.file, "card.json": aot_card.to_json()}
             header = [
                 *what,
-                f"compiled ahead of time with AOTInductor ({C.comment_text(aot['dtype'], 8).upper()}) and run by torch",
+                f"compiled ahead of time with AOTInductor ({C.comment_text(aot.dtype, 8).upper()}) and run by torch",
                 "in Triton's python backend. The package refuses to load on a CPU without the flags it was",
                 "compiled for.",
             ]

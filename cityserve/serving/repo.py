@@ -60,17 +60,12 @@ def python_models_dir() -> Path:
 
 
 def serving_options(card: Optional[ModelCard], overrides: Optional[Mapping[str, Any]] = None) -> ServingOptions:
-    """Defaults, then the card's ``serving`` section (and its older top-level ``max_batch_size``), then
-    ``overrides``; every value is checked with its bounds."""
-    sources: list[Optional[Mapping[str, Any]]] = []
-    where = "serving options"
-    if card is not None:
-        extra = card.extra or {}
-        if "max_batch_size" in extra:
-            sources.append({"max_batch_size": extra["max_batch_size"]})
-        sources.append(extra.get("serving") or {})
-        where = f"card {card.name!r}"
-    return ServingOptions.from_sources(*sources, overrides, where=where)
+    """Defaults, then the card's ``serving`` section, then ``overrides``; every value is checked with
+    its bounds."""
+    if card is None:
+        return ServingOptions.from_sources(overrides, where="serving options")
+    own = dataclasses.asdict(card.serving) if card.serving is not None else None
+    return ServingOptions.from_sources(own, overrides, where=f"card {card.name!r}")
 
 
 # ---- the builder --------------------------------------------------------------------------------

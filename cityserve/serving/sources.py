@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..cards import CARD_SUFFIX, ModelCard, load_card, sha256_file
+from ..cards import CARD_SUFFIX, ModelCard, file_stem, load_card, sha256_file
 from ..errors import CheckpointError, ConfigError
 
 CardSpec = Union[ModelCard, str, os.PathLike]
@@ -90,14 +89,14 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
         if onnx_path is None:
             from ..export.onnx_export import export_onnx
 
-            onnx_path = export_onnx(card, work_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", card.name)[:64])
+            onnx_path = export_onnx(card, work_dir / file_stem(card.name))
     if card.kind not in ("generator", "segmenter"):
         raise ConfigError(f"card {card.name!r}: kind {card.kind!r} is neither 'generator' nor 'segmenter'")
     inputs, outputs = graph_io(onnx_path)
     plan = None
-    trt_file = ((card.extra or {}).get("tensorrt") or {}).get("file")
-    if trt_file and card.path is not None and (card.directory / trt_file).is_file():
-        plan = card.directory / trt_file
+    trt = card.artifacts.get("tensorrt")
+    if trt is not None and trt.file and card.path is not None and (card.directory / trt.file).is_file():
+        plan = card.directory / trt.file
     src = GraphSource(card, onnx_path, inputs, outputs, plan, from_onnx=_is_onnx(spec))
     expected_out = "image" if card.kind == "generator" else "labels"
     if [o["name"] for o in outputs] != [expected_out]:
@@ -112,13 +111,13 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
 
 def _exported_graph(card: ModelCard) -> Optional[Path]:
     """The ONNX graph an exported card names, checked against the sha256 it records; None if none."""
-    onnx_info = (card.extra or {}).get("onnx") or {}
-    if not onnx_info.get("file") or card.path is None:
+    onnx_info = card.artifacts.get("onnx")
+    if onnx_info is None or not onnx_info.file or card.path is None:
         return None
-    candidate = card.directory / onnx_info["file"]
+    candidate = card.directory / onnx_info.file
     if not candidate.is_file():
         return None
-    if onnx_info.get("sha256") and sha256_file(candidate) != onnx_info["sha256"]:
+    if sha256_file(candidate) != onnx_info.sha256:
         raise CheckpointError(f"{candidate} does not match the sha256 its card {card.path.name} records")
     return candidate
 

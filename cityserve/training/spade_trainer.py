@@ -238,15 +238,12 @@ class SPADETrainer(Trainer):
 
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
         sd = {k: v.detach().cpu() for k, v in self.G.state_dict().items()}
-        extra: dict[str, Any] = {
-            "discriminator": dataclasses.asdict(self.dcfg),
-            "training": dataclasses.asdict(self.tcfg),
-        }
+        encoder = None
         if self.E is not None:
             from ..models.spade import ENCODER_PREFIX
 
             sd.update({ENCODER_PREFIX + k: v.detach().cpu() for k, v in self.E.state_dict().items()})
-            extra["encoder"] = True
+            encoder = {"prefix": ENCODER_PREFIX}
         card = ModelCard(
             name=self.runner.cfg.name,
             kind="generator",
@@ -255,7 +252,9 @@ class SPADETrainer(Trainer):
             label_set=label_set_for_card(self.label_set),
             height=self.gcfg.height,
             width=self.gcfg.width,
-            extra=extra,
+            training=dataclasses.asdict(self.tcfg),
+            encoder=encoder,
+            notes={"discriminator": dataclasses.asdict(self.dcfg)},
         )
         if self.init_card is not None:
             card.provenance["init_from"] = {

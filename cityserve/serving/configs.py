@@ -43,7 +43,9 @@ TRITON_TYPES = {
     "bool": mc.TYPE_BOOL,
     "bytes": mc.TYPE_STRING,
 }
-# python_backend folder (cityserve/serving/triton_models/<folder>/model.py) or Triton platform per runtime
+# How each graph runtime is served: ("python", the folder of its model.py in cityserve/serving/triton_models/),
+# ("platform", a Triton platform) or ("backend", a Triton backend), the latter two on GPU instances
+# with their file in MODEL_FILES. A new runtime is one entry here (and one in MODEL_FILES).
 RUNTIMES = {
     "onnxruntime_python": ("python", "render_onnxruntime_python"),
     "aot_python": ("python", "render_aot_python"),
@@ -211,7 +213,7 @@ def graph_model(
         cfg = python_model(name, value, inputs, outputs, opts, params)
         header = [*header, source_line(value)]
     else:
-        cfg = new_config(name, opts.max_batch_size, inputs, outputs, platform=value)
+        cfg = new_config(name, opts.max_batch_size, inputs, outputs, **{how: value})
         cfg.default_model_filename = MODEL_FILES[runtime]
         set_batching(cfg, opts)
         set_instances(cfg, True, opts.instances)

@@ -35,6 +35,7 @@ from .card_sections import (
     serving_to_dict,
 )
 from .errors import CheckpointError, ConfigError
+from .files import atomic_write_bytes
 
 CARD_FORMAT = "cityserve-card/2"
 CARD_FORMATS = ("cityserve-card/1", CARD_FORMAT)  # /1 kept its sections in an untyped ``extra`` mapping
@@ -298,18 +299,6 @@ def _migrate_extra(d: dict[str, Any], extra: Any, where: str) -> None:
         # an export written before derived cards named their source: point at the source card instead
         if source.endswith(CARD_SUFFIX):
             d["weights"], d["source_card"] = "", source
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the complete new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def find_card(path: str | os.PathLike) -> Path:

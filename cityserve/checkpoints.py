@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,10 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
             why = "truncated or corrupt"
         elif "Unsupported global" in text:
             # name the refused global (the first line of torch's message is generic)
-            import re
-
             found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
             msg = f"it needs {found.group(1)}" if found else msg
             why = "refused: it holds Python objects beyond tensors (checkpoints are loaded with weights_only=True)"
         elif "WeightsUnpickler error" in text or "Weights only load failed" in text:
-            import re
-
             found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
             msg = found.group(1).strip() if found else msg
             why = "not a readable PyTorch checkpoint (corrupt, or not a checkpoint)"

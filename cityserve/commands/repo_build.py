@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
+
 DESCRIPTION = """\
 Write a Triton model repository for one target from the given model cards: a config.pbtxt per model
 (built as Triton's ModelConfig message), the exported graphs, and the python-backend models of
@@ -133,7 +135,6 @@ OPTION_NAMES = (
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
     from ..serving.repo import build_repository
 
     plans = {}

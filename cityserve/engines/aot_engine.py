@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..cards import ModelCard, load_card
+from ..export.aot import aot_card_for, load_aot
 
 
 class AOTEngine:
@@ -24,8 +25,6 @@ class AOTEngine:
         threads: Optional[int] = None,
         package_card: Optional[str] = None,
     ):
-        from ..export.aot import aot_card_for, load_aot
-
         if threads:
             torch.set_num_threads(threads)
         self.card = load_card(package_card) if package_card is not None else aot_card_for(card, dtype)

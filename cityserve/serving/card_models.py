@@ -13,9 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import contract
 from ..card_sections import ServingOptions
 from ..cards import ModelCard, sha256_file
 from ..errors import ConfigError
+from ..export.aot import aot_artifact, aot_card_for
+from ..hardware import cpu_supports_bf16
+from ..labels import get_label_set
+from ..models.registry import render_io
 from . import configs as C
 from .configs import Tensor, check_config_against_onnx, quoted
 from .engine_script import PRECISION_REPORT, EngineBuild
@@ -29,8 +34,6 @@ def label_set_name(card: ModelCard) -> str:
 
 
 def _label_set_json(card: ModelCard) -> str:
-    from ..labels import get_label_set
-
     return json.dumps(get_label_set(card.label_set).to_dict(), indent=1)
 
 
@@ -51,8 +54,6 @@ def cpu_render_engine(src: GraphSource, opts: ServingOptions) -> str:
     exported .onnx graph is served as that graph, by onnxruntime)."""
     if opts.cpu_engine != "auto":
         return opts.cpu_engine
-    from ..bench.devices import cpu_supports_bf16
-
     return "aot" if cpu_supports_bf16() and not src.from_onnx else "onnxruntime"
 
 
@@ -68,8 +69,6 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
         "label_set": label_set_name(src.card),
     }
     if role == "render":
-        from ..models.registry import render_io
-
         params["num_classes"] = render_io(src.card).num_classes
         params["label_inputs"] = "labels"
     io_text = (
@@ -88,8 +87,6 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
         params["intra_op_threads"] = opts.intra_op_threads
         header = [*what, "run by onnxruntime in Triton's python backend."]
         if role == "render" and cpu_render_engine(src, opts) == "aot":
-            from ..export.aot import aot_artifact, aot_card_for
-
             aot_card = aot_card_for(src.card)
             aot = aot_artifact(aot_card)
             engine, runtime, folder = "aot", "aot_python", "render_aot_python"
@@ -141,8 +138,6 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
 def _render_steps(repo: Repository, render: str, gen: GraphSource, opts: ServingOptions, ids: Tensor, suffix: str):
     """The steps from label ids to the render graph's image, adding a prepare_render model when the
     graph needs instances / a latent or the ids have another size or dtype."""
-    from ..models.registry import render_io
-
     io = render_io(gen.card)
     labels = Tensor.of(gen.tensor("labels"))
     render_inputs = [Tensor.of(t) for t in gen.inputs]
@@ -163,8 +158,6 @@ def _render_steps(repo: Repository, render: str, gen: GraphSource, opts: Serving
 
 
 def add_generator(repo: Repository, gen: GraphSource, suffix: str, opts: ServingOptions, plans, encode: str) -> str:
-    from ..models.registry import render_io
-
     render = f"render{suffix}"
     _add_graph_model(repo, render, gen, opts, plans)
     labels = Tensor.of(gen.tensor("labels"))
@@ -174,18 +167,18 @@ def add_generator(repo: Repository, gen: GraphSource, suffix: str, opts: Serving
     info = {"role": "decode_png", "card": gen.card.name}
     repo.python_model(spec, "decode_png", info, **{"label_set.json": _label_set_json(gen.card)})
     steps = [
-        Step(decode, {"PNG": "LABELS_PNG"}, {"labels": "ids"}),
+        Step(decode, {"PNG": contract.LABELS_PNG}, {"labels": "ids"}),
         *_render_steps(repo, render, gen, opts, labels, suffix),
-        Step(encode, {"image": "image"}, {"PNG": "PHOTO_PNG"}),
+        Step(encode, {"image": "image"}, {"PNG": contract.PHOTO_PNG}),
     ]
     pipeline = Pipeline(
         f"label2photo{suffix}",
         f'a label PNG -> the photo rendered by "{render}" (generator {quoted(gen.card.name)})',
         steps,
-        ["PHOTO_PNG"],
+        [contract.PHOTO_PNG],
         {
-            "LABELS_PNG": f"a {h}x{w} label map: ids ({quoted(label_set)} file convention) or palette colors",
-            "PHOTO_PNG": f"the {h}x{w} photo as PNG",
+            contract.LABELS_PNG: f"a {h}x{w} label map: ids ({quoted(label_set)} file convention) or palette colors",
+            contract.PHOTO_PNG: f"the {h}x{w} photo as PNG",
         },
         [f'Raw tensors (ids in, RGB out, no PNG cost): call model "{render}" directly.', *_ISSUE_7482],
     )
@@ -219,15 +212,15 @@ def add_segmenter(repo: Repository, seg: GraphSource, suffix: str, opts: Serving
         f"photo2labels{suffix}",
         f'a street photo -> its label map, by "{segment}" (segmenter {quoted(seg.card.name)})',
         [
-            Step(decode, {"PNG": "PHOTO_PNG"}, {"image": "photo"}),
+            Step(decode, {"PNG": contract.PHOTO_PNG}, {"image": "photo"}),
             Step(segment, {"image": "photo"}, {"labels": "ids"}),
-            Step(encode, {"labels": "ids"}, {"PNG": "LABELS_PNG", "COLOR_PNG": "COLOR_PNG"}),
+            Step(encode, {"labels": "ids"}, {"PNG": contract.LABELS_PNG, contract.COLOR_PNG: contract.COLOR_PNG}),
         ],
-        ["LABELS_PNG", "COLOR_PNG"],
+        [contract.LABELS_PNG, contract.COLOR_PNG],
         {
-            "PHOTO_PNG": f"a photo (PNG or JPEG), area-resized to {h}x{w}",
-            "LABELS_PNG": f"1-channel label ids in the {quoted(label_set)} file convention (lossless)",
-            "COLOR_PNG": "the same labels in palette colors",
+            contract.PHOTO_PNG: f"a photo (PNG or JPEG), area-resized to {h}x{w}",
+            contract.LABELS_PNG: f"1-channel label ids in the {quoted(label_set)} file convention (lossless)",
+            contract.COLOR_PNG: "the same labels in palette colors",
         },
         [f'Raw tensors (RGB in, ids out, no PNG cost): call model "{segment}" directly.'],
     )
@@ -235,9 +228,6 @@ def add_segmenter(repo: Repository, seg: GraphSource, suffix: str, opts: Serving
 
 
 def photo2photo_problem(gen: GraphSource, seg: GraphSource) -> str:
-    from ..labels import get_label_set
-    from ..models.registry import render_io
-
     if get_label_set(gen.card.label_set).to_dict() != get_label_set(seg.card.label_set).to_dict():
         return (
             f"segmenter {seg.card.name!r} labels {label_set_name(seg.card)!r} but generator {gen.card.name!r} "
@@ -256,18 +246,20 @@ def add_photo2photo(repo: Repository, gen: GraphSource, seg: GraphSource, render
         "photo2photo",
         f'a real street photo -> its labels ("segment") -> a re-rendered photo ("{render}")',
         [
-            Step("decode_photo", {"PNG": "PHOTO_PNG"}, {"image": "photo"}),
+            Step("decode_photo", {"PNG": contract.PHOTO_PNG}, {"image": "photo"}),
             Step("segment", {"image": "photo"}, {"labels": "ids"}),
-            Step("encode_labels", {"labels": "ids"}, {"PNG": "LABELS_PNG", "COLOR_PNG": "COLOR_PNG"}),
+            Step(
+                "encode_labels", {"labels": "ids"}, {"PNG": contract.LABELS_PNG, contract.COLOR_PNG: contract.COLOR_PNG}
+            ),
             *_render_steps(repo, render, gen, opts, seg_labels, "_photo2photo" if own else ""),
-            Step("encode_png", {"image": "image"}, {"PNG": "RENDERED_PNG"}),
+            Step("encode_png", {"image": "image"}, {"PNG": contract.RENDERED_PNG}),
         ],
-        ["RENDERED_PNG", "LABELS_PNG", "COLOR_PNG"],
+        [contract.RENDERED_PNG, contract.LABELS_PNG, contract.COLOR_PNG],
         {
-            "PHOTO_PNG": f"a photo (PNG or JPEG), area-resized to the segmenter's {h}x{w}",
-            "RENDERED_PNG": "the photo the generator renders from the photo's labels",
-            "LABELS_PNG": "the labels the segmenter found (1-channel ids, lossless)",
-            "COLOR_PNG": "the same labels in palette colors",
+            contract.PHOTO_PNG: f"a photo (PNG or JPEG), area-resized to the segmenter's {h}x{w}",
+            contract.RENDERED_PNG: "the photo the generator renders from the photo's labels",
+            contract.LABELS_PNG: "the labels the segmenter found (1-channel ids, lossless)",
+            contract.COLOR_PNG: "the same labels in palette colors",
         },
     )
     repo.add_ensemble(pipeline, {"card": f"{seg.card.name} -> {gen.card.name}"})

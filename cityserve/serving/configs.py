@@ -28,21 +28,11 @@ from typing import Any
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from .. import contract
 from ..card_sections import ServingOptions
 from ..errors import ConfigError
+from .sources import graph_io
 
-TRITON_TYPES = {
-    "uint8": mc.TYPE_UINT8,
-    "int8": mc.TYPE_INT8,
-    "int16": mc.TYPE_INT16,
-    "int32": mc.TYPE_INT32,
-    "int64": mc.TYPE_INT64,
-    "float16": mc.TYPE_FP16,
-    "float32": mc.TYPE_FP32,
-    "float64": mc.TYPE_FP64,
-    "bool": mc.TYPE_BOOL,
-    "bytes": mc.TYPE_STRING,
-}
 # How each graph runtime is served: ("python", the folder of its model.py in cityserve/serving/triton_models/),
 # ("platform", a Triton platform) or ("backend", a Triton backend), the latter two on GPU instances
 # with their file in MODEL_FILES. A new runtime is one entry here (and one in MODEL_FILES).
@@ -71,7 +61,7 @@ class Tensor:
         return cls(graph_tensor["name"], graph_tensor["dtype"], tuple(graph_tensor["shape"][1:]))
 
 
-PNG = Tensor("PNG", "bytes", (1,))
+PNG = Tensor(contract.PNG, "bytes", (1,))
 
 
 @dataclasses.dataclass
@@ -96,9 +86,11 @@ def check_model_name(name: str, what: str = "model name") -> str:
 
 
 def triton_type(dtype: str) -> int:
-    if dtype not in TRITON_TYPES:
-        raise ConfigError(f"no Triton data type for {dtype!r}")
-    return TRITON_TYPES[dtype]
+    """numpy dtype name (or "bytes") -> the ``ModelConfig`` DataType value, by the tensor contract."""
+    try:
+        return mc.DataType.Value(contract.triton_type(dtype))
+    except ValueError:
+        raise ConfigError(f"no Triton data type for {dtype!r}") from None
 
 
 def comment_text(text: Any, limit: int = 160) -> str:
@@ -316,8 +308,6 @@ def prepare_render(
 
 def check_config_against_onnx(config: mc.ModelConfig, onnx_path: Path) -> None:
     """The config's inputs/outputs are the graph's: same names, data types and (batch-less) dims."""
-    from .sources import graph_io
-
     g_in, g_out = graph_io(Path(onnx_path))
     batched = config.max_batch_size > 0
     for kind, c_tensors, g_tensors in (("input", config.input, g_in), ("output", config.output, g_out)):

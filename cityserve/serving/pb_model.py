@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelError
-from .codec import check_ids
+from ..labels.labelmap import check_ids
 
 try:
     import triton_python_backend_utils as pb_utils

@@ -16,11 +16,15 @@ cannot load or unload models), and is stopped with SIGTERM, then SIGKILL of its 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import dataclasses
+import importlib.util
 import os
 import shutil
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -29,6 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Optional
+
+import psutil
+import tritonclient.grpc as grpcclient
+
+import cityserve
 
 from ..errors import CityserveError, UnavailableError
 
@@ -79,11 +88,10 @@ def find_tritonserver(prefer: str = "auto") -> TritonInstall:
 
 
 def _bundled_install() -> TritonInstall:
-    try:
-        import pytriton
-    except ImportError:
-        raise UnavailableError("the nvidia-pytriton wheel is not installed") from None
-    root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    spec = importlib.util.find_spec("pytriton")  # found, not imported: only its files are needed
+    if spec is None or spec.origin is None:
+        raise UnavailableError("the nvidia-pytriton wheel is not installed")
+    root = Path(spec.origin).resolve().parent / "tritonserver"
     binary = root / "bin" / "tritonserver"
     lib_dir = root.parents[1] / "nvidia_pytriton.libs"
     backend = root / "backends" / "python"
@@ -113,10 +121,6 @@ def assemble_backend_dir(install: TritonInstall, dest: Path) -> Path:
 def python_paths() -> list[str]:
     """What the backend stub needs on sys.path: this environment's site-packages and cityserve's parent
     (an editable install is found through a .pth file, which PYTHONPATH entries do not process)."""
-    import site
-
-    import cityserve
-
     paths = [str(Path(cityserve.__file__).resolve().parents[1])]
     for p in site.getsitepackages() + [site.getusersitepackages()]:
         if p and Path(p).is_dir() and p not in paths:
@@ -155,8 +159,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _set_pdeathsig() -> None:  # runs in the child before exec: die with the process that started us
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
@@ -289,8 +291,6 @@ class TritonServer:
     def wait_ready(self, timeout: Optional[float] = None) -> None:
         """Block until the server and all its models are ready (strict readiness); raise with the log
         tail when the process exits or the timeout passes."""
-        import tritonclient.grpc as grpcclient
-
         deadline = time.monotonic() + (timeout or self.startup_timeout)
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
@@ -318,8 +318,6 @@ class TritonServer:
 
     def descendants(self) -> list:
         """The server's descendant processes (the python backend stubs), as psutil.Process objects."""
-        import psutil
-
         if self.process is None:
             return []
         try:
@@ -330,8 +328,6 @@ class TritonServer:
     def stop(self, timeout: float = 20.0) -> Optional[int]:
         """SIGTERM (Triton unloads models and ends its stubs), then SIGKILL whatever is left of the
         process group. Returns the server's exit code."""
-        import psutil
-
         if self.process is None:
             return None
         proc, self.process = self.process, None
@@ -380,7 +376,5 @@ def _stop_all() -> None:
         with contextlib.suppress(Exception):
             server.stop(timeout=5)
 
-
-import atexit  # noqa: E402
 
 atexit.register(_stop_all)

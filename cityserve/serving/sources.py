@@ -2,8 +2,9 @@
 
 ``resolve_source`` turns what a user passed (a card, its weights, a directory with one card, or an
 exported ``render.onnx`` / ``segment.onnx``) into a ``GraphSource``, exporting the card first if it
-has no graph yet. The tensors are read from the graph and held to the docs/architecture.md contract
-(``labels`` / ``instances`` [B,1,H,W], ``z`` [B,z_dim], ``image`` [B,H,W,3]) with the card's H and W.
+has no graph yet. The tensors are read from the graph and held to the tensor contract
+(``cityserve.contract``: ``labels`` / ``instances`` [B,1,H,W], ``z`` [B,z_dim], ``image`` [B,H,W,3])
+at the card's H and W.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
+import onnx
 
 from ..cards import CARD_SUFFIX, ModelCard, file_stem, load_card, sha256_file
 from ..errors import CheckpointError, ConfigError
+from ..export.onnx_export import card_from_onnx, export_onnx
+from ..models.registry import graph_tensors
 
 CardSpec = Union[ModelCard, str, os.PathLike]
 
@@ -51,8 +55,6 @@ class GraphSource:
 
 def graph_io(onnx_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The graph's inputs (initializers excluded) and outputs as {name, dtype, shape}."""
-    import onnx
-
     model = onnx.load(str(onnx_path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
 
@@ -75,8 +77,6 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
     """A card (exported or not) or an exported ``.onnx`` -> its graph (exported into ``work_dir`` if the
     card has none yet)."""
     if _is_onnx(spec):
-        from ..export.onnx_export import card_from_onnx
-
         onnx_path = Path(spec).resolve()
         if not onnx_path.is_file():
             raise CheckpointError(f"ONNX graph {onnx_path} does not exist")
@@ -87,8 +87,6 @@ def resolve_source(spec: CardSpec, work_dir: Path) -> GraphSource:
         card = spec if isinstance(spec, ModelCard) else load_card(spec)
         onnx_path = _exported_graph(card)
         if onnx_path is None:
-            from ..export.onnx_export import export_onnx
-
             onnx_path = export_onnx(card, work_dir / file_stem(card.name))
     if card.kind not in ("generator", "segmenter"):
         raise ConfigError(f"card {card.name!r}: kind {card.kind!r} is neither 'generator' nor 'segmenter'")
@@ -124,21 +122,16 @@ def _exported_graph(card: ModelCard) -> Optional[Path]:
 
 def _contract_shape(src: GraphSource, t: dict[str, Any]) -> list:
     """The tensor's shape with the batch axis first and every other axis fixed: the graph's own dims
-    where the graph fixes them (they must agree with the card), the docs/architecture.md contract's (from the
-    card's H, W) where the exporter left them symbolic."""
+    where the graph fixes them (they must agree with the card), the tensor contract's
+    (``registry.graph_tensors``, from the card's H, W) where the exporter left them symbolic."""
     card = src.card
-    h, w = card.height, card.width
-    contract: dict[str, list[int]] = {"labels": [1, h, w], "instances": [1, h, w], "image": [h, w, 3]}
-    if t["name"] == "z" and card.kind == "generator":
-        from ..models.registry import render_io
-
-        contract["z"] = [render_io(card).z_dim]
+    inputs, outputs = graph_tensors(card)
+    expected = {spec.name: list(spec.dims) for spec in (*inputs, *outputs)}.get(t["name"])
     graph = t["shape"]
-    expected = contract.get(t["name"])
     if expected is None or len(graph) != len(expected) + 1:
         raise ConfigError(
-            f"{src.onnx}: tensor {t['name']!r} of shape {graph} is not part of the {card.kind} "
-            f"contract (docs/architecture.md: labels/instances [B,1,H,W], z [B,z_dim], image [B,H,W,3])"
+            f"{src.onnx}: tensor {t['name']!r} of shape {graph} is not part of the {card.kind} contract "
+            f"({', '.join(str(s) for s in (*inputs, *outputs))})"
         )
     out = [graph[0]]
     for g, e in zip(graph[1:], expected):

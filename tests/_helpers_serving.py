@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cityserve.cards import ModelCard, load_card
+from cityserve.card_sections import OnnxArtifact, ServingOptions
+from cityserve.cards import ModelCard, load_card, sha256_file
 from cityserve.checkpoints import save_checkpoint
 
 H, W = 64, 128
@@ -46,7 +47,7 @@ def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int
         height=H,
         width=W,
         provenance={"source": "random weights, serving tests"},
-        extra={"serving": {"max_batch_size": max_batch_size}},
+        serving=ServingOptions(max_batch_size=max_batch_size),
     )
     return load_card(save_checkpoint(card, model.state_dict(), out_dir, name))
 
@@ -95,7 +96,8 @@ def tiny_segmenter_onnx(out_dir: Path, name: str = "tiny-seg") -> Path:
         height=H,
         width=W,
         provenance={"source": "tiny conv stand-in for the serving tests"},
-        extra={"onnx": {"file": path.name, **describe_io(model)}, "serving": {"max_batch_size": 8}},
+        artifacts={"onnx": OnnxArtifact(file=path.name, sha256=sha256_file(path), **describe_io(model))},
+        serving=ServingOptions(max_batch_size=8),
     )
     card.save(out_dir / "segment.card.json")
     return path

@@ -104,11 +104,11 @@ def tiny_card(
     torch.manual_seed(seed)
     gen = randomize_(SPADEGenerator(cfg), seed)
     sd = dict(gen.state_dict())
-    extra = {}
+    encoder_section = None
     if encoder:
         enc = randomize_(ConvEncoder(cfg), seed + 1)
         sd.update({ENCODER_PREFIX + k: v for k, v in enc.state_dict().items()})
-        extra["encoder"] = {"prefix": ENCODER_PREFIX, "norm_E": cfg.norm_E}
+        encoder_section = {"prefix": ENCODER_PREFIX, "norm_E": cfg.norm_E}
     card = ModelCard(
         name=name,
         kind="generator",
@@ -117,6 +117,6 @@ def tiny_card(
         label_set=label_set,
         height=cfg.height,
         width=cfg.width,
-        extra=extra,
+        encoder=encoder_section,
     )
     return save_checkpoint(card, sd, out_dir, stem=name)

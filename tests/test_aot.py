@@ -88,7 +88,7 @@ def aot_copy(aot_card, tmp_path):
 
 def edit_card(path: Path, **changes) -> None:
     d = json.loads(path.read_text())
-    d["extra"]["aot"].update(changes)
+    d["artifacts"]["aot"].update(changes)
     path.write_text(json.dumps(d))
 
 
@@ -128,7 +128,7 @@ def test_card_records_what_the_package_needs(aot_card, gen_card):
     from cityserve.cards import sha256_file
     from cityserve.export.aot import default_dtype
 
-    aot = aot_card.extra["aot"]
+    aot = aot_card.artifacts["aot"].to_dict()
     assert aot["torch"] == torch.__version__
     assert aot["dtype"] == default_dtype()
     assert set(aot["cpu_flags_required"]) <= cpu_flags() and aot["cpu_flags_required"]
@@ -229,7 +229,7 @@ def test_refuses_a_cpu_flag_this_machine_lacks(aot_copy, tmp_path):
 def test_refuses_other_torch_and_altered_package(aot_copy):
     from cityserve.export.aot import load_aot
 
-    pkg = aot_copy.parent / load_card(aot_copy).extra["aot"]["file"]
+    pkg = aot_copy.parent / load_card(aot_copy).artifacts["aot"].file
     edit_card(aot_copy, torch="2.0.0")
     with pytest.raises(UnavailableError, match="torch 2.0.0"):
         load_aot(load_card(aot_copy))
@@ -265,13 +265,14 @@ def test_export_cli_refuses_segmenters_and_bad_layers(gen_card, tmp_path):
 
 def test_auto_engine_choice(gen_card, tmp_path):
     from cityserve.bench.devices import cpu_supports_bf16
-    from cityserve.serving.repo import GraphSource, ServingOptions, _cpu_render_engine
+    from cityserve.serving.card_models import cpu_render_engine
+    from cityserve.serving.repo import GraphSource, ServingOptions
 
     src = GraphSource(gen_card, tmp_path / "x.onnx", [], [])
-    assert _cpu_render_engine(src, ServingOptions()) == ("aot" if cpu_supports_bf16() else "onnxruntime")
-    assert _cpu_render_engine(src, ServingOptions(cpu_engine="onnxruntime")) == "onnxruntime"
+    assert cpu_render_engine(src, ServingOptions()) == ("aot" if cpu_supports_bf16() else "onnxruntime")
+    assert cpu_render_engine(src, ServingOptions(cpu_engine="onnxruntime")) == "onnxruntime"
     src.from_onnx = True  # an exported .onnx is served as that graph
-    assert _cpu_render_engine(src, ServingOptions()) == "onnxruntime"
+    assert cpu_render_engine(src, ServingOptions()) == "onnxruntime"
     with pytest.raises(ConfigError, match="cpu_engine"):
         ServingOptions(cpu_engine="tensorrt")
 
@@ -289,7 +290,7 @@ def test_cpu_target_serves_through_the_package(aot_card, gen_card, tmp_path):
         overrides={"cpu_engine": "aot", "intra_op_threads": 1, "max_batch_size": 4},
     )
     assert built.models["render"]["engine"] == "aot"
-    assert built.models["render"]["template"] == "render_aot_python"
+    assert built.models["render"]["python_model"] == "render_aot_python"
     version = built.path / "render" / "1"
     assert (version / "render.pt2").read_bytes() == (aot_card.directory / "render.pt2").read_bytes()
     assert not (version / "model.onnx").exists()

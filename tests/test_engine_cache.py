@@ -65,9 +65,11 @@ def test_tensorrt_models_are_read_from_the_configs_with_the_builders_profile(rep
     script = (repos["trt"] / "build_engines.sh").read_text()
     for name, spec in specs.items():
         assert spec.version == "1" and spec.onnx == repos["trt"] / name / "1" / "model.onnx"
-        # the same batch profile the repository builder wrote for trtexec
-        line = next(ln for ln in script.splitlines() if f"/{name}/1/model.onnx" in ln)
-        batches = {k: int(re.search(rf"--{k}Shapes=\w+:(\d+)x", line).group(1)) for k in ("min", "opt", "max")}
+        # the same batch profile the repository builder wrote into build_engines.sh
+        call = re.search(
+            rf'"\$REPO"/{name}/1/model.onnx.*?--min-batch (\d+) --opt-batch (\d+) --max-batch (\d+)', script, re.S
+        )
+        batches = dict(zip(("min", "opt", "max"), map(int, call.groups())))
         assert (spec.profile.min, spec.profile.opt, spec.profile.max) == (
             batches["min"],
             batches["opt"],

@@ -83,7 +83,7 @@ def check_contract(path, card, stem="render"):
     assert json.loads(meta[METADATA_CARD_KEY])["sha256"] == card.sha256
     assert meta["cityserve.kind"] == card.kind and meta["cityserve.height"] == str(card.height)
     beside = load_card(path.with_name(f"{stem}.card.json"))
-    info = beside.extra["onnx"]
+    info = beside.artifacts["onnx"].to_dict()
     assert info["file"] == path.name and info["sha256"] == sha256_file(path) and info["opset"] >= 17
     assert beside.weights_path.resolve() == card.weights_path.resolve()  # the copied card still finds the weights
     beside.verify()
@@ -245,7 +245,7 @@ def test_fused_spade_matches_unfused(variant, tmp_path):
     # fc + per block (shared, 2 gamma_beta, conv_0, conv_1) + per shortcut block (gamma_beta, conv_s) + conv_img;
     # unfused it is 1 + 7 * 8 + 4 * 4 + 1 = 74
     assert fused_ops.count("Conv") == 1 + 7 * 5 + 4 * 2 + 1
-    assert load_card(p_fused.with_name("render.card.json")).extra["onnx"]["fused"] is True
+    assert load_card(p_fused.with_name("render.card.json")).artifacts["onnx"].fused is True
     np_feeds = {k: v.numpy() for k, v in feeds.items()}
     stats = compare_images(run_torch(plain, np_feeds, names), ort_run(p_fused, np_feeds))
     assert parity_ok(stats, "generator"), stats
@@ -267,9 +267,9 @@ def test_cli_export_onnx_writes_graph_and_card_and_verifies(tmp_path, capsys):
     assert main(["export", "onnx", str(card.path), "--out", str(out), "--verify"]) == 0
     text = capsys.readouterr().out
     assert "batch 4: 100.000% identical" in text or "batch 4: 99.9" in text
-    assert (out / "render.onnx").is_file() and card_from_onnx(out / "render.onnx").extra["onnx"][
-        "file"
-    ] == "render.onnx"
+    assert (out / "render.onnx").is_file() and card_from_onnx(out / "render.onnx").artifacts[
+        "onnx"
+    ].file == "render.onnx"
     # the embedded card alone is enough when the card file is gone
     (out / "render.card.json").unlink()
     assert card_from_onnx(out / "render.onnx").sha256 == card.sha256

@@ -103,7 +103,7 @@ def test_import_infers_and_defaults(fixtures_dir, tmp_path):
         )
     )
     assert card.config["use_vae"] and card.config["num_upsampling_layers"] == "more"
-    assert "encoder" not in card.extra  # imported without --netE
+    assert card.encoder is None  # imported without --netE
     with pytest.raises(Exception, match="no encoder weights|re-import"):
         load_encoder(card)
 

@@ -30,6 +30,7 @@ from _helpers_serving import (
     tiny_spade_card,
 )
 
+from cityserve.card_sections import ServingOptions
 from cityserve.errors import ConfigError, LabelError
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(180)]
@@ -262,25 +263,40 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         assert {t.name for t in cfg.output} <= produced
     if target == "gpu-trt":
         script = (out / "build_engines.sh").read_text()
-        assert "render/1/model.plan" in script and "--maxShapes=labels:4x1x64x128,instances:4x1x64x128" in script
+        # the project's TensorRT builder (FP32 pins kept), not a bare trtexec, with the repository's batch profile
+        commands = [line for line in script.splitlines() if not line.startswith("#")]
+        assert (
+            not [line for line in commands if "trtexec" in line]
+            and '$CITYSERVE export tensorrt \\\n    "$REPO"/render/1/model.onnx' in script
+        )
+        assert '--out "$REPO"/render/1/model.plan' in script and "--min-batch 1 --opt-batch 4 --max-batch 4" in script
         assert (out / "render" / "1" / "model.onnx").is_file()
     manifest = json.loads((out / "cityserve_repo.json").read_text())
     assert manifest["target"] == target and set(manifest["models"]) == expected
 
 
 def test_config_graph_disagreement_is_caught(models, tmp_path):
+    from tritonclient.grpc import model_config_pb2
+
     from cityserve.serving.repo import build_repository, check_config_against_onnx, parse_config
 
     built = build_repository([models["render_onnx"]], "gpu-onnx", tmp_path / "r")
     text = (built.path / "render" / "config.pbtxt").read_text()
-    check_config_against_onnx(parse_config(text), models["render_onnx"])
+    good = parse_config(text)
+    check_config_against_onnx(good, models["render_onnx"])
+
+    def changed(edit):
+        cfg = parse_config(text)
+        edit(cfg)
+        return cfg
+
     for bad, what in (
-        (text.replace("TYPE_UINT8 dims: [ 1, 64, 128 ]", "TYPE_INT32 dims: [ 1, 64, 128 ]", 1), "TYPE_INT32"),
-        (text.replace("dims: [ 1, 64, 128 ]", "dims: [ 1, 64, 64 ]", 1), "dims"),
-        (text.replace('name: "instances"', 'name: "instance_map"'), "instance_map"),
+        (changed(lambda c: setattr(c.input[0], "data_type", model_config_pb2.TYPE_INT32)), "TYPE_INT32"),
+        (changed(lambda c: c.input[0].dims.__setitem__(2, 64)), "dims"),
+        (changed(lambda c: setattr(c.input[1], "name", "instance_map")), "instance_map"),
     ):
         with pytest.raises(ConfigError, match=what):
-            check_config_against_onnx(parse_config(bad), models["render_onnx"])
+            check_config_against_onnx(bad, models["render_onnx"])
     with pytest.raises(ConfigError, match="ModelConfig"):
         parse_config(text.replace("max_batch_size: 8", "max_batch_size: eight"))
 
@@ -329,7 +345,7 @@ def test_builder_takes_serving_options_from_the_card(models, tmp_path):
     exported.mkdir()
     shutil.copy(models["render_onnx"], exported / "render.onnx")
     card = load_card(models["render_onnx"].with_name("render.card.json"))
-    card.extra["serving"] = {"max_batch_size": 2, "instances": 3}
+    card.serving = ServingOptions(max_batch_size=2, instances=3)
     card.save(exported / "render.card.json")
     built = build_repository([exported], "gpu-trt", tmp_path / "r")
     cfg = parse_config((built.path / "render" / "config.pbtxt").read_text())
@@ -629,7 +645,7 @@ def test_placeholder_demo_model_when_none_is_shipped(tmp_path, models):
     shutil.copy(models["render_onnx"].with_name("render.card.json"), shipped / "render.card.json")
     shutil.copy(models["render_onnx"], shipped / "render.onnx")
     cards = shipped_demo_cards(shipped)  # the source card and its exported copy are one model
-    assert len(cards) == 1 and "onnx" in cards[0].extra
+    assert len(cards) == 1 and "onnx" in cards[0].artifacts
     card = placeholder_card(tmp_path, export=False)
     assert card.name == PLACEHOLDER_NAME and card.kind == "generator" and "random" in card.provenance["source"].lower()
     card.verify()

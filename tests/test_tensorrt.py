@@ -14,6 +14,7 @@ import onnx
 import pytest
 from _helpers_export import ort_run, spade_card
 
+from cityserve.card_sections import ServingOptions, TensorrtArtifact
 from cityserve.cards import load_card
 from cityserve.cli import main
 from cityserve.engines.tensorrt_engine import plan_path_of
@@ -44,12 +45,12 @@ def test_batch_profile_from_flags_card_and_defaults(exported):
     assert batch_profile(card, 2, 3, 16) == BatchProfile(2, 3, 16)
     assert batch_profile(card, max_batch=2) == BatchProfile(1, 2, 2)  # opt follows a small max
     assert batch_profile(card, min_batch=6) == BatchProfile(6, 6, 8)
-    card.extra["tensorrt"] = {"profile": {"min_batch": 1, "opt_batch": 2, "max_batch": 32}}
+    card.artifacts["tensorrt"] = TensorrtArtifact(profile={"min_batch": 1, "opt_batch": 2, "max_batch": 32})
     assert batch_profile(card) == BatchProfile(1, 2, 32)
     assert batch_profile(card, max_batch=4) == BatchProfile(1, 2, 4)  # flags win over the card
-    card.extra = {"serving": {"max_batch_size": 16}}
+    card.artifacts, card.serving = {}, ServingOptions(max_batch_size=16)
     assert batch_profile(card) == BatchProfile(1, 4, 16)
-    card.extra = {}
+    card.serving = None
     with pytest.raises(ConfigError, match="min <= opt <= max"):
         batch_profile(card, min_batch=4, max_batch=2)
     with pytest.raises(ConfigError, match="min <= opt <= max"):
@@ -64,8 +65,10 @@ def test_profile_shapes_have_dynamic_batch_and_fixed_size(exported, tmp_path):
         "labels": ((1, 1, h, w), (4, 1, h, w), (8, 1, h, w)),
         "instances": ((1, 1, h, w), (4, 1, h, w), (8, 1, h, w)),
     }
-    # the same from the exported card's extra["onnx"] section
-    assert profile_shapes(load_card(path.with_name("render.card.json")).extra["onnx"], BatchProfile(1, 4, 8)) == shapes
+    # the same from the exported card's artifacts["onnx"] section
+    assert (
+        profile_shapes(load_card(path.with_name("render.card.json")).artifacts["onnx"], BatchProfile(1, 4, 8)) == shapes
+    )
     from onnx import helper
 
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])
@@ -224,7 +227,7 @@ def test_tensorrt_fp16_engine_matches_onnxruntime_fp32(exported, tmp_path):
     card, path = exported
     cache = tmp_path / "trt.cache"
     plan = build_engine(path, tmp_path / "render.plan", min_batch=1, opt_batch=2, max_batch=4, timing_cache=cache)
-    info = load_card(plan.with_name("render.card.json")).extra["tensorrt"]
+    info = load_card(plan.with_name("render.card.json")).artifacts["tensorrt"].to_dict()
     assert info["tensorrt"].startswith("10.") and info["gpu"] and "." in info["compute_capability"]
     assert info["profile"] == {"min_batch": 1, "opt_batch": 2, "max_batch": 4} and info["fp32_layers_pinned"] > 0
     assert cache.is_file() and (tmp_path / "render.plan.build.log").is_file()
@@ -276,12 +279,12 @@ def test_build_engine_wiring_with_api_standin(exported, tmp_path, monkeypatch):
     assert pinned == bn and all(l.output_types == {0: DataType.float32} for l in b.network.layers if l.name in bn)
     assert json.loads(plan.read_bytes())["pinned"] == sorted(pinned, key=[l.name for l in b.network.layers].index)
     assert cache.read_bytes() == b"timing:+" and b.config.read_cache == b""
-    info = load_card(out.with_name("render.card.json")).extra["tensorrt"]
+    info = load_card(out.with_name("render.card.json")).artifacts["tensorrt"].to_dict()
     assert (
         info["tensorrt"] == "10.99.0-standin" and info["gpu"] == "Stand-in GPU" and info["compute_capability"] == "9.0"
     )
     assert info["profile"] == {"min_batch": 1, "opt_batch": 2, "max_batch": 4} and info["fp32_layers_pinned"] == len(bn)
-    assert "onnx" in load_card(out.with_name("render.card.json")).extra  # the ONNX section travels along
+    assert "onnx" in load_card(out.with_name("render.card.json")).artifacts  # the ONNX section travels along
     log = out.with_name("render.plan.build.log").read_text()
     assert "TensorRT 10.99.0-standin" in log and "batch     min 1, opt 2, max 4" in log
     build_engine(path, out, max_batch=4, timing_cache=cache)  # the saved cache is read on the rebuild

@@ -163,7 +163,7 @@ def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused=None
     def run(feeds):
         return package(feeds)
 
-    aot = aot_card.extra["aot"]
+    aot = aot_card.artifacts["aot"].to_dict()
     run.info = {
         k: aot.get(k)
         for k in ("dtype", "compile_seconds", "layers_fp32", "accuracy", "fused", "cpu_flags_required", "vec_isa")

@@ -126,7 +126,7 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
     )
     render_engine = built.models["render"].get("engine", "onnxruntime")
     if render_engine == "aot":  # the in-process figure to compare with: the same package
-        dtype = _json.loads((repo_dir / "render" / "1" / "card.json").read_text())["extra"]["aot"]["dtype"]
+        dtype = _json.loads((repo_dir / "render" / "1" / "card.json").read_text())["artifacts"]["aot"]["dtype"]
         render_engine = f"aot-{dtype}"
     scene = generate_scene(0, card.height, card.width)
     ids = scene.labels[None, None].astype(np.uint8)

@@ -92,7 +92,7 @@ def run(args) -> int:
         log=lambda m: print(m, flush=True),
     )
     print(describe(load_card(out)))
-    acc = load_card(out).extra["aot"].get("accuracy")
+    acc = load_card(out).artifacts["aot"].accuracy
     if acc and not acc["within_budget"]:
         print(
             f"warning: the package differs from FP32 by up to {acc['max_levels']} levels (mean "

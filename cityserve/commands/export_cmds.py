@@ -15,7 +15,7 @@ Export a model card's model as one ONNX graph with the docs/architecture.md cont
 Batch is dynamic, H and W are the card's. Spectral norm is folded and batch norm exported in eval form.
 The ONNX checker and the TensorRT 10 op check run on the result; an op TensorRT cannot parse fails the
 export, naming the op and the node. DIR gets render.onnx (or segment.onnx) and render.card.json: the
-card with an extra["onnx"] section (file, sha256, opset, inputs/outputs). The card is also inside the
+card with an artifacts["onnx"] section (file, sha256, opset, inputs/outputs). The card is also inside the
 ONNX file (metadata_props "cityserve.card")."""
 
 ONNX_EPILOG = """\
@@ -168,7 +168,7 @@ def run_tensorrt(args) -> int:
         verbose=args.verbose,
     )
     card = json.loads(Path(path).with_name(Path(path).stem + ".card.json").read_text())
-    info = card["extra"]["tensorrt"]
+    info = card["artifacts"]["tensorrt"]
     print(
         f"wrote {path} (TensorRT {info['tensorrt']}, {info['gpu']}, compute {info['compute_capability']}, "
         f"{info['fp32_layers_pinned']} layer(s) pinned to FP32)"

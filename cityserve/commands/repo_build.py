@@ -7,7 +7,9 @@ import argparse
 from ..errors import ConfigError
 
 DESCRIPTION = """\
-Write a Triton model repository from the templates in cityserve/serving/triton_models/ and the given model cards.
+Write a Triton model repository for one target from the given model cards: a config.pbtxt per model
+(built as Triton's ModelConfig message), the exported graphs, and the python-backend models of
+cityserve/serving/triton_models/. triton_models/examples/ holds what it writes for the demo models.
 
 Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment
@@ -18,13 +20,17 @@ get _<card name> appended.
 Targets: cpu (onnxruntime inside Triton's python backend: the server bundled with nvidia-pytriton),
 gpu-onnx (onnxruntime_onnx models, CUDA EP; --onnx-accelerator tensorrt adds the TensorRT EP in FP16),
 gpu-trt (tensorrt_plan models: pass engines with --plan, or run the build_engines.sh written into the
-repository on the serving GPU).
+repository on the serving GPU: it builds each engine with `cityserve export tensorrt`, which keeps
+normalization and precision-report-flagged layers in FP32).
 
 CARD is a model card, its weights file, a directory with one card, or an exported render.onnx /
 segment.onnx (with its card beside or inside). Cards that were not exported yet are exported to ONNX
-on the way. Serving options come from the card's extra["serving"] (max_batch_size, instances, ...)
-unless given here. Every config.pbtxt is parsed as Triton's ModelConfig and checked against its
-graph's tensors before it is written."""
+on the way. Serving options come from the card's serving section (max_batch_size, instances, ...)
+unless given here, each checked with its bounds. The configs of graph models are checked against the
+graph's tensors and ensembles against the models they chain before anything is written. Values from
+cards and label sets (names, label sets) only become protobuf fields, never config text; a card name
+that must become part of a model name (a second generator or segmenter) is refused unless it is
+A-Z a-z 0-9 _ . - only."""
 
 EPILOG = """\
 examples:
@@ -34,6 +40,7 @@ examples:
       --onnx-accelerator tensorrt --instances 2 --out repo-gpu/   # written here, served on a GPU
   cityserve repo build --target gpu-trt --model exported/demo/render.onnx \\
       --plan render=exported/demo/render.plan --max-batch-size 16 --preferred-batch-sizes 4,8,16 --out repo-trt/
+  cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out /tmp/review/
 """
 
 
@@ -65,6 +72,11 @@ def register(sub, groups) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the repository directory to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it is an existing cityserve repository")
+    p.add_argument(
+        "--configs-only",
+        action="store_true",
+        help="write the configs, the manifest and build_engines.sh only (no graphs, weights or python models)",
+    )
     g = p.add_argument_group("serving options (default: the card's, else the built-in defaults)")
     g.add_argument("--max-batch-size", type=int, help="largest batch the models accept (default 8)")
     g.add_argument(
@@ -133,7 +145,15 @@ def run(args) -> int:
         name, path = item.split("=", 1)
         plans[name] = path
     overrides = {k: getattr(args, k, None) for k in OPTION_NAMES}
-    built = build_repository(args.models, args.target, args.out, overrides=overrides, plans=plans, overwrite=args.force)
+    built = build_repository(
+        args.models,
+        args.target,
+        args.out,
+        overrides=overrides,
+        plans=plans,
+        overwrite=args.force,
+        configs_only=args.configs_only,
+    )
     print(f"wrote {args.target} repository {built.path}")
     for name, info in sorted(built.models.items()):
         print(f"  {name:<24} {info.get('role', ''):<14} {info.get('card', '')}")

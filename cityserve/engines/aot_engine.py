@@ -1,6 +1,6 @@
 """The AOTInductor engine: runs a ``render.pt2`` package built by ``cityserve export aot``.
 
-Given an AOT card (``extra.aot``) it loads that package. Given a plain generator card it compiles one
+Given an AOT card (``artifacts["aot"]``) it loads that package. Given a plain generator card it compiles one
 into a cache directory beside the card (``<card dir>/aot-<dtype>/``) on first use, so
 ``cityserve render --engine aot`` works in one step; a cached package built by another torch or for
 another CPU is rebuilt rather than refused.

@@ -1,6 +1,6 @@
 """The onnxruntime engine: the exported ``render.onnx`` on CPU (default) or the CUDA / TensorRT EPs.
 
-The graph is found, in order: ``onnx_path``; the file an exported card names (``extra["onnx"]``); an
+The graph is found, in order: ``onnx_path``; the file an exported card names (``artifacts["onnx"]``); an
 export cached per weights sha256 (``<card dir>/.cityserve-onnx/`` if writable, else
 ``$CITYSERVE_CACHE`` or ``~/.cache/cityserve/onnx``), exported on first use. A cached file whose card
 does not match the weights' sha256 or whose own sha256 changed is exported again.
@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import onnxruntime as ort
 
-from ..cards import CARD_SUFFIX, ModelCard, load_card, sha256_file
+from ..cards import CARD_SUFFIX, ModelCard, file_stem, load_card, sha256_file
 from ..errors import ConfigError, UnavailableError
 from ..export.onnx_export import export_onnx, graph_stem
 
@@ -77,19 +77,19 @@ def _exported_ok(onnx_path: Path, card: ModelCard) -> bool:
         c = load_card(beside)
     except Exception:
         return False
-    info = c.extra.get("onnx", {})
-    return c.sha256 == card.sha256 and info.get("sha256") == sha256_file(onnx_path)
+    info = c.artifacts.get("onnx")
+    return info is not None and c.sha256 == card.sha256 and info.sha256 == sha256_file(onnx_path)
 
 
 def find_or_export(card: ModelCard, fused: bool = False, opset: int = 17) -> Path:
     """The card's render.onnx: the one an exported card names, else a cached export (made if needed)."""
-    info = card.extra.get("onnx")
-    if info and card.path is not None:
-        p = card.directory / info["file"]
+    info = card.artifacts.get("onnx")
+    if info and info.file and card.path is not None:
+        p = card.directory / info.file
         if p.is_file():
             return p
 
-    tag = f"{card.name}-{(card.sha256 or 'nosha')[:16]}-opset{opset}{'-fused' if fused else ''}"
+    tag = f"{file_stem(card.name)}-{(card.sha256 or 'nosha')[:16]}-opset{opset}{'-fused' if fused else ''}"
     out = cache_root(card) / tag
     path = out / f"{graph_stem(card)}.onnx"
     if not _exported_ok(path, card):

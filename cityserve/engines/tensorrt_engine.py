@@ -23,14 +23,14 @@ def plan_path_of(card: ModelCard, plan_path: Optional[Union[str, os.PathLike]] =
     if plan_path:
         p = Path(plan_path)
     else:
-        info = card.extra.get("tensorrt")
-        if not info or card.path is None:
+        info = card.artifacts.get("tensorrt")
+        if not info or not info.file or card.path is None:
             raise ConfigError(
                 f"model {card.name!r} has no TensorRT plan: build one with `cityserve export onnx` "
                 f"then `cityserve export tensorrt render.onnx --out render.plan`, and pass the "
                 f"plan's card (or plan_path=)"
             )
-        p = card.directory / info["file"]
+        p = card.directory / info.file
     if not p.is_file():
         raise ConfigError(f"TensorRT plan {p} does not exist")
     return p
@@ -38,7 +38,7 @@ def plan_path_of(card: ModelCard, plan_path: Optional[Union[str, os.PathLike]] =
 
 class TensorRTEngine:
     """Runs a TensorRT 10 plan of the render graph. Options: ``plan_path`` (default: the plan the card
-    names in ``extra["tensorrt"]``), ``device`` (CUDA device index)."""
+    names in ``artifacts["tensorrt"]``), ``device`` (CUDA device index)."""
 
     def __init__(self, card: ModelCard, plan_path: Optional[Union[str, os.PathLike]] = None, device: int = 0):
         trt = import_tensorrt()

@@ -25,13 +25,12 @@ machine is an AMD EPYC (Zen 4) with AVX-512 BF16 but *no AMX*: BF16 there is ~2.
 not the ~16x AMX gives, which bounds what BF16 can win on it.
 
 After compiling, the package is run against the float32 torch model on a few synthetic label maps
-and the uint8 differences are recorded in the card (``extra.aot.accuracy``) against the budget
+and the uint8 differences are recorded in the card (``artifacts["aot"].accuracy``) against the budget
 (max <= 8 levels, mean <= 1 level).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -44,7 +43,8 @@ import torch
 from torch import nn
 
 from .. import contract
-from ..cards import ModelCard, load_card, now_iso, sha256_file
+from ..card_sections import AotArtifact
+from ..cards import ModelCard, file_stem, load_card, now_iso, sha256_file
 from ..data.synthetic import generate_scene
 from ..errors import CheckpointError, CityserveError, ConfigError, UnavailableError
 from ..hardware import cpu_flags, cpu_name, cpu_supports_bf16
@@ -286,33 +286,31 @@ def compile_aot(
         pkg = aoti_compile_and_package(ep, package_path=str(out / PACKAGE), inductor_configs=configs)
     seconds = time.perf_counter() - t0
     log(f"compiled in {seconds:.0f} s")
-    new = copy.deepcopy(card)
-    new.extra = dict(card.extra)
+    # the package's card names no weights: it points at the card that holds them (export provenance)
+    new = card.derived(out)
     io = render_io(card)
-    new.extra["aot"] = {
-        "file": PACKAGE,
-        "sha256": sha256_file(pkg),
-        "dtype": dtype,
-        "torch": torch.__version__,
-        "vec_isa": vec_isa(),
-        "cpu_flags_required": required_flags(dtype),
-        "built_on": cpu_name(),
-        "built": now_iso(),
-        "compile_seconds": round(seconds, 1),
-        "fused": bool(fused),
-        "inductor_configs": configs,
-        "precision": (
+    new.artifacts["aot"] = AotArtifact(
+        file=PACKAGE,
+        sha256=sha256_file(pkg),
+        dtype=dtype,
+        torch=torch.__version__,
+        vec_isa=vec_isa(),
+        cpu_flags_required=required_flags(dtype),
+        built_on=cpu_name(),
+        built=now_iso(),
+        compile_seconds=round(seconds, 1),
+        fused=bool(fused),
+        inductor_configs=configs,
+        precision=(
             "float32"
             if dtype == "fp32"
             else "convolutions/linear in bfloat16 except layers_fp32; norms, SPADE modulation, "
             "activations, residual adds, resizing in float32"
         ),
-        "layers_fp32": list(layers_fp32) if dtype == "bf16" else [],
-        "inputs": ["labels"] + (["instances"] if io.use_instance else []) + (["z"] if io.z_dim else []),
-    }
-    # The card keeps pointing at the original weights (export provenance), by absolute path.
-    new.weights = str(card.weights_path)
-    path = new.save(out / f"{card.name}.card.json")
+        layers_fp32=list(layers_fp32) if dtype == "bf16" else [],
+        inputs=["labels"] + (["instances"] if io.use_instance else []) + (["z"] if io.z_dim else []),
+    )
+    path = new.save(out / f"{file_stem(card.name)}.card.json")
     if verify_images:
         from torch._inductor import aoti_load_package
 
@@ -321,24 +319,24 @@ def compile_aot(
             f"vs float32 on {verify_images} synthetic label maps: max {acc['max_levels']} levels, "
             f"mean {acc['mean_levels']:.3f} (budget {BUDGET_MAX_LEVELS} / {BUDGET_MEAN_LEVELS})"
         )
-        new.extra["aot"]["accuracy"] = acc
+        new.artifacts["aot"].accuracy = acc
         path = new.save(path)
     return path
 
 
-def check_compatible(aot: dict, flags: Optional[set[str]] = None) -> None:
+def check_compatible(aot: AotArtifact, flags: Optional[set[str]] = None) -> None:
     """Refuse a package this CPU / torch cannot run, naming what is missing."""
     flags = cpu_flags() if flags is None else flags
-    missing = [f for f in aot.get("cpu_flags_required", []) if f not in flags]
+    missing = [f for f in aot.cpu_flags_required if f not in flags]
     if missing:
         raise UnavailableError(
             f"AOT package needs CPU flag(s) {', '.join(missing)} that this CPU ({cpu_name()}) "
-            f"lacks (built on {aot.get('built_on', '?')}); rebuild it here with "
+            f"lacks (built on {aot.built_on or '?'}); rebuild it here with "
             f"`cityserve export aot`"
         )
-    if aot.get("torch") != torch.__version__:
+    if aot.torch != torch.__version__:
         raise UnavailableError(
-            f"AOT package was compiled with torch {aot.get('torch')}, this is torch "
+            f"AOT package was compiled with torch {aot.torch}, this is torch "
             f"{torch.__version__}; rebuild it with `cityserve export aot`"
         )
 
@@ -348,16 +346,16 @@ class AOTPackage:
     (numpy) and returns the uint8 image [B,H,W,3]. The engine, the benchmark and the Triton cpu model
     all run packages through this one class."""
 
-    def __init__(self, aot: dict, directory: str | os.PathLike):
+    def __init__(self, aot: AotArtifact, directory: str | os.PathLike):
         check_compatible(aot)
-        pkg = Path(directory) / aot["file"]
-        if not pkg.is_file():
+        pkg = Path(directory) / aot.file
+        if not aot.file or not pkg.is_file():
             raise CheckpointError(f"AOT package {pkg} is missing")
-        if sha256_file(pkg) != aot["sha256"]:
+        if sha256_file(pkg) != aot.sha256:
             raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
         from torch._inductor import aoti_load_package
 
-        self.inputs = list(aot["inputs"])  # positional order of the compiled graph
+        self.inputs = list(aot.inputs)  # positional order of the compiled graph
         self._fn = aoti_load_package(str(pkg))
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -369,38 +367,43 @@ class AOTPackage:
         return (out[0] if isinstance(out, (list, tuple)) else out).numpy()
 
 
+def aot_artifact(card: ModelCard) -> AotArtifact:
+    """The card's AOT package section, or a CheckpointError saying how to build one."""
+    aot = card.artifacts.get("aot")
+    if not isinstance(aot, AotArtifact) or not aot.file:
+        raise CheckpointError(f"card {card.path} has no AOT package; build one with `cityserve export aot`")
+    return aot
+
+
 def load_aot(card: ModelCard) -> AOTPackage:
     """The package of an AOT card, after the compatibility and sha256 checks."""
-    aot = card.extra.get("aot")
-    if not aot:
-        raise CheckpointError(f"card {card.path} has no AOT package; build one with `cityserve export aot`")
-    return AOTPackage(aot, card.directory)
+    return AOTPackage(aot_artifact(card), card.directory)
 
 
 def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None) -> ModelCard:
     """The AOT card to run ``card`` with: ``card`` itself if it is one, else the package cached beside it
     (``<card dir>/aot-<dtype>/``), compiled now when missing or built for another torch / CPU."""
-    if "aot" in card.extra:
+    if "aot" in card.artifacts:
         return card
     dtype = dtype or default_dtype()
-    cached = card.directory / f"aot-{dtype}" / f"{card.name}.card.json"
+    cached = card.directory / f"aot-{dtype}" / f"{file_stem(card.name)}.card.json"
     if cached.is_file():
         try:
             c = load_card(cached)
-            check_compatible(c.extra.get("aot", {}))
-            if c.sha256 == card.sha256 and (c.directory / c.extra["aot"]["file"]).is_file():
+            aot = aot_artifact(c)
+            check_compatible(aot)
+            if c.sha256 == card.sha256 and (c.directory / aot.file).is_file():
                 return c
-        except (CityserveError, KeyError):
+        except CityserveError:
             pass
     return load_card(compile_aot(card, cached.parent, dtype, log=log))
 
 
 def find_aot_card(path: str | os.PathLike) -> ModelCard:
     card = load_card(path)
-    if "aot" not in card.extra:
-        raise CheckpointError(f"{card.path} is not an AOT card (no extra.aot); run `cityserve export aot` first")
+    aot_artifact(card)
     return card
 
 
 def describe(card: ModelCard) -> str:
-    return json.dumps(card.extra.get("aot", {}), indent=2)
+    return json.dumps(aot_artifact(card).to_dict(), indent=2)

@@ -6,7 +6,7 @@ The graph is the whole computation a server needs: for a generator ``labels`` ui
 is built in its inference form (``build_from_card``: spectral norm folded, eval-mode batch norm, which
 exports as plain BatchNormalization), the ONNX checker and the TensorRT op check run on the result,
 the card travels inside the file (``metadata_props``) and beside it (``render.card.json`` with an
-``extra["onnx"]`` section), so whoever gets the .onnx knows what it renders.
+``artifacts["onnx"]`` section), so whoever gets the .onnx knows what it renders.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import contract
+from ..card_sections import OnnxArtifact
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, load_card, now_iso, sha256_file
 from ..errors import ConfigError
 from ..models.registry import render_io
@@ -175,16 +176,6 @@ def torch_to_onnx_bytes(
     return buf.getvalue()
 
 
-def relative_weights(card: ModelCard, new_dir: Path) -> str:
-    """The card's weights path as seen from ``new_dir`` (so the copied card still finds them)."""
-    if not card.weights or card.path is None:
-        return card.weights
-    try:
-        return os.path.relpath(card.weights_path.resolve(), new_dir.resolve())
-    except ValueError:  # other drive (Windows)
-        return str(card.weights_path.resolve())
-
-
 def export_onnx(
     card: Union[ModelCard, str, os.PathLike],
     out_dir: Union[str, os.PathLike],
@@ -196,7 +187,8 @@ def export_onnx(
     """Export the card's model; returns the path of ``render.onnx`` / ``segment.onnx`` in ``out_dir``.
 
     Also writes ``render.card.json`` (or ``segment.card.json``) beside it: the card with
-    ``extra["onnx"]`` = file, sha256, opset, fused, inputs/outputs (dtype, shape), source card.
+    ``artifacts["onnx"]`` = file, sha256, opset, fused, inputs/outputs (dtype, shape), source card; the
+    card names no weights but its source card (``source_card``), which holds them.
     Raises ``UnsupportedOpError`` (naming op and node) if TensorRT 10 could not parse the graph.
     """
     if not isinstance(card, ModelCard):
@@ -234,21 +226,19 @@ def export_onnx(
     path = out / f"{stem}.onnx"
     atomic_write_bytes(path, model.SerializeToString())
 
-    exported = ModelCard.from_dict(card.to_dict())
-    exported.weights = relative_weights(card, out)
-    exported.extra = dict(card.extra)
-    exported.extra["onnx"] = {
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "opset": opset,
-        "fused": bool(fused),
+    exported = card.derived(out) if card.path is not None else ModelCard.from_dict(card.to_dict())
+    exported.artifacts["onnx"] = OnnxArtifact(
+        file=path.name,
+        sha256=sha256_file(path),
+        opset=opset,
+        fused=bool(fused),
         **describe_io(model),
-        "source_card": str(card.path) if card.path else None,
-        "exported": now_iso(),
-        "command": command_line(),
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-    }
+        source_card=str(card.path) if card.path else None,
+        exported=now_iso(),
+        command=command_line(),
+        torch=torch.__version__,
+        onnx=onnx.__version__,
+    )
     exported.save(out / f"{stem}{CARD_SUFFIX}")
     return path
 

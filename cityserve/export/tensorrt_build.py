@@ -22,9 +22,10 @@ from typing import Any, Optional, Union
 import onnx
 
 from .. import gpu
+from ..card_sections import OnnxArtifact, TensorrtArtifact
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, now_iso, sha256_file
 from ..errors import ConfigError
-from .onnx_export import card_from_onnx, describe_io, relative_weights
+from .onnx_export import card_from_onnx, describe_io
 from .opcheck import check_tensorrt_ops
 from .precision_report import PrecisionReport, fp32_node_selection
 
@@ -51,14 +52,15 @@ def batch_profile(
     opt_batch: Optional[int] = None,
     max_batch: Optional[int] = None,
 ) -> BatchProfile:
-    """Flags win; else the card's ``extra["tensorrt"]["profile"]`` ({min_batch, opt_batch, max_batch}),
-    else its ``extra["serving"]["max_batch_size"]``; else 1 / 4 / 8. Unset opt = min(4, max) kept
+    """Flags win; else the card's ``artifacts["tensorrt"].profile`` ({min_batch, opt_batch, max_batch}),
+    else its ``serving.max_batch_size``; else 1 / 4 / 8. Unset opt = min(4, max) kept
     within [min, max]; unset min = 1; unset max = max(8, opt, min)."""
     src: dict[str, Any] = {}
     if card is not None:
-        prof = (card.extra.get("tensorrt") or {}).get("profile") or {}
+        trt_section = card.artifacts.get("tensorrt")
+        prof = getattr(trt_section, "profile", None) or {}
         src = {k: prof.get(k) for k in ("min_batch", "opt_batch", "max_batch")}
-        serving_max = (card.extra.get("serving") or {}).get("max_batch_size")
+        serving_max = card.serving.max_batch_size if card.serving is not None else None
         if src.get("max_batch") is None and serving_max:
             src["max_batch"] = serving_max
     lo = min_batch if min_batch is not None else src.get("min_batch")
@@ -74,12 +76,15 @@ def batch_profile(
 
 
 def profile_shapes(
-    io: Union[onnx.ModelProto, dict[str, Any]], profile: BatchProfile
+    io: Union[onnx.ModelProto, OnnxArtifact, dict[str, Any]], profile: BatchProfile
 ) -> dict[str, tuple[tuple, tuple, tuple]]:
     """{input: (min_shape, opt_shape, max_shape)}: the batch axis from the profile, the rest fixed.
 
-    ``io`` is the ONNX model or the ``extra["onnx"]`` section of an exported card."""
-    desc = describe_io(io) if isinstance(io, onnx.ModelProto) else io
+    ``io`` is the ONNX model or the ``artifacts["onnx"]`` section of an exported card."""
+    if isinstance(io, onnx.ModelProto):
+        desc = describe_io(io)
+    else:
+        desc = {"inputs": io.inputs} if isinstance(io, OnnxArtifact) else io
     shapes = {}
     for inp in desc["inputs"]:
         dims = list(inp["shape"])
@@ -356,9 +361,7 @@ def build_engine(
 
 
 def write_plan_card(card: ModelCard, plan_path: Path, info: dict[str, Any]) -> Path:
-    """The card beside the plan: the ONNX card plus ``extra["tensorrt"]``."""
-    out = ModelCard.from_dict(card.to_dict())
-    out.weights = relative_weights(card, plan_path.parent) if card.path is not None else card.weights
-    out.extra = dict(card.extra)
-    out.extra["tensorrt"] = info
+    """The card beside the plan: the ONNX card plus ``artifacts["tensorrt"]``."""
+    out = card.derived(plan_path.parent) if card.path is not None else ModelCard.from_dict(card.to_dict())
+    out.artifacts["tensorrt"] = TensorrtArtifact(**info)
     return out.save(plan_path.with_name(plan_path.stem + CARD_SUFFIX))

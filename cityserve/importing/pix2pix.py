@@ -139,6 +139,6 @@ def import_pix2pix(
             "created": now_iso(),
             "environment": environment(),
         },
-        extra={"mode": "eval (dropout off, batch-norm running statistics)"},
+        notes={"mode": "eval (dropout off, batch-norm running statistics)"},
     )
     return save_checkpoint(card, net.state_dict(), out_dir, stem=name)

@@ -332,7 +332,7 @@ def import_spade(
         "created": now_iso(),
         "environment": environment(),
     }
-    extra: dict[str, Any] = {
+    notes: dict[str, Any] = {
         "inferred": {
             "ngf": cfg.ngf,
             "semantic_nc": cfg.semantic_nc,
@@ -341,6 +341,7 @@ def import_spade(
             "num_upsampling_layers": up_how,
         }
     }
+    encoder = None
     if esd is not None:
         enc = ConvEncoder(cfg)
         load_strict(enc, esd, netE, f"a SPADE encoder with ngf {cfg.ngf}, norm_E {cfg.norm_E!r}")
@@ -348,7 +349,7 @@ def import_spade(
         weights.update({ENCODER_PREFIX + k: (v.float() if v.is_floating_point() else v) for k, v in esd.items()})
         provenance["encoder_imported_from"] = str(Path(netE).resolve())
         provenance["encoder_source_sha256"] = sha256_file(netE)
-        extra["encoder"] = {"prefix": ENCODER_PREFIX, "norm_E": cfg.norm_E}
+        encoder = {"prefix": ENCODER_PREFIX, "norm_E": cfg.norm_E}
     elif cfg.use_vae:
         log(
             "note: VAE generator imported without --netE: it renders from random or given latents, "
@@ -365,7 +366,8 @@ def import_spade(
         height=h,
         width=w,
         provenance=provenance,
-        extra=extra,
+        encoder=encoder,
+        notes=notes,
     )
     log(
         f"SPADE generator: ngf {cfg.ngf}, {cfg.label_nc} labels{' + dontcare' if has_dc else ''}"

@@ -15,6 +15,8 @@ import yaml
 from ..errors import LabelError
 from .labelset import LabelSet
 
+MAX_FILE_BYTES = 16 << 20
+
 
 def label_set_from_dict(d: Mapping[str, Any], source: str = "label set dict") -> LabelSet:
     """Validate ``d`` and build its LabelSet; every error starts with ``source``."""
@@ -25,9 +27,19 @@ def load_label_set_file(path: str | os.PathLike) -> LabelSet:
     """Read a label set from ``.json`` / ``.yaml`` / ``.yml`` (other suffixes: JSON, then YAML)."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise LabelError(f"label set file {p} is over {MAX_FILE_BYTES >> 20} MiB: not a label set")
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise LabelError(f"cannot read label set file {p}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return label_set_from_dict(_parse(p, text), str(p))
+    except RecursionError:
+        raise LabelError(f"{p}: nested too deeply to be a label set") from None
+
+
+def _parse(p: Path, text: str) -> Any:
+    """JSON or YAML, by suffix (other suffixes: JSON, then YAML)."""
     suffix = p.suffix.lower()
     data: Any = None
     if suffix != ".yaml" and suffix != ".yml":
@@ -43,4 +55,4 @@ def load_label_set_file(path: str | os.PathLike) -> LabelSet:
             mark = getattr(e, "problem_mark", None)
             at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             raise LabelError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    return label_set_from_dict(data, str(p))
+    return data

@@ -11,7 +11,8 @@ Per class, ``id``, ``name`` and ``color`` ([r, g, b] 0..255, or "#rrggbb") are r
 >= 255), ``ignore_in_eval`` to ``train_id == 255``, ``category`` to "" and ``has_instances`` to false.
 Optional top-level keys: ``file_convention`` ("identity" by default, see ``FILE_CONVENTIONS``) and
 ``allow_shared_colors`` (false: two classes with one color are an error, since a painted color could
-not say which class it meant).
+not say which class it meant). A label set is a user's file: at most ``MAX_CLASSES`` ids (0..4095),
+names of at most ``MAX_TEXT`` characters.
 """
 
 from __future__ import annotations
@@ -59,11 +60,19 @@ class LabelClass:
 
 
 _CLASS_KEYS = {"id", "name", "color", "train_id", "ignore_in_eval", "category", "has_instances"}
+MAX_CLASSES = 4096  # ids are a model's channels; COCO-Stuff, the largest built-in set, has 183
+MAX_TEXT = 100  # characters of a set's or class's name / category
 _TOP_KEYS = {"name", "classes", "dontcare_id", "file_convention", "allow_shared_colors", "description"}
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _text(v: Any, what: str, limit: int = MAX_TEXT) -> str:
+    if not isinstance(v, str) or not v.strip() or len(v) > limit:
+        raise LabelError(f"{what} {v!r:.40} is not a non-empty string of at most {limit} characters")
+    return v
 
 
 def _color(v: Any, where: str) -> tuple[int, int, int]:
@@ -92,10 +101,15 @@ def parse_label_set(d: Mapping[str, Any], source: str = "label set dict") -> dic
     classes = d.get("classes")
     if not isinstance(classes, list) or not classes:
         raise LabelError(f"{source}: 'classes' must be a non-empty list of {{id, name, color}} entries")
-    name = d.get("name") or (Path(source).stem if Path(source).suffix else "custom")
+    if len(classes) > MAX_CLASSES:
+        raise LabelError(f"{source}: {len(classes)} classes; a label set has at most {MAX_CLASSES}")
+    name = d.get("name") or (Path(source).stem[:MAX_TEXT] if Path(source).suffix else "custom")
+    _text(name, f"{source}: name")
+    if "description" in d and not (isinstance(d["description"], str) and len(d["description"]) <= 10 * MAX_TEXT):
+        raise LabelError(f"{source}: description must be a string of at most {10 * MAX_TEXT} characters")
     dontcare_id = d.get("dontcare_id")
-    if dontcare_id is not None and not _is_int(dontcare_id):
-        raise LabelError(f"{source}: dontcare_id must be an integer id or null, not {dontcare_id!r}")
+    if dontcare_id is not None and not (_is_int(dontcare_id) and 0 <= dontcare_id < MAX_CLASSES):
+        raise LabelError(f"{source}: dontcare_id must be an id 0..{MAX_CLASSES - 1} or null, not {dontcare_id!r:.40}")
 
     by_id: dict[int, LabelClass] = {}
     for n, c in enumerate(classes):
@@ -109,11 +123,10 @@ def parse_label_set(d: Mapping[str, Any], source: str = "label set dict") -> dic
         if missing:
             raise LabelError(f"{where} lacks {', '.join(missing)}")
         cid, cname = c["id"], c["name"]
-        if not _is_int(cid) or cid < 0:
-            raise LabelError(f"{where}: id {cid!r} is not a non-negative integer")
-        if not isinstance(cname, str) or not cname.strip():
-            raise LabelError(f"{where}: name {cname!r} is not a non-empty string")
-        where = f"{source}: class {cid} '{cname}'"
+        if not _is_int(cid) or not 0 <= cid < MAX_CLASSES:
+            raise LabelError(f"{where}: id {cid!r:.40} is not an integer 0..{MAX_CLASSES - 1}")
+        _text(cname, f"{where}: name")
+        where = f"{source}: class {cid} {cname!r}"
         if cid in by_id:
             raise LabelError(f"{source}: duplicate id {cid} ('{by_id[cid].name}' and '{cname}')")
         train_id = c.get("train_id", IGNORE if cid == dontcare_id or cid >= IGNORE else cid)
@@ -131,12 +144,13 @@ def parse_label_set(d: Mapping[str, Any], source: str = "label set dict") -> dic
             color=_color(c["color"], where),
             train_id=int(train_id),
             ignore_in_eval=ignore,
-            category=str(c.get("category", "")),
+            category=_text(c["category"], f"{where}: category") if c.get("category") else "",
             has_instances=has_inst,
         )
 
-    missing_ids = sorted(set(range(max(by_id) + 1)) - set(by_id))
-    if missing_ids:
+    top = max(by_id)
+    if top >= len(by_id):  # ids are bounded above, and only the first few gaps are listed
+        missing_ids = [i for i in range(top + 1) if i not in by_id][:6]
         shown = ", ".join(map(str, missing_ids[:5])) + (" ..." if len(missing_ids) > 5 else "")
         raise LabelError(
             f"{source}: ids must run 0..{max(by_id)} without gaps (they are the model's channels); missing {shown}"

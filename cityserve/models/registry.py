@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
+import typing
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -65,12 +67,65 @@ def family(arch: str) -> Family:
     return _FAMILIES[arch]
 
 
+# Bounds of the integer options of every family's config, by name (others: 0..65536). A card is a
+# user's file: a width of 1e7 channels would allocate terabytes before anything else could complain.
+CONFIG_INT_BOUNDS = {
+    "label_nc": (1, 4096),
+    "num_classes": (1, 4096),
+    "ngf": (1, 1024),
+    "ndf": (1, 1024),
+    "nhidden": (1, 4096),
+    "z_dim": (1, 4096),
+    "crop_size": (1, 16384),
+    "output_nc": (1, 4),
+    "n_layers_D": (1, 8),
+}
+CONFIG_FLOAT_BOUNDS = {"aspect_ratio": (1e-3, 1e3)}
+
+
+def check_config(cls: type, config: Any, where: str) -> None:
+    """Every value of ``config`` against the type of ``cls``'s field of that name, with bounds."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: config must be a mapping, not {type(config).__name__}")
+    hints = typing.get_type_hints(cls)
+    for name, value in config.items():
+        kind = hints.get(name)
+        what = f"{where}: config.{name}"
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if ok:
+                lo, hi = CONFIG_INT_BOUNDS.get(name, (0, 65536))
+                if not lo <= value <= hi:
+                    raise CheckpointError(f"{what} must be {lo}..{hi}, not {value}")
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if ok:
+                lo, hi = CONFIG_FLOAT_BOUNDS.get(name, (-1e6, 1e6))
+                if not lo <= value <= hi:
+                    raise CheckpointError(f"{what} must be {lo:g}..{hi:g}, not {value}")
+        elif kind is str:
+            ok = isinstance(value, str) and len(value) <= 64
+        elif kind is tuple:
+            ok = isinstance(value, (list, tuple)) and len(value) <= 8
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        else:
+            continue  # not a field: the config class names it below
+        if not ok:
+            shown = getattr(kind, "__name__", kind)
+            raise CheckpointError(f"{what} must be {'an' if shown == 'int' else 'a'} {shown}, not {value!r:.40}")
+
+
 def config_from_card(card: ModelCard) -> Any:
+    """The family's config from the card, every value checked with its type and bounds first."""
     fam = family(card.arch)
+    where = f"model card {card.path or repr(card.name)[:60]}"
+    check_config(fam.config_cls, card.config, where)
     try:
         return fam.config_cls(**card.config)
     except TypeError as e:
-        raise CheckpointError(f"model card {card.path}: config does not fit {fam.config_cls.__name__}: {e}") from None
+        raise CheckpointError(f"{where}: config does not fit {fam.config_cls.__name__}: {e}") from None
 
 
 def build_from_card(card: ModelCard, load: bool = True, inference: bool = True) -> nn.Module:

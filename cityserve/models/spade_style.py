@@ -27,7 +27,7 @@ def encoder_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 
 def has_encoder(card) -> bool:
-    return bool(card.extra.get("encoder"))
+    return card.encoder is not None
 
 
 def load_encoder(card, inference: bool = True) -> ConvEncoder:

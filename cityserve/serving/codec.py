@@ -19,6 +19,7 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
+from ..card_sections import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from ..errors import LabelError
 from ..labels import decode_image, get_label_set
 from ..labels.labelmap import check_ids, resize_nearest
@@ -26,8 +27,6 @@ from ..labels.png import label_image_to_ids, to_rgb8
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
-DEFAULT_MAX_PIXELS = 4096 * 4096  # 16.7 Mpx: a 2048x1024 Cityscapes frame is 2.1 Mpx
-DEFAULT_MAX_BYTES = 64 << 20
 _PNG_COLOR_TYPES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # color type -> channels (3 = palette index)
 
 

@@ -18,6 +18,7 @@ from typing import Optional
 
 import torch
 
+from ..card_sections import ServingOptions
 from ..cards import ModelCard, load_card
 from ..checkpoints import save_checkpoint
 from ..export.onnx_export import export_onnx
@@ -51,11 +52,11 @@ def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
         return []
     cards = [load_card(p) for p in sorted(directory.glob("*.card.json"))]
     cards = [c for c in cards if c.kind in ("generator", "segmenter")]
-    # one card per model: an exported copy (same weights, extra["onnx"]) stands for its source card
+    # one card per model: an exported copy (same weights, artifacts["onnx"]) stands for its source card
     chosen: dict[tuple[str, str], ModelCard] = {}
     for c in cards:
         key = (c.kind, c.sha256 or c.name)
-        if key not in chosen or ("onnx" in (c.extra or {}) and "onnx" not in (chosen[key].extra or {})):
+        if key not in chosen or ("onnx" in c.artifacts and "onnx" not in chosen[key].artifacts):
             chosen[key] = c
     return sorted(chosen.values(), key=lambda c: (c.kind != "generator", c.name))
 
@@ -81,7 +82,7 @@ def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:
         height=128,
         width=256,
         provenance={"source": "PLACEHOLDER: random weights, not trained; the demo models were not found"},
-        extra={"serving": {"max_batch_size": 4}},
+        serving=ServingOptions(max_batch_size=4),
     )
     card = load_card(save_checkpoint(card, model.state_dict(), cache_dir, PLACEHOLDER_NAME))
     return _export(card, exported.parent) if export else card

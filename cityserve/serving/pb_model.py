@@ -67,8 +67,12 @@ class PythonModel:
         self.version_dir = os.path.join(args["model_repository"], args["model_version"])
 
     def version_file(self, param: str, default: str) -> str:
-        """The file in the version directory that parameter ``param`` names (``default`` without it)."""
-        return os.path.join(self.version_dir, self.params.get(param, default))
+        """The file in the version directory that parameter ``param`` names (``default`` without it);
+        a name with a directory part is refused, so a config can only point inside its version directory."""
+        name = self.params.get(param, default)
+        if os.path.basename(name) != name or name in ("", ".", ".."):
+            raise ValueError(f"{self.name}: parameter {param} must name a file in the version directory, not {name!r}")
+        return os.path.join(self.version_dir, name)
 
     def infer(self, request: Any) -> dict[str, np.ndarray]:
         raise NotImplementedError

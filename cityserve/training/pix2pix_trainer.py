@@ -139,7 +139,7 @@ class Pix2PixTrainer(Trainer):
             label_set=label_set_for_card(self.label_set),
             height=int(h),
             width=int(w),
-            extra={"training": dataclasses.asdict(self.tcfg)},
+            training=dataclasses.asdict(self.tcfg),
         )
         return card, sd
 

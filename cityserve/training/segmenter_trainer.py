@@ -142,7 +142,7 @@ class SegmenterTrainer(Trainer):
             label_set=label_set_for_card(self.label_set),
             height=self.size[0],
             width=self.size[1],
-            extra={"training": dataclasses.asdict(self.tcfg)},
+            training=dataclasses.asdict(self.tcfg),
         )
         return card, sd
 

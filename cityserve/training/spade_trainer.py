@@ -373,13 +373,10 @@ class SPADETrainer(Trainer):
         if self.ema is not None:
             G = refresh_spectral_vectors(self.ema.module)
         sd = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-        extra: dict[str, Any] = {
-            "discriminator": dataclasses.asdict(self.dcfg),
-            "training": dataclasses.asdict(self.tcfg),
-        }
+        encoder = None
         if self.E is not None:
             sd.update({ENCODER_PREFIX + k: v.detach().cpu() for k, v in self.E.state_dict().items()})
-            extra["encoder"] = True
+            encoder = {"prefix": ENCODER_PREFIX}
         card = ModelCard(
             name=self.runner.cfg.name,
             kind="generator",
@@ -388,7 +385,9 @@ class SPADETrainer(Trainer):
             label_set=label_set_for_card(self.label_set),
             height=self.gcfg.height,
             width=self.gcfg.width,
-            extra=extra,
+            training=dataclasses.asdict(self.tcfg),
+            encoder=encoder,
+            notes={"discriminator": dataclasses.asdict(self.dcfg)},
         )
         if self.init_card is not None:
             card.provenance["init_from"] = {

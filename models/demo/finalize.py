@@ -67,7 +67,7 @@ def ship(args) -> int:
         sd = load_weights(card)
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
         card.sha256 = save_weights(sd, weights)
-        card.extra["weights_dtype"] = "float16 (stored; loaded into float32 modules)"
+        card.notes["weights_dtype"] = "float16 (stored; loaded into float32 modules)"
     else:
         shutil.copyfile(card.weights_path, weights)
         card.sha256 = sha256_file(weights)

@@ -24,7 +24,8 @@ class TritonPythonModel(BatchedPythonModel):
     def initialize(self, args):
         import torch
 
-        from cityserve.export.aot import AOTPackage
+        from cityserve.cards import ModelCard
+        from cityserve.export.aot import AOTPackage, aot_artifact
 
         super().initialize(args)
         # The server's environment sets OMP_NUM_THREADS=1 (several python stubs share the cores), which
@@ -32,7 +33,7 @@ class TritonPythonModel(BatchedPythonModel):
         threads = int(self.params.get("intra_op_threads", "0") or 0) or len(os.sched_getaffinity(0))
         torch.set_num_threads(threads)
         with open(self.version_file("card_file", "card.json")) as f:
-            aot = json.load(f)["extra"]["aot"]
+            aot = aot_artifact(ModelCard.from_dict(json.load(f)))
         # refuses, with a one-line reason, a package for missing CPU flags / another torch / altered bytes
         self.package = AOTPackage(aot, self.version_dir)
 

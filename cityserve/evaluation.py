@@ -123,6 +123,11 @@ def evaluate_generator(
 ) -> GeneratorReport:
     from .engines import Renderer
 
+    net = None
+    if inception is not None:  # a wrong weights file is refused before any scene is rendered
+        from .models.inception import load_fid_inception
+
+        net = load_fid_inception(inception)
     renderer = Renderer.from_card(gen_card, engine=engine)
     seg = segmenter_fn(seg_card, native_size=True)
     gen_preds, real_preds, gts, l1s, ssims, fakes, reals = [], [], [], [], [], [], []
@@ -143,10 +148,7 @@ def evaluate_generator(
         float(np.mean(l1s)),
         float(np.mean(ssims)),
     )
-    if inception is not None:
-        from .models.inception import load_fid_inception
-
-        net = load_fid_inception(inception)
+    if net is not None:
         f_fake, f_real = inception_features(net, fakes), inception_features(net, reals)
         report.fid = fid_from_features(f_fake, f_real)
         report.kid = kid_from_features(f_fake, f_real)

@@ -35,6 +35,7 @@ examples:
   cityserve render painted.png --model models/ade_vae --z saved_latent.npy --out photo.png
   cityserve render labels.png --model models/demo --engine onnxruntime --out photo.png
   cityserve render labels.png --model spade --server localhost:8001 --out photo.png
+  cityserve render labels.png --server 10.0.0.1:8001,10.0.0.2:8001,10.0.0.3:8001 --out photo.png
 """
 
 ENGINE_NAMES = ("torch", "onnxruntime", "aot", "tensorrt")
@@ -65,7 +66,16 @@ def register(sub, groups) -> None:
     p.add_argument("--nearest", action="store_true", help="snap label colors to the nearest palette color")
     p.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="render engine (default torch)")
     p.add_argument("--device", help="cpu or cuda (default cpu; for onnxruntime: its execution provider)")
-    p.add_argument("--server", metavar="HOST:PORT", help="render on a running cityserve/Triton server instead")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="--engine aot: load a package not compiled on this machine (it is native code: know its origin)",
+    )
+    p.add_argument(
+        "--server",
+        metavar="HOST:PORT[,...]",
+        help="render on running cityserve/Triton servers instead (several: balanced, with failover)",
+    )
     p.set_defaults(func=run)
 
 
@@ -191,7 +201,7 @@ def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
 
 def run(args) -> int:
     if args.server:
-        from ..client import render_cli
+        from ._render_remote import render_cli
 
         return render_cli(args)
 
@@ -205,7 +215,10 @@ def run(args) -> int:
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out {args.out}: the photo is written as PNG; name it *.png")
     card = load_card(args.model)
-    renderer = Renderer(card, engine=args.engine, **engine_options(args.engine, args.device))
+    options = engine_options(args.engine, args.device)
+    if args.engine == "aot" and args.trust:
+        options["trust"] = True
+    renderer = Renderer(card, engine=args.engine, **options)
     labels = read_labels_for_model(args.labels, card, nearest=args.nearest)
     instances = None
     if args.instances:

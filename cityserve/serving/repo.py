@@ -93,6 +93,7 @@ class ServingOptions:
     onnx_accelerator: str = "none"  # gpu-onnx: "tensorrt" puts onnxruntime's TensorRT EP (FP16) first
     nearest_colors: bool = False  # decode_png snaps unknown colors to the nearest palette color
     cpu_engine: str = "auto"  # cpu target render model: "aot" (AOTInductor package), "onnxruntime", or "auto"
+    trust_aot: bool = False  # load an AOT card's package not compiled on this machine (it is native code)
 
     def __post_init__(self) -> None:
         if int(self.max_batch_size) < 1:
@@ -139,6 +140,8 @@ def serving_options(card: Optional[ModelCard], overrides: Optional[dict[str, Any
                 f"card {card.name}: unknown serving option(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(known))}"
             )
+        if "trust_aot" in serving:  # a card must not vouch for its own native code
+            raise ConfigError(f"card {card.name}: trust_aot is not a card option; only the command line trusts")
         values.update(serving)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return ServingOptions(**values)
@@ -456,7 +459,7 @@ def _graph_model(w: _Writer, name: str, src: GraphSource, opts: ServingOptions, 
             from ..export.aot import aot_card_for
 
             engine, template = "aot", "render_aot_python"
-            aot_card = aot_card_for(src.card)
+            aot_card = aot_card_for(src.card, trust=bool(opts.trust_aot))
             values["dtype"] = aot_card.extra["aot"]["dtype"].upper()
             files = {
                 "render.pt2": aot_card.directory / aot_card.extra["aot"]["file"],

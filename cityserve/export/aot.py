@@ -349,6 +349,19 @@ def check_compatible(aot: dict, flags: Optional[set[str]] = None) -> None:
         )
 
 
+def verify_package(aot: dict, directory: str | os.PathLike, trust: bool = False) -> Path:
+    """The package file, once this CPU and torch can run it, its bytes match the card, and it was
+    compiled into ``directory`` here (or ``trust``); else a one-line error naming the first problem."""
+    check_compatible(aot)
+    pkg = Path(directory) / aot["file"]
+    if not pkg.is_file():
+        raise CheckpointError(f"AOT package {pkg} is missing")
+    if sha256_file(pkg) != aot["sha256"]:
+        raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
+    check_trusted(aot["sha256"], Path(directory), trust)
+    return pkg
+
+
 class AOTPackage:
     """A loaded ``render.pt2``, checked first: ``package(feeds)`` takes the render graph's inputs by name
     (numpy) and returns the uint8 image [B,H,W,3]. The engine, the benchmark and the Triton cpu model
@@ -356,13 +369,7 @@ class AOTPackage:
     compiled into ``directory`` on this machine, unless ``trust``."""
 
     def __init__(self, aot: dict, directory: str | os.PathLike, trust: bool = False):
-        check_compatible(aot)
-        pkg = Path(directory) / aot["file"]
-        if not pkg.is_file():
-            raise CheckpointError(f"AOT package {pkg} is missing")
-        if sha256_file(pkg) != aot["sha256"]:
-            raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
-        check_trusted(aot["sha256"], Path(directory), trust)
+        pkg = verify_package(aot, directory, trust)
         from torch._inductor import aoti_load_package
 
         self.inputs = list(aot["inputs"])  # positional order of the compiled graph
@@ -393,7 +400,7 @@ def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None, trust: 
     from ..errors import CityserveError
 
     if "aot" in card.extra:
-        check_trusted(str(card.extra["aot"].get("sha256", "")), card.directory, trust)
+        verify_package(card.extra["aot"], card.directory, trust)
         return card
     dtype = dtype or default_dtype()
     cached = card.directory / f"aot-{dtype}" / f"{card.name}.card.json"

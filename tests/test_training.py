@@ -49,6 +49,28 @@ def data(tmp_path_factory):
 # (script, size, extra args) of a tiny run of each trainer
 RUNS = {
     "spade": ("spade", "32x64", ["--preset", "tiny"]),
+    "oasis": (
+        "spade",
+        "64x128",
+        [
+            "--preset",
+            "tiny",
+            "--size",
+            "64x128",
+            "--objective",
+            "oasis",
+            "--num-res-blocks-D",
+            "5",
+            "--noise-dim",
+            "2",
+            "--ema-decay",
+            "0.9",
+            "--norm-G",
+            "spectralspadeinstance1x1",
+            "--nhidden",
+            "4",
+        ],
+    ),
     "pix2pix": ("pix2pix", "128x128", ["--preset", "tiny"]),
     "segmenter": ("segmenter", "64x128", ["--preset", "tiny", "--size", "64x128"]),
 }
@@ -262,7 +284,7 @@ def test_segmenter_loss_falls(tmp_path):
 
 
 # ---- runs through the entry points ---------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["spade", "segmenter", "pix2pix"])
+@pytest.mark.parametrize("kind", ["spade", "oasis", "segmenter", "pix2pix"])
 def test_resume_equals_uninterrupted_run(kind, data, tmp_path):
     main = entry(RUNS[kind][0]).main
     a, b = tmp_path / "a", tmp_path / "b"
@@ -307,7 +329,8 @@ def test_resume_refuses_other_options_and_fresh_run_refuses_existing(data, tmp_p
 def test_nan_stops_with_step_and_loss_named(data, tmp_path, capsys, monkeypatch):
     main = entry("spade").main
     out = tmp_path / "nan"
-    rc = main(args_for("spade", data, out, 8, "--save-every", "2", "--debug-nan-at-step", "5"))
+    monkeypatch.setenv("CITYSERVE_DEBUG_NAN_AT_STEP", "5")
+    rc = main(args_for("spade", data, out, 8, "--save-every", "2"))
     err = capsys.readouterr().err
     assert rc == 1
     assert "non-finite loss at step 5: G_GAN = nan" in err and "step_00000004.pt" in err
@@ -351,7 +374,8 @@ def test_kill_mid_run_then_resume(data, tmp_path):
     assert not list((out / "state").glob(".*tmp*"))
 
 
-def test_torchrun_two_gloo_processes(data, tmp_path):
+@pytest.mark.parametrize("kind", ["spade", "oasis"])
+def test_torchrun_two_gloo_processes(kind, data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable,
@@ -361,7 +385,7 @@ def test_torchrun_two_gloo_processes(data, tmp_path):
         "--nproc_per_node",
         "2",
         str(REPO / "train" / "spade.py"),
-        *args_for("spade", data, out, 2),
+        *args_for(kind, data, out, 2),
     ]
     res = subprocess.run(cmd, env=env_1thread(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]

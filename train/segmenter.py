@@ -10,8 +10,18 @@ and export take it), TensorBoard and progress bars.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from pathlib import Path
+
+from cityserve.data.transforms import Augment
+from cityserve.labels import get_label_set
+from cityserve.models.deeplab import DeepLabConfig
+from cityserve.models.registry import family
+from cityserve.training.common import build_training_data
+from cityserve.training.entry import ResolvedRun, TrainerSpec, train_main
+from cityserve.training.segmenter_trainer import PRESETS, SegmenterTrainConfig, SegmenterTrainer
+
+ARCHS = ("fchardnet", "deeplabv3plus")
 
 EPILOG = """examples:
   # the demo segmenter on synthetic scenes (2-core CPU, ~25 minutes)
@@ -29,66 +39,50 @@ Outputs, --resume, exit codes: as train/spade.py (NAME.card.json + NAME.pt, chec
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cityserve.training.common import training_parser
-    from cityserve.training.segmenter_trainer import PRESETS
+def _arch(r: ResolvedRun) -> str:
+    return r.args.arch or ("deeplabv3plus" if isinstance(r.preset.model, DeepLabConfig) else "fchardnet")
 
-    p = training_parser("train/segmenter.py", __doc__, EPILOG, PRESETS, default="demo")
-    m = p.add_argument_group("model")
-    m.add_argument("--arch", choices=("fchardnet", "deeplabv3plus"))
-    m.add_argument("--backbone", choices=("resnet50", "resnet101", "mobilenetv2"), help="DeepLabV3+ backbone")
-    m.add_argument("--output-stride", type=int, choices=(8, 16), help="DeepLabV3+ output stride")
-    m.add_argument("--backbone-weights", help="DeepLabV3+: local torchvision ImageNet state dict for the backbone")
-    t = p.add_argument_group("optimisation")
-    t.add_argument("--loss", choices=("bootstrapped", "ce"))
-    t.add_argument("--min-k", type=int, help="bootstrapped CE: at least this many hardest pixels per image")
-    t.add_argument("--loss-th", type=float, help="bootstrapped CE: loss threshold")
-    t.add_argument("--lr", type=float)
-    t.add_argument("--momentum", type=float)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips")
-    return p
+
+def resolved_model(r: ResolvedRun):
+    """The preset's network (or ``--arch``'s defaults), with the flags given, over the run's label set."""
+    arch = _arch(r)
+    ls = get_label_set(r.label_set)
+    same = isinstance(r.preset.model, family(arch).config_cls)
+    base = r.preset.model if same else family(arch).config_cls()
+    overrides = r.model_overrides if arch == "deeplabv3plus" else {}
+    label = r.label_set if isinstance(r.label_set, str) else ls.name
+    return dataclasses.replace(base, num_classes=ls.num_train_ids, label_set=label, **overrides)
+
+
+def build(r: ResolvedRun, runner):
+    cfg = resolved_model(r)
+    trainer = SegmenterTrainer(runner, _arch(r), cfg, r.label_set, r.train, r.size, name=r.run.name)
+    augment = Augment(flip=r.data.flip, brightness=0.2, contrast=0.2, scale=tuple(r.train.scale))
+    return trainer, build_training_data(r.data, r.label_set, r.size, augment)
+
+
+def _arch_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", choices=ARCHS, help="network (default: the preset's)")
+
+
+SPEC = TrainerSpec(
+    prog="train/segmenter.py",
+    description=__doc__,
+    epilog=EPILOG,
+    presets=PRESETS,
+    default_preset="demo",
+    model_cls=DeepLabConfig,
+    model_fields=("backbone", "output_stride"),
+    train_cls=SegmenterTrainConfig,
+    build=build,
+    resolved_model=resolved_model,
+    extra_args=_arch_flag,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cityserve.training.common import train_main
-    from cityserve.training.segmenter_trainer import PRESETS
-
-    return train_main(build_parser, PRESETS, _run, argv)
-
-
-def _run(args: argparse.Namespace, preset: dict) -> int:
-    from cityserve.data.transforms import Augment
-    from cityserve.labels import get_label_set
-    from cityserve.models.registry import family
-    from cityserve.training.common import build_training_data, fit, given, run_config, size_from_args
-    from cityserve.training.segmenter_trainer import SegmenterTrainConfig, SegmenterTrainer
-
-    arch = args.arch or preset["arch"]
-    label_set = args.label_set or "cityscapes"
-    ls = get_label_set(label_set)
-    model = dict(preset["model"]) if arch == preset["arch"] else {}
-    if arch == "deeplabv3plus":
-        model.update(given(args, ("backbone", "output_stride")))
-    label_name = label_set if isinstance(label_set, str) else ls.name
-    cfg = family(arch).config_cls(num_classes=ls.num_train_ids, label_set=label_name, **model)
-    train = {
-        **preset["train"],
-        **given(args, ("loss", "min_k", "loss_th", "lr", "momentum", "weight_decay", "backbone_weights")),
-    }
-    size = size_from_args(args, preset["size"])
-    rc = run_config(args, name=f"{arch}-{args.preset}", epochs=None, batch_size=preset["batch_size"])
-    if rc.max_steps is None and rc.epochs is None:
-        rc.max_steps = preset["max_steps"]
-
-    def setup(runner):
-        trainer = SegmenterTrainer(runner, arch, cfg, label_set, SegmenterTrainConfig(**train), size, name=rc.name)
-        augment = Augment(flip=args.flip, brightness=0.2, contrast=0.2, scale=tuple(preset["scale"]))
-        return trainer, build_training_data(args, label_set, size, augment)
-
-    return fit(rc, setup)
+    return train_main(SPEC, argv)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

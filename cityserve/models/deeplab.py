@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..options import option
 from .registry import Family, register_family
 
 BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
@@ -35,8 +36,10 @@ class DeepLabConfig:
     """DeepLabV3+ options plus the segment graph's needs: the label set of the train ids and the
     input normalization (``mean``/``std`` in [0, 1] units, RGB order; ImageNet statistics)."""
 
-    backbone: str = "resnet101"
-    output_stride: int = 16
+    backbone: str = option(
+        "resnet101", "DeepLabV3+ backbone", cli={"choices": ("resnet50", "resnet101", "mobilenetv2")}
+    )
+    output_stride: int = option(16, "DeepLabV3+ output stride", cli={"choices": (8, 16)})
     num_classes: int = 19
     label_set: str = "cityscapes"
     mean: tuple = (0.485, 0.456, 0.406)

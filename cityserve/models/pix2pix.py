@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..options import option
 from .registry import Family, RenderIO, register_family
 
 NET_G_DOWNS = {"unet_128": 7, "unet_256": 8}
@@ -31,16 +32,16 @@ NET_G_DOWNS = {"unet_128": 7, "unet_256": 8}
 class Pix2PixConfig:
     """Options of a pix2pix model; ``input_nc`` follows from ``label_nc`` and ``input_mode``."""
 
-    label_nc: int  # label ids the generator accepts (one-hot channels; palette size in color mode)
-    input_mode: str = "onehot"  # "onehot" | "color"
-    output_nc: int = 3
-    ngf: int = 64
-    netG: str = "unet_256"
-    norm: str = "batch"  # "batch" | "instance"
-    use_dropout: bool = True
+    label_nc: int = option(cli=False)  # label ids the generator accepts (one-hot channels; palette size in color)
+    input_mode: str = option("onehot", "how the label map is fed", cli={"choices": ("onehot", "color")})
+    output_nc: int = option(3, cli=False)
+    ngf: int = option(64, "generator width")
+    netG: str = option("unet_256", "", cli={"choices": tuple(NET_G_DOWNS)})
+    norm: str = option("batch", "", cli={"choices": ("batch", "instance")})
+    use_dropout: bool = option(True, "dropout in the U-Net decoder")
     # discriminator (training only; not part of imported generator checkpoints)
-    ndf: int = 64
-    n_layers_D: int = 3
+    ndf: int = option(64, "discriminator width")
+    n_layers_D: int = option(3, "PatchGAN layers")
 
     def __post_init__(self) -> None:
         if self.input_mode not in ("onehot", "color"):

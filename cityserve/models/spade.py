@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..options import option
 from .registry import Family, RenderIO, register_family
 
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
@@ -53,19 +54,22 @@ class SPADEConfig:
     ``sh = round(sw / aspect_ratio)``.
     """
 
-    label_nc: int = 182
-    contain_dontcare_label: bool = False
-    no_instance: bool = False
-    ngf: int = 64
-    num_upsampling_layers: str = "normal"  # normal | more | most
-    crop_size: int = 256
-    aspect_ratio: float = 1.0
-    use_vae: bool = False
-    z_dim: int = 256
-    norm_G: str = "spectralspadesyncbatch3x3"
-    norm_E: str = "spectralinstance"
-    output_nc: int = 3
-    nhidden: int = 128  # SPADE's hidden width (official: 128); smaller makes CPU demo training practical
+    label_nc: int = option(182, "label channels (default: the label set's ids)")
+    contain_dontcare_label: bool = option(False, cli=False)  # from the label set
+    no_instance: bool = option(False, "no instance-edge channel")
+    ngf: int = option(64, "generator width")
+    num_upsampling_layers: str = option("normal", "", cli={"choices": tuple(UPSAMPLING_LAYERS)})
+    crop_size: int = option(256, cli=False)  # from the training size
+    aspect_ratio: float = option(1.0, cli=False)  # from the training size
+    use_vae: bool = option(False, "train with the style encoder (VAE + KL loss)")
+    z_dim: int = option(256, "VAE latent length")
+    norm_G: str = option(
+        "spectralspadesyncbatch3x3", "e.g. spectralspadesyncbatch3x3 (SPADE), spectralspadeinstance1x1 (the demo)"
+    )
+    norm_E: str = option("spectralinstance", "VAE encoder norm")
+    output_nc: int = option(3, cli=False)
+    nhidden: int = option(128, "hidden width of each SPADE norm (official 128; smaller trains on a CPU)")
+    noise_dim: int = option(0, "OASIS 3D noise: a N(0,1) vector per image concatenated to the label map (OASIS 64)")
 
     def __post_init__(self) -> None:
         if self.num_upsampling_layers not in UPSAMPLING_LAYERS:
@@ -82,6 +86,10 @@ class SPADEConfig:
         for name in ("label_nc", "ngf", "crop_size", "z_dim", "output_nc"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"SPADE {name} must be >= 1, not {getattr(self, name)}")
+        if self.noise_dim < 0:
+            raise ConfigError(f"SPADE noise_dim must be >= 0, not {self.noise_dim}")
+        if self.noise_dim and self.use_vae:
+            raise ConfigError("a SPADE generator takes its latent from the VAE encoder or as 3D noise, not both")
         if self.aspect_ratio <= 0:
             raise ConfigError(f"SPADE aspect_ratio must be > 0, not {self.aspect_ratio}")
         if self.num_upsampling_layers == "most" and self.ngf < 2:
@@ -98,6 +106,18 @@ class SPADEConfig:
     def semantic_nc(self) -> int:
         """Generator input channels: labels + dontcare + instance edges."""
         return self.label_nc + int(self.contain_dontcare_label) + int(not self.no_instance)
+
+    @property
+    def cond_nc(self) -> int:
+        """Channels of the map every SPADE norm (and, without VAE, ``fc``) reads: ``semantic_nc`` plus the
+        3D noise channels (OASIS) where used."""
+        return self.semantic_nc + self.noise_dim
+
+    @property
+    def latent_dim(self) -> int:
+        """Length of the per-image latent ``z`` the generator takes: the VAE's ``z_dim``, the 3D noise's
+        ``noise_dim``, or 0."""
+        return self.z_dim if self.use_vae else self.noise_dim
 
     @property
     def num_classes(self) -> int:
@@ -178,7 +198,7 @@ class SPADEResnetBlock(nn.Module):
         self.conv_1 = _sn(nn.Conv2d(fmiddle, fout, kernel_size=3, padding=1), sn)
         if self.learned_shortcut:
             self.conv_s = _sn(nn.Conv2d(fin, fout, kernel_size=1, bias=False), sn)
-        norm, ks, nc = cfg.param_free_norm, cfg.spade_kernel, cfg.semantic_nc
+        norm, ks, nc = cfg.param_free_norm, cfg.spade_kernel, cfg.cond_nc
         self.norm_0 = SPADE(norm, fin, nc, ks, cfg.nhidden)
         self.norm_1 = SPADE(norm, fmiddle, nc, ks, cfg.nhidden)
         if self.learned_shortcut:
@@ -196,6 +216,9 @@ class SPADEGenerator(nn.Module):
 
     Without VAE the label map, resized to ``sh x sw``, goes through the 3x3 conv ``fc``; with VAE
     ``fc`` is Linear(z_dim -> 16*ngf*sh*sw) of the latent (sampled from N(0, 1) when ``z`` is None).
+    With ``noise_dim`` (OASIS's 3D noise) ``z`` [B, noise_dim] (sampled when None) is broadcast over
+    the map and concatenated in front of the label channels, so ``fc`` and every SPADE norm see it and
+    one label map gives a different photo per ``z``.
     """
 
     def __init__(self, cfg: SPADEConfig):
@@ -206,7 +229,7 @@ class SPADEGenerator(nn.Module):
         if cfg.use_vae:
             self.fc = nn.Linear(cfg.z_dim, 16 * nf * self.sw * self.sh)
         else:
-            self.fc = nn.Conv2d(cfg.semantic_nc, 16 * nf, 3, padding=1)
+            self.fc = nn.Conv2d(cfg.cond_nc, 16 * nf, 3, padding=1)
         self.head_0 = SPADEResnetBlock(16 * nf, 16 * nf, cfg)
         self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, cfg)
         self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, cfg)
@@ -233,6 +256,13 @@ class SPADEGenerator(nn.Module):
             # batch from z, not -1: ONNX export then knows the channel count the batch norms need
             x = self.fc(z.to(input.dtype)).view(z.shape[0], 16 * cfg.ngf, self.sh, self.sw)
         else:
+            if cfg.noise_dim:
+                if z is None:
+                    z = torch.randn(input.shape[0], cfg.noise_dim, dtype=input.dtype, device=input.device)
+                b, _, h, w = seg.shape
+                seg = torch.cat(
+                    [z.to(seg.dtype).reshape(b, cfg.noise_dim, 1, 1).expand(b, cfg.noise_dim, h, w), seg], 1
+                )
             x = self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
         x = self.head_0(x, seg)
         x = self.up(x)
@@ -391,7 +421,7 @@ def spade_render_io(cfg: SPADEConfig) -> RenderIO:
     return RenderIO(
         num_classes=cfg.num_classes,
         use_instance=not cfg.no_instance,
-        z_dim=cfg.z_dim if cfg.use_vae else 0,
+        z_dim=cfg.latent_dim,
         input_mode="onehot",
     )
 

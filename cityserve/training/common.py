@@ -1,13 +1,10 @@
-"""Pieces the trainers and their entry points share: the command-line options every training run
-takes, the dataset they name, label-set handling for cards, SPADE-style weight init, label colors for
-image grids."""
+"""Pieces the trainers share: the dataset a run names (``DataConfig``), label-set handling for cards,
+SPADE-style weight init, label colors for image grids."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
-import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,8 +14,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..cliutil import parse_seeds, parse_size
-from ..errors import ConfigError, run_with_exit_codes
-from .runner import RunConfig, Runner
+from ..errors import ConfigError
+from ..options import option
 
 log = logging.getLogger("cityserve.training")
 
@@ -117,173 +114,45 @@ class CachedScenes(Dataset):
         return make_sample(photo, ids.astype(np.int64), inst, name, self.ds.size, self.ds.augment)
 
 
+@dataclasses.dataclass
+class DataConfig:
+    """The dataset a run trains on; the command line's "data" group is generated from these fields."""
+
+    data: str = option(
+        "synthetic",
+        "dataset layout: on-the-fly synthetic scenes, or a folder in the layout named",
+        cli={"choices": DATA_KINDS},
+    )
+    root: Optional[Path] = option(None, "dataset folder (for every --data but synthetic)")
+    seeds: str = option("0-99", "synthetic scene seeds, e.g. 0-99 or 0-9,20")
+    label_set: Optional[str] = option(
+        None, "label set: cityscapes | ade20k | coco-stuff | a JSON/YAML file (default: the preset's)"
+    )
+    size: Optional[str] = option(None, "training resolution HxW, e.g. 256x512 (default: the preset's)")
+    nearest_colors: bool = option(False, "color label PNGs: map each color to the nearest palette color")
+    cache: bool = option(True, "keep drawn synthetic scenes in memory (--no-cache: draw them again every epoch)")
+    flip: bool = option(True, "random horizontal flips")
+
+    def resolution(self, default: tuple[int, int]) -> tuple[int, int]:
+        return parse_size(self.size) if self.size else tuple(default)
+
+
 def build_training_data(
-    args: argparse.Namespace, label_set: Any, size: tuple[int, int], augment: Any, num_channels: Optional[int] = None
+    data: DataConfig, label_set: Any, size: tuple[int, int], augment: Any, num_channels: Optional[int] = None
 ) -> Dataset:
-    """The dataset ``--data`` / ``--root`` / ``--seeds`` name, at ``size``, validated up front."""
+    """The dataset ``data`` names, at ``size``, validated up front."""
     from ..data.datasets import build_dataset
 
-    kind = args.data
-    if kind == "synthetic":
+    if data.data == "synthetic":
         ds = build_dataset(
-            "synthetic", None, label_set=label_set, size=size, augment=augment, seeds=parse_seeds(args.seeds)
+            "synthetic", None, label_set=label_set, size=size, augment=augment, seeds=parse_seeds(data.seeds)
         )
-        return CachedScenes(ds) if getattr(args, "cache", True) else ds
-    if not args.root:
-        raise ConfigError(f"--data {kind} needs --root DIR (the dataset folder)")
-    kw = {}
+        return CachedScenes(ds) if data.cache else ds
+    if not data.root:
+        raise ConfigError(f"--data {data.data} needs --root DIR (the dataset folder)")
+    kw: dict[str, Any] = {}
     if num_channels is not None:
         kw["num_channels"] = num_channels
-    if getattr(args, "nearest_colors", False):
+    if data.nearest_colors:
         kw["nearest_colors"] = True
-    return build_dataset(kind, args.root, label_set=label_set, size=size, augment=augment, **kw)
-
-
-# ---- command line -------------------------------------------------------------------------------------
-def training_parser(
-    prog: str, description: str, epilog: str, presets: dict[str, Any], default: str
-) -> argparse.ArgumentParser:
-    """The parser every training entry point starts from: ``--preset`` (one of ``presets``) and the data /
-    run options; the entry point adds its model and optimisation groups."""
-    p = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--preset", choices=sorted(presets), default=default, help=f"base settings (default: {default})")
-    add_common_args(p)
-    return p
-
-
-def add_common_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--data",
-        choices=DATA_KINDS,
-        default="synthetic",
-        help="dataset layout: on-the-fly synthetic scenes, or a folder in the layout named (default: synthetic)",
-    )
-    g.add_argument("--root", help="dataset folder (for every --data but synthetic)")
-    g.add_argument("--seeds", default="0-99", help="synthetic scene seeds, e.g. 0-99 or 0-9,20 (default: 0-99)")
-    g.add_argument(
-        "--label-set",
-        help="label set: cityscapes | ade20k | coco-stuff | a JSON/YAML file (default: the dataset's own)",
-    )
-    g.add_argument("--size", help="training resolution HxW, e.g. 256x512 (default: the preset's)")
-    g.add_argument(
-        "--nearest-colors", action="store_true", help="color label PNGs: map each color to the nearest palette color"
-    )
-    g.add_argument("--no-cache", dest="cache", action="store_false", help="draw synthetic scenes again every epoch")
-    g.add_argument(
-        "--workers", type=int, default=None, help="DataLoader worker processes (default: 2 on CUDA, 0 on CPU)"
-    )
-    r = p.add_argument_group("run")
-    r.add_argument(
-        "--out", required=True, type=Path, help="output folder: checkpoints, cards, training state, TensorBoard logs"
-    )
-    r.add_argument("--name", help="checkpoint / card name (default: derived from the preset)")
-    r.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
-    r.add_argument("--max-steps", type=int, help="stop after this many updates (with --epochs: whichever comes first)")
-    r.add_argument(
-        "--stop-at",
-        type=int,
-        metavar="STEP",
-        help="end this invocation after STEP steps with a checkpoint, keeping the learning-rate schedule "
-        "of the whole run (continue later with --resume); for time-boxed jobs",
-    )
-    r.add_argument("--batch-size", type=int, help="batch size per process (default: the preset's)")
-    r.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (default: every epoch)")
-    r.add_argument(
-        "--keep", type=int, default=3, help="checkpoints / training states kept (newest; default 3; 0 = all)"
-    )
-    r.add_argument("--log-every", type=int, default=10, help="steps between logged losses (default 10)")
-    r.add_argument(
-        "--image-every", type=int, default=100, help="steps between TensorBoard image grids (default 100; 0 = none)"
-    )
-    r.add_argument(
-        "--seed", type=int, default=0, help="random seed (default 0); with --workers 0 a CPU run is bit-reproducible"
-    )
-    r.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="STATE",
-        help="continue the run in --out from its newest training state (or from the STATE file named)",
-    )
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda when available")
-    r.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
-    r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="write no TensorBoard logs")
-    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (log lines instead)")
-    r.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    r.add_argument("--debug-nan-at-step", type=int, default=None, help=argparse.SUPPRESS)
-
-
-def run_config(args: argparse.Namespace, name: str, epochs: Optional[int], batch_size: int) -> RunConfig:
-    nan_env = os.environ.get("CITYSERVE_DEBUG_NAN_AT_STEP")
-    nan_step = args.debug_nan_at_step if args.debug_nan_at_step is not None else (int(nan_env) if nan_env else None)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    workers = args.workers
-    if workers is None:
-        workers = 2 if (torch.cuda.is_available() and args.device != "cpu") else 0
-    return RunConfig(
-        out=args.out,
-        name=args.name or name,
-        seed=args.seed,
-        batch_size=args.batch_size or batch_size,
-        epochs=args.epochs if args.epochs is not None else (None if args.max_steps else epochs),
-        max_steps=args.max_steps,
-        stop_at=args.stop_at,
-        save_every=args.save_every,
-        keep=args.keep,
-        log_every=args.log_every,
-        image_every=args.image_every,
-        workers=workers,
-        resume=args.resume,
-        device=args.device,
-        amp=args.amp,
-        tensorboard=args.tensorboard,
-        progress=args.progress,
-        debug_nan_at_step=nan_step,
-    )
-
-
-def size_from_args(args: argparse.Namespace, default: tuple[int, int]) -> tuple[int, int]:
-    return parse_size(args.size) if args.size else default
-
-
-def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    """The options among ``names`` that the command line set (not None): what overrides a preset."""
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-
-
-def fit(rc: RunConfig, setup: Callable[[Runner], tuple[Any, Dataset]]) -> int:
-    """Train the ``(trainer, dataset)`` that ``setup(runner)`` builds, closing the runner (process group,
-    TensorBoard writer) however it ends; the main process prints where the model card went."""
-    runner = Runner(rc)
-    try:
-        trainer, data = setup(runner)
-        res = runner.fit(trainer, data)
-        if runner.is_main:
-            print(f"trained {res.steps} steps in {res.seconds:.0f} s; model card: {res.card}")
-    finally:
-        runner.close()
-    return 0
-
-
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-
-
-def train_main(
-    build_parser: Callable[[], argparse.ArgumentParser],
-    presets: dict[str, Any],
-    run: Callable[[argparse.Namespace, dict[str, Any]], int],
-    argv: Optional[list[str]] = None,
-) -> int:
-    """A training entry point's ``main``: log lines, parse ``argv``, then ``run(args, preset)`` with the
-    preset ``--preset`` names, with the project's exit codes (1: the run diverged)."""
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return run_with_exit_codes(lambda: run(args, presets[args.preset]))
+    return build_dataset(data.data, data.root, label_set=label_set, size=size, augment=augment, **kw)

@@ -18,21 +18,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cards import ModelCard
+from ..errors import ConfigError
+from ..labels import get_label_set
+from ..models.pix2pix import Pix2PixConfig
 from ..models.render import one_hot
+from ..options import option
 from .common import colorize, label_set_for_card, palette_tensor, to_unit
+from .entry import Preset
 from .losses import BCEGANLoss
 from .runner import Runner, Trainer
 
 
 @dataclasses.dataclass
 class Pix2PixTrainConfig:
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lambda_L1: float = 100.0
-    real_label: float = 0.9
-    fake_label: float = 0.1
-    n_epochs_decay: int = 0  # epochs of linear decay at the end (pix2pix default 100 of 200)
+    """pix2pix's (and CityGAN's) training options."""
+
+    lr: float = option(2e-4, "Adam learning rate")
+    beta1: float = option(0.5, "Adam beta1")
+    beta2: float = option(0.999, "Adam beta2")
+    lambda_L1: float = option(100.0, "L1 weight")
+    real_label: float = option(0.9, "BCE target for real (label smoothing)")
+    fake_label: float = option(0.1, "BCE target for fake")
+    n_epochs_decay: int = option(0, "epochs of linear lr decay at the end (pix2pix: 100 of 200)")
 
 
 class Pix2PixTrainer(Trainer):
@@ -61,8 +68,6 @@ class Pix2PixTrainer(Trainer):
         self.size = (int(size[0]), int(size[1]))
         m = 2**cfg.num_downs
         if self.size[0] % m or self.size[1] % m:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"pix2pix {cfg.netG} needs height and width that are multiples of {m}, not "
                 f"{self.size[0]}x{self.size[1]}"
@@ -139,26 +144,26 @@ class Pix2PixTrainer(Trainer):
         return card, sd
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+def _preset(size, train: Pix2PixTrainConfig, batch_size: int = 1, epochs=None, **model) -> Preset:
+    return Preset(Pix2PixConfig(label_nc=get_label_set("cityscapes").num_ids, **model), train, size, batch_size, epochs)
+
+
+PRESETS: dict[str, Preset] = {
     # CityGAN: pix2pix unet_256 + 70x70 PatchGAN, BCE with label smoothing 0.9 / 0.1, L1 x 100,
     # Adam 2e-4 (0.5, 0.999), batch 1, random flips, 256x256, pix2pix's 100 + 100 epochs.
-    "citygan": dict(
-        model=dict(netG="unet_256", ngf=64, ndf=64, n_layers_D=3, norm="batch", use_dropout=True),
-        train=dict(n_epochs_decay=100),
-        size=(256, 256),
-        batch_size=1,
+    "citygan": _preset(
+        (256, 256),
+        Pix2PixTrainConfig(n_epochs_decay=100),
         epochs=200,
+        netG="unet_256",
+        ngf=64,
+        ndf=64,
+        n_layers_D=3,
+        norm="batch",
+        use_dropout=True,
     ),
     # synthetic scenes on a CPU
-    "demo": dict(
-        model=dict(netG="unet_128", ngf=16, ndf=16, n_layers_D=3),
-        train=dict(),
-        size=(128, 256),
-        batch_size=1,
-        epochs=None,
-    ),
+    "demo": _preset((128, 256), Pix2PixTrainConfig(), netG="unet_128", ngf=16, ndf=16, n_layers_D=3),
     # tests
-    "tiny": dict(
-        model=dict(netG="unet_128", ngf=2, ndf=4, n_layers_D=2), train=dict(), size=(128, 128), batch_size=1, epochs=1
-    ),
+    "tiny": _preset((128, 128), Pix2PixTrainConfig(), epochs=1, netG="unet_128", ngf=2, ndf=4, n_layers_D=2),
 }

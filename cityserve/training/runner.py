@@ -11,208 +11,115 @@ A trainer (SPADE, pix2pix, segmenter) says what its modules, optimizers and one 
   file intact; ``--resume`` continues from the newest readable one;
 * a model card per exported checkpoint (``OUT/checkpoints/NAME_stepN.{pt,card.json}`` and the newest as
   ``OUT/NAME.{pt,card.json}``), which ``cityserve render`` and export take as they are;
-* a guard that stops the run at the first NaN / inf loss, naming the step and the loss, keeping the last
-  good checkpoint (``TrainingDiverged``; the entry points exit 1);
+* losses kept on the device and read once per tick (``log_every`` steps, ``monitor.py``), with the NaN
+  guard: the run stops at the tick after the first NaN / inf loss, naming that step and loss, and keeps
+  the last good checkpoint (``TrainingDiverged``; the entry points exit 1);
 * TensorBoard scalars + image grids (label | generated | real) and tqdm progress bars on rank 0;
 * ``torchrun``: process group from the environment (gloo on CPU, nccl on CUDA), DDP, SyncBatchNorm on
   CUDA (torch's SyncBatchNorm has no CPU kernel: on CPU BatchNorm stays per process and DDP broadcasts
   rank 0's buffers each forward);
-* mixed precision on CUDA (``torch.autocast`` float16 + a ``GradScaler`` per optimizer).
+* mixed precision (``precision``): BF16 autocast on CPUs with BF16 instructions (avx512_bf16 / AMX) and
+  on Ampere-or-newer GPUs, float16 + a ``GradScaler`` per optimizer on older GPUs, float32 otherwise;
+  master weights stay float32 and the losses are computed in float32; ``channels_last`` activations
+  where the convolutions run faster so (oneDNN on CPUs, cuDNN with tensor cores).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import json
 import logging
-import os
-import random
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from ..cards import ModelCard, atomic_write_bytes, command_line, environment, now_iso
-from ..checkpoints import safe_load, save_checkpoint
-from ..errors import CheckpointError, CityserveError, ConfigError
+from ..bench.devices import cpu_supports_bf16
+from ..cards import ModelCard
+from ..errors import ConfigError
+from ..options import option
+from .distributed import ResumableSampler, check_ranks_agree, cleanup_distributed, setup_distributed
+from .monitor import LossMonitor, TrainingDiverged
+from .state import (
+    STATE_DIR,
+    export_checkpoint,
+    find_training_state,
+    restore_training_state,
+    save_training_state,
+    seed_everything,
+    state_files,
+)
+
+RESUME_LATEST = "latest"  # --resume without a file: the newest training state under OUT/state
 
 log = logging.getLogger("cityserve.training")
 
-STATE_FORMAT = "cityserve-train-state/1"
-STATE_DIR = "state"
-CKPT_DIR = "checkpoints"
-_STATE_RE = re.compile(r"^step_(\d+)\.pt$")
+# ---- precision ----------------------------------------------------------------------------------------
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-# ---- seeding and RNG state ------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def capture_rng() -> dict[str, Any]:
-    """All global RNG states, in types ``torch.load(weights_only=True)`` reads back."""
-    version, pystate, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    st: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": {"version": version, "state": torch.tensor(pystate, dtype=torch.int64), "gauss": gauss},
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def restore_rng(st: dict[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
-    py = st["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    n = st["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-# ---- distributed ------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class DistContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def setup_distributed(device: str = "auto") -> DistContext:
-    """Join the process group ``torchrun`` describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK,
-    MASTER_ADDR/PORT): nccl on CUDA, gloo on CPU. Without torchrun: a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA GPU")
-    dev = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    if world > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://")
-        if not use_cuda:  # share the cores between the local processes
-            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
-
-
-def cleanup_distributed() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` (shuffled with a generator seeded ``seed + epoch``, the same on every rank)
-    that can start part-way into an epoch: a resumed run sees exactly the batches the interrupted one
-    would have seen next."""
-
-    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
-        self.skip = 0
-
-    def set_position(self, epoch: int, skip: int) -> None:
-        self.set_epoch(epoch)
-        self.skip = int(skip)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.skip :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.skip
-
-
-# ---- errors -----------------------------------------------------------------------------------------
-class TrainingDiverged(CityserveError):
-    """A loss became NaN or inf. The message names the step and the loss; the entry points exit 1."""
-
-    exit_code = 1  # EXIT_FAILED: the run ran and failed; its last good checkpoint is kept
-
-    def __init__(self, step: int, name: str, value: float, last_good: Optional[Path] = None, last_step: int = 0):
-        self.step, self.name, self.value = step, name, value
-        self.last_good, self.last_step = last_good, last_step
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        where = (
-            f"last good checkpoint {self.last_good} (step {self.last_step}) is kept"
-            if self.last_good
-            else "no checkpoint had been written yet"
-        )
-        return f"non-finite loss at step {self.step}: {self.name} = {self.value}; stopped, {where}"
-
-    def with_checkpoint(self, path: Optional[Path], step: int) -> TrainingDiverged:
-        self.last_good, self.last_step = path, step
-        self.args = (self._message(),)
-        return self
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA devices that support it (Ampere+) and on CPUs with BF16 instructions, fp16 on
+    older CUDA GPUs, fp32 otherwise. An explicit choice the device cannot run is a ``ConfigError``; bf16 on
+    a CPU without BF16 instructions runs (emulated, slowly) with a warning."""
+    if requested not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    cuda = device.type == "cuda"
+    bf16_ok = torch.cuda.is_bf16_supported() if cuda else cpu_supports_bf16()
+    if requested == "auto":
+        return "bf16" if bf16_ok else ("fp16" if cuda else "fp32")
+    if requested == "fp16" and not cuda:
+        raise ConfigError("--precision fp16 needs a CUDA GPU (on a CPU use bf16 or fp32)")
+    if requested == "bf16" and not bf16_ok:
+        if cuda:
+            raise ConfigError("--precision bf16 needs an Ampere or newer GPU; use fp16 or fp32")
+        log.warning("this CPU has no BF16 instructions (avx512_bf16 / AMX): BF16 is emulated, several times slower")
+    return requested
 
 
 # ---- configuration ------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class RunConfig:
-    """What every trainer's loop needs; the entry points fill it from the command line."""
+    """What every trainer's loop needs; the command line is generated from these fields."""
 
-    out: Path
-    name: str = "model"
-    seed: int = 0
-    batch_size: int = 1  # per process
-    epochs: Optional[int] = None
-    max_steps: Optional[int] = None  # caps the run; with --epochs, whichever comes first
-    stop_at: Optional[int] = None  # end this invocation after this step (checkpointed); the schedule is unchanged
-    save_every: int = 0  # steps between checkpoints; 0: at the end of every epoch
-    keep: int = 3  # training states and exported checkpoints kept (the newest); the top-level card is always the newest
-    log_every: int = 10
-    image_every: int = 100  # steps between TensorBoard image grids; 0: never
-    workers: int = 0
-    resume: bool | str = False  # True: newest state in OUT/state; a path: that file
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
-    amp: bool = True  # mixed precision (CUDA only)
-    tensorboard: bool = True
-    progress: bool = True
-    debug_nan_at_step: Optional[int] = None  # plant a NaN in the loss at this step (tests of the guard)
-
-
-def state_files(out: str | os.PathLike) -> list[tuple[int, Path]]:
-    """The training states under ``OUT/state``, oldest first, as (step, path)."""
-    d = Path(out) / STATE_DIR
-    if not d.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _STATE_RE.match(p.name))]
-    return sorted(found)
+    out: Path = option(
+        None, "output folder: checkpoints, cards, training state, TensorBoard logs", cli={"required": True}
+    )
+    name: str = option("model", "checkpoint / card name (default: the entry point and preset, e.g. spade-demo)")
+    seed: int = option(0, "random seed; with --workers 0 a CPU run is bit-reproducible")
+    batch_size: int = option(1, "batch size per process (default: the preset's)")
+    epochs: Optional[int] = option(None, "epochs to train (default: the preset's)")
+    max_steps: Optional[int] = option(None, "stop after this many updates (with --epochs: whichever comes first)")
+    stop_at: Optional[int] = option(
+        None,
+        "end this invocation after STEP steps with a checkpoint, keeping the learning-rate schedule of the whole "
+        "run (continue later with --resume); for time-boxed jobs",
+        cli={"metavar": "STEP"},
+    )
+    save_every: int = option(0, "steps between checkpoints (0: at the end of every epoch)")
+    keep: int = option(3, "checkpoints / training states kept, newest first (0: all)")
+    log_every: int = option(10, "steps per tick: losses logged, NaN guard checked, once per tick")
+    image_every: int = option(100, "steps between TensorBoard image grids (0: none)")
+    workers: Optional[int] = option(None, "DataLoader worker processes (default: 2 on CUDA, 0 on CPU)")
+    resume: Optional[str] = option(
+        None,
+        "continue the run in --out from its newest training state, or from the STATE file named",
+        cli={"nargs": "?", "const": RESUME_LATEST, "metavar": "STATE"},
+    )
+    device: str = option("auto", "auto: cuda when available", cli={"choices": ("auto", "cpu", "cuda")})
+    precision: str = option(
+        "auto",
+        "auto: bf16 autocast on CPUs with BF16 instructions and Ampere+ GPUs, fp16 + GradScaler on older GPUs, "
+        "fp32 otherwise",
+        cli={"choices": PRECISIONS},
+    )
+    channels_last: Optional[bool] = option(None, "channels_last activations (default: on with bf16/fp16)")
+    threads: Optional[int] = option(None, "torch CPU threads (default: torch's choice)")
+    tensorboard: bool = option(True, "write TensorBoard logs")
+    progress: bool = option(True, "a progress bar (without: log lines)")
 
 
 class Trainer:
@@ -234,7 +141,8 @@ class Trainer:
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         """One update. Compute the losses, pass them through ``self.runner.guard(step, losses)`` before
-        any backward pass, step the optimizers, return the (detached) losses to log."""
+        any backward pass, step the optimizers, return the (detached) losses to log (they stay on the
+        device: the runner reads them once per tick)."""
         raise NotImplementedError
 
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
@@ -293,8 +201,12 @@ class Runner:
         self.cfg.out = Path(cfg.out)
         self.ctx = setup_distributed(cfg.device)
         self.device = self.ctx.device
-        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.channels_last = self.precision != "fp32" if cfg.channels_last is None else bool(cfg.channels_last)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)  # models are built after this: the same init on every rank
+        self.monitor = LossMonitor(self.ctx.distributed)
         self.writer = None
         self._last_good: tuple[Optional[Path], int] = (None, 0)
 
@@ -304,17 +216,24 @@ class Runner:
         return self.ctx.is_main
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.use_amp:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def make_scaler(self) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        return torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+
+    def to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """4-d activations in the layout the modules were moved to (channels_last under mixed precision)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def distribute(self, module: nn.Module, find_unused_parameters: bool = False) -> tuple[nn.Module, nn.Module]:
         """Move to the device; under torchrun convert BatchNorm to SyncBatchNorm (CUDA) and wrap in DDP.
         Returns (the module whose state dict is saved, the module to call)."""
         module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
         if not self.ctx.distributed:
             return module, module
         if self.device.type == "cuda":
@@ -346,131 +265,8 @@ class Runner:
         scaler.update()
 
     def guard(self, step: int, losses: dict[str, torch.Tensor]) -> None:
-        """Stop at the first NaN / inf loss (all ranks together), before it reaches any weights."""
-        if self.cfg.debug_nan_at_step is not None and step == self.cfg.debug_nan_at_step and losses:
-            first = next(iter(losses))
-            losses[first] = losses[first] * float("nan")
-        values = torch.stack([l.detach().float().reshape(()) for l in losses.values()])
-        finite = torch.isfinite(values)
-        ok = finite.all().to(torch.int32)
-        if self.ctx.distributed:
-            import torch.distributed as dist
-
-            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-        if not bool(ok.item()):
-            names = list(losses)
-            bad = [i for i in range(len(names)) if not bool(finite[i])]
-            if bad:
-                i = bad[0]
-                raise TrainingDiverged(step, names[i], float(values[i]))
-            raise TrainingDiverged(step, "a loss on another rank", float("nan"))
-
-    # -- checkpoints
-    def save_state(self, trainer: Trainer, step: int, epoch: int) -> Path:
-        state = {
-            "format": STATE_FORMAT,
-            "step": step,
-            "epoch": epoch,
-            "seed": self.cfg.seed,
-            "identity": json.dumps(trainer.identity(), sort_keys=True, default=str),
-            "modules": {k: m.state_dict() for k, m in trainer.modules().items()},
-            "optimizers": {k: o.state_dict() for k, o in trainer.optimizers().items()},
-            "scalers": {k: s.state_dict() for k, s in trainer.scalers().items()},
-            "rng": capture_rng(),
-        }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        path = self.cfg.out / STATE_DIR / f"step_{step:08d}.pt"
-        atomic_write_bytes(path, buf.getvalue())
-        self._prune(state_files(self.cfg.out), lambda p: [p])
-        return path
-
-    def export(self, trainer: Trainer, step: int, epoch: int, losses: dict[str, float]) -> Path:
-        card, sd = trainer.export()
-        card.provenance.update(
-            {
-                "source": "trained",
-                "command": command_line(),
-                "step": step,
-                "epoch": epoch,
-                "seed": self.cfg.seed,
-                "world_size": self.ctx.world_size,
-                "batch_size_per_process": self.cfg.batch_size,
-                "created": now_iso(),
-                "environment": environment(),
-            }
-        )
-        card.metrics.update({f"train/{k}": round(v, 6) for k, v in losses.items()})
-        stem = f"{self.cfg.name}_step{step:08d}"
-        save_checkpoint(
-            dataclasses.replace(card, provenance=dict(card.provenance), metrics=dict(card.metrics)),
-            sd,
-            self.cfg.out / CKPT_DIR,
-            stem=stem,
-        )
-        top = save_checkpoint(card, sd, self.cfg.out, stem=self.cfg.name)
-        ckdir = self.cfg.out / CKPT_DIR
-        exported = sorted(
-            (int(m.group(1)), p)
-            for p in ckdir.glob(f"{self.cfg.name}_step*.card.json")
-            if (m := re.search(r"_step(\d+)\.card\.json$", p.name))
-        )
-        self._prune(exported, lambda p: [p, p.with_name(p.name[: -len(".card.json")] + ".pt")])
-        return top
-
-    def _prune(self, items: Sequence[tuple[int, Path]], files: Callable[[Path], list[Path]]) -> None:
-        if self.cfg.keep > 0:
-            for _, p in list(items)[: -self.cfg.keep]:
-                for f in files(p):
-                    f.unlink(missing_ok=True)
-
-    def load_state(self) -> tuple[dict[str, Any], Path]:
-        """The state to resume from: the named file, or the newest readable one under OUT/state."""
-        if isinstance(self.cfg.resume, (str, os.PathLike)) and str(self.cfg.resume) not in ("", "True"):
-            p = Path(self.cfg.resume)
-            return self._read_state(p), p
-        found = state_files(self.cfg.out)
-        if not found:
-            raise CheckpointError(f"--resume: no training state under {self.cfg.out / STATE_DIR} (nothing to resume)")
-        errors = []
-        for _, p in reversed(found):
-            try:
-                return self._read_state(p), p
-            except CheckpointError as e:  # cannot happen with atomic writes, but a disk can still lie
-                log.warning("skipping unreadable training state %s: %s", p, e)
-                errors.append(str(e))
-        raise CheckpointError(f"--resume: no readable training state under {self.cfg.out / STATE_DIR}: {errors[0]}")
-
-    @staticmethod
-    def _read_state(p: Path) -> dict[str, Any]:
-        st = safe_load(p)
-        if not isinstance(st, dict) or st.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"{p} is not a cityserve training state ({STATE_FORMAT})")
-        return st
-
-    def restore(self, trainer: Trainer, st: dict[str, Any], path: Path) -> int:
-        mine = json.loads(json.dumps(trainer.identity(), sort_keys=True, default=str))
-        theirs = json.loads(st["identity"])
-        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if diff:
-            k = diff[0]
-            raise ConfigError(
-                f"--resume: {path} was trained with {k}={theirs.get(k)!r}, this run has "
-                f"{k}={mine.get(k)!r}; resume with the same options or use a new --out"
-            )
-        for k, m in trainer.modules().items():
-            m.load_state_dict(st["modules"][k])
-        for k, o in trainer.optimizers().items():
-            o.load_state_dict(st["optimizers"][k])
-        for k, s in trainer.scalers().items():
-            if k in st["scalers"] and st["scalers"][k]:
-                s.load_state_dict(st["scalers"][k])
-        if self.ctx.rank == 0:
-            restore_rng(st["rng"])
-        else:  # other ranks: a seed derived from (seed, step, rank), different per rank, reproducible
-            seed_everything(self.cfg.seed * 1_000_003 + int(st["step"]) * 101 + self.ctx.rank)
-        self._last_good = (path, int(st["step"]))
-        return int(st["step"])
+        """Record the losses for the NaN check of this tick (no host sync; see ``monitor.py``)."""
+        self.monitor.guard(step, losses)
 
     # -- the loop
     def fit(self, trainer: Trainer, dataset: Dataset) -> FitResult:
@@ -495,8 +291,10 @@ class Runner:
 
         start = 0
         if cfg.resume:
-            st, path = self.load_state()
-            start = self.restore(trainer, st, path)
+            named = Path(cfg.resume) if cfg.resume != RESUME_LATEST else None
+            st, path = find_training_state(cfg.out, named)
+            start = restore_training_state(trainer, st, path, cfg.seed, self.ctx.rank)
+            self._last_good = (path, start)
             if self.is_main:
                 log.info("resumed from %s at step %d", path, start)
         elif state_files(cfg.out):
@@ -513,7 +311,7 @@ class Runner:
             dataset,
             batch_size=cfg.batch_size,
             sampler=sampler,
-            num_workers=cfg.workers,
+            num_workers=cfg.workers if cfg.workers is not None else (2 if self.device.type == "cuda" else 0),
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(cfg.seed),
@@ -535,7 +333,6 @@ class Runner:
         )
         show_lines = self.is_main and bool(bar.disable)  # no bar (not a terminal): log lines instead
         step, epoch = start, start // steps_per_epoch
-        window: dict[str, list[float]] = {}
         last: dict[str, float] = {}
         card_path: Optional[Path] = None
         trainer.train()
@@ -547,13 +344,11 @@ class Runner:
                 for batch in loader:
                     trainer.set_lr(step, epoch, steps_per_epoch, total)
                     batch = _to_device(batch, self.device)
-                    losses = trainer.train_step(batch, step + 1)
+                    self.monitor.add(trainer.train_step(batch, step + 1))
                     step += 1
-                    for k, v in losses.items():
-                        window.setdefault(k, []).append(float(v))
-                    if step % cfg.log_every == 0 or step == end:
-                        last = {k: sum(v) / len(v) for k, v in window.items()}
-                        window = {}
+                    if step % cfg.log_every == 0 or step == end:  # a tick: the host reads the losses once
+                        self.monitor.check()
+                        last = self.monitor.means()
                         self._log(step, epoch, last, trainer, bar, show_lines, total)
                     if (
                         self.writer is not None
@@ -564,11 +359,11 @@ class Runner:
                         self.writer.add_image("label|generated|real", image_grid(*trainer.last_visuals), step)
                     bar.update(1)
                     if step % save_every == 0 or step == end:
-                        if not last:
-                            last = {k: sum(v) / len(v) for k, v in window.items()}
+                        self.monitor.check()  # nothing non-finite reaches a checkpoint
+                        last = last or self.monitor.means()
                         if self.is_main:
-                            path = self.save_state(trainer, step, epoch)
-                            card_path = self.export(trainer, step, epoch, last)
+                            path = save_training_state(trainer, cfg.out, step, epoch, cfg.seed, cfg.keep)
+                            card_path = export_checkpoint(trainer, cfg, self.ctx.world_size, step, epoch, last)
                             self._last_good = (path, step)
                     if step >= end:
                         break
@@ -582,44 +377,10 @@ class Runner:
             if self.writer is not None:
                 self.writer.flush()
         if self.ctx.distributed:
-            self.check_ranks_agree(trainer)
+            check_ranks_agree(trainer.modules(), self.ctx, cfg.out)
         if card_path is None and self.is_main and (cfg.out / f"{cfg.name}.card.json").is_file():
             card_path = cfg.out / f"{cfg.name}.card.json"
         return FitResult(step, card_path, last, time.time() - t0)
-
-    def check_ranks_agree(self, trainer: Trainer) -> list[list[float]]:
-        """All ranks must hold the same parameters after DDP training (buffers such as batch-norm running
-        statistics are rank 0's in every checkpoint; on CPU each rank's last forward updates its own).
-        Rank 0 writes the per-rank fingerprints to ``OUT/ranks.json``; a mismatch is a bug and raises."""
-        import torch.distributed as dist
-
-        vals = []
-        for _, m in sorted(trainer.modules().items()):
-            for p in m.parameters():
-                d = p.detach().double()
-                vals += [d.sum().item(), (d * d).sum().item()]
-        mine = torch.tensor(vals, dtype=torch.float64, device=self.device)
-        gathered = [torch.zeros_like(mine) for _ in range(self.ctx.world_size)]
-        dist.all_gather(gathered, mine)
-        prints = [g.cpu().tolist() for g in gathered]
-        agree = all(p == prints[0] for p in prints)
-        if self.is_main:
-            atomic_write_bytes(
-                self.cfg.out / "ranks.json",
-                json.dumps(
-                    {
-                        "world_size": self.ctx.world_size,
-                        "agree": agree,
-                        "fingerprints": [[sum(p[0::2]), sum(p[1::2])] for p in prints],
-                    },
-                    indent=1,
-                ).encode(),
-            )
-            log.info("%d ranks %s", self.ctx.world_size, "hold identical parameters" if agree else "DISAGREE")
-        if not agree:
-            raise RuntimeError("DDP ranks ended with different parameters (see ranks.json)")
-        dist.barrier()
-        return prints
 
     def _log(
         self, step: int, epoch: int, losses: dict[str, float], trainer: Trainer, bar, show_lines: bool, total: int

@@ -11,28 +11,38 @@ with no extra step.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..cards import ModelCard
+from ..labels import get_label_set
+from ..models.deeplab import DeepLabConfig, load_backbone_weights
+from ..models.fchardnet import FCHarDNetConfig
+from ..models.registry import family
+from ..models.segment import SegmentGraph, train_id_lut
+from ..options import option
 from .common import colorize, label_set_for_card, palette_tensor, to_unit
+from .entry import Preset
 from .losses import IGNORE_INDEX, bootstrapped_cross_entropy, cross_entropy
 from .runner import Runner, Trainer
 
 
 @dataclasses.dataclass
 class SegmenterTrainConfig:
-    loss: str = "bootstrapped"  # "bootstrapped" | "ce"
-    min_k: int = 4096
-    loss_th: float = 0.3
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    backbone_weights: str | None = None  # DeepLab: local torchvision ImageNet weights for the backbone
+    """Segmenter training options (FCHarDNet's and DeepLabV3+'s recipes use the same ones)."""
+
+    loss: str = option("bootstrapped", "", cli={"choices": ("bootstrapped", "ce")})
+    min_k: int = option(4096, "bootstrapped CE: at least this many hardest pixels per image")
+    loss_th: float = option(0.3, "bootstrapped CE: loss threshold")
+    lr: float = option(0.02, "SGD learning rate (poly schedule)")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "SGD weight decay")
+    poly_power: float = option(0.9, "poly schedule power")
+    backbone_weights: Optional[str] = option(None, "DeepLabV3+: local torchvision ImageNet state dict for the backbone")
+    scale: tuple[float, float] = option((1.0, 1.0), cli=False)  # random scale jitter of the crops (min, max)
 
 
 class SegmenterTrainer(Trainer):
@@ -47,16 +57,11 @@ class SegmenterTrainer(Trainer):
         name: str = "segmenter",
     ):
         super().__init__(runner)
-        from ..labels import get_label_set
-        from ..models.registry import family
-        from ..models.segment import SegmentGraph, train_id_lut
 
         self.name, self.arch, self.cfg, self.tcfg, self.label_set = name, arch, cfg, tcfg, label_set
         self.size = (int(size[0]), int(size[1]))
         net = family(arch).build(cfg)
         if tcfg.backbone_weights:
-            from ..models.deeplab import load_backbone_weights
-
             load_backbone_weights(net, tcfg.backbone_weights)
         self.net, self.model = runner.distribute(net)
         self.opt = torch.optim.SGD(
@@ -142,47 +147,37 @@ class SegmenterTrainer(Trainer):
         return card, sd
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, Preset] = {
     # FCHarDNet's published Cityscapes recipe: hardnet70, bootstrapped CE (min_K 4096, th 0.3), SGD lr 0.02
     # momentum 0.9 wd 5e-4, poly 0.9 over 90k iterations, batch 16, 1024x1024 crops (scale 0.5-2 jitter).
-    "fchardnet": dict(
-        arch="fchardnet",
-        model=dict(),
-        train=dict(loss="bootstrapped", lr=0.02, momentum=0.9, weight_decay=5e-4),
+    "fchardnet": Preset(
+        FCHarDNetConfig(),
+        SegmenterTrainConfig(loss="bootstrapped", lr=0.02, momentum=0.9, weight_decay=5e-4, scale=(1.0, 2.0)),
         size=(1024, 1024),
         batch_size=16,
         max_steps=90000,
-        scale=(1.0, 2.0),
     ),
     # DeepLabV3+ (ResNet-101, output stride 16) as commonly trained on Cityscapes: CE ignore 255, SGD 0.01
     # momentum 0.9 wd 1e-4, poly 0.9 over 30k iterations, batch 16, 768x768 crops.
-    "deeplab": dict(
-        arch="deeplabv3plus",
-        model=dict(backbone="resnet101", output_stride=16),
-        train=dict(loss="ce", lr=0.01, momentum=0.9, weight_decay=1e-4),
+    "deeplab": Preset(
+        DeepLabConfig(backbone="resnet101", output_stride=16),
+        SegmenterTrainConfig(loss="ce", lr=0.01, momentum=0.9, weight_decay=1e-4, scale=(1.0, 2.0)),
         size=(768, 768),
         batch_size=16,
         max_steps=30000,
-        scale=(1.0, 2.0),
     ),
     # the shipped demo segmenter: FCHarDNet on synthetic scenes, 2-core CPU, ~20-30 minutes (~1.5-2 s a step)
-    "demo": dict(
-        arch="fchardnet",
-        model=dict(),
-        train=dict(loss="bootstrapped", min_k=2048, lr=0.02, momentum=0.9, weight_decay=5e-4),
+    "demo": Preset(
+        FCHarDNetConfig(),
+        SegmenterTrainConfig(
+            loss="bootstrapped", min_k=2048, lr=0.02, momentum=0.9, weight_decay=5e-4, scale=(1.0, 1.25)
+        ),
         size=(128, 256),
         batch_size=4,
         max_steps=800,
-        scale=(1.0, 1.25),
     ),
     # tests
-    "tiny": dict(
-        arch="fchardnet",
-        model=dict(),
-        train=dict(loss="bootstrapped", min_k=256, lr=0.01),
-        size=(32, 64),
-        batch_size=1,
-        max_steps=4,
-        scale=(1.0, 1.0),
+    "tiny": Preset(
+        FCHarDNetConfig(), SegmenterTrainConfig(loss="bootstrapped", min_k=256, lr=0.01), size=(32, 64), max_steps=4
     ),
 }

@@ -1,12 +1,23 @@
-"""SPADE / GauGAN training, as NVlabs SPADE's ``Pix2PixModel`` + ``Pix2PixTrainer`` do it.
+"""SPADE / GauGAN training, as NVlabs SPADE's ``Pix2PixModel`` + ``Pix2PixTrainer`` do it, or with the
+OASIS objective (``objective="oasis"``, see ``oasis.py``).
 
-Per step: a generator update (hinge GAN loss against the multiscale discriminator, discriminator
+SPADE objective, per step: a generator update (hinge GAN loss against the multiscale discriminator, discriminator
 feature matching x lambda_feat, VGG19 perceptual loss x lambda_vgg when a weights file is given, KL x
 lambda_kld when the model has a VAE encoder), then a discriminator update on a freshly generated,
 detached fake (hinge loss on fake and real). Fake and real are discriminated in one batch
 (``cat([fake, real])``). Two time-scale update rule: G lr = lr / 2, D lr = lr * 2, Adam (0, 0.9); with
 ``no_TTUR`` both use lr and (beta1, beta2). The learning rate is constant for ``niter`` epochs and
 decays linearly to zero over the last ``niter_decay``. Xavier init (gain 0.02), SPADE's default.
+
+OASIS objective, per step: a generator update with the class-balanced (N+1)-class loss of the U-Net
+discriminator on the fake (+ VGG when a weights file is given), then a discriminator update: the same
+loss on real (targets: the label classes) and fake (target: "fake"), plus LabelMix x lambda_labelmix.
+Adam (beta1, beta2) = (0, 0.999) with G lr / 2 and D lr * 2 (OASIS: 1e-4 / 4e-4). The generator usually
+takes 3D noise (``noise_dim`` 64 in OASIS) so one label map gives a different photo per seed.
+
+Either objective: ``ema_decay`` > 0 keeps an exponential moving average of the generator's weights,
+which is what gets exported. The steps run under the runner's precision (BF16 autocast on CPUs and GPUs
+that have it) with losses in float32.
 """
 
 from __future__ import annotations
@@ -19,45 +30,88 @@ import torch
 from torch import nn
 
 from ..cards import ModelCard, load_card
-from ..errors import ConfigError
+from ..checkpoints import safe_load, state_dict_from
+from ..errors import CheckpointError, ConfigError
+from ..labels import get_label_set
+from ..models.registry import build_from_card, config_from_card
 from ..models.render import instance_edges, one_hot
+from ..models.spade import ENCODER_PREFIX, ConvEncoder, SPADEConfig, SPADEGenerator, has_encoder, load_encoder
+from ..options import option
 from .common import colorize, init_weights, label_set_for_card, palette_tensor, to_unit
 from .discriminators import MultiscaleDConfig, MultiscaleDiscriminator, divide_pred
+from .ema import EMA, refresh_spectral_vectors
 from .losses import HingeGANLoss, build_vgg_loss, feature_matching_loss, kl_divergence
+from .oasis import OASISDConfig, OASISDiscriminator, class_balance_weights, labelmix, labelmix_mask, n_plus_1_loss
 from .runner import Runner, Trainer
+from .state import STATE_FORMAT
+
+OBJECTIVES = ("spade", "oasis")
 
 log = logging.getLogger("cityserve.training")
 
 
 @dataclasses.dataclass
 class SPADETrainConfig:
-    """Training options under SPADE's option names (defaults: SPADE's train options)."""
+    """Training options under SPADE's (and OASIS's) option names; defaults are SPADE's train options."""
 
-    lr: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    no_TTUR: bool = False
-    niter_decay: int = 0  # epochs of linear decay at the end of the run
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0
-    lambda_kld: float = 0.05
-    no_ganFeat_loss: bool = False
-    vgg_weights: Optional[str] = None  # torchvision vgg19 state dict; None: no perceptual loss (warned)
-    ndf: int = 64
-    n_layers_D: int = 4
-    num_D: int = 2
-    norm_D: str = "spectralinstance"
-    init_type: str = "xavier"
-    init_variance: float = 0.02
-    init_from: Optional[str] = None  # a SPADE card (e.g. from `cityserve import spade`) to fine-tune
-    init_D: Optional[str] = None  # an official latest_net_D.pth to start the discriminator from
+    objective: str = option(
+        "spade",
+        "spade: hinge GAN + discriminator feature matching (+ VGG); oasis: N+1-class U-Net discriminator + LabelMix",
+        cli={"choices": OBJECTIVES},
+    )
+    lr: float = option(2e-4, "base learning rate (with TTUR: G lr / 2, D lr * 2)")
+    beta1: float = option(0.0, "Adam beta1 (SPADE's TTUR uses 0)")
+    beta2: float = option(0.9, "Adam beta2 (SPADE's TTUR uses 0.9; OASIS 0.999)")
+    no_TTUR: bool = option(False, "same lr for G and D")
+    niter_decay: int = option(0, "epochs of linear lr decay at the end of the run")
+    lambda_feat: float = option(10.0, "spade objective: feature-matching weight")
+    lambda_vgg: float = option(10.0, "VGG19 perceptual-loss weight (with --vgg-weights)")
+    lambda_kld: float = option(0.05, "VAE KL weight")
+    no_ganFeat_loss: bool = option(False, "spade objective: no feature matching")
+    vgg_weights: Optional[str] = option(
+        None, "local torchvision VGG19 state dict (vgg19-dcbb9e9d.pth) for the perceptual loss; without it: off"
+    )
+    ndf: int = option(64, "discriminator width")
+    n_layers_D: int = option(4, "spade objective: layers per PatchGAN")
+    num_D: int = option(2, "spade objective: PatchGAN scales")
+    norm_D: str = option("spectralinstance", "spade objective: discriminator norm")
+    init_type: str = option(
+        "xavier", "", cli={"choices": ("xavier", "normal", "xavier_uniform", "kaiming", "orthogonal", "none")}
+    )
+    init_variance: float = option(0.02, "init gain")
+    init_from: Optional[str] = option(
+        None,
+        "a SPADE card to fine-tune (e.g. from `cityserve import spade`, or a run at another --size: the "
+        "convolutions fit any size); its architecture and label set are used",
+    )
+    init_D: Optional[str] = option(
+        None,
+        "start the discriminator from an official latest_net_D.pth or a cityserve training state (state/step_N.pt)",
+    )
+    lambda_labelmix: float = option(10.0, "oasis objective: LabelMix weight")
+    num_res_blocks_D: int = option(6, "oasis objective: U-Net discriminator depth")
+    no_balancing_inloss: bool = option(False, "oasis objective: no class balancing in the N+1 loss")
+    ema_decay: float = option(0.0, "export an exponential moving average of G with this decay (e.g. 0.999; 0: off)")
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
 
 
-def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any):
+def discriminator_state(path: str) -> dict[str, torch.Tensor]:
+    """A discriminator state dict from an official ``latest_net_D.pth`` or a cityserve training state."""
+    obj = safe_load(path)
+    if isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
+        if "netD" not in obj.get("modules", {}):
+            raise CheckpointError(f"--init-D {path}: the training state holds no discriminator (netD)")
+        return obj["modules"]["netD"]
+    return state_dict_from(obj, path)
+
+
+def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any) -> SPADEConfig:
     """A SPADEConfig whose label channels fit ``label_set`` and whose output is exactly ``size`` (H, W)."""
-    from ..labels import get_label_set
-    from ..models.spade import SPADEConfig
-
     ls = get_label_set(label_set)
     h, w = size
     dontcare = ls.dontcare_id is not None
@@ -78,36 +132,52 @@ def spade_config_for(label_set: Any, size: tuple[int, int], **options: Any):
 
 
 class SPADETrainer(Trainer):
-    def __init__(self, runner: Runner, gcfg, label_set: Any, tcfg: SPADETrainConfig, name: str = "spade"):
+    def __init__(
+        self,
+        runner: Runner,
+        gcfg,
+        label_set: Any,
+        tcfg: SPADETrainConfig,
+        name: str = "spade",
+        size: Optional[tuple[int, int]] = None,
+    ):
+        """``gcfg`` is ignored with ``tcfg.init_from`` (the card's architecture is used), at ``size`` (H, W)
+        when given, else at the card's size."""
         super().__init__(runner)
-        from ..models.spade import ConvEncoder, SPADEGenerator
-
         self.name = name
         self.tcfg = tcfg
         self.label_set = label_set
         self.init_card: Optional[ModelCard] = None
         enc = None
         if tcfg.init_from:
-            G, enc, gcfg, self.label_set = self._from_card(tcfg.init_from)
+            G, enc, gcfg, self.label_set = self._from_card(tcfg.init_from, size)
         else:
             G = init_weights(SPADEGenerator(gcfg), tcfg.init_type, tcfg.init_variance)
             if gcfg.use_vae:
                 enc = init_weights(ConvEncoder(gcfg), tcfg.init_type, tcfg.init_variance)
         self.gcfg = gcfg
-        dcfg = MultiscaleDConfig(
-            input_nc=gcfg.semantic_nc + gcfg.output_nc,
-            ndf=tcfg.ndf,
-            n_layers_D=tcfg.n_layers_D,
-            num_D=tcfg.num_D,
-            norm_D=tcfg.norm_D,
-            get_intermediate_features=not tcfg.no_ganFeat_loss,
-        )
+        self.oasis = tcfg.objective == "oasis"
+        if self.oasis:
+            dcfg = OASISDConfig(semantic_nc=gcfg.num_classes, ndf=tcfg.ndf, num_res_blocks=tcfg.num_res_blocks_D)
+            if gcfg.height % 2**dcfg.num_res_blocks or gcfg.width % 2**dcfg.num_res_blocks:
+                raise ConfigError(
+                    f"the OASIS discriminator with {dcfg.num_res_blocks} blocks needs height and width that are "
+                    f"multiples of {2**dcfg.num_res_blocks}, not {gcfg.height}x{gcfg.width}"
+                )
+            D = init_weights(OASISDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
+        else:
+            dcfg = MultiscaleDConfig(
+                input_nc=gcfg.semantic_nc + gcfg.output_nc,
+                ndf=tcfg.ndf,
+                n_layers_D=tcfg.n_layers_D,
+                num_D=tcfg.num_D,
+                norm_D=tcfg.norm_D,
+                get_intermediate_features=not tcfg.no_ganFeat_loss,
+            )
+            D = init_weights(MultiscaleDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         self.dcfg = dcfg
-        D = init_weights(MultiscaleDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         if tcfg.init_D:
-            from ..checkpoints import safe_load, state_dict_from
-
-            D.load_state_dict(state_dict_from(safe_load(tcfg.init_D), tcfg.init_D), strict=True)
+            D.load_state_dict(discriminator_state(tcfg.init_D), strict=True)
 
         self.G, self.netG = runner.distribute(G)
         self.D, self.netD = runner.distribute(D)
@@ -115,6 +185,8 @@ class SPADETrainer(Trainer):
 
         if tcfg.no_TTUR:
             betas, g_lr, d_lr = (tcfg.beta1, tcfg.beta2), tcfg.lr, tcfg.lr
+        elif self.oasis:  # OASIS: G 1e-4, D 4e-4 (lr 2e-4 here), Adam (beta1, beta2) = (0, 0.999)
+            betas, g_lr, d_lr = (tcfg.beta1, tcfg.beta2), tcfg.lr / 2, tcfg.lr * 2
         else:
             betas, g_lr, d_lr = (0.0, 0.9), tcfg.lr / 2, tcfg.lr * 2
         g_params = list(self.G.parameters()) + (list(self.E.parameters()) if self.E is not None else [])
@@ -122,22 +194,33 @@ class SPADETrainer(Trainer):
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=betas)
         self.base_lr = {"G": g_lr, "D": d_lr}
         self.scaler_G, self.scaler_D = runner.make_scaler(), runner.make_scaler()
+        self.ema = EMA(self.G, tcfg.ema_decay) if tcfg.ema_decay > 0 else None
         self.gan_loss = HingeGANLoss()
         self.vgg = build_vgg_loss(tcfg.vgg_weights)
         if self.vgg is not None:
             self.vgg = self.vgg.to(runner.device)
         self.palette = palette_tensor(self.label_set)
 
-    def _from_card(self, path: str):
-        from ..labels import get_label_set
-        from ..models.registry import build_from_card, config_from_card
-        from ..models.spade import has_encoder, load_encoder
-
+    def _from_card(self, path: str, size: Optional[tuple[int, int]]):
         card = load_card(path)
         if card.arch != "spade":
             raise ConfigError(f"--init-from {path}: a {card.arch} model, not SPADE")
         self.init_card = card
         gcfg = config_from_card(card)
+        if size is not None and tuple(size) != (card.height, card.width):
+            if gcfg.use_vae:
+                raise ConfigError(
+                    f"--init-from {path}: a VAE model's first layer is sized for {card.height}x{card.width}; "
+                    f"it cannot be fine-tuned at {size[0]}x{size[1]}"
+                )
+            gcfg = dataclasses.replace(gcfg, crop_size=size[1], aspect_ratio=size[1] / size[0])
+            if (gcfg.height, gcfg.width) != tuple(size):
+                raise ConfigError(f"--init-from {path}: SPADE cannot produce {size[0]}x{size[1]}")
+            G = SPADEGenerator(gcfg)  # the same weights at another size: every layer is a convolution
+            G.load_state_dict(build_from_card(card, load=True, inference=False).state_dict(), strict=True)
+            G.train().requires_grad_(True)
+            get_label_set(card.label_set)
+            return G, None, gcfg, card.label_set
         G = build_from_card(card, load=True, inference=False).train()
         G.requires_grad_(True)
         enc = None
@@ -157,7 +240,14 @@ class SPADETrainer(Trainer):
         m = {"netG": self.G, "netD": self.D}
         if self.E is not None:
             m["netE"] = self.E
+        if self.ema is not None:
+            m["netEMA"] = self.ema.module
         return m
+
+    def train(self) -> None:
+        super().train()
+        if self.ema is not None:
+            self.ema.module.eval()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}
@@ -169,6 +259,8 @@ class SPADETrainer(Trainer):
         return {
             "arch": "spade",
             "config": dataclasses.asdict(self.gcfg),
+            "objective": self.tcfg.objective,
+            "ema": self.tcfg.ema_decay,
             "D": dataclasses.asdict(self.dcfg),
             "label_set": label_set_for_card(self.label_set),
             "seed": self.runner.cfg.seed,
@@ -203,8 +295,16 @@ class SPADETrainer(Trainer):
         return fake, loss_kld
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
-        real = batch["image"]
-        sem = self.semantics(batch)
+        real = self.runner.to_memory_format(batch["image"])
+        sem = self.runner.to_memory_format(self.semantics(batch))
+        step_fn = self._oasis_step if self.oasis else self._spade_step
+        fake, losses = step_fn(batch, sem, real, step)
+        if self.ema is not None:
+            self.ema.update(self.G, step)
+        self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(real))
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _spade_step(self, batch, sem, real, step):
         t = self.tcfg
         # generator
         with self.runner.autocast():
@@ -233,18 +333,50 @@ class SPADETrainer(Trainer):
             }
         self.runner.guard(step, d)
         self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
-        self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(real))
-        return {k: v.detach() for k, v in {**g, **d}.items()}
+        return fake, {**g, **d}
+
+    def _oasis_step(self, batch, sem, real, step):
+        t = self.tcfg
+        onehot = sem[:, : self.gcfg.num_classes]
+        weights = None if t.no_balancing_inloss else class_balance_weights(onehot, self.gcfg.contain_dontcare_label)
+        # generator: every fake pixel should be segmented as its label's class
+        with self.runner.autocast():
+            fake, loss_kld = self._generate(sem, real, kld=True)
+            g = {"G_adv": n_plus_1_loss(self.netD(fake), onehot, for_real=True, weights=weights)}
+            if self.vgg is not None:
+                g["G_VGG"] = self.vgg(fake.float(), real.float()) * t.lambda_vgg
+            if loss_kld is not None:
+                g["KLD"] = loss_kld
+        self.runner.guard(step, g)
+        self.runner.backward_step(sum(g.values()), self.opt_G, self.scaler_G)
+        # discriminator: real -> label classes, fake -> "fake", LabelMix on a per-class mix of both
+        with self.runner.autocast():
+            with torch.no_grad():
+                fake_d, _ = self._generate(sem, real, kld=False)
+            fake_d = fake_d.detach()
+            mask = self.runner.to_memory_format(labelmix_mask(batch["labels"]).to(real.dtype))
+            mixed = mask * real + (1 - mask) * fake_d
+            d_fake, d_real, d_mixed = torch.chunk(self.netD(torch.cat([fake_d, real, mixed], 0)), 3, dim=0)
+            d = {
+                "D_fake": n_plus_1_loss(d_fake, onehot, for_real=False),
+                "D_real": n_plus_1_loss(d_real, onehot, for_real=True, weights=weights),
+            }
+            if t.lambda_labelmix > 0:
+                d["D_labelmix"] = labelmix(mask, d_mixed, d_fake, d_real) * t.lambda_labelmix
+        self.runner.guard(step, d)
+        self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
+        return fake, {**g, **d}
 
     def export(self) -> tuple[ModelCard, dict[str, torch.Tensor]]:
-        sd = {k: v.detach().cpu() for k, v in self.G.state_dict().items()}
+        G = self.G
+        if self.ema is not None:
+            G = refresh_spectral_vectors(self.ema.module)
+        sd = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
         extra: dict[str, Any] = {
             "discriminator": dataclasses.asdict(self.dcfg),
             "training": dataclasses.asdict(self.tcfg),
         }
         if self.E is not None:
-            from ..models.spade import ENCODER_PREFIX
-
             sd.update({ENCODER_PREFIX + k: v.detach().cpu() for k, v in self.E.state_dict().items()})
             extra["encoder"] = True
         card = ModelCard(
@@ -264,61 +396,3 @@ class SPADETrainer(Trainer):
                 "sha256": self.init_card.sha256,
             }
         return card, sd
-
-
-# ---- presets ------------------------------------------------------------------------------------------
-# name -> (generator options, training options, size (H, W), batch size, epochs, label set)
-PRESETS: dict[str, dict[str, Any]] = {
-    # The Hong Kong street-scene setup: Adam lr 2e-4 for both networks (no TTUR), batch 1, 100 epochs at
-    # a constant rate, Xavier init; SPADE's generator at its Cityscapes resolution.
-    "hongkong": dict(
-        gen=dict(ngf=64, num_upsampling_layers="more"),
-        train=dict(lr=2e-4, no_TTUR=True, beta1=0.0, beta2=0.9, niter_decay=0, init_type="xavier"),
-        size=(256, 512),
-        batch_size=1,
-        epochs=100,
-        label_set="cityscapes",
-    ),
-    # SPADE's published Cityscapes run: 256x512, 35 label channels + instance edges, upsampling 'more',
-    # batch 16, niter 100 + niter_decay 100 (200 epochs), TTUR (G 1e-4, D 4e-4, Adam (0, 0.9)),
-    # lambda_feat 10, lambda_vgg 10, multiscale D (2 x 4 layers, spectral instance norm), Xavier init.
-    "cityscapes": dict(
-        gen=dict(ngf=64, num_upsampling_layers="more", label_nc=35, contain_dontcare_label=False),
-        train=dict(lr=2e-4, niter_decay=100),
-        size=(256, 512),
-        batch_size=16,
-        epochs=200,
-        label_set="cityscapes",
-    ),
-    # SPADE's published ADE20K run: 256x256, 150 classes + dontcare, no instances, batch 32,
-    # niter 100 + niter_decay 100, TTUR.
-    "ade20k": dict(
-        gen=dict(ngf=64, num_upsampling_layers="normal", no_instance=True),
-        train=dict(lr=2e-4, niter_decay=100),
-        size=(256, 256),
-        batch_size=32,
-        epochs=200,
-        label_set="ade20k",
-    ),
-    # Synthetic Cityscapes-like scenes on a 2-core CPU. SPADE's cost is dominated by the 128-wide hidden
-    # layer of every SPADE norm at full resolution; nhidden 32 makes a step ~2.5x cheaper. The shipped demo
-    # model adds --ngf 8 --norm-G spectralspadebatch1x1 --size 256x512 (~1.2 s a step on 2 cores; the exact
-    # command is in models/demo/README.md and in its card).
-    "demo": dict(
-        gen=dict(ngf=16, nhidden=32, num_upsampling_layers="normal"),
-        train=dict(lr=2e-4, ndf=16, n_layers_D=3, num_D=2),
-        size=(128, 256),
-        batch_size=1,
-        epochs=None,
-        label_set="cityscapes",
-    ),
-    # The smallest sensible configuration: for tests and smoke runs.
-    "tiny": dict(
-        gen=dict(ngf=2, num_upsampling_layers="normal"),
-        train=dict(ndf=4, n_layers_D=2, num_D=2),
-        size=(32, 64),
-        batch_size=1,
-        epochs=1,
-        label_set="cityscapes",
-    ),
-}

@@ -187,3 +187,14 @@ def test_eval_checks_the_inception_file_before_rendering(tmp_path, monkeypatch, 
     rc = main(["eval", "generator", str(card), "--segmenter", str(seg), "--seeds", "10000", "--inception", str(bad)])
     err = capsys.readouterr().err
     assert rc == 2 and str(bad) in err and err.count("\n") == 1, err
+
+
+def test_fuzzed_png_and_jpeg_decoding_refuses_in_one_line():
+    """A short hypothesis run (the reliability suite runs 20 000): random bytes and mutated PNG / JPEG
+    files either decode to the declared shape or are refused with a one-line LabelError."""
+    from cityserve.bench.fuzz_decode import fuzz_decoders
+
+    result = fuzz_decoders(examples=400)
+    assert result["examples"] == 400 and not result["findings"], result["findings"]
+    assert result["decoded"] > 10 and result["refused"] > 300
+    assert any("inflates past" in kind for kind in result["refusal_kinds"])  # the bomb check meets fuzz too

@@ -383,7 +383,7 @@ def test_idat_bomb_is_refused_while_inflating():
 
     bomb = png_idat_bomb(512, 256, 2 << 30)
     assert len(bomb) < 3_000_000 and png_raw_size(png_header(bomb)) == 256 * (512 + 1)
-    with pytest.raises(LabelError, match=r"decompression bomb\): refused after inflating 131329 bytes"):
+    with pytest.raises(LabelError, match=r"decompression bomb.*: refused after inflating 131329 bytes"):
         png_check_inflated(bomb)
     with pytest.raises(LabelError, match="decompression bomb"):
         LabelPngDecoder("cityscapes", 256, 512, 35).decode(bomb)

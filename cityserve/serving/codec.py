@@ -113,7 +113,8 @@ def png_check_inflated(data: bytes, header: Optional[ImageHeader] = None) -> int
             if total > limit:
                 raise LabelError(
                     f"PNG pixel data inflates past the {limit} bytes its {header.width}x{header.height} "
-                    f"header allows (a decompression bomb): refused after inflating {total} bytes"
+                    f"header allows (a decompression bomb, or data that is not this header's): refused after "
+                    f"inflating {total} bytes"
                 )
             if inflater.eof:
                 return total

@@ -15,9 +15,10 @@ The two halves meet in a state folder that the launcher names in ``CITYSERVE_SER
   a request queued past the entry (Triton's ``nv_inference_pending_request_count``), no python model
   is busy, and
   no model past the entry has completed a request (the ensembles themselves are left out: the
-  requests refused at their entry count as their failures); or until the timeout. The window is at least
-  0.15 s and twice the longest mean execution time Triton reports for any model, so an engine that
-  is not a python model (TensorRT on gpu targets), whose execution is not visible, is waited for too.
+  requests refused at their entry count as their failures); or until the timeout. The window is
+  0.15 s, or twice the longest mean execution time Triton reports for a model that is not a cityserve
+  python model (TensorRT or onnxruntime backends on gpu targets: their execution is not visible, so
+  it is waited for), when that is longer. Python models list themselves in ``python/``.
 
 A server started without the variable (e.g. a plain ``tritonserver`` in an NGC container) has no
 state folder: its models never gate and never mark themselves.
@@ -47,6 +48,8 @@ class ModelState:
         if self.root is not None:
             (self.root / "busy").mkdir(parents=True, exist_ok=True)
             self._busy = str(self.root / "busy" / str(os.getpid()))
+            (self.root / "python").mkdir(parents=True, exist_ok=True)
+            (self.root / "python" / model_name).touch()
             if entry:
                 (self.root / "entry").mkdir(parents=True, exist_ok=True)
                 (self.root / "entry" / model_name).touch()
@@ -103,9 +106,11 @@ def _snapshot(metrics_url: str, state: Path, ignore: set[str]) -> tuple[bool, fl
         for model, v in metrics.get(name, {}).items()
         if model not in entries
     )
+    python = {p.name for p in (state / "python").glob("*")} if (state / "python").is_dir() else set()
     counts = metrics.get("nv_inference_exec_count", {})
     compute = metrics.get("nv_inference_compute_infer_duration_us", {})
-    longest = max((compute[m] / counts[m] / 1e6 for m in compute if counts.get(m)), default=0.0)
+    unseen = [m for m in compute if counts.get(m) and m not in python and m not in ignore]  # e.g. TensorRT
+    longest = max((compute[m] / counts[m] / 1e6 for m in unseen), default=0.0)
     return pending > 0 or busy, done, longest
 
 

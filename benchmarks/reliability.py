@@ -109,6 +109,7 @@ def main(argv=None) -> int:
                 base = tiny_generator(work, 128, 128).path
                 demo_gen = None if args.quick else gen.path
                 doc["parts"]["a_bad_inputs"] = R.bad_inputs(server, client, pngs, expected, work, base, aot, demo_gen)
+                doc["parts"]["a_bomb_cost"] = R.bomb_cost()
             client.close()
             if "c" in parts:
                 print("(c) SIGTERM and restart under load ...", flush=True)

@@ -159,6 +159,39 @@ def bad_inputs(
     return rows
 
 
+def bomb_cost(width: int = 512, height: int = 256) -> dict:
+    """Side by side in this process: refusing the 2 GiB IDAT bomb by streaming inflate (what the decode
+    model does now) against OpenCV decoding it (what it did before: libpng inflates it all)."""
+    import cv2
+    import numpy as np
+
+    from ..errors import LabelError
+    from ..serving.codec import png_check_inflated
+    from .bad_inputs import png_idat_bomb
+
+    bomb = png_idat_bomb(width, height, 2 << 30)
+    t = time.perf_counter()
+    try:
+        png_check_inflated(bomb)
+        refused = False
+    except LabelError:
+        refused = True
+    check_ms = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    img = cv2.imdecode(np.frombuffer(bomb, np.uint8), cv2.IMREAD_UNCHANGED)
+    cv2_s = time.perf_counter() - t
+    return {
+        "header": f"{width}x{height}",
+        "wire_bytes": len(bomb),
+        "inflated_bytes": 2 << 30,
+        "streaming_check_refused": refused,
+        "streaming_check_ms": round(check_ms, 2),
+        "opencv_decode_s": round(cv2_s, 2),
+        "opencv_result": None if img is None else list(img.shape),
+        "load_average": _loadavg(),
+    }
+
+
 def _bomb_then_good(client, send, png: bytes, want: bytes) -> dict:
     """The bomb, and a good request sent 1 ms after it (while the bomb is being refused)."""
     behind: dict = {}

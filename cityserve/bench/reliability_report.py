@@ -50,6 +50,15 @@ def markdown(doc: dict) -> str:
         served = sum(_ok(r.get("then_good_request")) == "served, correct" for r in rows)
         lines += [f"## (a) Bad inputs, each followed by a good request ({served}/{len(rows)} served)", ""]
         lines += _bad_rows(rows) + [""]
+    if "a_bomb_cost" in parts:
+        b = parts["a_bomb_cost"]
+        lines += [
+            f"The IDAT bomb ({b['header']} header, {b['wire_bytes'] / 1e6:.1f} MB on the wire, "
+            f"{b['inflated_bytes'] / 2**30:.0f} GiB inflated), side by side in one process: the streaming check "
+            f"refused it in {b['streaming_check_ms']} ms; OpenCV's decode (the decode model's path before the "
+            f"check) took {b['opencv_decode_s']} s (load average {b['load_average']}).",
+            "",
+        ]
     if "b_soak" in parts:
         s = parts["b_soak"]
         growth = s["rss_growth_after_warmup"]

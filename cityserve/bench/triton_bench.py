@@ -258,4 +258,5 @@ def run_perf_analyzer(
                 "p99_ms": float(v["p99 latency"]) / 1e3,
             }
         )
+    rows.sort(key=lambda r: r["concurrency"])  # perf_analyzer's CSV lists rows by throughput, not concurrency
     return {"status": "ok", "command": " ".join(cmd), "rows": rows}

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from _helpers_serving import block_labels, png_bytes, tiny_pix2pix_onnx
 
-from cityserve.bench.serve_process import ServeProcess
+from cityserve.bench.serve_process import ServeProcess, free_ports, start_all
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]
 REQUESTS = 2000
@@ -32,14 +32,13 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def replicas(repo):
-    servers = [ServeProcess(repo["path"], *(("--allow-admin-api",) if i == 2 else ())) for i in range(3)]
-    threads = [threading.Thread(target=s.start) for s in servers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    ports = free_ports(9)
+    servers = [
+        ServeProcess(repo["path"], *(("--allow-admin-api",) if i == 2 else ()), ports=tuple(ports[3 * i : 3 * i + 3]))
+        for i in range(3)
+    ]
+    start_all(servers)
     try:
-        assert all(s.proc is not None and s.proc.poll() is None for s in servers), [s.lines[-3:] for s in servers]
         yield servers
     finally:
         for s in servers:

@@ -25,7 +25,7 @@ from ..client import CityserveClient
 from .bad_cards import card_cases, run_cli
 from .bad_requests import good_request, server_cases
 from .load import run_load, tree_rss
-from .serve_process import ServeProcess
+from .serve_process import ServeProcess, free_ports, start_all
 
 
 def label_pngs(h: int, w: int, n: int = 8) -> list[bytes]:
@@ -355,12 +355,9 @@ def fuzz(examples: int) -> dict:
 
 
 def replicas(repo: Path, pngs, expected_fn, requests: int, concurrency: int) -> dict:
-    servers = [ServeProcess(repo) for _ in range(3)]
-    threads = [threading.Thread(target=s.start) for s in servers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    ports = free_ports(9)
+    servers = [ServeProcess(repo, ports=tuple(ports[3 * i : 3 * i + 3])) for i in range(3)]
+    start_all(servers)
     try:
         with CityserveClient(servers[0].grpc_url) as c:
             expected = expected_fn(c)

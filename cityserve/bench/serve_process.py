@@ -17,14 +17,24 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..serving.server import free_port
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct free ports (all bound at once while chosen, so none is handed out twice)."""
+    import contextlib
+    import socket
+
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 class ServeProcess:
     def __init__(self, repo: str | os.PathLike, *flags: str, ports: Optional[tuple[int, int, int]] = None):
         self.repo = Path(repo)
         self.flags = tuple(flags)
-        self.ports = ports or (free_port(), free_port(), free_port())
+        self.ports = ports or tuple(free_ports(3))
         self.proc: Optional[subprocess.Popen] = None
         self.lines: list[str] = []
 
@@ -99,3 +109,24 @@ class ServeProcess:
                 except Exception:
                     pass
             self.proc.wait(30)
+
+
+def start_all(servers: list[ServeProcess], timeout: float = 300.0) -> None:
+    """Start several servers at once; raise with each failure's output if any did not come up."""
+    failures: list[str] = []
+
+    def start(s: ServeProcess) -> None:
+        try:
+            s.start(timeout)
+        except Exception as e:
+            failures.append(str(e))
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        for s in servers:
+            s.kill()
+        raise RuntimeError("\n---\n".join(failures))

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PA_VENV := .venv-pa
 
-.PHONY: test demo install clean-venv perf-analyzer bench-quick
+.PHONY: test lint demo install clean-venv perf-analyzer bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP) $(PA_VENV)/bin/perf_analyzer
+test: lint $(PA_VENV)/bin/perf_analyzer
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+
+# Formatting, lint and the dependency graph (the layers in pyproject.toml's [tool.importlinter]).
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: $(STAMP)
 	$(PY) -m cityserve demo

@@ -17,6 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
+from cityserve.bench import models as M
+from cityserve.bench.report import write_reports
+from cityserve.bench.runner import Plan, run, save
+
 REPO = Path(__file__).resolve().parents[1]
 
 CPU_ENGINES = ["torch-eager-fp32", "torch-lowp-channels-last", "torch-compile-bf16", "onnxruntime", "aot-bf16"]
@@ -56,13 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, help="torch / onnxruntime threads (default: all cores)")
     args = p.parse_args(argv)
 
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    from cityserve.bench import models as M
-    from cityserve.bench.report import write_reports
-    from cityserve.bench.runner import Plan, run, save
 
     device, batches, engines = PROFILES[args.profile]
     if args.quick:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .files import atomic_write_bytes
 
 CARD_FORMAT = "cityserve-card/1"
 CARD_SUFFIX = ".card.json"
@@ -138,18 +139,6 @@ class ModelCard:
                     f"weights file {wp} has sha256 {actual[:12]}…, card {self.path.name} says "
                     f"{self.sha256[:12]}…: the file was changed or truncated"
                 )
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either the old file or the complete new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def find_card(path: str | os.PathLike) -> Path:

@@ -18,7 +18,7 @@ from . import commands
 from .errors import run_with_exit_codes
 
 GROUPS = {
-    "import": "load official checkpoints (SPADE, pix2pix, FCHarDNet) into a checkpoint + model card",
+    "import": "load official checkpoints (SPADE, pix2pix, FCHarDNet, DeepLabV3+) into a checkpoint + model card",
     "export": "turn a checkpoint into ONNX, a TensorRT engine or an AOT-compiled package",
     "repo": "build a Triton model repository from model cards",
 }

@@ -27,6 +27,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from . import contract
 from .errors import ConfigError, LabelError
 from .inference import (  # noqa: F401  (re-exported: the client's errors)
     DEFAULT_URL,
@@ -36,6 +37,8 @@ from .inference import (  # noqa: F401  (re-exported: the client's errors)
     ServerUnavailable,
     convert_error,
 )
+from .labels import labelmap
+from .serving.codec import decode_rgb_png, encode_rgb_png
 
 LabelInput = Union[bytes, bytearray, str, os.PathLike, np.ndarray]
 
@@ -48,6 +51,11 @@ def read_input_bytes(item: LabelInput) -> bytes:
         return p.read_bytes()
     except OSError as e:
         raise LabelError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def _bytes_tensor(item: LabelInput) -> np.ndarray:
+    """One encoded image as the contract's BYTES [1, 1] tensor."""
+    return np.array([[read_input_bytes(item)]], dtype=np.object_)
 
 
 class CityserveClient(InferenceClient):
@@ -86,7 +94,8 @@ class CityserveClient(InferenceClient):
         if not items:
             return []
         data = np.array([[read_input_bytes(i)] for i in items], dtype=np.object_)
-        out = self.infer(model or self.label2photo_model, {"LABELS_PNG": data}, timeout=timeout)["PHOTO_PNG"]
+        out = self.infer(model or self.label2photo_model, {contract.LABELS_PNG: data}, timeout=timeout)
+        out = out[contract.PHOTO_PNG]
         pngs = [bytes(x) for x in out.reshape(-1)]
         return pngs[0] if single else pngs
 
@@ -94,14 +103,14 @@ class CityserveClient(InferenceClient):
         self, photo: LabelInput, model: str = "photo2labels", timeout: Optional[float] = None
     ) -> tuple[bytes, bytes]:
         """A photo (PNG/JPEG bytes or path) -> (id PNG in the label set's file convention, color PNG)."""
-        out = self.infer(model, {"PHOTO_PNG": np.array([[read_input_bytes(photo)]], dtype=np.object_)}, timeout=timeout)
-        return bytes(out["LABELS_PNG"].reshape(-1)[0]), bytes(out["COLOR_PNG"].reshape(-1)[0])
+        out = self.infer(model, {contract.PHOTO_PNG: _bytes_tensor(photo)}, timeout=timeout)
+        return bytes(out[contract.LABELS_PNG].reshape(-1)[0]), bytes(out[contract.COLOR_PNG].reshape(-1)[0])
 
     def photo2photo(
         self, photo: LabelInput, model: str = "photo2photo", timeout: Optional[float] = None
     ) -> dict[str, bytes]:
         """A photo -> {"RENDERED_PNG", "LABELS_PNG", "COLOR_PNG"}: its labels and the photo re-rendered."""
-        out = self.infer(model, {"PHOTO_PNG": np.array([[read_input_bytes(photo)]], dtype=np.object_)}, timeout=timeout)
+        out = self.infer(model, {contract.PHOTO_PNG: _bytes_tensor(photo)}, timeout=timeout)
         return {k: bytes(v.reshape(-1)[0]) for k, v in out.items()}
 
     def render_feeds(
@@ -116,31 +125,25 @@ class CityserveClient(InferenceClient):
         served model declares (instances default to the class map, z to N(0,1))."""
         cfg = self.model_config(model or self.render_model)
         spec = {t["name"]: t for t in cfg["input"]}
-        ids = np.asarray(ids)
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise LabelError(f"label ids must be integers, got {ids.dtype}")
-        if ids.ndim == 2:
-            ids = ids[None, None]
-        elif ids.ndim == 3:
-            ids = ids[:, None]
-        dims = [int(d) for d in spec["labels"]["dims"]]
-        if ids.ndim != 4 or list(ids.shape[1:]) != dims:
+        ids = labelmap.as_batch(labelmap.as_int_array(ids, "label ids"), "label ids")
+        dims = [int(d) for d in spec[contract.LABELS]["dims"]]
+        if list(ids.shape[1:]) != dims:
             raise LabelError(
                 f"label ids of shape {tuple(np.shape(ids))} do not fit model "
                 f"{cfg['name']!r}, which takes [B, {', '.join(map(str, dims))}]"
             )
-        dtype = {"TYPE_UINT8": np.uint8, "TYPE_INT32": np.int32, "TYPE_INT64": np.int64}[spec["labels"]["data_type"]]
+        dtype = contract.numpy_dtype(spec[contract.LABELS]["data_type"])
         if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
-            raise LabelError(f"label ids {int(ids.min())}..{int(ids.max())} do not fit {np.dtype(dtype).name}")
-        feeds = {"labels": np.ascontiguousarray(ids, dtype=dtype)}
-        if "instances" in spec:
+            raise LabelError(f"label ids {int(ids.min())}..{int(ids.max())} do not fit {dtype.name}")
+        feeds = {contract.LABELS: np.ascontiguousarray(ids, dtype=dtype)}
+        if contract.INSTANCES in spec:
             inst = ids if instances is None else np.asarray(instances).reshape(ids.shape)
-            feeds["instances"] = np.ascontiguousarray(inst, dtype=np.int32)
-        if "z" in spec:
-            z_dim = int(spec["z"]["dims"][-1])
+            feeds[contract.INSTANCES] = np.ascontiguousarray(inst, dtype=np.int32)
+        if contract.Z in spec:
+            z_dim = int(spec[contract.Z]["dims"][-1])
             if z is None:
                 z = np.random.default_rng(seed).standard_normal((ids.shape[0], z_dim))
-            feeds["z"] = np.ascontiguousarray(np.asarray(z, dtype=np.float32).reshape(ids.shape[0], z_dim))
+            feeds[contract.Z] = np.ascontiguousarray(np.asarray(z, dtype=np.float32).reshape(ids.shape[0], z_dim))
         return feeds
 
     def render(
@@ -163,17 +166,15 @@ class CityserveClient(InferenceClient):
             raise ConfigError(f"output must be 'array' or 'png', not {output!r}")
         if isinstance(labels, np.ndarray):
             feeds = self.render_feeds(labels, instances, z, seed)
-            image = self.infer(self.render_model, feeds, outputs=["image"], timeout=timeout)["image"]
+            image = self.infer(self.render_model, feeds, outputs=[contract.IMAGE], timeout=timeout)[contract.IMAGE]
             if output == "array":
                 return image
-            from .serving.codec import encode_rgb_png
 
             pngs = [encode_rgb_png(im) for im in image]
             return pngs[0] if labels.ndim == 2 else pngs
         pngs = self.label2photo(labels, timeout=timeout)
         if output == "png":
             return pngs
-        from .serving.codec import decode_rgb_png
 
         return np.stack([decode_rgb_png(p) for p in ([pngs] if isinstance(pngs, bytes) else pngs)])
 
@@ -198,10 +199,11 @@ class CityserveClient(InferenceClient):
             slots.acquire()
             try:
                 if isinstance(item, np.ndarray):
-                    f = self.infer_async(self.render_model, self.render_feeds(item), outputs=["image"], timeout=timeout)
+                    feeds = self.render_feeds(item)
+                    f = self.infer_async(self.render_model, feeds, outputs=[contract.IMAGE], timeout=timeout)
                 else:
-                    data = np.array([[read_input_bytes(item)]], dtype=np.object_)
-                    f = self.infer_async(self.label2photo_model, {"LABELS_PNG": data}, timeout=timeout)
+                    feeds = {contract.LABELS_PNG: _bytes_tensor(item)}
+                    f = self.infer_async(self.label2photo_model, feeds, timeout=timeout)
             except BaseException:
                 slots.release()
                 raise
@@ -225,10 +227,8 @@ class CityserveClient(InferenceClient):
 
     @staticmethod
     def _convert_single(out: dict[str, np.ndarray], output: str):
-        from .serving.codec import decode_rgb_png, encode_rgb_png
-
-        if "image" in out:
-            image = out["image"][0]
+        if contract.IMAGE in out:
+            image = out[contract.IMAGE][0]
             return image if output == "array" else encode_rgb_png(image)
-        png = bytes(out["PHOTO_PNG"].reshape(-1)[0])
+        png = bytes(out[contract.PHOTO_PNG].reshape(-1)[0])
         return png if output == "png" else decode_rgb_png(png)

@@ -4,6 +4,8 @@ The CLI turns a ``CityserveError`` into ``error: <message>`` and exit code 2 (ba
 traceback; anything else is a bug and keeps its traceback.
 """
 
+import sys
+
 
 class CityserveError(Exception):
     """Base class: the message names the problem and the offending value or file."""
@@ -42,8 +44,6 @@ def run_with_exit_codes(body) -> int:
     ``cityserve`` CLI and the ``train/`` scripts — answers errors the same way: ``error: <one line>``
     on stderr and the error class's ``exit_code``; Ctrl-C is 130. Other exceptions are bugs and keep
     their traceback."""
-    import sys
-
     try:
         return int(body() or 0)
     except CityserveError as e:

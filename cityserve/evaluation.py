@@ -1,15 +1,19 @@
 """Evaluation protocols behind ``cityserve eval``: they tie metrics to models and data.
 
-* ``evaluate_segmenter``: a segmenter's mIoU / per-class IoU and F1 on held-out synthetic seeds.
-* ``evaluate_generator``: segmentation consistency, the seeds' protocol (a segmenter's mIoU on the
-  generated photos against the input labels, next to its mIoU on the real photos of the same scenes;
-  both segmented at the segmenter's own size), plus L1 / SSIM to the real photos, and FID / KID when an
-  Inception weights file is given.
+Scenes come from held-out synthetic seeds or a dataset folder's split (``cityserve.data.scenes``).
+
+* ``evaluate_segmenter``: a segmenter's mIoU / per-class IoU and F1 against the ground truth.
+* ``evaluate_generator``: segmentation consistency (a segmenter's mIoU on the generated photos against
+  the input labels, next to its mIoU on the real photos of the same scenes; both segmented at the
+  segmenter's own size: SPADE's protocol on Cityscapes val), L1 / SSIM to the real photos,
+  ``segfeat_frechet`` (the Fréchet distance of the segmenter's encoder features of generated vs real
+  photos, an in-domain stand-in for FID), and FID / KID when an Inception weights file is given.
 * ``folder_fid``: FID / KID between two image folders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,75 +23,135 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .metrics import SegmentationScores, cityscapes_scores, fid_from_features, kid_from_features, l1, ssim
+from .data.scenes import SceneSource, SyntheticScenes
+from .data.transforms import resize_photo
+from .engines import Renderer
+from .errors import CityserveError, ConfigError
+from .labels import get_label_set
+from .labels.labelmap import resize_nearest
+from .metrics import (
+    LabelScores,
+    SegmentationScores,
+    fid_from_features,
+    frechet_from_features,
+    kid_from_features,
+    l1,
+    ssim,
+)
+from .models.encoder_features import capture_encoder, encoder_module, feature_vectors
+from .models.inception import load_fid_inception
+from .models.registry import config_from_card
+from .models.segment import segment_graph_from_card
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 RGB [B,H,W,3] -> uint8 label ids [B,H,W], through the card's SegmentGraph in torch.
+class Segmenter:
+    """uint8 RGB [B,H,W,3] -> uint8 label ids [B,H,W] through the card's SegmentGraph in torch.
 
     ``native_size``: photos of another size are area-resized to the segmenter's own (card) size, segmented
     there, and the ids nearest-resized back, as the photo2photo chain does; a segmenter trained at 128x256
-    sees objects at the scale it learned even on 256x512 photos.
+    sees objects at the scale it learned even on 256x512 photos. ``features`` also keeps, from the same
+    forward pass, the encoder features of every photo (``cityserve.models.encoder_features``).
     """
-    from .data.transforms import resize_photo
-    from .models.segment import segment_graph_from_card
-    from .serving.codec import resize_nearest
 
-    graph = segment_graph_from_card(card)
-    own = (card.height, card.width)
+    def __init__(self, card, batch: int = 4, native_size: bool = False, features: Optional[str] = None):
 
-    def run(images: np.ndarray) -> np.ndarray:
+        self.card = card
+        self.graph = segment_graph_from_card(card)
+        self.own = (int(card.height), int(card.width))
+        self.batch, self.native_size, self.pooling = batch, native_size, features
+        self.label_set = get_label_set(card.label_set or config_from_card(card).label_set)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.segment(images)[0]
+
+    def segment(self, images: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(ids [B,H,W], feature vectors [N,C] or None)."""
+
         h, w = images.shape[1:3]
-        resize = native_size and (h, w) != own
+        resize = self.native_size and (h, w) != self.own
         if resize:
-            images = np.stack([resize_photo(im, *own) for im in images])
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(images), batch):
-                outs.append(graph(torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))).numpy()[:, 0])
+            images = np.stack([resize_photo(im, *self.own) for im in images])
+        outs, feats = [], None
+        with contextlib.ExitStack() as stack, torch.inference_mode():
+            maps = stack.enter_context(capture_encoder(self.graph.net)) if self.pooling else None
+            for i in range(0, len(images), self.batch):
+                x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch]))
+                outs.append(self.graph(x).numpy()[:, 0])
+        if maps is not None:
+            feats = np.concatenate([feature_vectors(m, self.pooling) for m in maps])
         ids = np.concatenate(outs)
         if resize:
             ids = resize_nearest(ids, h, w)
-        return ids
+        return ids, feats
 
-    return run
+    def feature_description(self) -> str:
 
-
-def _scenes(seeds: Sequence[int], height: int, width: int, desc: str):
-    from .data.synthetic import generate_scene
-
-    for seed in tqdm(seeds, desc=desc, unit="scene", leave=False):
-        yield seed, generate_scene(seed, height, width)
+        return encoder_module(self.graph.net)[2]
 
 
-def evaluate_segmenter(seg_card, seeds: Sequence[int], size: Optional[tuple[int, int]] = None) -> SegmentationScores:
-    seg = segmenter_fn(seg_card)
-    h, w = size or (seg_card.height, seg_card.width)
-    preds, gts = [], []
-    for _, scene in _scenes(seeds, h, w, "segmenting"):
-        preds.append(seg(scene.photo[None])[0])
-        gts.append(scene.labels)
-    return cityscapes_scores(preds, gts)
+def segmenter_fn(card, batch: int = 4, native_size: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 RGB [B,H,W,3] -> uint8 label ids [B,H,W] (see ``Segmenter``)."""
+    return Segmenter(card, batch, native_size)
+
+
+def synthetic_source(seeds: Sequence[int]) -> SyntheticScenes:
+    return SyntheticScenes(seeds)
+
+
+def _check_label_sets(seg: Segmenter, source: SceneSource) -> None:
+    if seg.label_set.name != source.label_set.name:
+        raise ConfigError(
+            f"segmenter {seg.card.name} predicts {seg.label_set.name!r} labels but the ground truth is "
+            f"{source.label_set.name!r}: evaluate it on data of its own label set"
+        )
+
+
+def evaluate_segmenter(
+    seg_card,
+    source: SceneSource | Sequence[int],
+    size: Optional[tuple[int, int]] = None,
+    progress: bool = True,
+) -> SegmentationScores:
+    """mIoU / per-class IoU and F1 of a segmenter on ``source`` (seeds: scenes drawn at the card's size,
+    or ``size``). Folder photos are segmented at the card's size and scored at the file's resolution,
+    against the file's ground truth."""
+    if not isinstance(source, SceneSource):
+        source = SyntheticScenes(source)
+    if isinstance(source, SyntheticScenes):  # scenes drawn at the segmenter's own size
+        size = size or (int(seg_card.height), int(seg_card.width))
+    seg = Segmenter(seg_card, native_size=True)
+    _check_label_sets(seg, source)
+    acc = LabelScores(source.label_set)
+    for scene in tqdm(
+        source.scenes(size), total=len(source), desc="segmenting", unit="image", leave=False, disable=not progress
+    ):
+        acc.update(seg(scene.photo[None])[0], scene.labels)
+    return acc.scores()
+
+
+SEGFEAT_NOTE = (
+    "Fréchet distance of the segmenter's encoder features, generated vs real photos of the same "
+    "scenes: an in-domain stand-in for FID (not FID; not comparable with published FIDs); lower is better"
+)
 
 
 @dataclasses.dataclass
 class GeneratorReport:
-    seeds: list[int]
+    source: dict
     consistency_generated: SegmentationScores  # segmenter on generated photos vs input labels
     consistency_real: SegmentationScores  # segmenter on the real photos vs the same labels
     l1: float
     ssim: float
+    segfeat_frechet: Optional[float] = None
+    segfeat: Optional[dict] = None  # how segfeat_frechet was computed
     fid: Optional[float] = None
     kid: Optional[tuple[float, float]] = None
 
     def to_dict(self) -> dict:
         d = {
-            "seeds": f"{min(self.seeds)}-{max(self.seeds)}"
-            if self.seeds == list(range(min(self.seeds), max(self.seeds) + 1))
-            else self.seeds,
-            "n_images": len(self.seeds),
+            **self.source,
             "segmentation_consistency": {
                 "miou_generated": self.consistency_generated.miou,
                 "miou_real": self.consistency_real.miou,
@@ -97,6 +161,9 @@ class GeneratorReport:
             "l1": self.l1,
             "ssim": self.ssim,
         }
+        if self.segfeat_frechet is not None:
+            d["segfeat_frechet"] = self.segfeat_frechet
+            d["segfeat_frechet_features"] = self.segfeat
         if self.fid is not None:
             d["fid"] = self.fid
         if self.kid is not None:
@@ -111,47 +178,81 @@ class GeneratorReport:
             f"| L1 to real (0-1) | {self.l1:.4f} | 0 |",
             f"| SSIM to real | {self.ssim:.4f} | 1 |",
         ]
+        if self.segfeat_frechet is not None:
+            rows.append(
+                f"| segmenter-feature Fréchet distance (`segfeat_frechet`, not FID) | {self.segfeat_frechet:.3f} | 0 |"
+            )
         if self.fid is not None:
             rows.append(f"| FID | {self.fid:.2f} | 0 |")
         if self.kid is not None:
             rows.append(f"| KID | {self.kid[0]:.4f} ± {self.kid[1]:.4f} | 0 |")
-        return "\n".join(rows) + "\n"
+        notes = []
+        if self.segfeat_frechet is not None:
+            notes.append(f"`segfeat_frechet`: {SEGFEAT_NOTE}. Features: {self.segfeat['features']}.")
+        return "\n".join(rows) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
 def evaluate_generator(
-    gen_card, seg_card, seeds: Sequence[int], engine: str = "torch", inception: Optional[str] = None, batch: int = 4
+    gen_card,
+    seg_card,
+    source: SceneSource | Sequence[int],
+    engine: str = "torch",
+    inception: Optional[str] = None,
+    batch: int = 4,
+    segfeat_pooling: Optional[str] = "positions",
+    progress: bool = True,
 ) -> GeneratorReport:
-    from .engines import Renderer
+    """Render every scene's label map, segment the photo, score it against the labels; beside it, the
+    same segmenter on the real photo, L1 / SSIM to the real photo, and ``segfeat_frechet`` (features of
+    the generated vs the real photos, from the segmenting passes themselves). Scenes are drawn at (seeds)
+    or resized to (folders) the generator's size; ``segfeat_pooling`` None skips the distance."""
 
     net = None
     if inception is not None:  # a wrong weights file is refused before any scene is rendered
-        from .models.inception import load_fid_inception
-
         net = load_fid_inception(inception)
     renderer = Renderer.from_card(gen_card, engine=engine)
-    seg = segmenter_fn(seg_card, native_size=True)
-    gen_preds, real_preds, gts, l1s, ssims, fakes, reals = [], [], [], [], [], [], []
-    for seed, scene in _scenes(seeds, renderer.height, renderer.width, "rendering"):
-        photo = renderer.render(scene.labels, instances=scene.instances, seed=seed)[0]
-        gen_preds.append(seg(photo[None])[0])
-        real_preds.append(seg(scene.photo[None])[0])
-        gts.append(scene.labels)
+    if not isinstance(source, SceneSource):
+        source = SyntheticScenes(source)
+    seg = Segmenter(seg_card, native_size=True, features=segfeat_pooling)
+    _check_label_sets(seg, source)
+    gen_acc, real_acc = LabelScores(source.label_set), LabelScores(source.label_set)
+    l1s, ssims, fakes, reals, f_gen, f_real = [], [], [], [], [], []
+    size = (renderer.height, renderer.width)
+    scenes = tqdm(
+        source.scenes(size), total=len(source), desc="rendering", unit="scene", leave=False, disable=not progress
+    )
+    for i, scene in enumerate(scenes):
+        photo = renderer.render(scene.labels, instances=scene.instances, seed=source.seed_of(i))[0]
+        ids, feats = seg.segment(np.stack([photo, scene.photo]))
+        gen_acc.update(ids[0], scene.labels)
+        real_acc.update(ids[1], scene.labels)
+        if feats is not None:
+            half = len(feats) // 2
+            f_gen.append(feats[:half])
+            f_real.append(feats[half:])
         l1s.append(l1(photo, scene.photo))
         ssims.append(ssim(photo, scene.photo))
         if inception is not None:
             fakes.append(photo)
             reals.append(scene.photo)
     report = GeneratorReport(
-        list(seeds),
-        cityscapes_scores(gen_preds, gts),
-        cityscapes_scores(real_preds, gts),
-        float(np.mean(l1s)),
-        float(np.mean(ssims)),
+        source.describe(), gen_acc.scores(), real_acc.scores(), float(np.mean(l1s)), float(np.mean(ssims))
     )
+    if f_gen:
+        fg, fr = np.concatenate(f_gen), np.concatenate(f_real)
+        report.segfeat_frechet = frechet_from_features(fg, fr)
+        report.segfeat = {
+            "features": seg.feature_description(),
+            "pooling": "one vector per spatial position" if segfeat_pooling == "positions" else "global average",
+            "segmenter_input": f"{seg.own[0]}x{seg.own[1]}",
+            "n_vectors": int(len(fg)),
+            "dims": int(fg.shape[1]),
+            "note": SEGFEAT_NOTE,
+        }
     if net is not None:
-        f_fake, f_real = inception_features(net, fakes), inception_features(net, reals)
-        report.fid = fid_from_features(f_fake, f_real)
-        report.kid = kid_from_features(f_fake, f_real)
+        f_fake, f_real_inc = inception_features(net, fakes), inception_features(net, reals)
+        report.fid = fid_from_features(f_fake, f_real_inc)
+        report.kid = kid_from_features(f_fake, f_real_inc)
     return report
 
 
@@ -177,8 +278,6 @@ def inception_features(net: torch.nn.Module, images: Iterable[np.ndarray], batch
 def read_folder(folder: str | Path) -> list[np.ndarray]:
     import cv2
 
-    from .errors import CityserveError
-
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
         raise CityserveError(f"{folder} holds {len(paths)} images; FID/KID need at least 2")
@@ -192,7 +291,6 @@ def read_folder(folder: str | Path) -> list[np.ndarray]:
 
 
 def folder_fid(a: str | Path, b: str | Path, inception: Optional[str], seed: Optional[int] = None) -> dict:
-    from .models.inception import load_fid_inception
 
     net = load_fid_inception(inception, seed=seed)
     fa = inception_features(net, tqdm(read_folder(a), desc="features A", leave=False))

@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from typing import Any, Optional, Union
 
 import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import np_to_triton_dtype
 
 from .errors import CityserveError, ConfigError, UnavailableError
 from .replicas import Backoff, Replica, ReplicaPool, retryable
@@ -90,8 +92,6 @@ class InferenceClient:
         policy: str = "least-outstanding",
         health_interval: float = 0.25,
     ):
-        import tritonclient.grpc as grpcclient
-
         self._grpc = grpcclient
         self.pool = ReplicaPool(url, verbose=verbose, policy=policy, health_interval=health_interval)
         self.urls = self.pool.urls
@@ -196,8 +196,6 @@ class InferenceClient:
             return result
 
     def _inputs(self, feeds: dict[str, np.ndarray]) -> list:
-        from tritonclient.utils import np_to_triton_dtype
-
         out = []
         for name, arr in feeds.items():
             dtype = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)

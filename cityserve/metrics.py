@@ -5,6 +5,10 @@ evaluated classes (train ids 0..C-1); ground-truth pixels with the ignore label 
 a class's IoU is tp / (tp + fp + fn) and is NaN (left out of the mean) when the class appears neither
 in the ground truth nor in the predictions.
 
+The Fréchet distance (pytorch-fid's math) applies to any features: on Inception's it is FID; on a
+segmenter's encoder it is ``segfeat_frechet``, an in-domain stand-in for FID (see
+``cityserve.models.encoder_features``) whose numbers are not comparable with FIDs.
+
 FID and KID use Inception features (2048-d pool3) from ``cityserve.inception``'s pytorch-fid variant,
 loaded from a weights file the user supplies, so figures computed with pytorch-fid's own
 ``pt_inception-2015-12-05`` file are comparable to published ones.
@@ -113,17 +117,40 @@ class ConfusionAccumulator:
         return scores_from_confusion(self.matrix, self.class_names)
 
 
+class LabelScores:
+    """Accumulate label-id maps of one label set as its train ids (ignored classes dropped, as the
+    Cityscapes evaluator does); one image at a time, so a whole val split never sits in memory."""
+
+    def __init__(self, label_set="cityscapes"):
+        from .labels import get_label_set
+
+        self.label_set = get_label_set(label_set)
+        n = self.label_set.num_train_ids
+        names = [self.label_set[int(i)].name for i in self.label_set.from_train_ids(np.arange(n))]
+        self.acc = ConfusionAccumulator(n, names)
+
+    def update(self, pred_label_ids: np.ndarray, gt_label_ids: np.ndarray) -> None:
+        ls = self.label_set
+        self.acc.update(ls.to_train_ids(np.asarray(pred_label_ids)), ls.to_train_ids(np.asarray(gt_label_ids)))
+
+    def scores(self) -> SegmentationScores:
+        return self.acc.scores()
+
+
+def label_set_scores(
+    pred_label_ids: Iterable[np.ndarray], gt_label_ids: Iterable[np.ndarray], label_set="cityscapes"
+) -> SegmentationScores:
+    """mIoU / F1 over a label set's evaluated (train-id) classes, from label-id maps."""
+    acc = LabelScores(label_set)
+    for pred, gt in zip(pred_label_ids, gt_label_ids):
+        acc.update(pred, gt)
+    return acc.scores()
+
+
 def cityscapes_scores(pred_label_ids: Iterable[np.ndarray], gt_label_ids: Iterable[np.ndarray]) -> SegmentationScores:
     """mIoU / F1 over the 19 evaluated Cityscapes classes, from label-id maps (as the official
     evaluator takes them): ids are mapped to train ids and ignored classes dropped."""
-    from .labels import get_label_set
-
-    ls = get_label_set("cityscapes")
-    names = [ls.classes[[c.id for c in ls.classes].index(i)].name for i in ls.from_train_ids(np.arange(19))]
-    acc = ConfusionAccumulator(19, names)
-    for pred, gt in zip(pred_label_ids, gt_label_ids):
-        acc.update(ls.to_train_ids(np.asarray(pred)), ls.to_train_ids(np.asarray(gt)))
-    return acc.scores()
+    return label_set_scores(pred_label_ids, gt_label_ids, "cityscapes")
 
 
 # ---- image similarity --------------------------------------------------------------------------
@@ -169,10 +196,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
-def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+def frechet_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of feature vectors [N, D] (mean and
+    unbiased covariance, as pytorch-fid's ``calculate_frechet_distance`` takes them)."""
     f1 = np.asarray(f1, np.float64)
     f2 = np.asarray(f2, np.float64)
+    if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
+        raise ValueError(f"need two sets of >= 2 feature vectors of one width, got {f1.shape} and {f2.shape}")
     return frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+
+
+def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
+    """FID: the Fréchet distance of Inception pool3 features."""
+    return frechet_from_features(f1, f2)
 
 
 def kid_from_features(

@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Optional, Union
 
+import tritonclient.grpc as grpcclient
+
 from .errors import ConfigError
 
 UNLOADING = "has no available versions"
@@ -89,8 +91,6 @@ class ReplicaPool:
         health_interval: float = 0.25,
         min_down: float = 1.0,
     ):
-        import tritonclient.grpc as grpcclient
-
         if policy not in ("least-outstanding", "round-robin"):
             raise ConfigError(f"policy must be 'least-outstanding' or 'round-robin', not {policy!r}")
         self.urls = parse_urls(urls)

@@ -146,7 +146,7 @@ def test_served_repository_links_the_source_and_the_cache_and_leaves_both_untouc
 
 
 def test_the_command_without_tensorrt_exits_3_and_a_repository_without_engines_passes(repos, tmp_path, capsys):
-    from cityserve.engines.tensorrt_engine import tensorrt_available
+    from cityserve.gpu import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT and a GPU are here: the command would build real engines")

@@ -17,7 +17,8 @@ from cityserve.cli import main
 from cityserve.errors import CheckpointError
 from cityserve.importing.spade import import_spade
 from cityserve.models.registry import build_from_card
-from cityserve.models.spade import ConvEncoder, SPADEGenerator, load_encoder
+from cityserve.models.spade import ConvEncoder, SPADEGenerator
+from cityserve.models.spade_style import load_encoder
 
 SIZES = {"cityscapes_ngf2": "256x512", "ade20k_ngf2": "256x256", "ade20k_more_vae_ngf2": "256x256"}
 LABEL_SETS = {"cityscapes_ngf2": "cityscapes", "ade20k_ngf2": "ade20k", "ade20k_more_vae_ngf2": "ade20k"}

@@ -162,6 +162,9 @@ def test_custom_label_set_json_and_yaml(tmp_path):
         assert ls[1].color == (107, 142, 35) and ls[1].train_id == 1 and ls[2].train_id == 255
         assert ls[2].ignore_in_eval and not ls[0].ignore_in_eval
     assert get_label_set(j) == get_label_set(y) == get_label_set(CUSTOM)
+    # equal sets hash alike (a dict or set keyed by label sets holds one entry per definition)
+    assert get_label_set(j) is not get_label_set(y) and len({get_label_set(j), get_label_set(y)}) == 1
+    assert hash(get_label_set(j)) != hash(get_label_set("cityscapes"))
     for name in BUILTINS + ["mini"]:
         ls = get_label_set(j if name == "mini" else name)
         assert get_label_set(json.loads(json.dumps(ls.to_dict()))) == ls

@@ -17,7 +17,7 @@ from cityserve.engines.base import Renderer
 from cityserve.engines.torch_engine import TorchEngine
 from cityserve.errors import ConfigError, UnavailableError
 from cityserve.labels import write_color_png, write_id_png
-from cityserve.models.spade import encode_style, load_encoder
+from cityserve.models.spade_style import encode_style, load_encoder
 
 FIXTURES = {  # name -> (label set, size, extra import flags)
     "cityscapes_ngf2": ("cityscapes", "256x512", ["--upsampling", "normal"]),
@@ -242,7 +242,7 @@ def test_render_accepts_id_34_for_35_channel_cityscapes(tiny, tmp_path):
 @pytest.mark.parametrize(
     "case,message",
     [
-        ("id35", "35 (16 px) out of range"),
+        ("id35", "id 35 at 16 pixels is out of range"),
         ("color", "not in label set"),
         ("size", "16x64 but the model renders 32x64"),
         ("corrupt", "not a readable PNG"),

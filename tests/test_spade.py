@@ -8,7 +8,8 @@ from _helpers_spade import fixture_config, fixture_input, input_sha256, load_pt,
 
 from cityserve.errors import ConfigError
 from cityserve.models import registry
-from cityserve.models.spade import ConvEncoder, SPADEConfig, SPADEGenerator, fold_spectral_norm, to_inference
+from cityserve.models.spade import ConvEncoder, SPADEConfig, SPADEGenerator
+from cityserve.models.spectral_norm import fold_spectral_norm, to_inference
 
 # (cityscapes 'more' / output_more is reproduced through the Renderer API in test_render_cli.py)
 FIXTURE_CASES = [

@@ -16,10 +16,11 @@ from _helpers_export import ort_run, spade_card
 
 from cityserve.cards import load_card
 from cityserve.cli import main
-from cityserve.engines.tensorrt_engine import cuda_backend, import_tensorrt, plan_path_of, tensorrt_available
+from cityserve.engines.tensorrt_engine import plan_path_of
 from cityserve.errors import ConfigError, UnavailableError
 from cityserve.export.onnx_export import example_inputs, export_onnx
 from cityserve.export.tensorrt_build import BatchProfile, batch_profile, onnx_node_of_layer, plan_build, profile_shapes
+from cityserve.gpu import cuda_backend, import_tensorrt, tensorrt_available
 
 HAVE_TRT = tensorrt_available()
 needs_trt = pytest.mark.skipif(not HAVE_TRT, reason="TensorRT/CUDA not installed")
@@ -252,12 +253,12 @@ def test_build_engine_wiring_with_api_standin(exported, tmp_path, monkeypatch):
     the plan, its build log and its card (TensorRT version, GPU, compute capability)."""
     from _helpers_tensorrt import DataType, FakeCuda, _Builder, fake_tensorrt
 
-    from cityserve.engines import tensorrt_engine
+    from cityserve import gpu
     from cityserve.export.tensorrt_build import build_engine
 
     card, path = exported
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())
-    monkeypatch.setattr(tensorrt_engine, "cuda_backend", FakeCuda)
+    monkeypatch.setattr(gpu, "cuda_backend", FakeCuda)
     out = tmp_path / "engines" / "render.plan"
     cache = tmp_path / "trt.cache"
     plan = build_engine(path, out, min_batch=1, opt_batch=2, max_batch=4, timing_cache=cache, workspace_gib=1)

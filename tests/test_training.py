@@ -222,7 +222,7 @@ def test_spade_overfits_one_pair(tmp_path):
 
 def test_spade_vae_trains_encoder_and_exports_it(tmp_path):
     from cityserve.checkpoints import save_checkpoint
-    from cityserve.models.spade import has_encoder, load_encoder
+    from cityserve.models.spade_style import has_encoder, load_encoder
     from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
 
     r = _runner(tmp_path)

@@ -14,14 +14,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+import cv2
 import numpy as np
+import tritonclient.utils.shared_memory as shm
 
+from ..labels import get_label_set
 from .bad_inputs import png_header_bomb, png_idat_bomb
 
 
 def _png(arr: np.ndarray) -> bytes:
-    import cv2
-
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr if arr.ndim == 2 else arr[..., ::-1]))
     return buf.tobytes()
 
@@ -43,10 +44,6 @@ def answer(call: Callable[[], object]) -> dict:
 
 def server_cases(client, http_url: str) -> list[tuple[str, str, Callable[[], dict]]]:
     """The bad requests for the server behind ``client`` (a CityserveClient) and its HTTP ``http_url``."""
-    import tritonclient.utils.shared_memory as shm
-
-    from ..labels import get_label_set
-
     render = client.model_config(client.render_model)
     spec = {t["name"]: t for t in render["input"]}
     _, h, w = (int(d) for d in spec["labels"]["dims"])

@@ -7,11 +7,13 @@ here with a large matmul, since datasheets for cloud vCPUs say nothing useful.
 from __future__ import annotations
 
 import os
-import platform
+import re
 import time
 from typing import Optional
 
 import torch
+
+from ..hardware import cpu_flags, cpu_name, cpu_supports_bf16
 
 # TFLOP/s, dense, from NVIDIA datasheets (SXM parts where two exist). fp32 = non-tensor-core FP32.
 GPU_PEAKS_TFLOPS = {
@@ -21,33 +23,6 @@ GPU_PEAKS_TFLOPS = {
     "A100": {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5, "tf32": 156.0, "source": "NVIDIA A100 SXM datasheet"},
     "H100": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0, "tf32": 494.0, "source": "NVIDIA H100 SXM datasheet"},
 }
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def cpu_supports_bf16() -> bool:
-    """Fast BF16 on the CPU needs AVX-512 BF16 or AMX-BF16; without them BF16 is emulated and slow."""
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def gpu_key(name: str) -> Optional[str]:
@@ -99,8 +74,6 @@ def describe(device: str = "cpu") -> dict:
 
 def device_label(device: str = "cpu") -> str:
     """A folder-safe name for results: e.g. 'cpu-amd-epyc-2c' or 'cuda-nvidia-h100-80gb-hbm3'."""
-    import re
-
     if device == "cuda" and torch.cuda.is_available():
         raw = "cuda-" + torch.cuda.get_device_name(0)
     else:

@@ -13,7 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import cpu_supports_bf16
+from ..cards import load_card
+from ..engines.onnxruntime_engine import OnnxRuntimeEngine
+from ..engines.tensorrt_engine import TensorRTEngine
+from ..errors import UnavailableError
+from ..export.aot import aot_card_for, compile_aot, load_aot
+from ..export.onnx_export import export_onnx
+from ..export.tensorrt_build import build_engine
+from ..gpu import import_tensorrt
+from ..hardware import cpu_supports_bf16
+from ..labels.labelmap import nearest_indices, resize_nearest
+from ..models.registry import render_io
+from ..models.render import render_graph_from_card
+from ..models.segment import segment_graph_from_card
 
 
 class Unavailable(Exception):
@@ -33,7 +45,9 @@ class Photo2PhotoGraph(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         labels = self.segment(image)
         if tuple(labels.shape[-2:]) != self.size:  # a segmenter of another size: nearest, as prepare_render does
-            labels = torch.nn.functional.interpolate(labels.float(), size=self.size, mode="nearest").to(labels.dtype)
+            rows = torch.from_numpy(nearest_indices(labels.shape[-2], self.size[0]))
+            cols = torch.from_numpy(nearest_indices(labels.shape[-1], self.size[1]))
+            labels = labels[..., rows[:, None], cols[None, :]]
         inst = labels.to(torch.int32) if self.render.use_instance else None
         z = torch.zeros(labels.shape[0], self.render.z_dim) if self.render.z_dim else None
         return self.render(labels, inst, z)
@@ -44,10 +58,7 @@ def torch_graph(card) -> torch.nn.Module:
         g = card.generator
         return Photo2PhotoGraph(torch_graph(card.segmenter), torch_graph(g), (g.height, g.width)).eval()
     if card.kind == "segmenter":
-        from ..models.segment import segment_graph_from_card
-
         return segment_graph_from_card(card).eval()
-    from ..models.render import render_graph_from_card
 
     return render_graph_from_card(card).eval()
 
@@ -93,14 +104,9 @@ def make_torch_compile(card, device: str, dtype: str = "fp32", **_) -> Runner:
 def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runner:
     """The project's onnxruntime engine (the same cached export ``cityserve render --engine onnxruntime``
     uses); photo2photo runs as two sessions, as Triton's ensemble runs it."""
-    from ..engines.onnxruntime_engine import OnnxRuntimeEngine
-    from ..errors import UnavailableError
-
     if card.kind == "chain":
         seg = make_onnxruntime(card.segmenter, device, threads)
         gen = make_onnxruntime(card.generator, device, threads)
-        from ..models.registry import render_io
-        from ..serving.codec import resize_nearest
 
         io = render_io(card.generator)
 
@@ -127,12 +133,9 @@ def make_tensorrt(card, device: str, graph_dir: Path, **_) -> Runner:
     if device != "cuda" or not torch.cuda.is_available():
         raise Unavailable("TensorRT needs a CUDA GPU")
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise Unavailable("TensorRT is not installed (pip install 'cityserve[tensorrt]')") from None
-    from ..engines.tensorrt_engine import TensorRTEngine
-    from ..export.onnx_export import export_onnx
-    from ..export.tensorrt_build import build_engine
+        import_tensorrt()
+    except UnavailableError as e:
+        raise Unavailable(str(e)) from None
 
     onnx_path = export_onnx(card, graph_dir)
     plan = build_engine(onnx_path, graph_dir / (onnx_path.stem + ".plan"))
@@ -149,15 +152,11 @@ def make_aot(card, device: str, graph_dir: Path, dtype: str = "bf16", fused=None
         raise Unavailable("AOT packages are built for generators")
     if dtype == "bf16" and not cpu_supports_bf16():
         raise Unavailable("this CPU has no AVX-512 BF16 / AMX-BF16")
-    from ..cards import load_card
-    from ..export.aot import compile_aot, load_aot
 
     if fused is not None:  # an explicit form, for comparison
         form = "fused" if fused else "unfused"
         aot_card = load_card(compile_aot(card, Path(graph_dir) / f"aot-{dtype}-{form}", dtype, fused=fused))
     else:  # the default package, cached beside the card, which the Triton cpu target's repository reuses
-        from ..export.aot import aot_card_for
-
         aot_card = aot_card_for(card, dtype)
     package = load_aot(aot_card)
 

@@ -15,19 +15,18 @@ import re
 import time
 import zlib
 
+import cv2
 import numpy as np
 
 from ..errors import LabelError
+from ..labels import get_label_set
+from ..serving.codec import LabelPngDecoder, PhotoDecoder
 from .bad_inputs import PNG_SIGNATURE, png_chunk, png_ihdr
 
 
 def _valid_files(h: int, w: int) -> list[bytes]:
-    import cv2
-
     rng = np.random.default_rng(0)
     ids = np.kron(rng.choice([7, 8, 11, 21, 23, 26], size=(h // 8, w // 8)), np.ones((8, 8), np.int64)).astype(np.uint8)
-    from ..labels import get_label_set
-
     colors = get_label_set("cityscapes").ids_to_colors(ids)[..., ::-1]
     files = [cv2.imencode(".png", ids)[1].tobytes(), cv2.imencode(".png", np.ascontiguousarray(colors))[1].tobytes()]
     files.append(cv2.imencode(".jpg", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))[1].tobytes())
@@ -86,8 +85,6 @@ def fuzz_decoders(examples: int = 2000, h: int = 64, w: int = 128, seed: int = 0
     """Run ``examples`` inputs through the label and photo decoders; returns counts and findings."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
-
-    from ..serving.codec import LabelPngDecoder, PhotoDecoder
 
     decoders = {
         "label": (LabelPngDecoder("cityscapes", h, w, 35), (1, h, w)),

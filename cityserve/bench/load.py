@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from typing import Optional
 
 import numpy as np
+import psutil
 
 
 def tree_rss(pid: int) -> int:
     """Bytes resident in process ``pid`` and all its descendants."""
-    import psutil
-
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]

@@ -8,11 +8,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from ..cards import ModelCard, load_card
 from ..checkpoints import save_checkpoint
+from ..data.synthetic import generate_scene
 from ..models.registry import family
+from ..models.render import instance_edges, one_hot
 from ..serving.defaults import DEMO_DIR
 
 
@@ -59,14 +62,8 @@ def calibrate_spade_batchnorm(model: torch.nn.Module, height: int, width: int, i
     and tanh saturates almost everywhere, so low-precision engines flip signs (±255 levels) and any
     accuracy figure measured on it is meaningless; calibrated, outputs are O(1) as a trained model's.
     Timing does not change."""
-    import numpy as np
-
-    from ..models.render import instance_edges, one_hot
-
     cfg = model.cfg
     if cfg.label_nc >= 34 and not cfg.contain_dontcare_label:
-        from ..data.synthetic import generate_scene
-
         scenes = [generate_scene(i, height, width) for i in range(images)]
         labels = np.stack([s.labels for s in scenes])[:, None]
         inst = np.stack([s.instances for s in scenes])[:, None].astype(np.int32)

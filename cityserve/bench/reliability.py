@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -19,10 +20,16 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import psutil
 
 from ..client import CityserveClient
+from ..data.synthetic import generate_scene
+from ..errors import LabelError
+from ..serving.codec import png_check_inflated
 from .bad_cards import card_cases, run_cli
+from .bad_inputs import png_idat_bomb
 from .bad_requests import good_request, server_cases
 from .load import run_load, tree_rss
 from .serve_process import ServeProcess, free_ports, start_all
@@ -30,10 +37,6 @@ from .serve_process import ServeProcess, free_ports, start_all
 
 def label_pngs(h: int, w: int, n: int = 8) -> list[bytes]:
     """Synthetic street scenes' label ids (seeds 20000+: never trained on) as 1-channel PNGs."""
-    import cv2
-
-    from ..data.synthetic import generate_scene
-
     return [cv2.imencode(".png", generate_scene(20000 + i, h, w).labels)[1].tobytes() for i in range(n)]
 
 
@@ -162,13 +165,6 @@ def bad_inputs(
 def bomb_cost(width: int = 512, height: int = 256) -> dict:
     """Side by side in this process: refusing the 2 GiB IDAT bomb by streaming inflate (what the decode
     model does now) against OpenCV decoding it (what it did before: libpng inflates it all)."""
-    import cv2
-    import numpy as np
-
-    from ..errors import LabelError
-    from ..serving.codec import png_check_inflated
-    from .bad_inputs import png_idat_bomb
-
     bomb = png_idat_bomb(width, height, 2 << 30)
     t = time.perf_counter()
     try:
@@ -206,8 +202,6 @@ def _bomb_then_good(client, send, png: bytes, want: bytes) -> dict:
 
 
 def _pickle_case(work: Path) -> dict:
-    import pickle
-
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo pwned > /dev/null",))

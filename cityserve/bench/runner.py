@@ -17,14 +17,19 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import onnxruntime
 import torch
 from tqdm import tqdm
 
+from .. import contract
 from ..cards import command_line, environment
+from ..data.synthetic import generate_scene
+from ..models.registry import render_io
 from . import devices
 from .engines import ENGINES, Unavailable, torch_graph
 from .flops import count_flops
 from .timing import measure
+from .triton_bench import run_triton
 
 
 @dataclasses.dataclass
@@ -53,30 +58,23 @@ def example_feeds(card, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     h, w = card.height, card.width
     if card.kind in ("segmenter", "chain"):
         if card.kind == "chain" or card.label_set == "cityscapes":  # street photos, not noise
-            from ..data.synthetic import generate_scene
-
-            return {"image": np.stack([generate_scene(seed + i, h, w).photo for i in range(batch)])}
-        return {"image": rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)}
-    from ..models.registry import render_io
+            return {contract.IMAGE: np.stack([generate_scene(seed + i, h, w).photo for i in range(batch)])}
+        return {contract.IMAGE: rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)}
 
     io = render_io(card)
     feeds = {
-        "labels": rng.integers(0, io.num_classes, (batch, 1, h, w)).astype(
-            np.uint8 if io.num_classes <= 256 else np.int32
-        )
+        contract.LABELS: rng.integers(0, io.num_classes, (batch, 1, h, w)).astype(contract.label_dtype(io.num_classes))
     }
     if card.label_set == "cityscapes":
-        from ..data.synthetic import generate_scene
-
         scenes = [generate_scene(seed + i, h, w) for i in range(batch)]
-        feeds["labels"] = np.stack([s.labels for s in scenes])[:, None].astype(feeds["labels"].dtype)
+        feeds[contract.LABELS] = np.stack([s.labels for s in scenes])[:, None].astype(feeds[contract.LABELS].dtype)
         inst = np.stack([s.instances for s in scenes])[:, None].astype(np.int32)
     else:
-        inst = feeds["labels"].astype(np.int32)
+        inst = feeds[contract.LABELS].astype(np.int32)
     if io.use_instance:
-        feeds["instances"] = inst
+        feeds[contract.INSTANCES] = inst
     if io.z_dim:
-        feeds["z"] = rng.standard_normal((batch, io.z_dim)).astype(np.float32)
+        feeds[contract.Z] = rng.standard_normal((batch, io.z_dim)).astype(np.float32)
     return feeds
 
 
@@ -89,12 +87,7 @@ def flops_per_image(card) -> int:
 def run(plan: Plan, progress: bool = True) -> dict:
     cache = plan.cache = plan.cache or Path(tempfile.mkdtemp(prefix="cityserve-bench-"))
     env = environment()
-    try:
-        import onnxruntime
-
-        env["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    env["onnxruntime"] = onnxruntime.__version__
     info = devices.describe(plan.device)
     peak = {"fp32_matmul_tflops": devices.measure_matmul_tflops(torch.float32, plan.matmul_n, device=plan.device)}
     if plan.device == "cpu" and devices.cpu_supports_bf16():
@@ -141,8 +134,6 @@ def run(plan: Plan, progress: bool = True) -> dict:
         doc["models"].append(entry)
     bar.close()
     if plan.triton:
-        from .triton_bench import run_triton
-
         doc["triton"] = run_triton(plan, doc, cache)
     doc["load_average_at_end"] = list(os.getloadavg())
     return doc

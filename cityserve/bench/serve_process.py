@@ -8,8 +8,10 @@ into ``lines`` by a thread so it never blocks on a full pipe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,12 +19,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import psutil
+
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """``n`` distinct free ports (all bound at once while chosen, so none is handed out twice)."""
-    import contextlib
-    import socket
-
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
         for s in socks:
@@ -71,8 +72,6 @@ class ServeProcess:
         raise RuntimeError("cityserve serve did not become ready:\n" + "".join(self.lines[-30:]))
 
     def tree(self) -> list:
-        import psutil
-
         try:
             return psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.Error:

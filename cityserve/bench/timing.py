@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import psutil
+import torch
 
 
 @dataclasses.dataclass
@@ -61,8 +62,6 @@ def measure(
         fn()
     times: list[float] = []
     if cuda:
-        import torch
-
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start_all = time.perf_counter()

@@ -9,6 +9,7 @@ perf_analyzer runs too when it is installed (``make perf-analyzer``; see benchma
 
 from __future__ import annotations
 
+import json as _json
 import os
 import shutil
 import subprocess
@@ -17,9 +18,16 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
+import tritonclient.grpc as grpcclient
 
 from ..cards import ModelCard
+from ..data.synthetic import generate_scene
+from ..labels import get_label_set
+from ..models.registry import render_io
+from ..serving.repo import build_repository
+from ..serving.server import TritonServer
 
 
 def _pick_generator(plan, doc) -> Optional[ModelCard]:
@@ -48,8 +56,6 @@ def _compute_ns(client, model: str) -> tuple[int, int]:
 
 
 def _sweep_point(url: str, endpoint: str, make_inputs, concurrency: int, requests: int) -> dict:
-    import tritonclient.grpc as grpcclient
-
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -94,23 +100,9 @@ def _sweep_point(url: str, endpoint: str, make_inputs, concurrency: int, request
 
 
 def run_triton(plan, doc: dict, cache: Path) -> dict:
-    from ..data.synthetic import generate_scene
-    from ..labels import get_label_set
-    from ..serving.repo import build_repository
-    from ..serving.server import TritonServer
-
     card = _pick_generator(plan, doc)
     if card is None:
         return {"status": "not measured", "reason": "no generator in this run", "target": "cpu", "model": None}
-    try:
-        import tritonclient.grpc as grpcclient
-    except ImportError:
-        return {
-            "status": "not measured",
-            "reason": "tritonclient is not installed",
-            "target": "cpu",
-            "model": card.name,
-        }
     repo_dir = cache / f"triton-repo-{card.name}"
     if repo_dir.exists():
         shutil.rmtree(repo_dir)
@@ -123,17 +115,13 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
     )
     render_engine = built.models["render"].get("engine", "onnxruntime")
     if render_engine == "aot":  # the in-process figure to compare with: the same package
-        import json as _json
-
         dtype = _json.loads((repo_dir / "render" / "1" / "card.json").read_text())["extra"]["aot"]["dtype"]
         render_engine = f"aot-{dtype}"
     scene = generate_scene(0, card.height, card.width)
     ids = scene.labels[None, None].astype(np.uint8)
     inst = scene.instances[None, None].astype(np.int32)
-    import cv2
 
     png = cv2.imencode(".png", get_label_set(card.label_set).ids_to_colors(scene.labels)[:, :, ::-1])[1].tobytes()
-    from ..models.registry import render_io
 
     io = render_io(card)
 
@@ -258,5 +246,6 @@ def run_perf_analyzer(
                 "p99_ms": float(v["p99 latency"]) / 1e3,
             }
         )
-    rows.sort(key=lambda r: r["concurrency"])  # perf_analyzer's CSV lists rows by throughput, not concurrency
+    # perf_analyzer writes its rows in order of throughput, which on a busy machine need not follow concurrency
+    rows.sort(key=lambda r: r["concurrency"])
     return {"status": "ok", "command": " ".join(cmd), "rows": rows}

@@ -9,6 +9,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ..cards import atomic_write_bytes, load_card
+from ..data.synthetic import generate_scene
+from ..errors import ConfigError
+from ..labels import get_label_set, read_label_png, resize_nearest, write_id_png
+from ..serving.codec import decode_rgb_png, encode_rgb_png
+
 DESCRIPTION = """\
 Build a cpu model repository with the shipped demo model (models/demo/; until a trained one is shipped,
 a clearly announced random-weight placeholder), start the bundled tritonserver on 127.0.0.1 with free
@@ -59,12 +67,8 @@ def example_label_maps(directory, height: int, width: int) -> list[tuple[str, by
     if files:
         return [(p.stem, p.read_bytes()) for p in files]
     if directory:
-        from ..errors import ConfigError
-
         raise ConfigError(f"--examples {directory}: no label PNGs there")
     print(f"note: no example label maps in {d}; generating synthetic street scenes instead", file=sys.stderr)
-    from ..data.synthetic import generate_scene
-    from ..labels import write_id_png
 
     return [
         (f"synthetic_{seed}", write_id_png(None, generate_scene(seed, height, width).labels, "cityscapes"))
@@ -74,11 +78,6 @@ def example_label_maps(directory, height: int, width: int) -> list[tuple[str, by
 
 def fit_to_model(data: bytes, label_set, height: int, width: int) -> tuple[bytes, object, bool]:
     """Label PNG bytes -> (id PNG bytes at the model's size, ids, resized?)."""
-    import numpy as np
-
-    from ..labels import read_label_png, write_id_png
-    from ..serving.codec import resize_nearest
-
     ids = read_label_png(data, label_set)
     resized = ids.shape != (height, width)
     if resized:
@@ -88,8 +87,6 @@ def fit_to_model(data: bytes, label_set, height: int, width: int) -> tuple[bytes
 
 def montage(rows: list[tuple[object, object]]):
     """[(label colors RGB, photo RGB)] -> one RGB image: a row per example, columns side by side."""
-    import numpy as np
-
     gap = 4
     tiles = []
     for colors, photo in rows:
@@ -104,10 +101,7 @@ def montage(rows: list[tuple[object, object]]):
 
 
 def run(args) -> int:
-    from ..cards import atomic_write_bytes
     from ..client import CityserveClient
-    from ..labels import get_label_set
-    from ..serving.codec import decode_rgb_png, encode_rgb_png
     from ..serving.defaults import demo_models
     from ..serving.repo import build_repository
     from ..serving.server import TritonServer
@@ -116,7 +110,6 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.models:
-        from ..cards import load_card
         from ..export.onnx_export import card_from_onnx
 
         cards, warning = list(args.models), ""
@@ -129,8 +122,6 @@ def run(args) -> int:
         print(warning, file=sys.stderr)
     generator = next((c for c in known if c.kind == "generator"), None)
     if generator is None:
-        from ..errors import ConfigError
-
         raise ConfigError("the demo needs a generator card")
     label_set = get_label_set(generator.label_set)
     examples = example_label_maps(args.examples, generator.height, generator.width)

@@ -1,4 +1,6 @@
-"""``cityserve eval``: segmentation mIoU, segmentation consistency + L1/SSIM of a generator, FID/KID."""
+"""``cityserve eval``: a segmenter's mIoU; a generator's segmentation consistency, L1/SSIM and
+segmenter-feature Fréchet distance; FID/KID between folders. On held-out synthetic seeds or on a
+dataset folder (Cityscapes, ADE20K, COCO-Stuff, paired images/labels)."""
 
 from __future__ import annotations
 
@@ -6,18 +8,35 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cards import load_card
 from ..cliutil import parse_seeds
+from ..data.scenes import DATA_KINDS
 
 EPILOG = """\
 examples:
-  cityserve eval segmenter models/demo/segmenter.card.json --seeds 10000-10049
-  cityserve eval generator models/demo/spade.card.json --segmenter models/demo/segmenter.card.json \\
+  cityserve eval segmenter models/demo/segmenter-demo.card.json --seeds 10000-10049
+  cityserve eval generator models/demo/spade-demo.card.json --segmenter models/demo/segmenter-demo.card.json \\
       --seeds 10000-10049 --out results/demo_eval.json
+  cityserve eval segmenter seg/fchardnet70_cityscapes.card.json --data cityscapes --root /data/cityscapes \\
+      --split val --out results/fchardnet_val.json
+  cityserve eval generator ckpt/spade_cityscapes.card.json --segmenter seg/fchardnet70_cityscapes.card.json \\
+      --data cityscapes --root /data/cityscapes --split val --out results/spade_val.json
   cityserve eval fid generated/ real/ --inception pt_inception-2015-12-05-6726825d.pth
 
 Synthetic seeds are the held-out protocol: the demo models train on seeds 0-9999, and are evaluated on
-seeds from 10000 on. FID/KID use pytorch-fid's Inception weights from a file you supply (nothing is
-downloaded); with that file the numbers are comparable to published pytorch-fid figures.
+seeds from 10000 on. With --data and --root, the split of a dataset folder is used instead (validated
+first): a segmenter segments each photo at its card's size and is scored at the file's resolution; a
+generator renders each label map resized to its size (nearest; photos area-averaged), as SPADE's test
+does, and the segmenter scores the generated photo against the labels (SPADE's Cityscapes protocol).
+Scores are cityscapesscripts' pixel-level mIoU / per-class IoU / F1 over the label set's train ids.
+
+segfeat_frechet is the Fréchet distance (pytorch-fid's math) between the --segmenter's encoder
+features of the generated and of the real photos of the same scenes (FCHarDNet: one 224-d vector per
+position of its stride-32 stage; the choice is measured in benchmarks/studies/segfeat-frechet-choice.md):
+an in-domain stand-in for FID that needs no downloaded weights. It is not FID
+and its values are not comparable with published FIDs; compare generators with the same segmenter.
+FID/KID use pytorch-fid's Inception weights from a file you supply (nothing is downloaded); with that
+file the numbers are comparable to published pytorch-fid figures.
 """
 
 
@@ -31,9 +50,9 @@ def register(sub, groups) -> None:
     )
     ev = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
 
-    s = ev.add_parser("segmenter", help="mIoU / per-class IoU and F1 of a segmenter on synthetic scenes")
+    s = ev.add_parser("segmenter", help="mIoU / per-class IoU and F1 of a segmenter (seeds or a dataset folder)")
     s.add_argument("model", help="segmenter model card")
-    s.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10049"))
+    _data(s)
     _common(s)
     s.set_defaults(func=run_segmenter)
 
@@ -45,7 +64,7 @@ def register(sub, groups) -> None:
         help="segmenter model card used for consistency (photos of another size are segmented at "
         "the segmenter's own size, then the ids are nearest-resized back)",
     )
-    g.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10049"))
+    _data(g)
     g.add_argument("--engine", default="torch", help="render engine (torch, onnxruntime, aot)")
     g.add_argument("--inception", help="pytorch-fid Inception weights file; adds FID and KID")
     _common(g)
@@ -59,6 +78,36 @@ def register(sub, groups) -> None:
     )
     _common(f)
     f.set_defaults(func=run_fid)
+
+
+def _data(p) -> None:
+    p.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="held-out synthetic seeds, e.g. 10000-10049 (the default when no --data is given)",
+    )
+    p.add_argument("--data", choices=DATA_KINDS, help="evaluate on a dataset folder of this layout instead of seeds")
+    p.add_argument("--root", help="the dataset folder (with --data)")
+    p.add_argument("--split", default="val", help="dataset split (default: val)")
+    p.add_argument("--label-set", help="label set of the folder's label maps (default: the layout's own)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _source(args):
+    """The scenes the command evaluates on, or a one-line error for flags that do not go together."""
+    from ..data.scenes import FolderScenes, SyntheticScenes
+    from ..errors import ConfigError
+
+    if args.data is None:
+        if args.root:
+            raise ConfigError("--root needs --data (cityscapes, ade20k, coco-stuff or paired)")
+        return SyntheticScenes(args.seeds or parse_seeds("10000-10049"))
+    if args.seeds is not None:
+        raise ConfigError("--seeds and --data exclude each other: evaluate on seeds or on a folder")
+    if not args.root:
+        raise ConfigError(f"--data {args.data} needs --root DIR, the dataset folder")
+    return FolderScenes(args.data, args.root, args.split, args.label_set)
 
 
 def _common(p) -> None:
@@ -77,21 +126,24 @@ def _emit(args, result: dict, markdown: str) -> int:
 
 
 def run_segmenter(args) -> int:
-    from ..cards import load_card
     from ..evaluation import evaluate_segmenter
 
     card = load_card(args.model)
-    scores = evaluate_segmenter(card, args.seeds)
-    result = {"model": card.name, "seeds": [min(args.seeds), max(args.seeds)], **scores.to_dict()}
-    return _emit(args, result, scores.markdown(f"{card.name} on {len(args.seeds)} synthetic scenes"))
+    source = _source(args)
+    scores = evaluate_segmenter(card, source, progress=not args.no_progress)
+    d = source.describe()
+    result = {"model": card.name, "size": f"{card.height}x{card.width}", **d, **scores.to_dict()}
+    where = f"{d['n_images']} synthetic scenes" if d["data"] == "synthetic" else f"{d['data']} {d['split']}"
+    return _emit(args, result, scores.markdown(f"{card.name} on {where}"))
 
 
 def run_generator(args) -> int:
-    from ..cards import load_card
     from ..evaluation import evaluate_generator
 
     gen, seg = load_card(args.model), load_card(args.segmenter)
-    report = evaluate_generator(gen, seg, args.seeds, engine=args.engine, inception=args.inception)
+    report = evaluate_generator(
+        gen, seg, _source(args), engine=args.engine, inception=args.inception, progress=not args.no_progress
+    )
     result = {
         "model": gen.name,
         "size": f"{gen.height}x{gen.width}",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cards import load_card
+
 EPILOG = """\
 examples:
   cityserve export aot models/demo --out exported/demo-aot              # BF16 if this CPU has it
@@ -63,7 +65,6 @@ def register(sub, groups) -> None:
 
 
 def run(args) -> int:
-    from ..cards import load_card
     from ..export.aot import compile_aot, default_fp32_layers, describe
     from ..models.render import render_graph_from_card
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..cards import load_card
+
 ONNX_DESCRIPTION = """\
 Export a model card's model as one ONNX graph with the docs/architecture.md contract:
   generator  labels uint8 [B,1,H,W] (+ instances int32 [B,1,H,W], + z float32 [B,z_dim]) -> image uint8 [B,H,W,3]
@@ -104,7 +106,6 @@ def register(sub, groups) -> None:
 
 
 def run_onnx(args) -> int:
-    from ..cards import load_card
     from ..export.onnx_export import export_onnx, parity_ok, verify_onnx
 
     card = load_card(args.card)

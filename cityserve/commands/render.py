@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Optional
 
 import numpy as np
+
+from .. import contract
+from ..cards import load_card
+from ..errors import ConfigError
+from ..files import atomic_write_bytes
+from ..labels import encode_png, fit_nearest, read_instance_png, read_label_png, read_photo
 
 DESCRIPTION = """\
 Render one label map into a photo with a generator model card.
@@ -79,87 +86,9 @@ def register(sub, groups) -> None:
     p.set_defaults(func=run)
 
 
-def read_labels_for_model(src, card, nearest: bool = False) -> np.ndarray:
-    """Label ids [H,W] for ``card``'s generator from a color or id PNG (path or bytes).
-
-    Id PNGs follow the label set's file convention; for sets whose files hold the ids as they are
-    (Cityscapes), ids the set lacks but the model has channels for are accepted (official Cityscapes
-    models: 35 channels for ids 0..33), as SPADE's loader does.
-    """
-    from ..errors import LabelError
-    from ..labels import decode_image, get_label_set, read_label_png
-    from ..models.registry import render_io
-
-    ls = get_label_set(card.label_set)
-    num_classes = render_io(card).num_classes
-    img, name = decode_image(src)
-    if img.ndim == 2 and ls.file_convention == "identity" and num_classes > ls.num_ids:
-        if img.dtype not in (np.uint8, np.uint16):
-            raise LabelError(f"{name}: an id PNG is 8- or 16-bit, not {img.dtype}")
-        bad = img >= num_classes
-        if bad.any():
-            values, counts = np.unique(img[bad], return_counts=True)
-            listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:3], counts[:3]))
-            raise LabelError(
-                f"{name}: id(s) {listed} out of range for model {card.name!r} with {num_classes} "
-                f"label channels (ids 0..{num_classes - 1})"
-            )
-        return img.astype(np.uint8 if num_classes <= 256 else np.int32)
-    return read_label_png(src, ls, nearest=nearest)
-
-
-def read_style_image(path) -> np.ndarray:
-    """RGB uint8 [H,W,3] of any image OpenCV reads (alpha dropped, gray expanded)."""
-    from ..labels import decode_image, to_rgb8
-
-    img, name = decode_image(path, "style image")
-    return to_rgb8(img, name)
-
-
-def style_latent(card, image: np.ndarray, device: Optional[str] = None) -> np.ndarray:
-    """z [1, z_dim] of an RGB image through the card's encoder: its mean, deterministic."""
-    from ..models.spade import encode_style, load_encoder
-
-    encoder = load_encoder(card)
-    return encode_style(encoder, image, card.height, card.width, device=device or "cpu")
-
-
-def read_latent(path, z_dim: int) -> np.ndarray:
-    """A saved latent (.npy without pickles, or a .pt tensor) -> float32 [1, z_dim]."""
-    from ..errors import ConfigError
-
-    p = str(path)
-    if p.endswith(".npy"):
-        try:
-            z = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--z {p}: not a readable .npy array ({str(e).splitlines()[0][:120]})") from None
-    else:
-        import torch
-
-        from ..checkpoints import safe_load
-
-        z = safe_load(p)
-        if not isinstance(z, torch.Tensor):
-            raise ConfigError(f"--z {p}: holds a {type(z).__name__}, not a tensor")
-        z = z.detach().float().numpy()
-    z = np.asarray(z, dtype=np.float32)
-    if z.size != z_dim:
-        raise ConfigError(f"--z {p}: has {z.size} values of shape {tuple(z.shape)}; the model takes z_dim {z_dim}")
-    return z.reshape(1, z_dim)
-
-
 def write_photo(path, image: np.ndarray) -> None:
     """uint8 RGB [H,W,3] -> PNG (atomic write)."""
-    import cv2
-
-    from ..cards import atomic_write_bytes
-    from ..errors import ConfigError
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:
-        raise ConfigError(f"cannot encode the rendered image as PNG for {path}")
-    atomic_write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, encode_png(image))
 
 
 def engine_options(engine: str, device: Optional[str]) -> dict:
@@ -172,43 +101,65 @@ def engine_options(engine: str, device: Optional[str]) -> dict:
 
 def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
     """A label map of another size but the same aspect ratio is resized to the model's HxW with nearest
-    neighbour (ids stay ids; SPADE's first layer is sized from H and W, so the model cannot render another
-    size), with a note; another aspect ratio is refused rather than distorted."""
-    import cv2
-
-    from ..errors import LabelError
-
-    h, w = card.height, card.width
-    lh, lw = labels.shape[:2]
-    if (lh, lw) == (h, w):
-        return labels, instances
-    if lh * w != lw * h:
-        raise LabelError(
-            f"label map is {lh}x{lw} but the model renders {h}x{w} (HxW), another aspect ratio: "
-            f"crop it to {h}:{w} first (same-aspect maps are resized with nearest neighbour)"
+    neighbour (``labelmap.fit_nearest``: SPADE's first layer is sized from H and W, so the model cannot
+    render another size), with a note; another aspect ratio is refused rather than distorted."""
+    fitted, instances, resized = fit_nearest(labels, card.height, card.width, instances)
+    if resized:
+        print(
+            f"note: label map is {labels.shape[0]}x{labels.shape[1]}, model {card.name!r} renders "
+            f"{card.height}x{card.width}: resized with nearest neighbour",
+            file=sys.stderr,
         )
-    print(
-        f"note: label map is {labels.shape[0]}x{labels.shape[1]}, model {card.name!r} renders {h}x{w}: "
-        f"resized with nearest neighbour",
-        file=sys.stderr,
-    )
-    resize = lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST)
-    labels = resize(labels.astype(np.int32) if labels.dtype not in (np.uint8, np.uint16, np.int32) else labels)
-    if instances is not None:
-        instances = resize(instances.astype(np.int32))
-    return labels, instances
+    return fitted, instances
+
+
+def run_remote(args) -> int:
+    """``--server HOST:PORT[,HOST:PORT...]``: the label PNG goes to the server's ``label2photo`` ensemble
+    (or the one --model names); the photo PNG comes back. Several servers: the request goes to one
+    that is up and fails over to the others within the deadline. ``--nearest`` decodes the colors
+    here (snapping to the palette) and sends the ids to the raw render model instead."""
+    from ..client import CityserveClient  # tritonclient and grpc: only when a server is asked for
+
+    out = str(args.out)
+    if not out.lower().endswith(".png"):
+        raise ConfigError(f"--out {out}: the photo is written as PNG; name it *.png")
+    for flag in ("instances", "style", "z"):
+        if getattr(args, flag, None):
+            raise ConfigError(
+                f"--{flag} is not available with --server: the served pipeline takes label maps "
+                f"only; render locally with --model CARD"
+            )
+    model = args.model or "label2photo"
+    started = time.perf_counter()
+    with CityserveClient(args.server, timeout=float(getattr(args, "timeout", None) or 60.0)) as client:
+        inputs = [t["name"] for t in client.model_config(model).get("input", [])]
+        if args.nearest or contract.LABELS in inputs:
+            client.render_model = model if contract.LABELS in inputs else "render"
+            label_set = client.parameters(client.render_model).get("label_set", "cityscapes")
+            ids = read_label_png(args.labels, label_set, nearest=args.nearest)
+            png = client.render(ids, output="png", seed=args.seed)
+            via = client.render_model
+        elif contract.LABELS_PNG in inputs:
+            png = client.label2photo(args.labels, model=model)
+            via = model
+        else:
+            raise ConfigError(
+                f"served model {model!r} takes {inputs}, neither a label PNG ({contract.LABELS_PNG}) nor "
+                f"label ids ({contract.LABELS}); use label2photo or a render model"
+            )
+    atomic_write_bytes(out, png)
+    ms = (time.perf_counter() - started) * 1000
+    print(f"wrote {out} (via {client.last_url or args.server} model {via!r}, {ms:.0f} ms)")
+    return 0
 
 
 def run(args) -> int:
     if args.server:
-        from ._render_remote import render_cli
+        return run_remote(args)
 
-        return render_cli(args)
-
-    from ..cards import load_card
+    # the torch-backed library, imported when a render runs (torch alone takes seconds to import)
     from ..engines.base import Renderer
-    from ..errors import ConfigError
-    from ..labels import read_instance_png
+    from ..models.spade_style import read_latent, style_latent
 
     if not args.model:
         raise ConfigError("--model CARD is required (or --server HOST:PORT to render remotely)")
@@ -219,7 +170,7 @@ def run(args) -> int:
     if args.engine == "aot" and args.trust:
         options["trust"] = True
     renderer = Renderer(card, engine=args.engine, **options)
-    labels = read_labels_for_model(args.labels, card, nearest=args.nearest)
+    labels = renderer.read_labels(args.labels, nearest=args.nearest)
     instances = None
     if args.instances:
         if renderer.io.use_instance:
@@ -230,7 +181,9 @@ def run(args) -> int:
     if args.style:
         if not renderer.io.z_dim:
             raise ConfigError(f"--style: model {card.name!r} is not a VAE model, it takes no style")
-        z = style_latent(card, read_style_image(args.style), device=args.device if args.engine == "torch" else None)
+        z = style_latent(
+            card, read_photo(args.style, "style image"), device=args.device if args.engine == "torch" else None
+        )
     elif args.z:
         if not renderer.io.z_dim:
             raise ConfigError(f"--z: model {card.name!r} is not a VAE model, it takes no latent")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
+
 DESCRIPTION = """\
 Write a Triton model repository from the templates in cityserve/serving/triton_models/ and the given model cards.
 
@@ -128,7 +130,6 @@ OPTION_NAMES = (
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
     from ..serving.repo import build_repository
 
     plans = {}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import ConfigError
+
 DESCRIPTION = """\
 Make a model repository servable on this GPU: every tensorrt_plan model's engine is built from its
 <version>/model.onnx for the GPU and TensorRT version of this machine (engines run only where they were
@@ -50,7 +52,6 @@ def register(sub, groups) -> None:
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
     from ..serving.engine_cache import prepare_engines, tensorrt_models
 
     if args.list:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, UnavailableError
+from ..serving.leftovers import clean_leftovers, write_owner
 
 DESCRIPTION = """\
 Serve a Triton model repository with tritonserver: the one in the nvidia-pytriton wheel (cpu target)
@@ -96,10 +100,6 @@ def register(sub, groups) -> None:
 
 
 def check_port(host: str, port: int) -> None:
-    import socket
-
-    from ..errors import UnavailableError
-
     if port == 0:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -159,8 +159,6 @@ class _Stop(Exception):
 
 
 def run(args) -> int:
-    from ..errors import EXIT_FAILED, EXIT_INTERRUPTED
-    from ..serving.leftovers import clean_leftovers, write_owner
     from ..serving.repo import load_manifest
 
     for port in (args.grpc_port, args.http_port, args.metrics_port):

@@ -8,7 +8,14 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cv2
+import numpy as np
+from tqdm import tqdm
+
 from ..cliutil import parse_seeds, parse_size
+from ..data.synthetic import generate_scene, scene_stem, write_scene
+from ..errors import ConfigError
+from ..labels import write_color_png
 
 DESCRIPTION = """\
 Generate synthetic street scenes (cityserve.data.synthetic) and write them as Cityscapes files.
@@ -76,16 +83,9 @@ def register(sub, groups) -> None:
 
 
 def _one(job: tuple) -> int:
-    from ..data.synthetic import generate_scene, scene_stem, write_scene
-
     seed, (h, w), out, layout, split, ego, index = job
     scene = generate_scene(seed, h, w, ego_vehicle=ego)
     if layout == "demo":
-        import cv2
-        import numpy as np
-
-        from ..labels import write_color_png
-
         Path(out).mkdir(parents=True, exist_ok=True)
         write_color_png(Path(out) / f"street_{index:02d}.png", scene.labels, "cityscapes")
         if not cv2.imwrite(
@@ -98,10 +98,6 @@ def _one(job: tuple) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..errors import ConfigError
-
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     ego_arg = args.ego_vehicle or ("no" if args.layout == "demo" else "auto")

@@ -3,7 +3,8 @@
 Geometry is decided once per sample (one scale, one crop window, one flip) and then applied to all
 three arrays, so a pixel's label always sits under the same photo pixel. Photos are resampled with
 area averaging when shrinking and bilinear when enlarging; label and instance maps with nearest
-neighbour at pixel centres (ids must never be blended: the mean of "road" and "car" is not a class).
+neighbour at pixel centres, by ``cityserve.labels.labelmap``'s one rule (ids must never be blended: the
+mean of "road" and "car" is not a class).
 Color jitter touches only the photo.
 """
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from ..labels.labelmap import nearest_indices
 
 
 @dataclass
@@ -64,17 +66,6 @@ def parse_size(size) -> tuple[int, int] | None:
     if h <= 0 or w <= 0:
         raise ConfigError(f"size must be positive, got {h}x{w}")
     return h, w
-
-
-def nearest_indices(src: int, dst: int) -> np.ndarray:
-    """Source index of each destination pixel for nearest resizing, sampled at pixel centres."""
-    idx = ((np.arange(dst) + 0.5) * (src / dst)).astype(np.int64)
-    return np.minimum(idx, src - 1)
-
-
-def resize_nearest(a: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of an id map (any integer dtype, 2-D or with leading channels last)."""
-    return a[nearest_indices(a.shape[0], height)][:, nearest_indices(a.shape[1], width)]
 
 
 def resize_photo(img: np.ndarray, height: int, width: int) -> np.ndarray:

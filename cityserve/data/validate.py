@@ -15,6 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+from tqdm import tqdm
+
 from ..errors import CityserveError
 
 MAX_LISTED = 5  # problems named in the error message; the rest are counted
@@ -64,7 +67,6 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                     return size
     except OSError as e:
         raise DatasetError(f"cannot read {path}: {e.strerror or e}") from None
-    import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
@@ -116,8 +118,6 @@ def scan(
     problems: list[Problem] = []
     bar = None
     if desc is not None and len(items) > 200:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(items), desc=desc, unit="file", leave=False)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for found in pool.map(check, items):

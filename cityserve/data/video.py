@@ -3,341 +3,90 @@
 The recipe used for Hong Kong dashcam footage:
 
 1. take one frame every ``every_s`` seconds (default 1.5 s: consecutive frames of a slow car are
-   near-duplicates);
+   near-duplicates), seeking rather than decoding every frame (``video_reader``); a folder of images
+   is taken image by image, in file-name order;
 2. resize to cover the output frame (default 480x960, 2:1) and crop the centre;
-3. drop motion-blurred frames: the variance of the Laplacian of the grey output frame is below
-   ``blur_threshold`` (see ``blur_score``);
-4. drop frames with burned-in captions or overlays (subtitles, timestamps, channel logos, banners):
-   see ``caption_glyphs`` and ``overlay_box_fraction``;
+3. drop blurred frames, judged against the video's own neighbouring frames on a resolution-normalised
+   image (``sharpness.RelativeBlurRule``), so sharp low-texture scenes (sky, asphalt) are kept;
+4. drop frames with burned-in captions or overlays (``overlays``);
 5. label each kept frame with a segmenter (train ids mapped back to label ids by the segmenter graph);
 6. write ``leftImg8bit/`` + ``gtFine/`` in the Cityscapes layout, and ``report.json`` / ``report.md``
-   listing every sampled frame's time, decision and reason with its scores.
-
-Both detectors work on the frame as it will be stored, so their thresholds do not depend on the
-source resolution beyond that.
+   listing every sampled frame's time, decision and reason with its scores and the rules; when ground
+   truth exists for some frames (``ground_truth``), the pseudo labels' mIoU and per-class IoU.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from ..cards import ModelCard, load_card
 from ..errors import ConfigError
-from .transforms import resize_crop_photo, resize_nearest, resize_photo
+from ..labels import LabelSet, get_label_set
+from ..labels.labelmap import resize_nearest
+from ..metrics import LabelScores
+from ..models.segment import segment_graph_from_card
+from .ground_truth import GroundTruth, resize_crop_ids
+from .overlays import OverlayParams, caption_glyphs, overlay_box_fraction
+from .segmentation_dataset import read_photo
+from .sharpness import RelativeBlurRule, sharpness
+from .transforms import resize_crop_photo, resize_photo
 from .validate import DatasetError
+from .video_reader import count_samples, probe, sample_frames
+from .video_report import report_markdown
 
 # A segmenter maps uint8 RGB [B,H,W,3] to uint8 label ids [B,1,H,W].
 Segmenter = Callable[[np.ndarray], np.ndarray]
-
-
-# ---- frame sampling -----------------------------------------------------------------------------
-@dataclass
-class VideoFrame:
-    index: int  # frame number in the video
-    time_s: float
-    rgb: np.ndarray  # uint8 [H,W,3]
-
-
-def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, float, int]:
-    """(capture, fps, frame count); raises ``DatasetError`` naming the file when OpenCV cannot read it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"video {path} does not exist")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DatasetError(f"OpenCV cannot open video {path} (not a video, or a codec this build lacks)")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    if not math.isfinite(fps) or fps <= 0:
-        cap.release()
-        raise DatasetError(f"video {path} reports no frame rate; re-mux it (e.g. ffmpeg -i in -c copy out.mp4)")
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    return cap, fps, max(count, 0)
-
-
-def sample_frames(
-    path: str | os.PathLike, every_s: float = 1.5, start_s: float = 0.0, max_frames: int | None = None
-) -> Iterator[VideoFrame]:
-    """One frame every ``every_s`` seconds: frames round((start_s + k * every_s) * fps), k = 0, 1, ...
-
-    Frames are grabbed sequentially (decoding only the ones kept), which is exact on every container,
-    unlike seeking.
-    """
-    if every_s <= 0:
-        raise ConfigError(f"frame interval must be positive, got {every_s} s")
-    cap, fps, _ = open_video(path)
-    try:
-        k, index, yielded = 0, -1, 0
-        target = int(round(start_s * fps))
-        while max_frames is None or yielded < max_frames:
-            if not cap.grab():
-                break
-            index += 1
-            if index < target:
-                continue
-            ok, bgr = cap.retrieve()
-            if not ok:
-                break
-            yield VideoFrame(index, index / fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            yielded += 1
-            while target <= index:
-                k += 1
-                target = int(round((start_s + k * every_s) * fps))
-    finally:
-        cap.release()
-
-
-def count_samples(path: str | os.PathLike, every_s: float, start_s: float = 0.0) -> int | None:
-    """How many frames ``sample_frames`` will yield, from the container's frame count (for progress bars)."""
-    cap, fps, count = open_video(path)
-    cap.release()
-    if count <= 0:
-        return None
-    first = int(round(start_s * fps))
-    n, k = 0, 0
-    while True:
-        t = int(round((start_s + k * every_s) * fps))
-        if t >= count:
-            return n
-        if t >= first:
-            n += 1
-        k += 1
-
-
-# ---- frame quality ------------------------------------------------------------------------------
-def grey(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-
-
-def blur_score(rgb: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey frame: sharp frames have strong, varied second derivatives;
-    motion blur smears edges and the variance collapses. Below ~100 at 480x960 is blurred for
-    dashcam footage (the usual rule of thumb); scale the threshold for much smaller frames."""
-    return float(cv2.Laplacian(grey(rgb), cv2.CV_64F).var())
-
-
-@dataclass
-class OverlayParams:
-    """Thresholds of the caption / overlay detector (see ``caption_glyphs``, ``overlay_box_fraction``).
-
-    band: fraction of the height at the top and at the bottom searched for captions. stroke_contrast:
-    grey levels by which a text stroke must stand out of its surroundings (white or black top-hat).
-    min_glyphs: glyph-like blobs on one line that make a caption. glyph_height: glyph height range as a
-    fraction of the frame height. max_fill: glyphs whose top-hat blob fills more of their box than this
-    are solid shapes (windows, lamps), not letters. min_width_cv: letters vary in width; a row of
-    identical blobs (windows, fence posts) does not. box_min_fraction: a flat, saturated, rectangular
-    region at least this fraction of the frame, with a crisp rim, is an overlay (banner, logo plate).
-    """
-
-    band: float = 0.3
-    stroke_contrast: float = 60.0
-    min_glyphs: int = 5
-    glyph_height: tuple[float, float] = (0.015, 0.15)
-    max_fill: float = 0.85
-    min_width_cv: float = 0.12
-    box_min_fraction: float = 0.02
-    box_max_std: float = 2.0
-    box_min_saturation: float = 60.0
-    box_min_rectangularity: float = 0.95
-    box_min_rim_contrast: float = 25.0
-
-
-@dataclass
-class _Glyph:
-    x: int
-    y: int
-    w: int
-    h: int
-
-    @property
-    def cy(self) -> float:
-        return self.y + self.h / 2
-
-
-def _stroke_masks(g: np.ndarray, contrast: float, stroke_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """Thin strokes brighter / darker than their surroundings by ``contrast`` (white / black top-hat).
-
-    The two polarities stay apart: outlined captions (white letters, black rim) would otherwise fuse
-    letters into word blobs through their rims.
-    """
-    k = 2 * max(2, stroke_px) + 1
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    white = cv2.morphologyEx(g, cv2.MORPH_TOPHAT, kernel)
-    black = cv2.morphologyEx(g, cv2.MORPH_BLACKHAT, kernel)
-    return (white >= contrast).astype(np.uint8), (black >= contrast).astype(np.uint8)
-
-
-def _glyphs(mask: np.ndarray, height: int, p: OverlayParams) -> list[_Glyph]:
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    lo, hi = max(4, p.glyph_height[0] * height), p.glyph_height[1] * height
-    out = []
-    for x, y, w, h, area in stats[1:]:
-        if not (lo <= h <= hi) or w > 4 * h or w < 1:
-            continue
-        fill = area / float(w * h)
-        if fill > p.max_fill or fill < 0.08:
-            continue
-        out.append(_Glyph(int(x), int(y), int(w), int(h)))
-    return out
-
-
-def _longest_line(glyphs: list[_Glyph], p: OverlayParams) -> int:
-    """Most glyphs chained left-to-right on one text line (aligned centres, similar heights, small gaps)
-    whose widths vary like letters do."""
-    glyphs = sorted(glyphs, key=lambda g: g.x)
-    best = 0
-    used = [False] * len(glyphs)
-    for i, g0 in enumerate(glyphs):
-        if used[i]:
-            continue
-        line = [g0]
-        last = g0
-        for j in range(i + 1, len(glyphs)):
-            g = glyphs[j]
-            hmax = max(g.h, last.h)
-            if (
-                abs(g.cy - last.cy) <= 0.5 * hmax
-                and max(g.h, last.h) <= 2.0 * min(g.h, last.h)
-                and g.x - (last.x + last.w) <= 1.5 * hmax
-            ):
-                line.append(g)
-                used[j] = True
-                last = g
-        if len(line) >= 2:
-            widths = np.array([g.w for g in line], np.float64)
-            if widths.std() / widths.mean() < p.min_width_cv:
-                continue
-        best = max(best, len(line))
-    return best
-
-
-def caption_glyphs(rgb: np.ndarray, params: OverlayParams | None = None) -> int:
-    """Glyphs on the longest text line in the top or bottom band of the frame (0 for a clean frame).
-
-    Burned-in captions, timestamps and station names are rows of thin, high-contrast strokes (light
-    text with a dark outline, or the reverse) near the top or bottom edge. Strokes are found with a
-    white and a black morphological top-hat (kernel about 2.5 % of the frame height, so structures
-    thinner than that and ``stroke_contrast`` grey levels off their surroundings survive); their
-    connected components that are letter-sized and not solid become glyphs; glyphs chained on one line
-    with letter-like spacing and varied widths are counted. ``params.min_glyphs`` or more is a caption.
-    """
-    p = params or OverlayParams()
-    g = grey(rgb)
-    h = g.shape[0]
-    band = max(8, int(round(p.band * h)))
-    stroke = max(2, int(round(0.0125 * h)))
-    best = 0
-    for part in (g[:band], g[h - band :]):
-        for mask in _stroke_masks(part, p.stroke_contrast, stroke):
-            best = max(best, _longest_line(_glyphs(mask, h, p), p))
-    return best
-
-
-def overlay_box_fraction(rgb: np.ndarray, params: OverlayParams | None = None) -> float:
-    """Area fraction (of the frame) of the largest flat, saturated, rectangular region.
-
-    Camera images are never perfectly flat over a large area (sensor noise, shading), and natural
-    regions are not axis-aligned rectangles; a banner, logo plate or colored bar pasted on the video
-    is both. A pixel is flat when the grey standard deviation of its 5x5 neighbourhood is below
-    ``box_max_std``; flat pixels with HSV saturation above ``box_min_saturation`` form components, and a
-    component filling at least ``box_min_rectangularity`` of its bounding box, whose surroundings just
-    outside each side differ from its color by at least ``box_min_rim_contrast`` in some RGB channel
-    (median over each side), counts.
-    """
-    p = params or OverlayParams()
-    g = grey(rgb).astype(np.float32)
-    mean = cv2.blur(g, (5, 5))
-    var = np.maximum(cv2.blur(g * g, (5, 5)) - mean * mean, 0)
-    sat = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
-    mask = ((var < p.box_max_std**2) & (sat >= p.box_min_saturation)).astype(np.uint8)
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    best = 0.0
-    total = float(g.shape[0] * g.shape[1])
-    for i, (x, y, w, h, area) in enumerate(stats[1:], start=1):
-        if area / total < p.box_min_fraction or area < 0.5 * w * h:
-            continue
-        # The 5x5 window eats ~2 px of each side of a flat box: measure against the shrunk box.
-        inner = max(1, (w - 4)) * max(1, (h - 4))
-        if area / float(inner) < p.box_min_rectangularity:
-            continue
-        # A pasted box has a crisp rim on every side: 2-5 px outside it the picture is different. A
-        # flat patch of a blurred frame (or of sky) fades into its surroundings on some side.
-        if _crisp_sides(rgb, comp == i, (x, y, w, h), p.box_min_rim_contrast):
-            best = max(best, area / total)
-    return best
-
-
-def _crisp_sides(rgb: np.ndarray, mask: np.ndarray, box: tuple, contrast: float) -> bool:
-    """Whether each side of the flat region ``mask`` (bounding box ``box``) that lies inside the frame
-    has a strip 4-7 px outside it whose colors differ from the region's mean by >= ``contrast``
-    (median of the largest per-channel difference)."""
-    x, y, w, h = (int(v) for v in box)
-    H, W = mask.shape
-    mean = rgb[mask].astype(np.float32).mean(0)
-    strips = [
-        rgb[max(0, y - 7) : y - 3, x : x + w],
-        rgb[y + h + 3 : y + h + 7, x : x + w],
-        rgb[y : y + h, max(0, x - 7) : x - 3],
-        rgb[y : y + h, x + w + 3 : x + w + 7],
-    ]
-    inside = [y - 3 > 0, y + h + 3 < H, x - 3 > 0, x + w + 3 < W]
-    seen = 0
-    for strip, ok in zip(strips, inside):
-        if not ok or strip.size == 0:
-            continue
-        seen += 1
-        diff = np.abs(strip.reshape(-1, 3).astype(np.float32) - mean).max(-1)
-        if float(np.median(diff)) < contrast:
-            return False
-    return seen > 0
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass
 class FrameVerdict:
-    index: int
-    time_s: float
-    decision: str  # "kept" | "dropped"
-    reason: str  # "ok" | "blurred" | "caption" | "overlay" | joined with "+"
-    blur_score: float
-    overlay_score: float  # max(caption_glyphs / min_glyphs, box_fraction / box_min_fraction); >= 1 drops
-    caption_glyphs: int
-    overlay_box_fraction: float
+    index: int  # frame number in the video (position in an image folder)
+    time_s: float | None  # None for images
+    decision: str = "kept"  # "kept" | "dropped"
+    reason: str = "ok"  # "ok" | "blurred" | "caption" | "overlay" | joined with "+"
+    blur_score: float = 0.0  # sharpness (see cityserve.data.sharpness)
+    blur_reference: float | None = None  # the neighbours' reference it is compared with
+    blur_ratio: float | None = None  # blur_score / blur_reference
+    overlay_score: float = 0.0  # max(caption_glyphs / min_glyphs, box_fraction / box_min_fraction); >= 1 drops
+    caption_glyphs: int = 0
+    overlay_box_fraction: float = 0.0
     file: str = ""
+    source_name: str = ""  # the image's file name (image folders)
+    gt_file: str = ""
 
 
-def judge_frame(
-    rgb: np.ndarray, blur_threshold: float, params: OverlayParams | None = None, index: int = 0, time_s: float = 0.0
-) -> FrameVerdict:
-    """Scores and keep/drop decision for one (already cropped) frame."""
-    p = params or OverlayParams()
-    blur = blur_score(rgb)
-    glyphs = caption_glyphs(rgb, p)
-    box = overlay_box_fraction(rgb, p)
-    reasons = []
-    if blur < blur_threshold:
-        reasons.append("blurred")
-    if glyphs >= p.min_glyphs:
-        reasons.append("caption")
-    if box >= p.box_min_fraction:
-        reasons.append("overlay")
-    score = max(glyphs / p.min_glyphs, box / p.box_min_fraction)
-    return FrameVerdict(
-        index,
-        round(time_s, 3),
-        "dropped" if reasons else "kept",
-        "+".join(reasons) or "ok",
-        round(blur, 2),
-        round(score, 3),
-        glyphs,
-        round(box, 4),
+def score_frame(rgb: np.ndarray, params: OverlayParams, index: int = 0, time_s: float | None = 0.0) -> FrameVerdict:
+    """Sharpness and overlay scores of one (already cropped) frame, the overlay decision made; the blur
+    decision needs the neighbours (``decide_blur``)."""
+    glyphs = caption_glyphs(rgb, params)
+    box = overlay_box_fraction(rgb, params)
+    v = FrameVerdict(index, None if time_s is None else round(time_s, 3), blur_score=round(sharpness(rgb), 2))
+    v.caption_glyphs, v.overlay_box_fraction = glyphs, round(box, 4)
+    v.overlay_score = round(max(glyphs / params.min_glyphs, box / params.box_min_fraction), 3)
+    v.reason = "+".join(
+        r for r, hit in (("caption", glyphs >= params.min_glyphs), ("overlay", box >= params.box_min_fraction)) if hit
     )
+    return v
+
+
+def decide_blur(v: FrameVerdict, rule: RelativeBlurRule, scores: Sequence[float], i: int) -> None:
+    d = rule.decide(scores, i)
+    v.blur_reference = None if d.reference is None else round(d.reference, 2)
+    v.blur_ratio = None if d.ratio is None else round(d.ratio, 3)
+    reasons = (["blurred"] if d.blurred else []) + ([v.reason] if v.reason not in ("", "ok") else [])
+    v.reason = "+".join(reasons) or "ok"
+    v.decision = "dropped" if reasons else "kept"
 
 
 # ---- segmenters ---------------------------------------------------------------------------------
@@ -345,10 +94,6 @@ def segmenter_from_card(card, device: str = "cpu") -> tuple[Segmenter, object]:
     """(callable, label set) of a segmenter card: frames are resized to the card's resolution for the
     network and its label ids resized back (nearest) to the frame's."""
     import torch
-
-    from ..cards import ModelCard, load_card
-    from ..labels import get_label_set
-    from ..models.segment import segment_graph_from_card
 
     if not isinstance(card, ModelCard):
         card = load_card(card)
@@ -369,22 +114,49 @@ def segmenter_from_card(card, device: str = "cpu") -> tuple[Segmenter, object]:
     return run, get_label_set(card.label_set)
 
 
+# ---- sources ------------------------------------------------------------------------------------
+@dataclass
+class Frame:
+    index: int
+    time_s: float | None
+    rgb: np.ndarray
+    name: str = ""  # image file name (folders)
+
+
+def image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise DatasetError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTS)})")
+    return files
+
+
+def source_frames(src: Path, cfg: VideoDatasetConfig) -> Iterator[Frame]:
+    if src.is_dir():
+        for i, p in enumerate(image_files(src)[: cfg.max_frames]):
+            yield Frame(i, None, read_photo(p), p.name)
+        return
+    for f in sample_frames(src, cfg.every_s, cfg.start_s, cfg.max_frames, cfg.method):
+        yield Frame(f.index, f.time_s, f.rgb)
+
+
 # ---- building -----------------------------------------------------------------------------------
 @dataclass
 class VideoDatasetConfig:
     every_s: float = 1.5
     size: tuple[int, int] = (480, 960)  # (H, W) of the stored frames: 2:1
-    blur_threshold: float = 100.0
+    blur: RelativeBlurRule = field(default_factory=RelativeBlurRule)
     overlay: OverlayParams = field(default_factory=OverlayParams)
     split: str = "train"
     start_s: float = 0.0
     max_frames: int | None = None  # per video
     batch_size: int = 4
+    method: str = "seek"  # frame sampling: seek | decode
 
 
 def city_name(video: Path) -> str:
     """A Cityscapes "city" from the video's file name (no underscores: Cityscapes splits on them)."""
-    return re.sub(r"[^A-Za-z0-9-]+", "-", video.stem).strip("-").lower() or "video"
+    name = video.name if video.is_dir() else video.stem
+    return re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-").lower() or "video"
 
 
 def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray, ids: np.ndarray, label_set) -> str:
@@ -409,6 +181,56 @@ def _write_sample(out: Path, split: str, city: str, index: int, rgb: np.ndarray,
     return f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png"
 
 
+class _Labeller:
+    """Batches kept frames through the segmenter, writes them, and scores them against ground truth."""
+
+    def __init__(self, out: Path, cfg: VideoDatasetConfig, segmenter, ls, gt: GroundTruth | None):
+        self.out, self.cfg, self.segmenter, self.ls, self.gt = out, cfg, segmenter, ls, gt
+        self.pending: list[tuple[FrameVerdict, np.ndarray, np.ndarray | None]] = []
+        self.total = LabelScores(ls) if gt is not None else None
+        self.city, self.video_scores, self.scored, self.total_scored = "", None, 0, 0
+
+    def add(self, verdict: FrameVerdict, frame: np.ndarray, gt_ids: np.ndarray | None) -> None:
+        self.pending.append((verdict, np.ascontiguousarray(frame), gt_ids))
+        if len(self.pending) >= self.cfg.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        batch = np.stack([f for _, f, _ in self.pending])
+        ids = np.asarray(self.segmenter(batch))
+        if ids.shape != (len(self.pending), 1) + batch.shape[1:3]:
+            raise ConfigError(
+                f"segmenter returned shape {ids.shape}, expected {(len(self.pending), 1) + batch.shape[1:3]}"
+            )
+        if int(ids.max(initial=0)) >= self.ls.num_ids:
+            raise ConfigError(
+                f"segmenter produced label id {int(ids.max())}, outside label set {self.ls.name!r} (0..{self.ls.num_ids - 1})"
+            )
+        for (verdict, frame, gt_ids), lab in zip(self.pending, ids):
+            verdict.file = _write_sample(self.out, self.cfg.split, self.city, verdict.index, frame, lab[0], self.ls)
+            if gt_ids is not None:
+                self.total.update(lab[0], gt_ids)
+                self.video_scores.update(lab[0], gt_ids)
+                self.scored += 1
+                self.total_scored += 1
+        self.pending.clear()
+
+
+def _quality(acc: LabelScores, frames: int) -> dict:
+    if frames == 0:
+        return {"frames": 0, "miou": None, "mean_f1": None, "pixel_accuracy": None, "per_class_iou": {}}
+    d = acc.scores().to_dict()
+    return {
+        "frames": frames,
+        "miou": d["miou"],
+        "mean_f1": d["mean_f1"],
+        "pixel_accuracy": d["pixel_accuracy"],
+        "per_class_iou": {n: v["iou"] for n, v in d["per_class"].items()},
+    }
+
+
 def build_video_dataset(
     videos: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -416,133 +238,135 @@ def build_video_dataset(
     label_set="cityscapes",
     config: VideoDatasetConfig | None = None,
     progress: bool = True,
+    ground_truth: str | os.PathLike | None = None,
 ) -> dict:
-    """Sample, filter, pseudo-label and write ``videos`` under ``out``; returns the report (also saved).
+    """Sample, filter, pseudo-label and write ``videos`` (video files or image folders) under ``out``;
+    returns the report (also saved).
 
     ``segmenter``: uint8 RGB [B,H,W,3] -> uint8 label ids [B,1,H,W] (``segmenter_from_card`` makes one
     from a segmenter card); None (a dry run) only judges the frames and writes the report.
     ``label_set``: the ids' set, for the file values, the ``*_gtFine_color.png`` previews and the id
-    range checked. Each video becomes one Cityscapes "city" named after its file.
+    range checked. Each source becomes one Cityscapes "city" named after it. ``ground_truth``: a folder of
+    label maps for some frames (see ``cityserve.data.ground_truth``): kept frames that have one are scored.
     """
-    from tqdm import tqdm
-
-    from ..labels import LabelSet, get_label_set
 
     cfg = config or VideoDatasetConfig()
     ls = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
     out = Path(out)
+    sources = [Path(v) for v in videos]
+    for v in sources:  # fail on a bad path before hours of work on the others
+        image_files(v) if v.is_dir() else probe(v)
+    gt = GroundTruth(ground_truth, ls) if ground_truth is not None else None
     out.mkdir(parents=True, exist_ok=True)
-    videos = [Path(v) for v in videos]
-    for v in videos:  # fail on a bad path before hours of work on the others
-        open_video(v)[0].release()
     report: dict = {
-        "format": "cityserve-video-dataset/1",
+        "format": "cityserve-video-dataset/2",
         "settings": {
             "every_s": cfg.every_s,
             "size": list(cfg.size),
-            "blur_threshold": cfg.blur_threshold,
+            "sampling": cfg.method,
+            "blur": {**asdict(cfg.blur), "rule": cfg.blur.describe()},
             "overlay": asdict(cfg.overlay),
             "split": cfg.split,
             "label_set": ls.name,
             "dry_run": segmenter is None,
+            "ground_truth": str(ground_truth) if ground_truth is not None else None,
         },
         "videos": [],
     }
     total = 0
-    for v in videos:
-        n = count_samples(v, cfg.every_s, cfg.start_s)
+    for v in sources:
+        n = len(image_files(v)) if v.is_dir() else count_samples(v, cfg.every_s, cfg.start_s)
         total = None if n is None or total is None else total + min(n, cfg.max_frames or n)
+    labeller = _Labeller(out, cfg, segmenter, ls, gt) if segmenter is not None else None
     bar = tqdm(total=total, desc="frames", unit="frame", disable=not progress)
     try:
-        for v in videos:
-            cap, fps, count = open_video(v)
-            cap.release()
-            city = city_name(v)
-            taken = {x["city"] for x in report["videos"]}
-            city = next(c for c in [city] + [f"{city}-{k}" for k in range(2, len(videos) + 2)] if c not in taken)
-            verdicts: list[FrameVerdict] = []
-            pending: list[tuple[FrameVerdict, np.ndarray]] = []
-
-            def flush(pending: list = pending, city: str = city) -> None:
-                if not pending:
-                    return
-                batch = np.stack([f for _, f in pending])
-                ids = np.asarray(segmenter(batch))
-                if ids.shape != (len(pending), 1) + batch.shape[1:3]:
-                    raise ConfigError(
-                        f"segmenter returned shape {ids.shape}, expected {(len(pending), 1) + batch.shape[1:3]}"
-                    )
-                if int(ids.max(initial=0)) >= ls.num_ids:
-                    raise ConfigError(
-                        f"segmenter produced label id {int(ids.max())}, outside label set "
-                        f"{ls.name!r} (0..{ls.num_ids - 1})"
-                    )
-                for (verdict, frame), lab in zip(pending, ids):
-                    verdict.file = _write_sample(out, cfg.split, city, verdict.index, frame, lab[0], ls)
-                pending.clear()
-
-            for fr in sample_frames(v, cfg.every_s, cfg.start_s, cfg.max_frames):
-                frame = resize_crop_photo(fr.rgb, cfg.size)
-                verdict = judge_frame(frame, cfg.blur_threshold, cfg.overlay, fr.index, fr.time_s)
-                verdicts.append(verdict)
-                if verdict.decision == "kept" and segmenter is not None:
-                    pending.append((verdict, np.ascontiguousarray(frame)))
-                    if len(pending) >= cfg.batch_size:
-                        flush()
-                bar.update(1)
-                bar.set_postfix(kept=sum(x.decision == "kept" for x in verdicts))
-            flush()
-            summary: dict[str, int] = {"sampled": len(verdicts), "kept": sum(x.decision == "kept" for x in verdicts)}
-            for x in verdicts:
-                if x.decision == "dropped":
-                    summary[f"dropped_{x.reason}"] = summary.get(f"dropped_{x.reason}", 0) + 1
-            report["videos"].append(
-                {
-                    "video": str(v),
-                    "city": city,
-                    "fps": fps,
-                    "frame_count": count,
-                    "summary": summary,
-                    "frames": [asdict(x) for x in verdicts],
-                }
-            )
+        for v in sources:
+            report["videos"].append(_build_one(v, out, cfg, labeller, gt, report, bar))
     finally:
         bar.close()
     report["summary"] = {
         "sampled": sum(x["summary"]["sampled"] for x in report["videos"]),
         "kept": sum(x["summary"]["kept"] for x in report["videos"]),
     }
+    if labeller is not None and labeller.total is not None:
+        report["pseudo_label_quality"] = _quality(labeller.total, labeller.total_scored)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(report_markdown(report))
     return report
 
 
-def report_markdown(report: dict) -> str:
-    s = report["settings"]
-    lines = [
-        "# Video dataset report",
-        "",
-        f"Every {s['every_s']} s, frames {s['size'][0]}x{s['size'][1]} (HxW), blur threshold "
-        f"{s['blur_threshold']} (variance of the Laplacian), caption: >= {s['overlay']['min_glyphs']} glyphs "
-        f"on a line, overlay: flat saturated box >= {s['overlay']['box_min_fraction']:.0%} of the frame.",
-        "",
-        f"Kept {report['summary']['kept']} of {report['summary']['sampled']} sampled frames.",
-        "",
-    ]
-    for v in report["videos"]:
-        summ = ", ".join(f"{k} {n}" for k, n in v["summary"].items())
-        lines += [
-            f"## {v['video']}",
-            "",
-            summ,
-            "",
-            "| frame | time (s) | decision | reason | blur score | overlay score | file |",
-            "| ---: | ---: | --- | --- | ---: | ---: | --- |",
-        ]
-        for f in v["frames"]:
-            lines.append(
-                f"| {f['index']} | {f['time_s']:.2f} | {f['decision']} | {f['reason']} | "
-                f"{f['blur_score']:.1f} | {f['overlay_score']:.2f} | {f['file']} |"
+def _build_one(v: Path, out: Path, cfg: VideoDatasetConfig, labeller, gt, report: dict, bar) -> dict:
+    """One source: frames scored as they come, each decided once ``window`` later frames are scored."""
+    city = city_name(v)
+    taken = {x["city"] for x in report["videos"]}
+    city = next(c for c in [city] + [f"{city}-{k}" for k in range(2, len(taken) + 3)] if c not in taken)
+    info = None if v.is_dir() else probe(v)
+    gt_name = v.name if v.is_dir() else v.stem
+    verdicts: list[FrameVerdict] = []
+    scores: list[float] = []
+    frames: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}  # position -> (cropped frame, source HxW)
+    if labeller is not None:
+        labeller.city, labeller.scored = city, 0
+        labeller.video_scores = LabelScores(labeller.ls) if gt is not None else None
+
+    def decide(i: int) -> None:
+        verdict = verdicts[i]
+        decide_blur(verdict, cfg.blur, scores, i)
+        frame, src_hw = frames.pop(i)
+        if verdict.decision != "kept" or labeller is None:
+            return
+        gt_ids = None
+        if gt is not None:
+            path = (
+                gt.find(gt_name, stem=Path(verdict.source_name).stem)
+                if verdict.source_name
+                else gt.find(gt_name, frame=verdict.index)
             )
-        lines.append("")
-    return "\n".join(lines)
+            if path is not None:
+                ids = gt.read(path)
+                if ids.shape != src_hw:
+                    raise DatasetError(
+                        f"ground-truth label map {path} is {ids.shape[0]}x{ids.shape[1]} but its frame is {src_hw[0]}x{src_hw[1]}"
+                    )
+                gt_ids, verdict.gt_file = resize_crop_ids(ids, cfg.size), str(path)
+        labeller.add(verdict, frame, gt_ids)
+
+    sampling_s, t0 = 0.0, time.perf_counter()
+    for fr in source_frames(v, cfg):
+        sampling_s += time.perf_counter() - t0
+        frame = resize_crop_photo(fr.rgb, cfg.size)
+        verdict = score_frame(frame, cfg.overlay, fr.index, fr.time_s)
+        verdict.source_name = fr.name
+        verdicts.append(verdict)
+        scores.append(verdict.blur_score)
+        frames[len(verdicts) - 1] = (frame, fr.rgb.shape[:2])
+        if len(verdicts) > cfg.blur.window:
+            decide(len(verdicts) - 1 - cfg.blur.window)
+        bar.update(1)
+        t0 = time.perf_counter()
+    sampling_s += time.perf_counter() - t0
+    for i in range(max(0, len(verdicts) - cfg.blur.window), len(verdicts)):
+        decide(i)
+    if labeller is not None:
+        labeller.flush()
+    summary: dict[str, int] = {"sampled": len(verdicts), "kept": sum(x.decision == "kept" for x in verdicts)}
+    for x in verdicts:
+        if x.decision == "dropped":
+            summary[f"dropped_{x.reason}"] = summary.get(f"dropped_{x.reason}", 0) + 1
+    entry = {
+        "video": str(v),
+        "city": city,
+        "fps": info.fps if info else None,
+        "frame_count": info.frame_count if info else len(verdicts),
+        "codec": info.codec if info else None,
+        "sampling": {
+            "method": "images" if info is None else cfg.method,
+            "seconds": round(sampling_s, 3),
+            "frames_per_s": round(len(verdicts) / sampling_s, 2) if sampling_s > 0 else None,
+        },
+        "summary": summary,
+        "frames": [asdict(x) for x in verdicts],
+    }
+    if labeller is not None and labeller.video_scores is not None:
+        entry["pseudo_label_quality"] = _quality(labeller.video_scores, labeller.scored)
+    return entry

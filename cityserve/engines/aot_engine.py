@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..cards import ModelCard, load_card
+from ..export.aot import aot_card_for, load_aot
 
 
 class AOTEngine:
@@ -30,8 +31,6 @@ class AOTEngine:
         package_card: Optional[str] = None,
         trust: bool = False,
     ):
-        from ..export.aot import aot_card_for, load_aot
-
         if threads:
             torch.set_num_threads(threads)
         if package_card is not None:

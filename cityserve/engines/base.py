@@ -13,8 +13,11 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
+from .. import contract
 from ..cards import ModelCard, load_card
 from ..errors import ConfigError, LabelError
+from ..labels import labelmap, read_label_png
+from ..labels.png import Source
 from ..models.registry import RenderIO, render_io
 
 ENGINES = {
@@ -40,32 +43,13 @@ def load_engine(name: str, card: ModelCard, **options: Any) -> Engine:
 
 def as_batch(a: np.ndarray, what: str, height: int, width: int) -> np.ndarray:
     """[H,W] or [B,H,W] or [B,1,H,W] -> [B,1,H,W], with a shape error that names the expected size."""
-    a = np.asarray(a)
-    if a.ndim == 2:
-        a = a[None, None]
-    elif a.ndim == 3:
-        a = a[:, None]
-    if a.ndim != 4 or a.shape[1] != 1:
-        raise LabelError(f"{what} must be [H,W], [B,H,W] or [B,1,H,W]; got shape {tuple(np.shape(a))}")
+    a = labelmap.as_batch(a, what)
     if a.shape[2:] != (height, width):
         raise LabelError(
             f"{what} are {a.shape[2]}x{a.shape[3]} but the model renders {height}x{width} "
             f"(HxW); resize the label map with nearest-neighbour first"
         )
     return a
-
-
-def check_ids(labels: np.ndarray, num_classes: int, model_name: str) -> None:
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise LabelError(f"label ids must be integers, got {labels.dtype}")
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        values, counts = np.unique(labels[bad], return_counts=True)
-        listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:5], counts[:5]))
-        raise LabelError(
-            f"label id(s) {listed} out of range for model {model_name!r}, "
-            f"which has {num_classes} label channels (valid ids 0..{num_classes - 1})"
-        )
 
 
 class Renderer:
@@ -93,6 +77,12 @@ class Renderer:
     def width(self) -> int:
         return self.card.width
 
+    def read_labels(self, src: Source, nearest: bool = False) -> np.ndarray:
+        """Label ids [H,W] for this model from a color or id PNG (path or bytes): id PNGs in the label
+        set's file convention, with every id the model has channels for accepted (official SPADE
+        Cityscapes: 35 channels for ids 0..33); ``nearest`` snaps painted colors to the palette."""
+        return read_label_png(src, self.card.label_set, nearest=nearest, num_channels=self.io.num_classes)
+
     def feeds(
         self,
         labels: np.ndarray,
@@ -102,9 +92,10 @@ class Renderer:
     ) -> dict[str, np.ndarray]:
         """Validated engine inputs: labels uint8 (int32 past 256 classes), instances int32, z float32."""
         labels = as_batch(labels, "labels", self.height, self.width)
-        check_ids(labels, self.io.num_classes, self.card.name)
-        dtype = np.uint8 if self.io.num_classes <= 256 else np.int32
-        feeds = {"labels": np.ascontiguousarray(labels, dtype=dtype)}
+        labelmap.check_ids(
+            labels, self.io.num_classes, f"model {self.card.name!r} ({self.io.num_classes} label channels)"
+        )
+        feeds = {contract.LABELS: np.ascontiguousarray(labels, dtype=contract.label_dtype(self.io.num_classes))}
         batch = labels.shape[0]
         if self.io.use_instance:
             if instances is None:
@@ -113,12 +104,12 @@ class Renderer:
             inst = as_batch(instances, "instances", self.height, self.width)
             if inst.shape[0] != batch:
                 raise LabelError(f"{inst.shape[0]} instance maps for {batch} label maps")
-            feeds["instances"] = np.ascontiguousarray(inst, dtype=np.int32)
+            feeds[contract.INSTANCES] = np.ascontiguousarray(inst, dtype=np.int32)
         if self.io.z_dim:
             if z is None:
                 z = np.random.default_rng(seed).standard_normal((batch, self.io.z_dim)).astype(np.float32)
             z = np.asarray(z, dtype=np.float32).reshape(batch, self.io.z_dim)
-            feeds["z"] = np.ascontiguousarray(z)
+            feeds[contract.Z] = np.ascontiguousarray(z)
         return feeds
 
     def render(

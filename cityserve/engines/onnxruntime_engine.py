@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
+import onnxruntime as ort
 
 from ..cards import CARD_SUFFIX, ModelCard, load_card, sha256_file
 from ..errors import ConfigError, UnavailableError
+from ..export.onnx_export import export_onnx, graph_stem
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 PROVIDER_ALIASES = {
@@ -27,20 +29,11 @@ PROVIDER_ALIASES = {
 }
 
 
-def _ort():
-    try:
-        import onnxruntime as ort
-    except ImportError as e:  # pragma: no cover - a dependency of the package
-        raise UnavailableError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from None
-    return ort
-
-
 def resolve_providers(providers: Optional[Union[str, Sequence[Any]]]) -> list[Any]:
     """Provider names (aliases cpu/cuda/tensorrt allowed, or (name, options) pairs) -> what ORT takes.
 
     CPU is always appended as the fallback; asking for a provider this onnxruntime build lacks is an
     ``UnavailableError`` (not a silent CPU run)."""
-    ort = _ort()
     if providers is None:
         return ["CPUExecutionProvider"]
     if isinstance(providers, str):
@@ -95,7 +88,6 @@ def find_or_export(card: ModelCard, fused: bool = False, opset: int = 17) -> Pat
         p = card.directory / info["file"]
         if p.is_file():
             return p
-    from ..export.onnx_export import export_onnx, graph_stem
 
     tag = f"{card.name}-{(card.sha256 or 'nosha')[:16]}-opset{opset}{'-fused' if fused else ''}"
     out = cache_root(card) / tag
@@ -120,7 +112,6 @@ class OnnxRuntimeEngine:
         fused: bool = False,
         inter_threads: Optional[int] = None,
     ):
-        ort = _ort()
         self.card = card
         if graph_optimization_level not in OPT_LEVELS:
             raise ConfigError(

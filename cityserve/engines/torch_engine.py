@@ -15,6 +15,7 @@ from torch import nn
 
 from ..cards import ModelCard
 from ..errors import ConfigError, UnavailableError
+from ..models.render import render_graph_from_card
 
 
 class _Cast(nn.Module):
@@ -64,8 +65,6 @@ class TorchEngine:
     """``run(feeds) -> uint8 [B,H,W,3]`` with the card's RenderGraph under ``torch.inference_mode``."""
 
     def __init__(self, card: ModelCard, device: str | torch.device = "cpu", dtype: Any = None):
-        from ..models.render import render_graph_from_card
-
         self.card = card
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)

@@ -46,12 +46,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bench.devices import cpu_flags, cpu_name, cpu_supports_bf16
+from .. import contract
 from ..cards import ModelCard, load_card, now_iso, sha256_file
-from ..errors import CheckpointError, ConfigError, UnavailableError
+from ..data.synthetic import generate_scene
+from ..errors import CheckpointError, CityserveError, ConfigError, UnavailableError
+from ..hardware import cpu_flags, cpu_name, cpu_supports_bf16
 from ..models.registry import render_io
 from ..models.render import RenderGraph, render_graph_from_card
 from .aot_trust import check_trusted, is_trusted, record_built
+from .fuse import fuse_spade
 
 PACKAGE = "render.pt2"
 ISA_FLAGS = {  # inductor's CPU vector ISA -> the /proc/cpuinfo flags its generated code needs
@@ -168,7 +171,7 @@ def _example_inputs(card: ModelCard, batch: int = 2) -> tuple[list[Optional[torc
     io = render_io(card)
     h, w = card.height, card.width
     g = torch.Generator().manual_seed(0)
-    dt = torch.uint8 if io.num_classes <= 256 else torch.int32
+    dt = getattr(torch, contract.label_dtype(io.num_classes).name)
     inputs: list[Optional[torch.Tensor]] = [torch.randint(0, io.num_classes, (batch, 1, h, w), generator=g).to(dt)]
     batch_dim = torch.export.Dim("batch", min=1, max=256)
     shapes = {"labels": {0: batch_dim}, "instances": None, "z": None}
@@ -194,8 +197,6 @@ def calibration_inputs(card: ModelCard, images: int = 2, seed: int = 0) -> list[
     rng = np.random.default_rng(seed)
     for i in range(images):
         if name == "cityscapes" and io.num_classes >= 34:
-            from ..data.synthetic import generate_scene
-
             scene = generate_scene(seed + i, h, w)
             lab, inst = scene.labels, scene.instances
         else:
@@ -205,7 +206,7 @@ def calibration_inputs(card: ModelCard, images: int = 2, seed: int = 0) -> list[
             inst = lab
         labels.append(lab)
         instances.append(inst)
-    dt = torch.uint8 if io.num_classes <= 256 else torch.int32
+    dt = getattr(torch, contract.label_dtype(io.num_classes).name)
     out: list[Optional[torch.Tensor]] = [torch.from_numpy(np.stack(labels)[:, None].astype(np.int64)).to(dt)]
     if io.use_instance:
         out.append(torch.from_numpy(np.stack(instances)[:, None].astype(np.int32)))
@@ -273,7 +274,6 @@ def compile_aot(
     if fused:
         if card.arch != "spade":
             raise ConfigError(f"--fused applies to SPADE generators, not {card.arch}")
-        from .fuse import fuse_spade
 
         graph.generator = fuse_spade(graph.generator)
     if layers_fp32 is None:
@@ -397,8 +397,6 @@ def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None, trust: 
     folder here, or ``trust``), else the package cached beside it (``<card dir>/aot-<dtype>/``),
     compiled now when missing, built for another torch / CPU, or not built here (a cache that came
     with a downloaded model is rebuilt from the weights, never loaded)."""
-    from ..errors import CityserveError
-
     if "aot" in card.extra:
         verify_package(card.extra["aot"], card.directory, trust)
         return card

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 
 def _concat_convs(convs: list[nn.Conv2d]) -> nn.Conv2d:
@@ -121,8 +122,6 @@ def fuse_spade(generator: nn.Module) -> nn.Module:
 
     Spectral norm must already be folded (the inference form): fusing copies plain ``weight``s.
     """
-    from torch.nn.utils.spectral_norm import SpectralNorm
-
     for m in generator.modules():
         if any(isinstance(h, SpectralNorm) for h in m._forward_pre_hooks.values()):
             raise ValueError("fold spectral norm first (build the model with inference=True)")

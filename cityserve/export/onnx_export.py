@@ -1,4 +1,4 @@
-"""Model card -> ``render.onnx`` (generators) or ``segment.onnx`` (segmenters), docs/architecture.md's contracts.
+"""Model card -> ``render.onnx`` (generators) or ``segment.onnx`` (segmenters), in ``cityserve.contract``'s terms.
 
 The graph is the whole computation a server needs: for a generator ``labels`` uint8 [B,1,H,W]
 (+ ``instances`` int32, + ``z`` float32 [B,z_dim]) -> ``image`` uint8 [B,H,W,3]; for a segmenter
@@ -11,7 +11,9 @@ the card travels inside the file (``metadata_props``) and beside it (``render.ca
 
 from __future__ import annotations
 
+import inspect
 import io
+import json
 import os
 import warnings
 from pathlib import Path
@@ -19,15 +21,22 @@ from typing import Any, Union
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
+from .. import contract
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, load_card, now_iso, sha256_file
 from ..errors import ConfigError
+from ..models.registry import render_io
+from ..models.render import render_graph_from_card
+from ..models.segment import segment_graph_from_card
+from .fuse import fuse_spade
+from .opcheck import check_tensorrt_ops
 
 DEFAULT_OPSET = 17
 METADATA_CARD_KEY = "cityserve.card"
-DYNAMIC_BATCH = "batch"
+DYNAMIC_BATCH = contract.BATCH
 
 
 def graph_stem(card: ModelCard) -> str:
@@ -35,29 +44,25 @@ def graph_stem(card: ModelCard) -> str:
 
 
 def label_dtype(num_classes: int) -> torch.dtype:
-    """uint8 ids where they fit (DESIGN: label maps travel as uint8 ids), int32 past 256 classes."""
-    return torch.uint8 if num_classes <= 256 else torch.int32
+    """The contract's label dtype as a torch dtype: uint8 ids where they fit, int32 past 256 classes."""
+    return getattr(torch, contract.label_dtype(num_classes).name)
 
 
 def build_graph(card: ModelCard, fused: bool = False) -> tuple[nn.Module, list[str], list[str]]:
     """The card's contract module (weights loaded, inference form), its input and output names."""
     if card.kind == "generator":
-        from ..models.render import render_graph_from_card
-
         graph = render_graph_from_card(card, inference=True)
         if fused:
             if card.arch != "spade":
                 raise ConfigError(f"--fused is the SPADE inference form; {card.name} is a {card.arch} model")
-            from .fuse import fuse_spade
 
             graph.generator = fuse_spade(graph.generator)
-        return graph.eval(), list(graph.input_names), ["image"]
+        return graph.eval(), list(graph.input_names), [contract.IMAGE]
     if card.kind == "segmenter":
         if fused:
             raise ConfigError(f"--fused applies to SPADE generators; {card.name} is a segmenter")
-        from ..models.segment import segment_graph_from_card
 
-        return segment_graph_from_card(card).eval(), ["image"], ["labels"]
+        return segment_graph_from_card(card).eval(), [contract.IMAGE], [contract.LABELS]
     raise ConfigError(f"model card {card.path}: kind {card.kind!r} is neither 'generator' nor 'segmenter'")
 
 
@@ -67,7 +72,6 @@ def example_inputs(card: ModelCard, batch: int = 2, seed: int = 0) -> dict[str, 
     h, w = card.height, card.width
     if card.kind == "segmenter":
         return {"image": torch.randint(0, 256, (batch, h, w, 3), generator=g, dtype=torch.uint8)}
-    from ..models.registry import render_io
 
     io_ = render_io(card)
     feeds = {
@@ -91,8 +95,10 @@ def _np_dtype_name(elem_type: int) -> str:
 
 
 def contract_output_shapes(card: ModelCard) -> dict[str, list]:
+    """The graph's outputs as the contract shapes them (batch axis symbolic)."""
     h, w = card.height, card.width
-    return {"image": [DYNAMIC_BATCH, h, w, 3]} if card.kind == "generator" else {"labels": [DYNAMIC_BATCH, 1, h, w]}
+    spec = contract.render_output(h, w) if card.kind == "generator" else contract.segment_output(h, w)
+    return {spec.name: list(spec.shape)}
 
 
 def set_output_shapes(model: onnx.ModelProto, shapes: dict[str, list]) -> None:
@@ -130,8 +136,6 @@ def positional_args(module: nn.Module, inputs: dict[str, Any]) -> tuple:
     """``inputs`` in the order of ``module.forward``'s parameters, None where one is not given
     (RenderGraph takes ``labels, instances=None, z=None``: a VAE model without instances gets
     ``(labels, None, z)``; torch.onnx drops the None)."""
-    import inspect
-
     params = list(inspect.signature(module.forward).parameters)
     unknown = set(inputs) - set(params)
     if unknown:
@@ -225,8 +229,6 @@ def export_onnx(
         model.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(model, full_check=True)
     if check_ops:
-        from .opcheck import check_tensorrt_ops
-
         check_tensorrt_ops(model)
 
     path = out / f"{stem}.onnx"
@@ -264,7 +266,6 @@ def card_from_onnx(path: Union[str, os.PathLike]) -> ModelCard:
             f"{p} carries no cityserve model card (metadata {METADATA_CARD_KEY!r}); "
             f"export it with `cityserve export onnx`"
         )
-    import json
 
     return ModelCard.from_dict(json.loads(meta[METADATA_CARD_KEY]))
 
@@ -291,8 +292,6 @@ def verify_onnx(
     card: ModelCard, onnx_path: Union[str, os.PathLike], batches: tuple[int, ...] = (1, 4), fused: bool = False
 ) -> list[dict[str, float]]:
     """onnxruntime (CPU) vs torch on random inputs at each batch size; the parity figures per batch."""
-    import onnxruntime as ort
-
     module, input_names, _ = build_graph(card, fused=fused)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     results = []

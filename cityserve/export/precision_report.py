@@ -31,6 +31,7 @@ from torch import nn
 
 from ..cards import atomic_write_bytes, now_iso
 from ..errors import ConfigError
+from .onnx_export import build_graph, example_inputs, positional_args
 
 DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 DEFAULT_THRESHOLD = {torch.float16: 1e-2, torch.bfloat16: 5e-2}
@@ -285,11 +286,8 @@ def report_for_card(
     batch: int = 1,
 ) -> PrecisionReport:
     """The report of the card's exported graph (same module tree as ``export_onnx``, random inputs)."""
-    from .onnx_export import build_graph, example_inputs
-
     module, input_names, _ = build_graph(card, fused=fused)
     feeds = example_inputs(card, batch=batch, seed=1)
-    from .onnx_export import positional_args
 
     return precision_report(
         module, positional_args(module, {n: feeds[n] for n in input_names}), dtype, threshold, card.name

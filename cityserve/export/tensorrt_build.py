@@ -21,9 +21,11 @@ from typing import Any, Optional, Union
 
 import onnx
 
+from .. import gpu
 from ..cards import CARD_SUFFIX, ModelCard, atomic_write_bytes, command_line, now_iso, sha256_file
 from ..errors import ConfigError
 from .onnx_export import card_from_onnx, describe_io, relative_weights
+from .opcheck import check_tensorrt_ops
 from .precision_report import PrecisionReport, fp32_node_selection
 
 DEFAULT_BATCH = (1, 4, 8)  # min, opt, max
@@ -191,8 +193,6 @@ def plan_build(
     card = card_from_onnx(onnx_path)
     model = onnx.load(str(onnx_path), load_external_data=False)
     if check_ops:
-        from .opcheck import check_tensorrt_ops
-
         check_tensorrt_ops(model)
     profile = batch_profile(card, min_batch, opt_batch, max_batch)
     shapes = profile_shapes(model, profile)
@@ -281,16 +281,14 @@ def build_engine(
         timing_cache=timing_cache,
         fp32_layers_from=fp32_layers_from,
     )
-    from ..engines.tensorrt_engine import cuda_backend, import_tensorrt
-
-    trt = import_tensorrt()
-    gpu = cuda_backend(device).device_info()
+    trt = gpu.import_tensorrt()
+    device_info = gpu.cuda_backend(device).device_info()
     plan_path = plan.plan_path
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     log_path = Path(log_path) if log_path else plan_path.with_name(plan_path.name + ".build.log")
     log_path.write_text(
         f"cityserve TensorRT build {now_iso()}\n{command_line()}\nTensorRT {trt.__version__}, "
-        f"{gpu['gpu']} (compute {gpu['compute_capability']})\n{plan.describe()}\n"
+        f"{device_info['gpu']} (compute {device_info['compute_capability']})\n{plan.describe()}\n"
     )
     logger = _file_logger(trt, log_path, verbose)
 
@@ -338,8 +336,8 @@ def build_engine(
         "file": plan_path.name,
         "sha256": sha256_file(plan_path),
         "tensorrt": trt.__version__,
-        "gpu": gpu["gpu"],
-        "compute_capability": gpu["compute_capability"],
+        "gpu": device_info["gpu"],
+        "compute_capability": device_info["compute_capability"],
         "precision": precision,
         "profile": {"min_batch": plan.profile.min, "opt_batch": plan.profile.opt, "max_batch": plan.profile.max},
         "shapes": {k: [list(s) for s in v] for k, v in plan.shapes.items()},

@@ -11,6 +11,8 @@ from typing import Any, Optional
 from ..cards import ModelCard, command_line, environment, now_iso, sha256_file
 from ..checkpoints import check_finite, load_strict, safe_load, save_checkpoint, state_dict_from
 from ..errors import CheckpointError, ConfigError
+from ..models.fchardnet import FCHarDNet, FCHarDNetConfig
+from ..models.segment import train_id_lut
 from .pix2pix import label_set_for_card
 
 OFFICIAL_REPO = "PingoLH/FCHarDNet"
@@ -24,9 +26,6 @@ def import_fchardnet(
     name: Optional[str] = None,
 ) -> Path:
     """Check the file loads into hardnet70, then write ``NAME.pt`` + ``NAME.card.json``; returns the card."""
-    from ..models.fchardnet import FCHarDNet, FCHarDNetConfig
-    from ..models.segment import train_id_lut
-
     obj = safe_load(path)
     sd = state_dict_from(obj, path)
     final = sd.get("finalConv.weight")

@@ -19,6 +19,9 @@ import torch
 from ..cards import ModelCard, command_line, environment, now_iso, sha256_file
 from ..checkpoints import check_finite, load_strict, safe_load, save_checkpoint, state_dict_from
 from ..errors import CheckpointError, ConfigError
+from ..labels import get_label_set
+from ..labels.builtin import BUILTIN_NAMES
+from ..models.pix2pix import Pix2PixConfig, UnetGenerator
 
 OFFICIAL_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 DOWNS_TO_NETG = {7: "unet_128", 8: "unet_256"}
@@ -26,9 +29,6 @@ DOWNS_TO_NETG = {7: "unet_128", 8: "unet_256"}
 
 def label_set_for_card(spec: Any) -> tuple[Any, str | dict]:
     """(LabelSet, what the card stores): a built-in's name, or a user's set as a full dict."""
-    from ..labels import get_label_set
-    from ..labels.builtin import BUILTIN_NAMES
-
     ls = get_label_set(spec)
     return ls, (ls.name if ls.name in BUILTIN_NAMES else ls.to_dict())
 
@@ -74,8 +74,6 @@ def import_pix2pix(
 ) -> Path:
     """Check ``latest_net_G.pth`` against the options, then write ``NAME.pt`` + ``NAME.card.json``
     into ``out_dir``; returns the card path. ``input_mode`` None: "color" for 3 input channels, else "onehot"."""
-    from ..models.pix2pix import Pix2PixConfig, UnetGenerator
-
     if input_mode not in (None, "onehot", "color"):
         raise ConfigError(f"--input must be 'onehot' or 'color', not {input_mode!r}")
     sd = state_dict_from(safe_load(path), path)

@@ -30,6 +30,8 @@ import torch
 from ..cards import ModelCard, command_line, environment, now_iso, sha256_file
 from ..checkpoints import check_finite, load_strict, safe_load, save_checkpoint, state_dict_from
 from ..errors import CheckpointError, ConfigError
+from ..labels import BUILTIN_NAMES, get_label_set
+from ..models.spade import ENCODER_PREFIX, UPSAMPLING_LAYERS, ConvEncoder, SPADEConfig, SPADEGenerator
 
 OFFICIAL_REPO = "NVlabs/SPADE"
 
@@ -162,16 +164,12 @@ def split_channels(
 
 def _config_for(size: tuple[int, int], upsampling: str, **kw: Any):
     """``--size HxW``: crop_size = W, aspect_ratio = W / H (as the official options)."""
-    from ..models.spade import SPADEConfig
-
     h, w = size
     return SPADEConfig(num_upsampling_layers=upsampling, crop_size=w, aspect_ratio=w / h, **kw)
 
 
 def choose_upsampling(inf: Inferred, sd, size: tuple[int, int], flag: Optional[str], default: str) -> tuple[str, str]:
     """(num_upsampling_layers, how it was decided)."""
-    from ..models.spade import UPSAMPLING_LAYERS
-
     if inf.most:
         if flag not in (None, "most"):
             raise ConfigError(
@@ -229,8 +227,6 @@ def infer_encoder(esd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> t
 
 def _label_set(spec: Any):
     """(LabelSet, built-in name or None, what the card stores)."""
-    from ..labels import BUILTIN_NAMES, get_label_set
-
     ls = get_label_set(spec)
     if ls.name in BUILTIN_NAMES and ls == get_label_set(ls.name):
         return ls, ls.name, ls.name
@@ -252,8 +248,6 @@ def import_spade(
 ) -> Path:
     """Check the official file(s) against the options, then write ``NAME.pt`` + ``NAME.card.json`` into
     ``out_dir``; returns the card path. ``log`` (default: stderr) receives what was inferred."""
-    from ..models.spade import ENCODER_PREFIX, UPSAMPLING_LAYERS, ConvEncoder, SPADEGenerator
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if upsampling is not None and upsampling not in UPSAMPLING_LAYERS:
         raise ConfigError(f"--upsampling must be one of {', '.join(UPSAMPLING_LAYERS)}, not {upsampling!r}")

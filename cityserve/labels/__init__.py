@@ -7,17 +7,21 @@ anything it does not know with a ``LabelError`` naming the value, its pixel coun
 
 from .builtin import BUILTIN_NAMES, ade20k, bit_interleave_color, cityscapes, coco_stuff, get_label_set
 from .custom import label_set_from_dict, load_label_set_file
-from .labelset import FILE_CONVENTIONS, IGNORE, LabelClass, LabelSet
+from .labelmap import as_batch, check_ids, fit_nearest, nearest_indices, resize_nearest
+from .labelset import LabelSet
 from .png import (
     decode_image,
     encode_png,
     instance_edges_np,
+    label_image_to_ids,
     read_instance_png,
     read_label_png,
+    read_photo,
     to_rgb8,
     write_color_png,
     write_id_png,
 )
+from .schema import FILE_CONVENTIONS, IGNORE, LabelClass
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -26,18 +30,25 @@ __all__ = [
     "LabelClass",
     "LabelSet",
     "ade20k",
+    "as_batch",
     "bit_interleave_color",
+    "check_ids",
     "cityscapes",
     "coco_stuff",
     "decode_image",
     "to_rgb8",
     "encode_png",
+    "fit_nearest",
     "get_label_set",
     "instance_edges_np",
+    "label_image_to_ids",
     "label_set_from_dict",
     "load_label_set_file",
+    "nearest_indices",
     "read_instance_png",
     "read_label_png",
+    "read_photo",
+    "resize_nearest",
     "write_color_png",
     "write_id_png",
 ]

@@ -23,9 +23,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Union
 
+from cityscapesscripts.helpers.labels import labels as table
+
 from ..errors import LabelError
 from .custom import label_set_from_dict, load_label_set_file
-from .labelset import IGNORE, LabelClass, LabelSet
+from .labelset import LabelSet
+from .schema import IGNORE, LabelClass
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -59,8 +62,6 @@ def _asset(name: str) -> dict[str, Any]:
 
 @cache
 def cityscapes() -> LabelSet:
-    from cityscapesscripts.helpers.labels import labels as table
-
     classes = [
         LabelClass(
             id=l.id,

@@ -9,6 +9,7 @@ naming the value, how many pixels carry it, and the label set; nothing is silent
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -16,89 +17,15 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import LabelError
-
-IGNORE = 255  # train id of classes left out of training / evaluation
-
-# How annotation files store ids. Each entry: (shift, dontcare_value): id = value - shift, except
-# ``dontcare_value`` which stands for the set's dontcare id.
-FILE_CONVENTIONS: dict[str, tuple[int, Optional[int]]] = {
-    "identity": (0, None),  # Cityscapes *_labelIds.png, user sets: the file value is the id
-    "ade20k": (1, 0),  # ADEChallenge annotations: 0 = other (dontcare), k = class k-1
-    "coco-stuff": (0, 255),  # stuffthingmaps: 0..181 as they are, 255 = unknown (dontcare)
-}
-
-_NEAREST_CHUNK = 16384  # unique colors per distance block in nearest mode (x palette size int32s)
-_EDGE_RADIUS = 4  # nearest mode: how far a blended edge pixel looks for solid classes
-
-
-@dataclass(frozen=True)
-class LabelClass:
-    """One class. ``train_id`` 255 means ignored in training/evaluation (Cityscapes' convention)."""
-
-    id: int
-    name: str
-    color: tuple[int, int, int]
-    train_id: int = IGNORE
-    ignore_in_eval: bool = False
-    category: str = ""
-    has_instances: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "color": list(self.color),
-            "train_id": self.train_id,
-            "ignore_in_eval": self.ignore_in_eval,
-            "category": self.category,
-            "has_instances": self.has_instances,
-        }
-
-
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    """[...,3] uint8-range colors -> [...] int32 keys 0xRRGGBB (one comparison per pixel, not three)."""
-    rgb = rgb.astype(np.int32, copy=False)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def _unpack(key: int) -> tuple[int, int, int]:
-    key = int(key)
-    return (key >> 16) & 255, (key >> 8) & 255, key & 255
-
-
-def _count_values(bad: np.ndarray, limit: int = 3) -> tuple[list[tuple[Any, int]], int]:
-    """The ``limit`` most frequent values of ``bad`` with their counts, and how many other values."""
-    values, counts = np.unique(bad, return_counts=True)
-    order = np.lexsort((values, -counts))  # most pixels first, then the smaller value
-    top = [(values[i].item(), int(counts[i])) for i in order[:limit]]
-    return top, max(0, len(values) - limit)
-
-
-def _pixels(n: int) -> str:
-    return f"{n} pixel" + ("" if n == 1 else "s")
-
-
-def _describe(kind: str, top: list[tuple[str, int]], more: int) -> str:
-    """'color (1, 2, 3) at 5 pixels' / 'colors (..) at 5 pixels, (..) at 2 pixels and 3 more'."""
-    parts = [f"{value} at {_pixels(n)}" for value, n in top]
-    text = f"{kind}{'s' if len(parts) > 1 or more else ''} " + ", ".join(parts)
-    if more:
-        text += f" and {more} more"
-    verb = "are" if len(parts) > 1 or more else "is"
-    return f"{text} {verb}"
+from .colors import PaletteIndex
+from .labelmap import as_int_array, check_ids, count_values, describe_values
+from .schema import FILE_CONVENTIONS, IGNORE, LabelClass, parse_label_set
 
 
 def _lookup(lut: np.ndarray, arr: np.ndarray) -> np.ndarray:
     """lut[arr] where arr indexes lut, -1 elsewhere (negative or too large values)."""
     inside = (arr >= 0) & (arr < len(lut))
     return np.where(inside, lut[np.clip(arr, 0, len(lut) - 1)], -1)
-
-
-def _as_int_array(a: Any, what: str) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise LabelError(f"{what} must be an integer array, not {arr.dtype}")
-    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,20 +132,10 @@ class LabelSet:
     def check_ids(self, ids: Any, num_channels: Optional[int] = None) -> np.ndarray:
         """Return ``ids`` as an array after checking every value is in 0..limit-1, where limit is
         ``num_channels`` (a model's channel count, e.g. 35 for official SPADE Cityscapes) or num_ids."""
-        arr = _as_int_array(ids, f"label ids for label set {self.name!r}")
-        limit = self.num_ids if num_channels is None else int(num_channels)
-        if arr.size:
-            lo, hi = arr.min(), arr.max()
-            if lo < 0 or hi >= limit:
-                bad = arr[(arr < 0) | (arr >= limit)]
-                top, more = _count_values(bad)
-                scope = (
-                    f"a {limit}-channel model of label set {self.name!r}"
-                    if num_channels is not None
-                    else f"label set {self.name!r}"
-                )
-                raise LabelError(f"{_describe('id', top, more)} out of range for {scope} (ids 0..{limit - 1})")
-        return arr
+        if num_channels is None:
+            return check_ids(ids, self.num_ids, f"label set {self.name!r}", f"label ids for label set {self.name!r}")
+        scope = f"a {int(num_channels)}-channel model of label set {self.name!r}"
+        return check_ids(ids, num_channels, scope, f"label ids for label set {self.name!r}")
 
     def ids_to_colors(self, ids: Any) -> np.ndarray:
         """ids [...] -> uint8 RGB [..., 3] (a color label image)."""
@@ -235,7 +152,7 @@ class LabelSet:
     def from_train_ids(self, train_ids: Any) -> np.ndarray:
         """Train ids -> label ids. Each train id maps to the lowest id carrying it, as
         cityscapesscripts' trainId2label does (so 255 -> Cityscapes 0 'unlabeled', ADE20K 150 'other')."""
-        arr = _as_int_array(train_ids, f"train ids for label set {self.name!r}")
+        arr = as_int_array(train_ids, f"train ids for label set {self.name!r}")
         if "from_train_lut" not in self._cache:
             lut = np.full(256, -1, dtype=np.int64)
             for c in reversed(self.classes):
@@ -244,10 +161,10 @@ class LabelSet:
         mapped = _lookup(self._cache["from_train_lut"], arr)
         valid = mapped >= 0
         if not valid.all():
-            top, more = _count_values(arr[~valid])
+            top, more = count_values(arr[~valid])
             ignore = ", 255 = ignore" if any(c.train_id == IGNORE for c in self.classes) else ""
             raise LabelError(
-                f"{_describe('train id', top, more)} not a train id of label set {self.name!r} "
+                f"{describe_values('train id', top, more)} not a train id of label set {self.name!r} "
                 f"(train ids 0..{self.num_train_ids - 1}{ignore})"
             )
         return mapped.astype(self.id_dtype)
@@ -280,13 +197,13 @@ class LabelSet:
 
     def file_to_ids(self, values: Any) -> np.ndarray:
         """Annotation file values -> ids (ADE20K: 0 -> 150, k -> k-1; COCO-Stuff: 255 -> 182)."""
-        arr = _as_int_array(values, f"label file values for label set {self.name!r}")
+        arr = as_int_array(values, f"label file values for label set {self.name!r}")
         mapped = _lookup(self._file_lut(), arr)
         valid = mapped >= 0
         if not valid.all():
-            top, more = _count_values(arr[~valid])
+            top, more = count_values(arr[~valid])
             raise LabelError(
-                f"{_describe('file value', top, more)} not valid in label set {self.name!r} ({self._file_rule()})"
+                f"{describe_values('file value', top, more)} not valid in label set {self.name!r} ({self._file_rule()})"
             )
         return mapped.astype(self.id_dtype)
 
@@ -311,118 +228,20 @@ class LabelSet:
         return f"its files hold 0..{self.num_ids - 2} and {dc_value} for '{self[self.dontcare_id].name}'"
 
     # ------------------------------------------------------------------ colors
-    def _color_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(sorted unique keys, their canonical ids, unique colors in id order, their ids)."""
+    def _palette_index(self) -> PaletteIndex:
         if "colors" not in self._cache:
-            keys = _pack(self.palette)
-            canon: dict[int, int] = {}
-            for i, k in enumerate(keys.tolist()):
-                canon.setdefault(k, i)  # lowest id wins
-            by_id = sorted(canon.items(), key=lambda kv: kv[1])
-            skeys = np.array(sorted(canon), dtype=np.int32)
-            sids = np.array([canon[k] for k in skeys.tolist()], dtype=np.int64)
-            ucolors = np.array([_unpack(k) for k, _ in by_id], dtype=np.int32)
-            uids = np.array([i for _, i in by_id], dtype=np.int64)
-            self._cache["colors"] = (skeys, sids, ucolors, uids)
+            self._cache["colors"] = PaletteIndex(self.palette, self.name, self.id_dtype)
         return self._cache["colors"]
 
     def color_to_id(self) -> dict[tuple[int, int, int], int]:
         """The canonical id of each palette color (the lowest id where colors are shared)."""
-        skeys, sids, _, _ = self._color_tables()
-        return {_unpack(k): int(i) for k, i in zip(skeys.tolist(), sids.tolist())}
+        return self._palette_index().color_to_id()
 
     def colors_to_ids(self, rgb: Any, nearest: bool = False) -> np.ndarray:
-        """RGB [..., 3] (or RGBA, alpha dropped) -> ids [...].
-
-        Exact mode: every color must be a palette color. ``nearest=True`` is for anti-aliased brushes
-        and JPEG artifacts: each color snaps to the nearest palette color (squared RGB distance; ties go
-        to the lower id); then, in images ([..., H, W, 3]), pixels on blended edges (not an exact
-        palette color, and not inside a 3x3 patch of one class) take the nearest color among the
-        classes found solidly within ``_EDGE_RADIUS`` pixels. Without that second step a blend of two
-        classes snaps to whatever third class's color lies between them (road + car -> a thin line of
-        'trailer'); with it a JPEG-q90 Cityscapes map comes back > 99% right (tests/test_labels.py).
-        """
-        arr = np.asarray(rgb)
-        if arr.ndim < 1 or arr.shape[-1] not in (3, 4):
-            raise LabelError(f"a color label map must have 3 (RGB) or 4 (RGBA) channels last, not shape {arr.shape}")
-        arr = _as_int_array(arr[..., :3], "a color label map")
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise LabelError(f"color values must be 0..255, found {arr.min()}..{arr.max()}")
-        if arr.size == 0:
-            return np.zeros(arr.shape[:-1], dtype=self.id_dtype)
-        keys = _pack(arr)
-        skeys, sids, ucolors, uids = self._color_tables()
-        if nearest:
-            # the distinct colors, via a 2^24 presence table (much faster than np.unique's argsort)
-            present = np.zeros(1 << 24, dtype=bool)
-            present[keys.reshape(-1)] = True
-            uniq = np.flatnonzero(present).astype(np.int32)
-            colors = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1).astype(np.int32)
-            best = np.empty(len(uniq), dtype=np.int64)
-            exact = np.empty(len(uniq), dtype=bool)
-            for s in range(0, len(uniq), _NEAREST_CHUNK):
-                block = colors[s : s + _NEAREST_CHUNK]
-                d = ((block[:, None, :] - ucolors[None, :, :]) ** 2).sum(-1)
-                j = d.argmin(1)
-                best[s : s + _NEAREST_CHUNK] = uids[j]
-                exact[s : s + _NEAREST_CHUNK] = d[np.arange(len(j)), j] == 0
-            table = np.empty(1 << 24, dtype=np.int32)  # color key -> index into uniq (pages touched lazily)
-            table[uniq] = np.arange(len(uniq), dtype=np.int32)
-            inverse = table[keys]
-            ids = best[inverse]
-            if ids.ndim >= 2:
-                exact_px = exact[inverse]
-                flat_rgb = arr.reshape((-1,) + arr.shape[-3:])
-                flat_ids, flat_exact = ids.reshape((-1,) + ids.shape[-2:]), exact_px.reshape((-1,) + ids.shape[-2:])
-                ids = np.stack([self._snap_edges(r, i, e) for r, i, e in zip(flat_rgb, flat_ids, flat_exact)])
-                ids = ids.reshape(keys.shape)
-            return ids.astype(self.id_dtype)
-        idx = np.searchsorted(skeys, keys).clip(0, len(skeys) - 1)
-        found = skeys[idx] == keys
-        if not found.all():
-            top, more = _count_values(keys[~found])
-            shown = [(_unpack(k), n) for k, n in top]
-            gray = all(r == g == b for (r, g, b), _ in shown)
-            hint = (
-                "an id map saved as RGB? read it as a 1-channel PNG"
-                if gray
-                else "use nearest=True to snap anti-aliased or JPEG colors to the palette"
-            )
-            raise LabelError(
-                f"{_describe('color', shown, more)} not in label set {self.name!r} ({self.num_ids} classes; {hint})"
-            )
-        return sids[idx].astype(self.id_dtype)
-
-    def _snap_edges(self, rgb: np.ndarray, ids: np.ndarray, exact: np.ndarray) -> np.ndarray:
-        """Second step of nearest mode for one [H, W] image (see ``colors_to_ids``)."""
-        h, w = ids.shape
-        pad = np.pad(ids, 1, mode="edge")
-        solid = exact.copy()
-        uniform = np.ones_like(exact)
-        for dy in range(3):
-            for dx in range(3):
-                uniform &= pad[dy : dy + h, dx : dx + w] == ids
-        solid |= uniform
-        unsure = np.flatnonzero(~solid)
-        if unsure.size == 0:
-            return ids
-        r = _EDGE_RADIUS
-        known = np.pad(np.where(solid, ids, -1), r, constant_values=-1)
-        ys, xs = np.divmod(unsure, w)
-        px = rgb.reshape(-1, 3)[unsure].astype(np.int64)
-        palette = self.palette.astype(np.int64)
-        best_d = np.full(unsure.size, np.iinfo(np.int64).max)
-        out = ids.reshape(-1).copy()
-        best_l = out[unsure]
-        for dy in range(2 * r + 1):
-            for dx in range(2 * r + 1):
-                lab = known[ys + dy, xs + dx]
-                d = np.where(lab >= 0, ((px - palette[np.maximum(lab, 0)]) ** 2).sum(-1), np.iinfo(np.int64).max)
-                better = d < best_d
-                best_d[better] = d[better]
-                best_l[better] = lab[better]
-        out[unsure] = best_l
-        return out.reshape(h, w)
+        """RGB [..., 3] (or RGBA, alpha dropped) -> ids [...]: exact palette colors, or with
+        ``nearest=True`` the nearest palette color, blended edges resolved from solid neighbours
+        (see ``cityserve.labels.colors``)."""
+        return self._palette_index().to_ids(rgb, nearest)
 
     # ------------------------------------------------------------------ serialization
     def to_dict(self) -> dict[str, Any]:
@@ -439,11 +258,21 @@ class LabelSet:
     def from_dict(cls, d: Mapping[str, Any], source: str = "label set dict") -> LabelSet:
         """Validate and build a set from ``to_dict``'s form or a user's file (see ``load_label_set_file``);
         errors name ``source`` (the file) and the offending class."""
-        from .custom import label_set_from_dict
+        fields = parse_label_set(d, source)
+        try:
+            return cls(**fields)
+        except LabelError as e:
+            raise LabelError(f"{source}: {e}") from None
 
-        return label_set_from_dict(d, source)
+    def _value_key(self) -> str:
+        """The set's full definition as one canonical string (cached: sets are frozen)."""
+        if "value_key" not in self._cache:
+            self._cache["value_key"] = json.dumps(self.to_dict(), sort_keys=True)
+        return self._cache["value_key"]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LabelSet) and self.to_dict() == other.to_dict()
+        """Equal by value (two loads of one file are one set), and hashed the same way."""
+        return isinstance(other, LabelSet) and self._value_key() == other._value_key()
 
-    __hash__ = object.__hash__
+    def __hash__(self) -> int:
+        return hash(self._value_key())

@@ -14,8 +14,11 @@ from typing import Any, Optional, Union
 import cv2
 import numpy as np
 
+from ..contract import label_dtype
 from ..errors import LabelError
+from ..files import atomic_write_bytes
 from .builtin import LabelSetSpec, get_label_set
+from .labelmap import check_ids
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
@@ -65,26 +68,52 @@ def _decode(src: Source, what: str) -> tuple[np.ndarray, str, bytes]:
     return img, name, data
 
 
-def read_label_png(src: Source, label_set: LabelSetSpec, nearest: bool = False) -> np.ndarray:
-    """A label PNG (path or bytes) -> ids [H, W] of ``label_set`` (uint8, or int32 for > 256 ids).
+def label_image_to_ids(
+    img: np.ndarray, label_set: LabelSetSpec, nearest: bool = False, num_channels: Optional[int] = None
+) -> np.ndarray:
+    """A decoded label image (as OpenCV stores it: [H, W] values or BGR(A) colors) -> ids [H, W].
 
-    1-channel: file values in the set's convention (ADE20K 0 -> 150 etc.). 3/4-channel: palette
-    colors, exactly, or snapped to the nearest palette color with ``nearest=True``.
+    1-channel: file values in the set's convention (ADE20K 0 -> 150 etc.); with ``num_channels`` (a
+    model's label channels) above the set's ids, in a set whose files hold the ids as they are
+    (Cityscapes), ids the set lacks but the model has channels for are accepted as they are (official
+    SPADE Cityscapes models: 35 channels for ids 0..33), as SPADE's loader does. 3/4-channel: palette
+    colors, exactly, or snapped to the nearest palette color with ``nearest=True``. Ids come back uint8
+    (int32 past 256 ids).
     """
     ls = get_label_set(label_set)
+    if img.ndim == 2:  # ids are exact by nature: ``nearest`` does not apply
+        if num_channels is not None and ls.file_convention == "identity" and num_channels > ls.num_ids:
+            if img.dtype not in (np.uint8, np.uint16):
+                raise LabelError(f"an id PNG is 8- or 16-bit, not {img.dtype}")
+            check_ids(img, num_channels, f"a {int(num_channels)}-channel model of label set {ls.name!r}")
+            return img.astype(label_dtype(num_channels))
+        return ls.file_to_ids(img)
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        if img.dtype != np.uint8:
+            raise LabelError(f"a {img.dtype.itemsize * 8}-bit color image is not a color label map (8-bit RGB)")
+        return ls.colors_to_ids(img[..., 2::-1], nearest=nearest)  # BGR(A) -> RGB
+    raise LabelError(f"unsupported image layout {img.shape} {img.dtype} (1-channel ids or 3/4-channel colors)")
+
+
+def read_label_png(
+    src: Source, label_set: LabelSetSpec, nearest: bool = False, num_channels: Optional[int] = None
+) -> np.ndarray:
+    """A label PNG (path or bytes) -> ids [H, W] of ``label_set`` (uint8, or int32 for > 256 ids); see
+    ``label_image_to_ids`` for what the file may hold and what ``num_channels`` accepts."""
+    label_set = get_label_set(label_set)
     img, name, data = _decode(src, "label map")
     try:
-        if img.ndim == 2:  # ids are exact by nature: ``nearest`` does not apply
-            if data.startswith(_JPEG_MAGIC):
-                raise LabelError("a 1-channel JPEG cannot hold label ids (lossy); save id maps as PNG")
-            return ls.file_to_ids(img)
-        if img.ndim == 3 and img.shape[2] in (3, 4):
-            if img.dtype != np.uint8:
-                raise LabelError(f"a {img.dtype.itemsize * 8}-bit color image is not a color label map (8-bit RGB)")
-            return ls.colors_to_ids(img[..., 2::-1], nearest=nearest)  # BGR(A) -> RGB
-        raise LabelError(f"unsupported image layout {img.shape} {img.dtype} (1-channel ids or 3/4-channel colors)")
+        if img.ndim == 2 and data.startswith(_JPEG_MAGIC):
+            raise LabelError("a 1-channel JPEG cannot hold label ids (lossy); save id maps as PNG")
+        return label_image_to_ids(img, label_set, nearest, num_channels)
     except LabelError as e:
         raise LabelError(f"{name}: {e}") from None
+
+
+def read_photo(src: Source, what: str = "photo") -> np.ndarray:
+    """Any image OpenCV reads (path or bytes) -> uint8 RGB [H, W, 3] (alpha dropped, gray expanded)."""
+    img, name = decode_image(src, what)
+    return to_rgb8(img, name)
 
 
 def encode_png(arr: np.ndarray) -> bytes:
@@ -100,8 +129,6 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 def _write(path: Optional[Union[str, os.PathLike[str]]], data: bytes) -> bytes:
     if path is not None:
-        from ..cards import atomic_write_bytes
-
         atomic_write_bytes(path, data)
     return data
 

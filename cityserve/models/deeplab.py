@@ -8,6 +8,11 @@ Naming follows two public layouts so existing weights load without renaming:
   * the head uses the names of the widely used VainF/DeepLabV3Plus-Pytorch (``classifier.aspp``,
     ``classifier.project``, ``classifier.classifier``).
 
+VainF's MobileNetV2 pads differently from torchvision's: its stem conv has no padding, and each inverted
+residual zero-pads its *input* by the depthwise kernel's reach (``fixed_padding``) before the 1x1
+expansion, so the border sees the expansion's response to zeros, not zeros. ``padding="vainf"`` builds
+that form, so VainF's checkpoints give VainF's outputs (``cityserve.importing.deeplab`` sets it).
+
 Output stride is set like torchvision's ``replace_stride_with_dilation``: the last stage(s) keep their
 resolution and dilate instead; the ASPP rates double at OS 8. ``forward`` returns logits over train
 ids at the input resolution (bilinear, ``align_corners=False``).
@@ -23,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import safe_load, state_dict_from
 from ..errors import CheckpointError, ConfigError
 from ..options import option
 from .registry import Family, register_family
@@ -45,6 +51,7 @@ class DeepLabConfig:
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
     bgr: bool = False
+    padding: str = "same"  # "same": torchvision's convs; "vainf": VainF's MobileNetV2 input padding
 
     def __post_init__(self) -> None:
         self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
@@ -56,6 +63,10 @@ class DeepLabConfig:
             raise ConfigError(f"deeplabv3plus output_stride must be 8 or 16, not {self.output_stride}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ConfigError(f"deeplabv3plus mean/std need 3 values each, got {self.mean} / {self.std}")
+        if self.padding not in ("same", "vainf"):
+            raise ConfigError(f"deeplabv3plus padding must be 'same' or 'vainf', not {self.padding!r}")
+        if self.padding == "vainf" and self.backbone != "mobilenetv2":
+            raise ConfigError("deeplabv3plus padding 'vainf' applies to the mobilenetv2 backbone only")
 
     @property
     def aspp_rates(self) -> tuple[int, int, int]:
@@ -133,33 +144,39 @@ class ResNetBackbone(nn.Module):
 class ConvBNReLU6(nn.Sequential):
     """torchvision's ``Conv2dNormActivation`` with ReLU6: keys ``0`` (conv), ``1`` (BN)."""
 
-    def __init__(self, inp: int, oup: int, kernel: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1):
+    def __init__(
+        self, inp: int, oup: int, kernel: int = 3, stride: int = 1, groups: int = 1, dilation: int = 1, pad: bool = True
+    ):
+        padding = dilation * (kernel - 1) // 2 if pad else 0
         super().__init__(
-            nn.Conv2d(
-                inp, oup, kernel, stride, dilation * (kernel - 1) // 2, dilation=dilation, groups=groups, bias=False
-            ),
+            nn.Conv2d(inp, oup, kernel, stride, padding, dilation=dilation, groups=groups, bias=False),
             nn.BatchNorm2d(oup),
             nn.ReLU6(),
         )
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, dilation: int = 1):
+    """``pad_input``: VainF's form (the input is zero-padded by ``dilation`` on each side, no conv pads)."""
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, dilation: int = 1, pad_input: bool = False):
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
+        self.input_padding = dilation if pad_input else 0
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvBNReLU6(inp, hidden, kernel=1))
         layers += [
-            ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden, dilation=dilation),
+            ConvBNReLU6(hidden, hidden, stride=stride, groups=hidden, dilation=dilation, pad=not pad_input),
             nn.Conv2d(hidden, oup, 1, bias=False),
             nn.BatchNorm2d(oup),
         ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+        p = self.input_padding
+        y = self.conv(F.pad(x, (p, p, p, p)) if p else x)
+        return x + y if self.use_res_connect else y
 
 
 MOBILENETV2_SETTING = (
@@ -179,9 +196,9 @@ class MobileNetV2Backbone(nn.Module):
 
     IGNORED_KEYS = ("classifier.", "features.18.")
 
-    def __init__(self, output_stride: int = 16):
+    def __init__(self, output_stride: int = 16, vainf_padding: bool = False):
         super().__init__()
-        features: list[nn.Module] = [ConvBNReLU6(3, 32, stride=2)]
+        features: list[nn.Module] = [ConvBNReLU6(3, 32, stride=2, pad=not vainf_padding)]
         inp, current_stride, dilation = 32, 2, 1
         for t, c, n, s in MOBILENETV2_SETTING:
             previous_dilation = dilation
@@ -190,9 +207,8 @@ class MobileNetV2Backbone(nn.Module):
             else:
                 stride, current_stride = s, current_stride * s
             for i in range(n):
-                features.append(
-                    InvertedResidual(inp, c, stride if i == 0 else 1, t, previous_dilation if i == 0 else dilation)
-                )
+                d = previous_dilation if i == 0 else dilation
+                features.append(InvertedResidual(inp, c, stride if i == 0 else 1, t, d, pad_input=vainf_padding))
                 inp = c
         self.features = nn.Sequential(*features)
         self.low_level_channels, self.out_channels = 24, 320
@@ -259,7 +275,7 @@ class DeepLabV3Plus(nn.Module):
     def __init__(self, cfg: DeepLabConfig):
         super().__init__()
         if cfg.backbone == "mobilenetv2":
-            self.backbone: nn.Module = MobileNetV2Backbone(cfg.output_stride)
+            self.backbone: nn.Module = MobileNetV2Backbone(cfg.output_stride, cfg.padding == "vainf")
         else:
             self.backbone = ResNetBackbone(RESNET_BLOCKS[cfg.backbone], cfg.output_stride)
         self.classifier = DeepLabHeadV3Plus(
@@ -290,8 +306,6 @@ def load_backbone_weights(
     state dict file, or the dict itself) into the backbone. The ImageNet classifier (``fc.*``;
     ``classifier.*`` and ``features.18.*`` for MobileNetV2) is skipped; every other key must match
     by name and shape, or a one-line ``CheckpointError`` names the first offenders."""
-    from ..checkpoints import safe_load, state_dict_from
-
     backbone = model.backbone if isinstance(model, DeepLabV3Plus) else model
     if not isinstance(backbone, (ResNetBackbone, MobileNetV2Backbone)):
         raise ConfigError(

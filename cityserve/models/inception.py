@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import safe_load, state_dict_from
+from ..errors import CheckpointError
+
 
 class BasicConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, **kw):
@@ -180,9 +183,6 @@ def load_fid_inception(path: str | None, seed: int | None = None, resize_input: 
     """The FID network with weights from ``path`` (pytorch-fid's file, loaded strictly with
     weights_only=True). ``path=None`` gives random weights (seeded): only for tests, never for
     reported numbers."""
-    from ..checkpoints import safe_load, state_dict_from
-    from ..errors import CheckpointError
-
     if path is None:
         if seed is not None:
             torch.manual_seed(seed)

@@ -15,7 +15,9 @@ from typing import Any, Optional
 
 from torch import nn
 
+from .. import contract
 from ..cards import ModelCard
+from ..checkpoints import load_strict, load_weights
 from ..errors import CheckpointError, ConfigError
 
 FAMILY_MODULES = {
@@ -73,8 +75,6 @@ def config_from_card(card: ModelCard) -> Any:
 
 def build_from_card(card: ModelCard, load: bool = True, inference: bool = True) -> nn.Module:
     """The card's model with its weights (sha256-verified), in eval mode; inference form if asked."""
-    from ..checkpoints import load_strict, load_weights
-
     fam = family(card.arch)
     model = fam.build(config_from_card(card))
     if load:
@@ -90,3 +90,13 @@ def render_io(card: ModelCard) -> RenderIO:
     if fam.render_io is None:
         raise ConfigError(f"{card.name} is a {fam.kind} ({card.arch}), not a generator")
     return fam.render_io(config_from_card(card))
+
+
+def graph_tensors(card: ModelCard) -> tuple[tuple[contract.TensorSpec, ...], tuple[contract.TensorSpec, ...]]:
+    """The (inputs, outputs) of the card's graph in the tensor contract (``cityserve.contract``): a
+    generator's render graph or a segmenter's segment graph, at the card's H x W."""
+    h, w = card.height, card.width
+    if family(card.arch).kind == "segmenter":
+        return (contract.segment_input(h, w),), (contract.segment_output(h, w),)
+    io = render_io(card)
+    return contract.render_inputs(io.num_classes, h, w, io.use_instance, io.z_dim), (contract.render_output(h, w),)

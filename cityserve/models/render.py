@@ -1,4 +1,4 @@
-"""The render graph: the whole label -> photo computation as one module, as docs/architecture.md's contract says.
+"""The render graph: the whole label -> photo computation as one module, in ``cityserve.contract``'s terms.
 
     labels    uint8/int32 [B,1,H,W]  label ids of the model's label set (= generator channel indices)
     instances int32       [B,1,H,W]  optional; boundary edges are computed here
@@ -17,6 +17,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .. import contract
+from ..labels import get_label_set
+from .registry import build_from_card, render_io
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -75,11 +79,11 @@ class RenderGraph(nn.Module):
 
     @property
     def input_names(self) -> list[str]:
-        names = ["labels"]
+        names = [contract.LABELS]
         if self.use_instance:
-            names.append("instances")
+            names.append(contract.INSTANCES)
         if self.z_dim:
-            names.append("z")
+            names.append(contract.Z)
         return names
 
     def semantics(self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -102,9 +106,6 @@ class RenderGraph(nn.Module):
 
 def render_graph_from_card(card, inference: bool = True) -> RenderGraph:
     """The card's generator wrapped in the render contract, weights loaded (sha256-checked), eval mode."""
-    from ..labels import get_label_set
-    from .registry import build_from_card, render_io
-
     io = render_io(card)
     generator = build_from_card(card, inference=inference)
     palette = get_label_set(card.label_set).palette if io.input_mode == "color" else None

@@ -1,4 +1,4 @@
-"""The segment graph: photo in, label ids out, as one module (the segmenter's side of docs/architecture.md).
+"""The segment graph: photo in, label ids out, as one module (the segmenter's side of ``cityserve.contract``).
 
     image   uint8 [B,H,W,3]  RGB photo
     labels  uint8 [B,1,H,W]  label ids of the segmenter's label set (Cityscapes: labelIds.png values)
@@ -19,11 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+from ..labels import get_label_set
+from .registry import build_from_card, config_from_card, family
+
 
 def train_id_lut(label_set, num_classes: int) -> np.ndarray:
     """int32 [num_classes]: the label id of each train id (the lowest id carrying it)."""
-    from ..labels import get_label_set
-
     ls = get_label_set(label_set)
     return ls.from_train_ids(np.arange(num_classes)).astype(np.int32)
 
@@ -77,9 +79,6 @@ class SegmentGraph(nn.Module):
 def segment_graph_from_card(card, inference: bool = True) -> SegmentGraph:
     """The card's segmenter (weights sha256-checked, eval mode) wrapped in the segment contract; the
     label set is the card's, the normalization the config's."""
-    from ..errors import ConfigError
-    from .registry import build_from_card, config_from_card, family
-
     fam = family(card.arch)
     if fam.kind != "segmenter":
         raise ConfigError(f"{card.name} is a {fam.kind} ({card.arch}), not a segmenter")

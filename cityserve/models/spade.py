@@ -13,14 +13,14 @@ one device); ReLU in ``mlp_shared``; leaky ReLU 0.2 in the blocks and before ``c
 1x1 shortcut only where a block changes the channel count; spectral norm with the stored ``u``/``v``
 (no power iteration in eval, sigma = u . (W v)).
 
-The inference form (``to_inference``) folds each spectral norm into a plain weight ``W / sigma`` by hand
-(``torch.nn.utils.remove_spectral_norm`` leaves a load hook behind in torch 2.13) and leaves batch norm
-in eval mode, so exporters see conv -> BatchNormalization they can fuse. Outputs are unchanged.
+The inference form (``cityserve.models.spectral_norm.to_inference``) folds each spectral norm into a
+plain weight ``W / sigma`` and leaves batch norm in eval mode, so exporters see conv ->
+BatchNormalization they can fuse. Outputs are unchanged.
 
 VAE models: the encoder is not part of the generator module. Its weights travel in the *same* weights
 file as the generator, under the prefix ``netE.`` (the official netE keys after that prefix);
 ``SPADEGenerator`` ignores ``netE.*`` keys when loading, so ``build_from_card`` keeps loading strictly,
-and ``load_encoder(card)`` builds the ``ConvEncoder`` from them.
+and ``cityserve.models.spade_style.load_encoder(card)`` builds the ``ConvEncoder`` from them.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ import dataclasses
 import re
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..options import option
 from .registry import Family, RenderIO, register_family
+from .spectral_norm import to_inference
 
 UPSAMPLING_LAYERS = {"normal": 5, "more": 6, "most": 7}
 ENCODER_PREFIX = "netE."
@@ -344,73 +344,7 @@ class ConvEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
-# ---- inference form ----------------------------------------------------------------------------
-
-
-def _spectral_hook(module: nn.Module):
-    from torch.nn.utils.spectral_norm import SpectralNorm
-
-    for hook in module._forward_pre_hooks.values():
-        if isinstance(hook, SpectralNorm):
-            return hook
-    return None
-
-
-def folded_weight(module: nn.Module) -> torch.Tensor:
-    """``weight_orig / sigma`` with ``sigma = u . (W v)`` from the stored vectors (eval-mode SN)."""
-    hook = _spectral_hook(module)
-    name = hook.name if hook is not None else "weight"
-    w = getattr(module, name + "_orig")
-    u, v = getattr(module, name + "_u"), getattr(module, name + "_v")
-    dim = hook.dim if hook is not None else 0
-    w_mat = w.movedim(dim, 0).reshape(w.shape[dim], -1)
-    sigma = torch.dot(u, torch.mv(w_mat, v))
-    return (w / sigma).detach().clone()
-
-
-def fold_spectral_norm(model: nn.Module) -> nn.Module:
-    """Replace every spectral-normed conv / linear with a plain one holding ``W / sigma`` (in place)."""
-    for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if _spectral_hook(child) is None:
-                continue
-            if isinstance(child, nn.Conv2d):
-                plain = nn.Conv2d(
-                    child.in_channels,
-                    child.out_channels,
-                    child.kernel_size,
-                    child.stride,
-                    child.padding,
-                    child.dilation,
-                    child.groups,
-                    child.bias is not None,
-                    child.padding_mode,
-                )
-            elif isinstance(child, nn.Linear):
-                plain = nn.Linear(child.in_features, child.out_features, child.bias is not None)
-            else:
-                raise ConfigError(f"cannot fold spectral norm of a {type(child).__name__}")
-            plain = plain.to(device=child.weight_orig.device, dtype=child.weight_orig.dtype)
-            with torch.no_grad():
-                plain.weight.copy_(folded_weight(child))
-                if child.bias is not None:
-                    plain.bias.copy_(child.bias)
-            setattr(parent, child_name, plain)
-    return model
-
-
-def to_inference(model: nn.Module) -> nn.Module:
-    """Inference form of a SPADE generator or encoder: spectral norm folded, eval mode, no grads.
-
-    Batch norm stays in eval mode (running statistics), which exporters fuse into the preceding ops.
-    """
-    model.eval()
-    fold_spectral_norm(model)
-    model.requires_grad_(False)
-    return model.eval()
-
-
-# ---- family registration, encoder loading, style encoding --------------------------------------
+# ---- family registration ------------------------------------------------------------------------
 
 
 def build_generator(cfg: SPADEConfig) -> SPADEGenerator:
@@ -436,64 +370,3 @@ register_family(
         to_inference=to_inference,
     )
 )
-
-
-def encoder_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ``netE.``-prefixed keys of a cityserve SPADE weights file, prefix removed."""
-    n = len(ENCODER_PREFIX)
-    return {k[n:]: v for k, v in state_dict.items() if k.startswith(ENCODER_PREFIX)}
-
-
-def has_encoder(card) -> bool:
-    return bool(card.extra.get("encoder"))
-
-
-def load_encoder(card, inference: bool = True) -> ConvEncoder:
-    """The card's VAE encoder (weights sha256-verified), eval mode; inference form if asked."""
-    from ..checkpoints import load_weights
-    from .registry import config_from_card
-
-    if card.arch != "spade":
-        raise ConfigError(f"{card.name} is a {card.arch} model; only SPADE VAE models have a style encoder")
-    cfg = config_from_card(card)
-    if not cfg.use_vae:
-        raise ConfigError(f"model {card.name!r} is not a VAE model (use_vae false): it takes no style image")
-    sd = encoder_state_dict(load_weights(card))
-    if not sd:
-        raise ConfigError(
-            f"model {card.name!r} has no encoder weights (netE.* keys); re-import it with --netE "
-            f"to render with a style image"
-        )
-    enc = ConvEncoder(cfg)
-    try:
-        enc.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        first = " ".join(str(e).strip().splitlines()[:2])[:300]
-        raise CheckpointError(f"encoder weights in {card.weights_path} do not fit the card's config: {first}") from None
-    enc.eval()
-    return to_inference(enc) if inference else enc
-
-
-def style_tensor(image: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """RGB uint8 [H,W,3] -> [1,3,height,width] in [-1,1], resized (bicubic) as SPADE's image loader does."""
-    import cv2
-
-    img = np.asarray(image)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise ConfigError(f"style image must be RGB uint8 [H,W,3], got {img.dtype} {tuple(img.shape)}")
-    if img.shape[:2] != (height, width):
-        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_CUBIC)
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0)
-    return ((t - 0.5) / 0.5)[None]
-
-
-def encode_style(
-    encoder: ConvEncoder, image: np.ndarray, height: int, width: int, device: str | torch.device = "cpu"
-) -> np.ndarray:
-    """The style latent of an RGB image: the encoder's ``mu`` (deterministic; the official test-time
-    path samples ``mu + exp(logvar / 2) * eps``, which makes the same image render differently)."""
-    x = style_tensor(image, height, width).to(device)
-    encoder = encoder.to(device)
-    with torch.inference_mode():
-        mu, _ = encoder(x)
-    return mu.float().cpu().numpy()

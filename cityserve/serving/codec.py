@@ -20,10 +20,13 @@ import struct
 import zlib
 from typing import Any, Optional
 
+import cv2
 import numpy as np
 
 from ..errors import LabelError
-from ..labels.png import to_rgb8
+from ..labels import decode_image, get_label_set
+from ..labels.labelmap import check_ids, resize_nearest
+from ..labels.png import label_image_to_ids, to_rgb8
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
@@ -197,14 +200,10 @@ class LabelPngDecoder:
     nearest: bool = False
 
     def __post_init__(self) -> None:
-        from ..labels import get_label_set
-
         self.label_set = get_label_set(self.label_set)
         self.dtype = np.dtype(self.dtype)
 
     def decode(self, data: bytes) -> np.ndarray:
-        from ..labels import decode_image
-
         if len(data) > self.max_bytes:
             raise LabelError(f"label PNG is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
         header = png_header(data)
@@ -217,46 +216,19 @@ class LabelPngDecoder:
         png_check_inflated(data, header)
         try:
             img, _ = decode_image(data)
-            if img.ndim == 2:
-                if self.label_set.file_convention == "identity" and self.num_classes > self.label_set.num_ids:
-                    # ids the set lacks but the model has channels for (official SPADE Cityscapes: 35
-                    # channels for ids 0..33) are accepted as they are, as SPADE's loader and `cityserve
-                    # render` do; check_ids below still bounds them by the model's channels.
-                    ids = img.astype(np.int64)
-                else:
-                    ids = self.label_set.file_to_ids(img)
-            elif img.ndim == 3 and img.shape[2] in (3, 4) and img.dtype == np.uint8:
-                ids = self.label_set.colors_to_ids(img[..., 2::-1], nearest=self.nearest)  # BGR(A) -> RGB
-            else:
-                raise LabelError(
-                    f"unsupported label PNG layout {img.shape} {img.dtype} "
-                    f"(1-channel ids or 8-bit RGB/RGBA palette colors)"
-                )
+            # ids the set lacks but the model has channels for (official SPADE Cityscapes: 35 channels for
+            # ids 0..33) are accepted, as SPADE's loader and `cityserve render` do
+            ids = label_image_to_ids(img, self.label_set, self.nearest, num_channels=self.num_classes)
         except LabelError as e:
             raise LabelError(str(e).replace("label map (bytes): ", "")) from None
         if ids.shape != (self.height, self.width):
             raise LabelError(f"label PNG decoded to shape {ids.shape}, expected {self.height}x{self.width}")
-        check_ids(ids, self.num_classes, self.label_set.name)
+        check_ids(
+            ids,
+            self.num_classes,
+            f"a model with {self.num_classes} label channels of label set {self.label_set.name!r}",
+        )
         return ids.astype(self.dtype)[None]
-
-
-def check_ids(ids: np.ndarray, num_classes: int, label_set_name: str = "") -> None:
-    """Every id in 0..num_classes-1, or a LabelError naming the offending ids and their pixel counts."""
-    ids = np.asarray(ids)
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise LabelError(f"label ids must be integers, got {ids.dtype}")
-    if ids.size == 0:
-        return
-    if ids.min() >= 0 and ids.max() < num_classes:
-        return
-    bad = ids[(ids < 0) | (ids >= num_classes)]
-    values, counts = np.unique(bad, return_counts=True)
-    listed = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(values[:5], counts[:5]))
-    scope = f" of label set {label_set_name!r}" if label_set_name else ""
-    raise LabelError(
-        f"label id(s) {listed} out of range for a model with {num_classes} label channels{scope} "
-        f"(valid ids 0..{num_classes - 1})"
-    )
 
 
 @dataclasses.dataclass
@@ -270,8 +242,6 @@ class PhotoDecoder:
     max_bytes: int = DEFAULT_MAX_BYTES
 
     def decode(self, data: bytes) -> np.ndarray:
-        import cv2
-
         if len(data) > self.max_bytes:
             raise LabelError(f"photo is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
         header = image_header(data, allow_jpeg=True)
@@ -294,8 +264,6 @@ class PhotoDecoder:
 
 def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
     """uint8 RGB [H, W, 3] -> PNG bytes (zlib level ``compression``: 1 is fast, 9 small)."""
-    import cv2
-
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise LabelError(f"an image to encode must be uint8 [H, W, 3], not {image.dtype} {image.shape}")
@@ -309,8 +277,6 @@ def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
 
 def decode_rgb_png(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 RGB [H, W, 3] (for clients reading the server's photos)."""
-    import cv2
-
     png_check_inflated(data, png_header(data))
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
@@ -326,13 +292,9 @@ class LabelPngEncoder:
     compression: int = 1
 
     def __post_init__(self) -> None:
-        from ..labels import get_label_set
-
         self.label_set = get_label_set(self.label_set)
 
     def encode(self, ids: np.ndarray) -> tuple[bytes, bytes]:
-        import cv2
-
         ids = np.asarray(ids)
         if ids.ndim == 3 and ids.shape[0] == 1:
             ids = ids[0]
@@ -377,11 +339,3 @@ class RenderInputs:
         if self.z_dim:
             out["z"] = self._rng.standard_normal(self.z_dim).astype(np.float32)
         return out
-
-
-def resize_nearest(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of an id map [h, w] (torch's ``nearest``: source index floor(i * h / H))."""
-    h, w = ids.shape[-2:]
-    rows = (np.arange(height) * h // height).astype(np.intp)
-    cols = (np.arange(width) * w // width).astype(np.intp)
-    return ids[..., rows[:, None], cols[None, :]]

@@ -14,7 +14,12 @@ import os
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from ..cards import ModelCard, load_card
+from ..checkpoints import save_checkpoint
+from ..export.onnx_export import export_onnx
+from ..models.registry import family
 
 ASSETS = Path(str(importlib.resources.files("cityserve") / "assets"))
 DEMO_DIR = Path(os.environ.get("CITYSERVE_DEMO_MODEL", ASSETS / "demo"))  # models/demo/ in a checkout
@@ -56,11 +61,6 @@ def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
 def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:
     """A small SPADE (Cityscapes, 128x256, ngf 8) with seeded random weights, saved once in
     ``cache_dir`` (and exported to ONNX there once, with ``export``)."""
-    import torch
-
-    from ..checkpoints import save_checkpoint
-    from ..models.registry import family
-
     path = cache_dir / f"{PLACEHOLDER_NAME}.card.json"
     exported = cache_dir / "onnx" / "render.card.json"
     if export and exported.is_file():
@@ -87,8 +87,6 @@ def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:
 
 def _export(card: ModelCard, out_dir: Path) -> ModelCard:
     """Export once, so later runs start from the cached graph (the exported card names it)."""
-    from ..export.onnx_export import export_onnx
-
     export_onnx(card, out_dir)
     return load_card(out_dir / "render.card.json")
 

@@ -37,7 +37,8 @@ from tritonclient.grpc import model_config_pb2
 
 from ..cards import now_iso, sha256_file
 from ..errors import ConfigError, UnavailableError
-from ..export.tensorrt_build import PRECISIONS, BatchProfile
+from ..export.tensorrt_build import PRECISIONS, BatchProfile, build_engine
+from ..gpu import cuda_backend, import_tensorrt
 
 RECORD = "engine.json"
 PLAN = "model.plan"
@@ -172,8 +173,6 @@ def same_release(a: str, b: str) -> bool:
 def detect_target(device: int = 0) -> GpuTarget:
     """This machine's GPU and TensorRT; UnavailableError (exit 3) naming what is missing. Refuses a
     Python TensorRT whose release differs from the server's libnvinfer: its plans would not load."""
-    from ..engines.tensorrt_engine import cuda_backend, import_tensorrt
-
     server = server_tensorrt_version()
     trt = import_tensorrt()
     if server is not None and not same_release(server, trt.__version__):
@@ -192,7 +191,6 @@ Builder = Callable[[EngineSpec, Path, Path], None]  # (spec, plan path to write,
 
 def tensorrt_builder(device: int = 0) -> Builder:
     """cityserve's TensorRT 10 builder (FP16 with normalization layers pinned to FP32)."""
-    from ..export.tensorrt_build import build_engine
 
     def build(spec: EngineSpec, plan: Path, timing_cache: Path) -> None:
         build_engine(

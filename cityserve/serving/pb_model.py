@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LabelError
-from .codec import check_ids
+from ..labels.labelmap import check_ids
 from .drain import ModelState
 
 try:

@@ -513,7 +513,7 @@ def _cpu_render_engine(src: GraphSource, opts: ServingOptions) -> str:
     exported .onnx graph is served as that graph, by onnxruntime)."""
     if opts.cpu_engine != "auto":
         return opts.cpu_engine
-    from ..bench.devices import cpu_supports_bf16
+    from ..hardware import cpu_supports_bf16
 
     return "aot" if cpu_supports_bf16() and not src.from_onnx else "onnxruntime"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import secrets
 import shutil
@@ -29,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Optional
+
+import psutil
+import tritonclient.grpc as grpcclient
 
 from ..errors import CityserveError
 from .drain import STATE_ENV, drain, ensemble_names
@@ -54,8 +58,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _set_pdeathsig() -> None:  # runs in the child before exec: die with the process that started us
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
@@ -208,8 +210,6 @@ class TritonServer:
     def wait_ready(self, timeout: Optional[float] = None) -> None:
         """Block until the server and all its models are ready (strict readiness); raise with the log
         tail when the process exits or the timeout passes."""
-        import tritonclient.grpc as grpcclient
-
         deadline = time.monotonic() + (timeout or self.startup_timeout)
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
@@ -237,8 +237,6 @@ class TritonServer:
 
     def descendants(self) -> list:
         """The server's descendant processes (the python backend stubs), as psutil.Process objects."""
-        import psutil
-
         if self.process is None:
             return []
         try:
@@ -250,8 +248,6 @@ class TritonServer:
         """Drain (up to ``drain_timeout``; ``drain=False`` skips it), SIGTERM (Triton finishes direct
         requests, unloads models and ends its stubs), then SIGKILL whatever is left of the process
         group, and remove this server's shared-memory regions. Returns the server's exit code."""
-        import psutil
-
         if self.process is None:
             return None
         if drain and self.drain_timeout > 0 and self.process.poll() is None:

@@ -14,12 +14,16 @@ outside a venv. NGC containers have a system install with its own backends.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import shutil
+import site
 import sys
 import sysconfig
 from pathlib import Path
 from typing import Optional
+
+import cityserve
 
 from ..errors import UnavailableError
 
@@ -70,11 +74,10 @@ def find_tritonserver(prefer: str = "auto") -> TritonInstall:
 
 
 def _bundled_install() -> TritonInstall:
-    try:
-        import pytriton
-    except ImportError:
-        raise UnavailableError("the nvidia-pytriton wheel is not installed") from None
-    root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+    spec = importlib.util.find_spec("pytriton")  # found, not imported: only its files are needed
+    if spec is None or spec.origin is None:
+        raise UnavailableError("the nvidia-pytriton wheel is not installed")
+    root = Path(spec.origin).resolve().parent / "tritonserver"
     binary = root / "bin" / "tritonserver"
     lib_dir = root.parents[1] / "nvidia_pytriton.libs"
     backend = root / "backends" / "python"
@@ -104,10 +107,6 @@ def assemble_backend_dir(install: TritonInstall, dest: Path) -> Path:
 def python_paths() -> list[str]:
     """What the backend stub needs on sys.path: this environment's site-packages and cityserve's parent
     (an editable install is found through a .pth file, which PYTHONPATH entries do not process)."""
-    import site
-
-    import cityserve
-
     paths = [str(Path(cityserve.__file__).resolve().parents[1])]
     for p in site.getsitepackages() + [site.getusersitepackages()]:
         if p and Path(p).is_dir() and p not in paths:

@@ -37,9 +37,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..bench.devices import cpu_supports_bf16
 from ..cards import ModelCard
 from ..errors import ConfigError
+from ..hardware import cpu_supports_bf16
 from ..options import option
 from .distributed import ResumableSampler, check_ranks_agree, cleanup_distributed, setup_distributed
 from .monitor import LossMonitor, TrainingDiverged

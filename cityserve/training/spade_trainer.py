@@ -35,7 +35,8 @@ from ..errors import CheckpointError, ConfigError
 from ..labels import get_label_set
 from ..models.registry import build_from_card, config_from_card
 from ..models.render import instance_edges, one_hot
-from ..models.spade import ENCODER_PREFIX, ConvEncoder, SPADEConfig, SPADEGenerator, has_encoder, load_encoder
+from ..models.spade import ENCODER_PREFIX, ConvEncoder, SPADEConfig, SPADEGenerator
+from ..models.spade_style import has_encoder, load_encoder
 from ..options import option
 from .common import colorize, init_weights, label_set_for_card, palette_tensor, to_unit
 from .discriminators import MultiscaleDConfig, MultiscaleDiscriminator, divide_pred

@@ -83,7 +83,7 @@ def test_failover_loses_nothing_through_a_crash_and_a_restart(repo, replicas):
             if i is None:
                 return
             if i >= REQUESTS - 400:
-                b_back.wait(180)  # the last 400 only once B is back, so it can be put back in the pool
+                b_back.wait(180)  # the last 400 only once B is back in the pool
             try:
                 results[i] = decode_rgb_png(client.label2photo(inputs[i % 8]))
             except Exception as e:  # recorded, asserted on below
@@ -103,7 +103,11 @@ def test_failover_loses_nothing_through_a_crash_and_a_restart(repo, replicas):
         assert b.terminate() == 0  # B: drained and stopped ...
         assert any("drained in" in line for line in b.lines)
         b.start()  # ... and started again on the same ports
-        b_back.set()
+        deadline = time.monotonic() + 60
+        while not next(r["up"] for r in client.pool.state() if r["url"] == b.grpc_url):
+            assert time.monotonic() < deadline, "the restarted replica was never put back"
+            time.sleep(0.05)
+        b_back.set()  # the last 400 go out once the health checks have put B back in the pool
         for t in threads:
             t.join(240)
     finally:

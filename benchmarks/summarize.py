@@ -30,6 +30,8 @@ def section(results_root: Path) -> str:
     out = []
     for p in files:
         doc = json.loads(p.read_text())
+        if doc.get("kind") == "reliability":  # benchmarks/reliability.py: its own .md beside it
+            continue
         rel = p.relative_to(REPO)
         dev = doc["device"]
         out += [

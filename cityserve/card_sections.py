@@ -62,6 +62,7 @@ class ServingOptions:
     onnx_accelerator: str = "none"  # gpu-onnx: "tensorrt" puts onnxruntime's TensorRT EP (FP16) first
     nearest_colors: bool = False  # decode_png snaps unknown colors to the nearest palette color
     cpu_engine: str = "auto"  # cpu target render model: "aot" (AOTInductor package), "onnxruntime", or "auto"
+    trust_aot: bool = False  # load an AOT package not compiled on this machine (native code): command line only
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in SERVING_BOUNDS.items():
@@ -70,7 +71,7 @@ class ServingOptions:
             value = getattr(self, name)
             if value not in choices:
                 raise ConfigError(f"{name} must be {' or '.join(map(repr, choices))}, not {value!r:.40}")
-        for name in ("warmup", "nearest_colors"):
+        for name in ("warmup", "nearest_colors", "trust_aot"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, not {getattr(self, name)!r:.40}")
         if self.preferred_batch_sizes is not None:

@@ -7,8 +7,10 @@ atomic: a run killed mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import pickletools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +22,32 @@ from .cards import ModelCard, atomic_write_bytes, now_iso, sha256_file
 from .errors import CheckpointError
 
 
+def unsafe_globals(path: str | os.PathLike) -> list[str]:
+    """The Python globals a checkpoint's pickle would import beyond what ``weights_only`` allows,
+    read from its opcodes without running any (a torch.save zip or a bare pickle)."""
+    with contextlib.suppress(Exception):
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    names: list[str] = []
+    strings: list[str] = []
+    with contextlib.suppress(Exception), open(path, "rb") as f:
+        for op, arg, _ in pickletools.genops(f):
+            if isinstance(arg, str) and op.name != "GLOBAL" and op.name != "INST":
+                strings.append(arg)
+            elif op.name in ("GLOBAL", "INST"):
+                names.append(".".join(str(arg).split(" ", 1)))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    try:
+        allowed = set(torch._weights_only_unpickler._get_allowed_globals())
+    except Exception:  # private API moved: report them all
+        allowed = set()
+    return [n for n in dict.fromkeys(names) if n not in allowed]
+
+
 def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True`` and errors that name the file and the problem."""
+    """``torch.load`` with ``weights_only=True`` and errors that name the file and the problem (a
+    refused pickle names the globals it wanted, and never repeats torch's advice to switch the
+    protection off)."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist")
@@ -32,19 +58,23 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu")
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, zipfile errors …
         text = str(e).strip()
         msg = text.splitlines()[0] if text else type(e).__name__
+        blocked = unsafe_globals(p) if "Weights only load failed" in text else []
+        if not blocked and "GLOBAL" in text:
+            blocked = re.findall(r"GLOBAL (\S+)", text)
+        if blocked:
+            raise CheckpointError(
+                f"checkpoint {p} is refused: its pickle would import {', '.join(blocked[:3])}, which can run "
+                f"code; checkpoints are read as tensors only (weights_only=True)"
+            ) from None
         if "central directory" in msg or "EOF" in msg or "truncated" in msg.lower() or isinstance(e, EOFError):
             why = "truncated or corrupt"
-        elif "Unsupported global" in text:
-            # name the refused global (the first line of torch's message is generic)
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-            msg = f"it needs {found.group(1)}" if found else msg
-            why = "refused: it holds Python objects beyond tensors (checkpoints are loaded with weights_only=True)"
         elif "WeightsUnpickler error" in text or "Weights only load failed" in text:
             found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-            msg = found.group(1).strip() if found else msg
+            msg = found.group(1).strip() if found else "not a checkpoint of tensors"
             why = "not a readable PyTorch checkpoint (corrupt, or not a checkpoint)"
         else:
             why = "not a readable PyTorch checkpoint"
+            msg = msg if len(msg) > 3 else f"{type(e).__name__} {msg}"
         raise CheckpointError(f"checkpoint {p} is {why}: {msg[:200]}") from None
 
 

@@ -1,84 +1,46 @@
-"""The gRPC client of a cityserve Triton server (``tritonclient.grpc``).
+"""The gRPC client of cityserve Triton servers (``tritonclient.grpc``): one server or several replicas.
 
 >>> client = CityserveClient("127.0.0.1:8001")
 >>> photo_png = client.label2photo(open("labels.png", "rb").read())        # PNG in, PNG out
 >>> photo = client.render(ids)                                              # ids [H,W] in, uint8 [1,H,W,3] out
 >>> photos = client.render_many([png1, png2, ...], concurrency=8)          # many requests in flight
+>>> spread = CityserveClient(["h1:8001", "h2:8001", "h3:8001"])             # balanced, with failover
 
 What it adds to tritonclient: label maps as PNG bytes, files or id arrays, photos as PNG bytes or
 arrays; batches in one request or many requests in flight at once (async, ``concurrency`` at a
-time); a deadline per request; retries (with backoff) while the server answers UNAVAILABLE (starting,
-overloaded); and every error status turned into an exception whose message is the server's, e.g.
-``ServerError: in ensemble 'label2photo', decode_png: PNG: not a PNG: ...``.
+time); a deadline per request; several replicas, each request sent to the least busy one
+(``cityserve.replicas``); retries within the deadline when a server cannot serve now (UNAVAILABLE:
+down, stopping, draining; NOT_FOUND while its models unload during a restart), on another replica
+at once when one is up, else after a capped, jittered backoff; and every error status turned into an
+exception whose message is the server's, e.g. ``ServerError: in ensemble 'label2photo', decode_png:
+PNG: not a PNG: ...``.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import np_to_triton_dtype
 
 from . import contract
-from .errors import CityserveError, ConfigError, LabelError, UnavailableError
+from .errors import ConfigError, LabelError
+from .inference import (  # noqa: F401  (re-exported: the client's errors)
+    DEFAULT_URL,
+    InferenceClient,
+    RequestTimeout,
+    ServerError,
+    ServerUnavailable,
+    convert_error,
+)
 from .labels import labelmap
 from .serving.codec import decode_rgb_png, encode_rgb_png
 
-DEFAULT_URL = "127.0.0.1:8001"
 LabelInput = Union[bytes, bytearray, str, os.PathLike, np.ndarray]
-
-
-class ServerError(CityserveError):
-    """The server answered a request with an error status; ``str(e)`` is the server's message."""
-
-    def __init__(self, message: str, status: str = "", model: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.model = model
-
-
-class RequestTimeout(ServerError):
-    """The request's deadline passed before the server answered."""
-
-
-class ServerUnavailable(UnavailableError):
-    """The server stayed UNAVAILABLE (or unreachable) through every retry."""
-
-
-def _status_name(exc: Exception) -> str:
-    status = getattr(exc, "status", None)
-    s = status() if callable(status) else status
-    return str(s or "").replace("StatusCode.", "")
-
-
-def _message(exc: Exception) -> str:
-    msg = getattr(exc, "message", None)
-    m = msg() if callable(msg) else msg
-    return str(m if m else exc)
-
-
-def convert_error(exc: Exception, model: str, timeout: Optional[float] = None) -> CityserveError:
-    """tritonclient's InferenceServerException -> ServerError / RequestTimeout / ServerUnavailable."""
-    status, message = _status_name(exc), _message(exc)
-    if status == "DEADLINE_EXCEEDED":
-        return RequestTimeout(
-            f"model {model!r}: no answer within the {timeout:g} s deadline"
-            if timeout
-            else f"model {model!r}: deadline exceeded",
-            status,
-            model,
-        )
-    if status == "UNAVAILABLE":
-        return ServerUnavailable(f"server unavailable for model {model!r}: {message}")
-    return ServerError(message, status, model)
 
 
 def read_input_bytes(item: LabelInput) -> bytes:
@@ -96,179 +58,27 @@ def _bytes_tensor(item: LabelInput) -> np.ndarray:
     return np.array([[read_input_bytes(item)]], dtype=np.object_)
 
 
-class CityserveClient:
-    """A connection to one server. Thread-safe; one underlying gRPC channel.
-
-    ``timeout``: the deadline of each request in seconds (retries included). ``retries``: how many
-    times a request that met UNAVAILABLE is sent again (exponential backoff from ``backoff`` s).
-    """
+class CityserveClient(InferenceClient):
+    """Label maps in, photos out, from one server or several replicas (a list, or
+    ``"h1:8001,h2:8001"``). Thread-safe. ``timeout`` (s, retries included), ``retries``, ``backoff``,
+    ``backoff_cap`` and ``policy``: see ``InferenceClient``."""
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: Union[str, Sequence[str]] = DEFAULT_URL,
         timeout: float = 60.0,
-        retries: int = 4,
-        backoff: float = 0.1,
+        retries: Optional[int] = None,
+        backoff: float = 0.05,
+        backoff_cap: float = 1.0,
         label2photo_model: str = "label2photo",
         render_model: str = "render",
         verbose: bool = False,
+        policy: str = "least-outstanding",
+        health_interval: float = 0.25,
     ):
-        self._grpc = grpcclient
-        self.url = url
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
+        super().__init__(url, timeout, retries, backoff, backoff_cap, verbose, policy, health_interval)
         self.label2photo_model = label2photo_model
         self.render_model = render_model
-        self._client = self._grpc.InferenceServerClient(url, verbose=verbose)
-        self._configs: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-
-    # ---- server state ------------------------------------------------------------------------
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> CityserveClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def is_ready(self) -> bool:
-        try:
-            return bool(self._client.is_server_ready())
-        except Exception:
-            return False
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.is_ready():
-            if time.monotonic() > deadline:
-                raise ServerUnavailable(f"server {self.url} not ready after {timeout:g} s")
-            time.sleep(0.2)
-
-    def model_config(self, model: str) -> dict[str, Any]:
-        """The served model's configuration (cached), as Triton reports it."""
-        with self._lock:
-            if model not in self._configs:
-                try:
-                    cfg = self._client.get_model_config(model, as_json=True, client_timeout=self.timeout)
-                except Exception as e:
-                    err = convert_error(e, model)
-                    text = str(err).lower()
-                    if isinstance(err, ServerError) and ("unknown model" in text or "not found" in text):
-                        raise ConfigError(f"server {self.url} serves no model {model!r}") from None
-                    raise err from None
-                self._configs[model] = cfg.get("config", cfg)
-            return self._configs[model]
-
-    def parameters(self, model: str) -> dict[str, str]:
-        return {k: v.get("string_value", "") for k, v in self.model_config(model).get("parameters", {}).items()}
-
-    # ---- one request, with deadline and retries ----------------------------------------------
-    def _inputs(self, feeds: dict[str, np.ndarray]) -> list:
-        out = []
-        for name, arr in feeds.items():
-            dtype = "BYTES" if arr.dtype == np.object_ else np_to_triton_dtype(arr.dtype)
-            t = self._grpc.InferInput(name, list(arr.shape), dtype)
-            t.set_data_from_numpy(arr)
-            out.append(t)
-        return out
-
-    def infer(
-        self,
-        model: str,
-        feeds: dict[str, np.ndarray],
-        outputs: Optional[Sequence[str]] = None,
-        timeout: Optional[float] = None,
-    ) -> dict[str, np.ndarray]:
-        """Run ``model`` on raw tensors (name -> array with the batch axis first); returns every
-        requested output (all of the model's outputs when ``outputs`` is None)."""
-        timeout = self.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + timeout
-        inputs = self._inputs(feeds)
-        req_out = [self._grpc.InferRequestedOutput(o) for o in outputs] if outputs else None
-        attempt = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RequestTimeout(
-                    f"model {model!r}: no answer within the {timeout:g} s deadline", "DEADLINE_EXCEEDED", model
-                )
-            try:
-                result = self._client.infer(model, inputs, outputs=req_out, client_timeout=left)
-            except Exception as e:
-                err = convert_error(e, model, timeout)
-                if isinstance(err, ServerUnavailable) and attempt < self.retries:
-                    attempt += 1
-                    time.sleep(min(self._delay(attempt), max(0.0, deadline - time.monotonic())))
-                    continue
-                raise err from None
-            return self._outputs(result, model, outputs)
-
-    def _delay(self, attempt: int) -> float:
-        return self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-
-    def _outputs(self, result, model: str, outputs: Optional[Sequence[str]]) -> dict[str, np.ndarray]:
-        names = outputs or [o["name"] for o in self.model_config(model).get("output", [])]
-        return {n: result.as_numpy(n) for n in names}
-
-    def infer_async(
-        self,
-        model: str,
-        feeds: dict[str, np.ndarray],
-        outputs: Optional[Sequence[str]] = None,
-        timeout: Optional[float] = None,
-    ) -> Future:
-        """Send without waiting: a Future of the outputs dict (or of the exception), with the same
-        deadline and UNAVAILABLE retries as ``infer``."""
-        timeout = self.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + timeout
-        inputs = self._inputs(feeds)
-        req_out = [self._grpc.InferRequestedOutput(o) for o in outputs] if outputs else None
-        if outputs is None:
-            self.model_config(model)  # cache the output names before the callback thread needs them
-        future: Future = Future()
-        future.set_running_or_notify_cancel()
-
-        def send(attempt: int) -> None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                future.set_exception(
-                    RequestTimeout(
-                        f"model {model!r}: no answer within the {timeout:g} s deadline", "DEADLINE_EXCEEDED", model
-                    )
-                )
-                return
-            try:
-                self._client.async_infer(
-                    model,
-                    inputs,
-                    callback=lambda result, error: done(result, error, attempt),
-                    outputs=req_out,
-                    client_timeout=left,
-                )
-            except Exception as e:
-                done(None, e, attempt)
-
-        def done(result, error, attempt: int) -> None:
-            if error is None:
-                try:
-                    future.set_result(self._outputs(result, model, outputs))
-                except Exception as e:
-                    future.set_exception(e)
-                return
-            err = convert_error(error, model, timeout)
-            if isinstance(err, ServerUnavailable) and attempt < self.retries:
-                delay = min(self._delay(attempt + 1), max(0.0, deadline - time.monotonic()))
-                timer = threading.Timer(delay, send, args=(attempt + 1,))
-                timer.daemon = True
-                timer.start()
-                return
-            future.set_exception(err)
-
-        send(0)
-        return future
 
     # ---- label maps -> photos ----------------------------------------------------------------
     def label2photo(

@@ -207,6 +207,9 @@ def evaluate_generator(
     the generated vs the real photos, from the segmenting passes themselves). Scenes are drawn at (seeds)
     or resized to (folders) the generator's size; ``segfeat_pooling`` None skips the distance."""
 
+    net = None
+    if inception is not None:  # a wrong weights file is refused before any scene is rendered
+        net = load_fid_inception(inception)
     renderer = Renderer.from_card(gen_card, engine=engine)
     if not isinstance(source, SceneSource):
         source = SyntheticScenes(source)
@@ -246,8 +249,7 @@ def evaluate_generator(
             "dims": int(fg.shape[1]),
             "note": SEGFEAT_NOTE,
         }
-    if inception is not None:
-        net = load_fid_inception(inception)
+    if net is not None:
         f_fake, f_real_inc = inception_features(net, fakes), inception_features(net, reals)
         report.fid = fid_from_features(f_fake, f_real_inc)
         report.kid = kid_from_features(f_fake, f_real_inc)

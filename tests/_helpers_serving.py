@@ -144,3 +144,29 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     row = b"\x00" * (width + 1)
     data = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()  # only the first rows: enough to inflate
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def tiny_pix2pix_onnx(out_dir: Path, name: str = "tiny-p2p") -> Path:
+    """The cheapest real generator the serving path runs (~1 ms a 128x128 image): a pix2pix U-Net
+    (unet_128, ngf 2, palette-color input, random weights) exported as ``render.onnx`` + card, for
+    the tests that send thousands of requests."""
+    from cityserve.export.onnx_export import export_onnx
+    from cityserve.models.registry import family
+
+    config = dict(label_nc=35, input_mode="color", ngf=2, netG="unet_128", use_dropout=False)
+    fam = family("pix2pix")
+    torch.manual_seed(2)
+    model = fam.build(fam.config_cls(**config)).eval()
+    card = ModelCard(
+        name=name,
+        kind="generator",
+        arch="pix2pix",
+        config=config,
+        label_set="cityscapes",
+        height=128,
+        width=128,
+        provenance={"source": "random weights, failover tests"},
+        extra={"serving": {"max_batch_size": 8}},
+    )
+    card = load_card(save_checkpoint(card, model.state_dict(), out_dir, name))
+    return export_onnx(card, Path(out_dir) / "exported")

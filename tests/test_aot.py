@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from cityserve.bench.devices import cpu_flags
+from cityserve.card_sections import ServingOptions
 from cityserve.cards import load_card
 from cityserve.errors import CheckpointError, ConfigError, UnavailableError
 
@@ -311,3 +312,45 @@ def test_cpu_target_serves_through_the_package(aot_card, gen_card, tmp_path):
         photo = client.render(png_bytes(labels[0, 0]), output="array")  # label2photo ensemble, PNG in
         assert photo.shape == (1, H, W, 3)
         assert_within_budget(photo, torch_render(gen_card, labels[:1], labels[:1].astype(np.int32)))
+
+
+def test_packages_load_only_where_they_were_built_unless_trusted(aot_card, aot_copy, gen_card, tmp_path, capsys):
+    """A package is native code: a copy of one (as a downloaded card would bring) is refused by the
+    engine, by `cityserve render --engine aot` and by the repository builder, unless trusted."""
+    from cityserve.cli import main
+    from cityserve.export.aot import aot_card_for, load_aot
+    from cityserve.serving.repo import build_repository
+
+    assert load_aot(aot_card) is not None  # compiled into its folder here: loads
+    copy = load_card(aot_copy)
+    with pytest.raises(CheckpointError, match="not compiled into that folder on this machine") as e:
+        load_aot(copy)
+    assert "\n" not in str(e.value) and "--trust" in str(e.value)
+    with pytest.raises(CheckpointError, match="native code"):
+        aot_card_for(copy)
+    labels, inst = scenes(1, seed=60)
+    trusted = load_aot(copy, trust=True)
+    assert (
+        np.abs(
+            trusted({"labels": labels, "instances": inst}).astype(int)
+            - load_aot(aot_card)({"labels": labels, "instances": inst}).astype(int)
+        ).max()
+        == 0
+    )
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "l.png"), labels[0, 0])
+    args = ["render", str(tmp_path / "l.png"), "--model", str(aot_copy), "--engine", "aot", "--out"]
+    assert main([*args, str(tmp_path / "refused.png")]) == 2
+    err = capsys.readouterr().err
+    assert "native code" in err and err.count("\n") == 1 and not (tmp_path / "refused.png").exists()
+    assert main([*args, str(tmp_path / "trusted.png"), "--trust"]) == 0 and (tmp_path / "trusted.png").is_file()
+
+    with pytest.raises(CheckpointError, match="native code"):
+        build_repository([copy], "cpu", tmp_path / "r1", overrides={"cpu_engine": "aot"})
+    built = build_repository([copy], "cpu", tmp_path / "r2", overrides={"cpu_engine": "aot", "trust_aot": True})
+    assert built.models["render"]["engine"] == "aot"
+    copy.serving = ServingOptions(trust_aot=True)  # a card cannot vouch for itself
+    with pytest.raises(ConfigError, match="trust_aot is not a card option"):
+        build_repository([copy], "cpu", tmp_path / "r3", overrides={"cpu_engine": "aot"})

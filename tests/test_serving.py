@@ -30,6 +30,7 @@ from _helpers_serving import (
     tiny_spade_card,
 )
 
+from cityserve.bench.bad_inputs import png_idat_bomb
 from cityserve.card_sections import ServingOptions
 from cityserve.errors import ConfigError, LabelError
 
@@ -391,6 +392,24 @@ def test_png_header_checks():
     assert photo.shape == (H, W, 3)
 
 
+def test_idat_bomb_is_refused_while_inflating():
+    """A 256x512 PNG with an honest header whose 2 MB of pixel data inflate to 2 GiB: refused after
+    inflating one byte more than the 131 328 bytes its header allows (OpenCV would inflate it all)."""
+    from cityserve.serving.codec import LabelPngDecoder, PhotoDecoder, png_check_inflated, png_header, png_raw_size
+
+    bomb = png_idat_bomb(512, 256, 2 << 30)
+    assert len(bomb) < 3_000_000 and png_raw_size(png_header(bomb)) == 256 * (512 + 1)
+    with pytest.raises(LabelError, match=r"decompression bomb.*: refused after inflating 131329 bytes"):
+        png_check_inflated(bomb)
+    with pytest.raises(LabelError, match="decompression bomb"):
+        LabelPngDecoder("cityscapes", 256, 512, 35).decode(bomb)
+    with pytest.raises(LabelError, match="decompression bomb"):
+        PhotoDecoder(256, 512).decode(bomb)
+    for arr in (block_labels(3), np.zeros((H, W, 3), np.uint8), np.zeros((5, 7, 4), np.uint8)):
+        good = png_bytes(arr)  # honest PNGs inflate to exactly the header's size
+        assert png_check_inflated(good) == png_raw_size(png_header(good))
+
+
 def test_render_inputs_resize_nearest_and_instances():
     from cityserve.serving.codec import RenderInputs, resize_nearest
 
@@ -479,6 +498,7 @@ def _bad_inputs():
         ("truncated", good[: len(good) // 2], "truncated"),
         ("not-png", b"hello, world" * 4, "not a PNG"),
         ("bomb", png_bomb(30000, 30000), "over the configured maximum"),
+        ("idat-bomb", png_idat_bomb(W, H, 256 << 20), "decompression bomb"),  # honest header, 256 MiB inflated
         ("unknown-color", png_bytes(colors), r"color.*\(1, 2, 3\).*not in label set"),
         ("out-of-range-id", png_bytes(out_of_range), "id 200 at 20 pixels is out of range"),
         ("wrong-size", png_bytes(np.full((32, 64), 7, np.uint8)), "32x64"),
@@ -581,13 +601,35 @@ def test_deadline_and_retries(client):
     dead.close()
 
 
-def test_clients_cannot_load_models(client):
+def test_clients_cannot_load_models_or_register_shared_memory(server, client, local_renderer):
+    """Admin APIs are restricted by default: no model load, no shared-memory registration (a client
+    that registered the stubs' own regions could abort the server), over gRPC and HTTP alike."""
+    import urllib.error
+    import urllib.request
+
+    import tritonclient.utils.shared_memory as shm
     from tritonclient.utils import InferenceServerException
 
-    with pytest.raises(InferenceServerException, match="explicit model load / unload is not allowed"):
+    from cityserve.serving.codec import decode_rgb_png
+
+    with pytest.raises(InferenceServerException, match="restricted"):
         client._client.load_model("render")
+    probe_key = f"/cityserve_probe_{os.getpid()}"
+    region = shm.create_shared_memory_region("probe", probe_key, 1 << 16)
+    try:
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client._client.register_system_shared_memory("probe", probe_key, 1 << 16)
+        body = json.dumps({"key": probe_key, "offset": 0, "byte_size": 1 << 16}).encode()
+        req = urllib.request.Request(f"{server['http']}/v2/systemsharedmemory/region/probe/register", data=body)
+        with pytest.raises(urllib.error.HTTPError) as http:
+            urllib.request.urlopen(req, timeout=10)
+        assert "restricted" in http.value.read().decode()
+    finally:
+        shm.destroy_shared_memory_region(region)
     with pytest.raises(ConfigError, match="no model 'nope'"):
         client.model_config("nope")
+    ids = block_labels(13)  # and it still serves
+    assert_photo_close(decode_rgb_png(client.label2photo(png_bytes(ids))), local_renderer.render(ids)[0])
 
 
 def test_render_command_through_the_server(server, tmp_path, local_renderer):
@@ -651,15 +693,60 @@ def test_placeholder_demo_model_when_none_is_shipped(tmp_path, models):
     card.verify()
 
 
-def test_sigterm_stops_the_server_with_no_orphans(server):
-    """Last test of the module: SIGTERM to `cityserve serve` stops tritonserver and its stubs."""
+def test_sigterm_drains_then_stops_the_server_with_no_orphans(server):
+    """Last test of the module: SIGTERM to `cityserve serve` under load. The requests already accepted
+    finish; those not yet accepted get UNAVAILABLE ("draining", then "stopping" and NOT_FOUND while
+    models unload: what a client retries); none fails half-way through the ensemble; then
+    tritonserver, its stubs and its shared memory are gone."""
+    import tritonclient.grpc as grpcclient
+
     proc = server["proc"]
     tree = psutil.Process(proc.pid).children(recursive=True)
     names = [p.name() for p in tree]
     assert any("tritonserver" in n for n in names) and sum("stub" in n for n in names) >= 5, names
+    triton = next(p for p in tree if "tritonserver" in p.name())
+    prefix = next(a.split("=", 1)[1] for a in triton.cmdline() if "shm-region-prefix-name=" in a)
+    assert prefix.startswith("cityserve_") and any(n.startswith(prefix) for n in os.listdir("/dev/shm"))
+    png = png_bytes(block_labels(14))
+    outcomes: list[tuple[float, str, str]] = []  # (sent at, status, message)
+    stop_at = [float("inf")]
+    done = threading.Event()
+
+    def load() -> None:
+        c = grpcclient.InferenceServerClient(server["grpc"])
+        inp = grpcclient.InferInput("LABELS_PNG", [1, 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[png]], dtype=np.object_))
+        while not done.is_set():
+            sent = time.monotonic()
+            try:
+                c.infer("label2photo", [inp], client_timeout=60)
+                outcomes.append((sent, "OK", ""))
+            except Exception as e:
+                outcomes.append((sent, str(e.status()).replace("StatusCode.", ""), str(e.message())))
+                if sent > stop_at[0]:
+                    time.sleep(0.02)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while sum(o[1] == "OK" for o in outcomes) < 8:
+        time.sleep(0.05)
+    stop_at[0] = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 0
+    assert proc.wait(90) == 0
+    done.set()
+    for t in threads:
+        t.join(60)
+    before = [o for o in outcomes if o[0] < stop_at[0]]
+    failed_before = [o for o in before if o[1] != "OK"]
+    # sent before the signal: served, or refused at the entry while draining (never accepted)
+    assert all(o[1] == "UNAVAILABLE" and "draining" in o[2] for o in failed_before), failed_before[:3]
+    assert sum(o[1] == "OK" for o in before) >= 8
+    for _sent, status, message in outcomes:
+        assert status in ("OK", "UNAVAILABLE") or (status == "NOT_FOUND" and "no available versions" in message)
     gone, alive = psutil.wait_procs(tree, timeout=15)
     assert not alive, f"orphans: {[(p.pid, p.name()) for p in alive]}"
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
     time.sleep(0.2)
+    assert any("drained in" in line for line in server["lines"]), server["lines"][-5:]
     assert any("stopped" in line for line in server["lines"])

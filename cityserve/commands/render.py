@@ -43,6 +43,7 @@ examples:
   cityserve render examples/street_01.png --model models/demo/spade-demo.card.json --engine onnxruntime \\
       --out photo.png
   cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png   # a running `cityserve serve`
+  cityserve render examples/street_01.png --server 10.0.0.1:8001,10.0.0.2:8001 --out photo.png   # replicas
 """
 
 ENGINE_NAMES = ("torch", "onnxruntime", "aot", "tensorrt")
@@ -73,7 +74,16 @@ def register(sub, groups) -> None:
     p.add_argument("--nearest", action="store_true", help="snap label colors to the nearest palette color")
     p.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="render engine (default torch)")
     p.add_argument("--device", help="cpu or cuda (default cpu; for onnxruntime: its execution provider)")
-    p.add_argument("--server", metavar="HOST:PORT", help="render on a running cityserve/Triton server instead")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="--engine aot: load a package not compiled on this machine (it is native code: know its origin)",
+    )
+    p.add_argument(
+        "--server",
+        metavar="HOST:PORT[,...]",
+        help="render on running cityserve/Triton servers instead (several: balanced, with failover)",
+    )
     p.set_defaults(func=run)
 
 
@@ -105,9 +115,10 @@ def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
 
 
 def run_remote(args) -> int:
-    """``--server HOST:PORT``: the label PNG goes to the server's ``label2photo`` ensemble (or the one
-    --model names); the photo PNG comes back. ``--nearest`` decodes the colors here (snapping to the
-    palette) and sends the ids to the raw render model instead."""
+    """``--server HOST:PORT[,HOST:PORT...]``: the label PNG goes to the server's ``label2photo`` ensemble
+    (or the one --model names); the photo PNG comes back. Several servers: the request goes to one
+    that is up and fails over to the others within the deadline. ``--nearest`` decodes the colors
+    here (snapping to the palette) and sends the ids to the raw render model instead."""
     from ..client import CityserveClient  # tritonclient and grpc: only when a server is asked for
 
     out = str(args.out)
@@ -139,7 +150,7 @@ def run_remote(args) -> int:
             )
     atomic_write_bytes(out, png)
     ms = (time.perf_counter() - started) * 1000
-    print(f"wrote {out} (via {args.server} model {via!r}, {ms:.0f} ms)")
+    print(f"wrote {out} (via {client.last_url or args.server} model {via!r}, {ms:.0f} ms)")
     return 0
 
 
@@ -156,7 +167,10 @@ def run(args) -> int:
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out {args.out}: the photo is written as PNG; name it *.png")
     card = load_card(args.model)
-    renderer = Renderer(card, engine=args.engine, **engine_options(args.engine, args.device))
+    options = engine_options(args.engine, args.device)
+    if args.engine == "aot" and args.trust:
+        options["trust"] = True
+    renderer = Renderer(card, engine=args.engine, **options)
     labels = renderer.read_labels(args.labels, nearest=args.nearest)
     instances = None
     if args.instances:

@@ -110,6 +110,12 @@ def register(sub, groups) -> None:
         "aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given",
     )
     g.add_argument("--onnx-accelerator", choices=("none", "tensorrt"), help="gpu-onnx: TensorRT EP in FP16")
+    g.add_argument(
+        "--trust-aot",
+        action="store_const",
+        const=True,
+        help="cpu target: accept an AOT card whose package was not compiled on this machine (native code)",
+    )
     p.add_argument(
         "--plan",
         action="append",
@@ -132,6 +138,7 @@ OPTION_NAMES = (
     "nearest_colors",
     "onnx_accelerator",
     "cpu_engine",
+    "trust_aot",
 )
 
 

@@ -27,6 +27,9 @@ not the ~16x AMX gives, which bounds what BF16 can win on it.
 After compiling, the package is run against the float32 torch model on a few synthetic label maps
 and the uint8 differences are recorded in the card (``artifacts["aot"].accuracy``) against the budget
 (max <= 8 levels, mean <= 1 level).
+
+A package is native code (a shared library), not data: it is loaded only from the folder it was
+compiled into on this machine, or with ``trust=True`` (``--trust``); see ``cityserve.export.aot_trust``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ..errors import CheckpointError, CityserveError, ConfigError, UnavailableEr
 from ..hardware import cpu_flags, cpu_name, cpu_supports_bf16
 from ..models.registry import render_io
 from ..models.render import RenderGraph, render_graph_from_card
+from .aot_trust import check_trusted, is_trusted, record_built
 from .fuse import fuse_spade
 
 PACKAGE = "render.pt2"
@@ -285,13 +289,15 @@ def compile_aot(
         configs = dict(DEFAULT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs)
         pkg = aoti_compile_and_package(ep, package_path=str(out / PACKAGE), inductor_configs=configs)
     seconds = time.perf_counter() - t0
+    pkg_sha256 = sha256_file(pkg)
+    record_built(pkg_sha256, out)  # built here, into this folder: loadable without --trust
     log(f"compiled in {seconds:.0f} s")
     # the package's card names no weights: it points at the card that holds them (export provenance)
     new = card.derived(out)
     io = render_io(card)
     new.artifacts["aot"] = AotArtifact(
         file=PACKAGE,
-        sha256=sha256_file(pkg),
+        sha256=pkg_sha256,
         dtype=dtype,
         torch=torch.__version__,
         vec_isa=vec_isa(),
@@ -341,18 +347,27 @@ def check_compatible(aot: AotArtifact, flags: Optional[set[str]] = None) -> None
         )
 
 
+def verify_package(aot: AotArtifact, directory: str | os.PathLike, trust: bool = False) -> Path:
+    """The package file, once this CPU and torch can run it, its bytes match the card, and it was
+    compiled into ``directory`` here (or ``trust``); else a one-line error naming the first problem."""
+    check_compatible(aot)
+    pkg = Path(directory) / aot.file
+    if not aot.file or not pkg.is_file():
+        raise CheckpointError(f"AOT package {pkg} is missing")
+    if sha256_file(pkg) != aot.sha256:
+        raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
+    check_trusted(aot.sha256, Path(directory), trust)
+    return pkg
+
+
 class AOTPackage:
     """A loaded ``render.pt2``, checked first: ``package(feeds)`` takes the render graph's inputs by name
     (numpy) and returns the uint8 image [B,H,W,3]. The engine, the benchmark and the Triton cpu model
-    all run packages through this one class."""
+    all run packages through this one class. Loading runs the package's native code: it must have been
+    compiled into ``directory`` on this machine, unless ``trust``."""
 
-    def __init__(self, aot: AotArtifact, directory: str | os.PathLike):
-        check_compatible(aot)
-        pkg = Path(directory) / aot.file
-        if not aot.file or not pkg.is_file():
-            raise CheckpointError(f"AOT package {pkg} is missing")
-        if sha256_file(pkg) != aot.sha256:
-            raise CheckpointError(f"AOT package {pkg} does not match the sha256 in its card (changed or truncated)")
+    def __init__(self, aot: AotArtifact, directory: str | os.PathLike, trust: bool = False):
+        pkg = verify_package(aot, directory, trust)
         from torch._inductor import aoti_load_package
 
         self.inputs = list(aot.inputs)  # positional order of the compiled graph
@@ -375,15 +390,18 @@ def aot_artifact(card: ModelCard) -> AotArtifact:
     return aot
 
 
-def load_aot(card: ModelCard) -> AOTPackage:
-    """The package of an AOT card, after the compatibility and sha256 checks."""
-    return AOTPackage(aot_artifact(card), card.directory)
+def load_aot(card: ModelCard, trust: bool = False) -> AOTPackage:
+    """The package of an AOT card, after the compatibility, sha256 and origin checks."""
+    return AOTPackage(aot_artifact(card), card.directory, trust)
 
 
-def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None) -> ModelCard:
-    """The AOT card to run ``card`` with: ``card`` itself if it is one, else the package cached beside it
-    (``<card dir>/aot-<dtype>/``), compiled now when missing or built for another torch / CPU."""
+def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None, trust: bool = False) -> ModelCard:
+    """The AOT card to run ``card`` with: ``card`` itself if it is one (refused unless compiled into its
+    folder here, or ``trust``), else the package cached beside it (``<card dir>/aot-<dtype>/``),
+    compiled now when missing, built for another torch / CPU, or not built here (a cache that came
+    with a downloaded model is rebuilt from the weights, never loaded)."""
     if "aot" in card.artifacts:
+        verify_package(aot_artifact(card), card.directory, trust)
         return card
     dtype = dtype or default_dtype()
     cached = card.directory / f"aot-{dtype}" / f"{file_stem(card.name)}.card.json"
@@ -392,7 +410,11 @@ def aot_card_for(card: ModelCard, dtype: Optional[str] = None, log=None) -> Mode
             c = load_card(cached)
             aot = aot_artifact(c)
             check_compatible(aot)
-            if c.sha256 == card.sha256 and (c.directory / aot.file).is_file():
+            if (
+                c.sha256 == card.sha256
+                and (c.directory / aot.file).is_file()
+                and (trust or is_trusted(aot.sha256, c.directory))
+            ):
                 return c
         except CityserveError:
             pass

@@ -87,7 +87,7 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
         params["intra_op_threads"] = opts.intra_op_threads
         header = [*what, "run by onnxruntime in Triton's python backend."]
         if role == "render" and cpu_render_engine(src, opts) == "aot":
-            aot_card = aot_card_for(src.card)
+            aot_card = aot_card_for(src.card, trust=bool(opts.trust_aot))
             aot = aot_artifact(aot_card)
             engine, runtime, folder = "aot", "aot_python", "render_aot_python"
             files = {"render.pt2": aot_card.directory / aot.file, "card.json": aot_card.to_json()}

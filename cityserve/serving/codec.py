@@ -5,8 +5,12 @@ around these classes, so everything here is tested without a server. Every failu
 ``LabelError`` whose one-line message names the problem (not a PNG, truncated, too large, wrong size,
 a color or id the label set does not have).
 
-A PNG bomb (a few kilobytes that inflate to gigabytes) is rejected from its IHDR header, before any
-pixel is decoded: width x height over ``max_pixels`` is refused outright.
+PNG bombs are refused twice before OpenCV sees them: a header claiming more than ``max_pixels`` is
+refused outright, and the pixel data (IDAT chunks) is inflated as a stream, discarding the output, and
+refused as soon as it exceeds the exact size the header allows (``png_check_inflated``). A 256x512 PNG
+whose 2 MB of IDAT inflate to 2 GiB therefore costs the milliseconds of inflating 128 KiB, not the
+seconds of inflating 2 GiB, and the request queued behind it is not held up. (Compressed ancillary
+chunks, zTXt / iTXt / iCCP, are bounded by libpng itself: it stops inflating them at its own limit.)
 """
 
 from __future__ import annotations
@@ -59,6 +63,65 @@ def png_header(data: bytes) -> ImageHeader:
     if color not in _PNG_COLOR_TYPES or depth not in (1, 2, 4, 8, 16):
         raise LabelError(f"malformed PNG: unknown color type {color} / bit depth {depth}")
     return ImageHeader("png", width, height, _PNG_COLOR_TYPES[color], depth)
+
+
+def png_raw_size(header: ImageHeader, interlaced: bool = False) -> int:
+    """Bytes of filtered scanlines (a filter byte + the packed pixels per row) a PNG of this header
+    inflates to: exactly this much, for every valid file. Adam7 images sum their seven passes."""
+    bits = header.channels * header.bit_depth
+    passes = (
+        [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+        if interlaced
+        else [(0, 0, 1, 1)]
+    )
+    total = 0
+    for x0, y0, dx, dy in passes:  # first column, first row, column step, row step
+        cols = (header.width - x0 + dx - 1) // dx if header.width > x0 else 0
+        rows = (header.height - y0 + dy - 1) // dy if header.height > y0 else 0
+        if cols and rows:
+            total += rows * (1 + (cols * bits + 7) // 8)
+    return total
+
+
+_INFLATE_STEP = 1 << 20  # inflate at most this much per call: memory stays flat whatever the data says
+
+
+def png_check_inflated(data: bytes, header: Optional[ImageHeader] = None) -> int:
+    """Inflate the IDAT stream, discarding the output, and refuse it the moment it exceeds what the
+    header allows (a decompression bomb). Returns the inflated byte count. Work and memory are bounded
+    by the header's size, never by the data; short or corrupt streams are left to the decoder to
+    report (as truncated)."""
+    header = header or png_header(data)
+    interlaced = data[28] == 1
+    limit = png_raw_size(header, interlaced)
+    view = memoryview(data)
+    inflater = zlib.decompressobj()
+    total, pos, n = 0, 8, len(data)
+    while pos + 8 <= n:
+        length, kind = struct.unpack(">I4s", view[pos : pos + 8])
+        start, end = pos + 8, min(pos + 8 + length, n)
+        pos = pos + 12 + length
+        if kind == b"IEND":
+            break
+        if kind != b"IDAT":
+            continue
+        pending = view[start:end]
+        while pending:
+            try:
+                out = inflater.decompress(pending, min(_INFLATE_STEP, limit + 1 - total))
+            except zlib.error:
+                return total  # corrupt stream: the decoder names it
+            total += len(out)
+            if total > limit:
+                raise LabelError(
+                    f"PNG pixel data inflates past the {limit} bytes its {header.width}x{header.height} "
+                    f"header allows (a decompression bomb, or data that is not this header's): refused after "
+                    f"inflating {total} bytes"
+                )
+            if inflater.eof:
+                return total
+            pending = inflater.unconsumed_tail
+    return total
 
 
 def jpeg_header(data: bytes) -> ImageHeader:
@@ -149,6 +212,7 @@ class LabelPngDecoder:
                 f"label PNG is {header.height}x{header.width} (HxW) but the model renders "
                 f"{self.height}x{self.width}; resize the label map with nearest-neighbour first"
             )
+        png_check_inflated(data, header)
         try:
             img, _ = decode_image(data)
             # ids the set lacks but the model has channels for (official SPADE Cityscapes: 35 channels for
@@ -181,6 +245,8 @@ class PhotoDecoder:
             raise LabelError(f"photo is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
         header = image_header(data, allow_jpeg=True)
         check_size(header, self.max_pixels, "photo")
+        if header.format == "png":
+            png_check_inflated(data, header)
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
             raise LabelError(
@@ -210,7 +276,7 @@ def encode_rgb_png(image: np.ndarray, compression: int = 1) -> bytes:
 
 def decode_rgb_png(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 RGB [H, W, 3] (for clients reading the server's photos)."""
-    png_header(data)
+    png_check_inflated(data, png_header(data))
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise LabelError(f"PNG of {len(data)} bytes does not decode")

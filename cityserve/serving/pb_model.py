@@ -3,8 +3,10 @@
 Each ``model.py`` stays a short ``TritonPythonModel`` in the shape of Triton's own examples and keeps
 only what is its own; the parts every one of them would repeat live here: reading ``args`` and the
 model config, answering each request on its own (an exception fails only that request, as an
-``INVALID_ARG`` error naming the model), and, for the graph runners, running the requests that the
-dynamic batcher grouped as one call.
+``INVALID_ARG`` error naming the model), marking the process busy while it executes (what a drain waits
+for, ``cityserve.serving.drain``), and, for the graph runners, running the requests that the dynamic
+batcher grouped as one call. An ``entry`` model (the first step of the ensembles) answers UNAVAILABLE
+while its server drains.
 
 Imported inside Triton's python backend stub, which puts ``triton_python_backend_utils`` on the path.
 """
@@ -19,6 +21,7 @@ import numpy as np
 
 from ..errors import LabelError
 from ..labels.labelmap import check_ids
+from .drain import ModelState
 
 try:
     import triton_python_backend_utils as pb_utils
@@ -26,18 +29,20 @@ except ImportError:  # outside the stub: the module imports, the models cannot r
     pb_utils = None
 
 
-def error(message: str, invalid_arg: bool = True) -> Any:
-    """A ``TritonError``: INVALID_ARG (bad input) where this Triton's python backend has error codes."""
-    if invalid_arg:
+def error(message: str, invalid_arg: bool = True, code: str = "") -> Any:
+    """A ``TritonError``: INVALID_ARG (bad input), or the named ``code`` (e.g. "UNAVAILABLE"), where this
+    Triton's python backend has error codes."""
+    code = code or ("INVALID_ARG" if invalid_arg else "")
+    if code:
         try:
-            return pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+            return pb_utils.TritonError(message, getattr(pb_utils.TritonError, code))
         except (AttributeError, TypeError):
             pass
     return pb_utils.TritonError(message)
 
 
-def error_response(message: str, invalid_arg: bool = True) -> Any:
-    return pb_utils.InferenceResponse(error=error(message, invalid_arg))
+def error_response(message: str, invalid_arg: bool = True, code: str = "") -> Any:
+    return pb_utils.InferenceResponse(error=error(message, invalid_arg, code))
 
 
 def input_array(request: Any, name: str) -> np.ndarray:
@@ -56,7 +61,10 @@ class PythonModel:
     """Base of a ``TritonPythonModel``. ``initialize`` reads the config into ``config``, ``params`` (its
     string parameters), ``name``, ``inputs`` / ``outputs`` (tensor names) and ``version_dir``; subclasses
     call it first, then set up. ``execute`` answers each request with ``infer(request)``, a
-    ``{output name: array}`` dict, or with the error it raised."""
+    ``{output name: array}`` dict, or with the error it raised; with ``entry = True``, every request
+    gets UNAVAILABLE while the server drains."""
+
+    entry = False
 
     def initialize(self, args: dict[str, str]) -> None:
         self.config = json.loads(args["model_config"])
@@ -65,6 +73,7 @@ class PythonModel:
         self.inputs = [i["name"] for i in self.config.get("input", [])]
         self.outputs = [o["name"] for o in self.config.get("output", [])]
         self.version_dir = os.path.join(args["model_repository"], args["model_version"])
+        self.state = ModelState(self.name, entry=self.entry)
 
     def version_file(self, param: str, default: str) -> str:
         """The file in the version directory that parameter ``param`` names (``default`` without it);
@@ -78,13 +87,17 @@ class PythonModel:
         raise NotImplementedError
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        responses = []
-        for request in requests:
-            try:
-                responses.append(response(self.infer(request)))
-            except Exception as e:
-                responses.append(error_response(f"{self.name}: {e}"))
-        return responses
+        if self.entry and self.state.draining():
+            message = f"{self.name}: the server is draining before it stops; retry on another replica or later"
+            return [error_response(message, code="UNAVAILABLE") for _ in requests]
+        with self.state.busy():
+            responses = []
+            for request in requests:
+                try:
+                    responses.append(response(self.infer(request)))
+                except Exception as e:
+                    responses.append(error_response(f"{self.name}: {e}"))
+            return responses
 
 
 class BatchedPythonModel(PythonModel):
@@ -114,6 +127,10 @@ class BatchedPythonModel(PythonModel):
         return feeds
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        with self.state.busy():
+            return self._execute(requests)
+
+    def _execute(self, requests: list[Any]) -> list[Any]:
         responses = [None] * len(requests)
         ready = []  # (request index, feeds, batch size)
         for i, request in enumerate(requests):

@@ -65,6 +65,8 @@ def serving_options(card: Optional[ModelCard], overrides: Optional[Mapping[str, 
     if card is None:
         return ServingOptions.from_sources(overrides, where="serving options")
     own = dataclasses.asdict(card.serving) if card.serving is not None else None
+    if own and own.get("trust_aot"):  # a card must not vouch for its own native code
+        raise ConfigError(f"card {card.name!r}: trust_aot is not a card option; only the command line trusts")
     return ServingOptions.from_sources(own, overrides, where=f"card {card.name!r}")
 
 

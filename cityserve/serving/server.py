@@ -1,17 +1,18 @@
-"""Start and stop a real ``tritonserver``: the one bundled in the nvidia-pytriton wheel, or one on PATH.
+"""Start, drain and stop a real ``tritonserver`` (the nvidia-pytriton wheel's, or one on PATH).
 
-Why this module exists: the wheel ships the server binary, its shared libraries and a python backend,
-but not in a layout Triton can use as it is. The backend directory must hold ``python/`` with
-``libtriton_python.so``, ``triton_python_backend_utils.py`` and the ``triton_python_backend_stub``
-built for *this* Python (``python_backend_stubs/3.X/``). The stub embeds libpython and ignores
-``PYTHONPATH``; it finds its prefix (a venv's ``pyvenv.cfg`` included) through the ``python3`` first
-on ``PATH``, so this interpreter's directory goes first on ``PATH`` and its LIBDIR on
-``LD_LIBRARY_PATH``. That gives the models this environment's packages (numpy<2, onnxruntime, opencv,
-cityserve); ``CITYSERVE_PYTHONPATH`` lists the same directories for installs outside a venv.
+Defaults that keep a server safe to expose: it binds to 127.0.0.1 on free ports, runs with model
+control mode ``none`` (clients cannot load or unload models), and the admin APIs are restricted
+(``--grpc-restricted-protocol`` / ``--http-restricted-api`` for shared memory, model repository,
+trace and logging, behind a header key that is random per start and never printed): a client that
+could register the python stubs' own ``/dev/shm`` regions could have outputs written over them and
+abort the server. ``admin_api=True`` lifts the restriction. (The key is in the server's command
+line, which local users with access to ``/proc`` can read; the restriction guards against clients
+over the network.) Health, metadata, model configuration, statistics and inference stay open.
 
-The server binds to 127.0.0.1 on free ports by default, runs with model control mode ``none`` (clients
-cannot load or unload models), and is stopped with SIGTERM, then SIGKILL of its whole process group
-(the python backend's stub processes included), so no process outlives ``stop()``.
+``stop()`` first drains (``cityserve.serving.drain``: new ensemble requests get UNAVAILABLE, those in
+flight finish), then sends SIGTERM, then SIGKILL to whatever is left of the process group (the python
+backend's stub processes included), so no process outlives it; then it removes the ``/dev/shm``
+regions of its own prefix that a killed server could not (``cityserve.serving.leftovers``).
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import dataclasses
-import importlib.util
 import os
+import secrets
 import shutil
 import signal
-import site
 import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -37,118 +34,20 @@ from typing import Optional
 import psutil
 import tritonclient.grpc as grpcclient
 
-import cityserve
+from ..errors import CityserveError
+from .drain import STATE_ENV, drain, ensemble_names
+from .leftovers import new_shm_prefix, remove_regions, write_owner
+from .triton_install import (  # noqa: F401  (re-exported: where callers have always found them)
+    TritonInstall,
+    assemble_backend_dir,
+    find_tritonserver,
+    python_paths,
+    python_version_tag,
+    server_environment,
+)
 
-from ..errors import CityserveError, UnavailableError
-
-
-@dataclasses.dataclass(frozen=True)
-class TritonInstall:
-    """Where a usable tritonserver lives.
-
-    ``bundled`` installs (the nvidia-pytriton wheel) need ``lib_dir`` on LD_LIBRARY_PATH and an
-    assembled backend directory; a system install (NGC container) uses its own backends.
-    """
-
-    binary: Path
-    lib_dir: Optional[Path] = None  # nvidia_pytriton.libs
-    python_backend: Optional[Path] = None  # dir with libtriton_python.so + triton_python_backend_utils.py
-    stub: Optional[Path] = None  # triton_python_backend_stub for this Python
-    bundled: bool = False
-
-
-def python_version_tag() -> str:
-    return f"{sys.version_info[0]}.{sys.version_info[1]}"
-
-
-def find_tritonserver(prefer: str = "auto") -> TritonInstall:
-    """The bundled server of the nvidia-pytriton wheel, else ``tritonserver`` on PATH (NGC containers).
-
-    ``prefer`` is "auto", "bundled" or "path". Raises UnavailableError naming what is missing.
-    """
-    errors = []
-    if prefer in ("auto", "bundled"):
-        try:
-            return _bundled_install()
-        except UnavailableError as e:
-            errors.append(str(e))
-    if prefer in ("auto", "path"):
-        found = shutil.which("tritonserver")
-        if found:
-            return TritonInstall(binary=Path(found))
-        for candidate in (Path("/opt/tritonserver/bin/tritonserver"),):
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return TritonInstall(binary=candidate)
-        errors.append("no `tritonserver` on PATH or in /opt/tritonserver/bin")
-    raise UnavailableError(
-        "cannot find tritonserver: "
-        + "; ".join(errors)
-        + " (install the nvidia-pytriton wheel: pip install nvidia-pytriton)"
-    )
-
-
-def _bundled_install() -> TritonInstall:
-    spec = importlib.util.find_spec("pytriton")  # found, not imported: only its files are needed
-    if spec is None or spec.origin is None:
-        raise UnavailableError("the nvidia-pytriton wheel is not installed")
-    root = Path(spec.origin).resolve().parent / "tritonserver"
-    binary = root / "bin" / "tritonserver"
-    lib_dir = root.parents[1] / "nvidia_pytriton.libs"
-    backend = root / "backends" / "python"
-    stub = root / "python_backend_stubs" / python_version_tag() / "triton_python_backend_stub"
-    for p, what in (
-        (binary, "server binary"),
-        (lib_dir, "server libraries"),
-        (backend / "libtriton_python.so", "python backend"),
-        (stub, f"python {python_version_tag()} stub"),
-    ):
-        if not p.exists():
-            raise UnavailableError(f"the nvidia-pytriton wheel lacks its {what} ({p})")
-    return TritonInstall(binary=binary, lib_dir=lib_dir, python_backend=backend, stub=stub, bundled=True)
-
-
-def assemble_backend_dir(install: TritonInstall, dest: Path) -> Path:
-    """``dest/python/`` = the wheel's python backend + the stub for this Python. Returns ``dest``."""
-    py = dest / "python"
-    py.mkdir(parents=True, exist_ok=True)
-    for f in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        shutil.copy2(install.python_backend / f, py / f)
-    shutil.copy2(install.stub, py / "triton_python_backend_stub")
-    os.chmod(py / "triton_python_backend_stub", 0o755)
-    return dest
-
-
-def python_paths() -> list[str]:
-    """What the backend stub needs on sys.path: this environment's site-packages and cityserve's parent
-    (an editable install is found through a .pth file, which PYTHONPATH entries do not process)."""
-    paths = [str(Path(cityserve.__file__).resolve().parents[1])]
-    for p in site.getsitepackages() + [site.getusersitepackages()]:
-        if p and Path(p).is_dir() and p not in paths:
-            paths.append(p)
-    return paths
-
-
-def server_environment(install: TritonInstall) -> dict[str, str]:
-    env = dict(os.environ)
-    lib_paths = []
-    if install.lib_dir is not None:
-        lib_paths.append(str(install.lib_dir))
-    # The stub links libpython3.X.so.1.0: prefer this interpreter's copy so stdlib and extensions match.
-    libdir = sysconfig.get_config_var("LIBDIR")
-    ldlib = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY") or ""
-    if libdir and ldlib and (Path(libdir) / ldlib).exists():
-        lib_paths.append(libdir)
-    if env.get("LD_LIBRARY_PATH"):
-        lib_paths.append(env["LD_LIBRARY_PATH"])
-    env["LD_LIBRARY_PATH"] = ":".join(lib_paths)
-    # The stub's embedded interpreter ignores PYTHONPATH; it finds its prefix (and a venv's
-    # pyvenv.cfg) through the `python3` it sees first on PATH, as pytriton arranges too.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    # ... and the python-backend models put these on sys.path themselves (non-venv installs).
-    env["CITYSERVE_PYTHONPATH"] = os.pathsep.join(python_paths())
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.pop("PYTHONSTARTUP", None)
-    return env
+ADMIN_APIS = ("shared-memory", "model-repository", "trace", "logging")
+ADMIN_HEADER = "cityserve-admin-key"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -184,6 +83,9 @@ class TritonServer:
         log_verbose: int = 0,
         startup_timeout: float = 180.0,
         extra_args: tuple[str, ...] = (),
+        admin_api: bool = False,
+        gpu_metrics: bool = False,
+        drain_timeout: float = 30.0,
     ):
         self.repository = Path(repository).resolve()
         if not (self.repository.is_dir()):
@@ -196,9 +98,17 @@ class TritonServer:
         self.log_verbose = log_verbose
         self.startup_timeout = startup_timeout
         self.extra_args = tuple(extra_args)
+        self.admin_api = bool(admin_api)
+        self.gpu_metrics = bool(gpu_metrics)
+        self.drain_timeout = float(drain_timeout)
         self.workdir = Path(tempfile.mkdtemp(prefix="cityserve-triton-"))
+        self.shm_prefix = new_shm_prefix()
+        write_owner(self.workdir, self.shm_prefix)
+        self.state_dir = self.workdir / "state"
         self.log_path = self.workdir / "tritonserver.log"
         self.process: Optional[subprocess.Popen] = None
+        self.last_drain: Optional[tuple[bool, float]] = None  # (drained in time, seconds) of the last stop
+        self._admin_key = secrets.token_urlsafe(24)
         self._log_file = None
 
     # ---- endpoints -----------------------------------------------------------------------------
@@ -243,12 +153,17 @@ class TritonServer:
             "--metrics-port",
             str(self.metrics_port),
             "--allow-gpu-metrics",
-            "false",
+            "true" if self.gpu_metrics else "false",
             "--exit-timeout-secs",
             "10",
             "--log-verbose",
             str(self.log_verbose),
+            "--backend-config",
+            f"python,shm-region-prefix-name={self.shm_prefix}",
         ]
+        if not self.admin_api:
+            restricted = f"{','.join(ADMIN_APIS)}:{ADMIN_HEADER}={self._admin_key}"
+            cmd += ["--grpc-restricted-protocol", restricted, "--http-restricted-api", restricted]
         if self.install.bundled:
             backends = assemble_backend_dir(self.install, self.workdir / "backends")
             cmd += ["--backend-directory", str(backends)]
@@ -263,15 +178,19 @@ class TritonServer:
             return self
         cmd = self.command()
         self._log_file = open(self.log_path, "wb")
+        shutil.rmtree(self.state_dir, ignore_errors=True)  # a restart of this object starts undrained
+        self.state_dir.mkdir()
+        env = dict(server_environment(self.install), **{STATE_ENV: str(self.state_dir)})
         self.process = subprocess.Popen(
             cmd,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=server_environment(self.install),
+            env=env,
             cwd=self.workdir,
             preexec_fn=_set_pdeathsig,
         )
+        write_owner(self.workdir, self.shm_prefix, (self.process.pid,))
         _RUNNING.add(self)
         if wait:
             try:
@@ -325,11 +244,14 @@ class TritonServer:
         except psutil.NoSuchProcess:
             return []
 
-    def stop(self, timeout: float = 20.0) -> Optional[int]:
-        """SIGTERM (Triton unloads models and ends its stubs), then SIGKILL whatever is left of the
-        process group. Returns the server's exit code."""
+    def stop(self, timeout: float = 20.0, drain: bool = True) -> Optional[int]:
+        """Drain (up to ``drain_timeout``; ``drain=False`` skips it), SIGTERM (Triton finishes direct
+        requests, unloads models and ends its stubs), then SIGKILL whatever is left of the process
+        group, and remove this server's shared-memory regions. Returns the server's exit code."""
         if self.process is None:
             return None
+        if drain and self.drain_timeout > 0 and self.process.poll() is None:
+            self.last_drain = self.drain()
         proc, self.process = self.process, None
         children = []
         with contextlib.suppress(psutil.Error):
@@ -351,11 +273,18 @@ class TritonServer:
         psutil.wait_procs(alive, timeout=5)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        remove_regions(self.shm_prefix)  # what a killed server could not remove itself
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         _RUNNING.discard(self)
         return proc.returncode
+
+    def drain(self, timeout: Optional[float] = None) -> tuple[bool, float]:
+        """Refuse new ensemble requests (UNAVAILABLE) and wait for those in flight; the server keeps
+        running. Returns (drained before the timeout, seconds)."""
+        timeout = self.drain_timeout if timeout is None else timeout
+        return drain(self.metrics_url, self.state_dir, timeout, ignore=ensemble_names(self.repository))
 
     def cleanup(self) -> None:
         self.stop()
@@ -374,7 +303,7 @@ _RUNNING: set[TritonServer] = set()
 def _stop_all() -> None:
     for server in list(_RUNNING):
         with contextlib.suppress(Exception):
-            server.stop(timeout=5)
+            server.stop(timeout=5, drain=False)
 
 
 atexit.register(_stop_all)

@@ -4,7 +4,10 @@
 -> label ids [1, H, W] at exactly the generator's size; unknown colors, out-of-range ids, a wrong size
 are errors. ``mode`` "photo": a photo PNG/JPEG -> RGB uint8 [H, W, 3], area-resized to the
 segmenter's size. In both, the IHDR/frame header is read first and images over ``max_pixels`` (PNG
-bombs) or ``max_bytes`` are refused without decoding. A bad item fails only its own request.
+bombs) or ``max_bytes`` are refused without decoding, and pixel data that inflates past the header's
+size is refused while inflating. A bad item fails only its own request. This is the first step of
+every ensemble (``entry``): while the server drains it answers UNAVAILABLE, so new requests go to
+another replica and those already past it finish.
 """
 
 import os
@@ -20,6 +23,8 @@ from cityserve.serving.pb_model import PythonModel, input_array
 
 
 class TritonPythonModel(PythonModel):
+    entry = True
+
     def initialize(self, args):
         super().initialize(args)
         self.mode = self.params["mode"]

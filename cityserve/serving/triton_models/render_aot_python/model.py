@@ -4,7 +4,9 @@ time with AOTInductor (``render.pt2``, BF16 where the CPU has it), loaded in sec
 The version directory holds ``render.pt2`` and ``card.json`` (the AOT card: torch version and CPU
 flags the package needs, its sha256). ``initialize`` refuses an incompatible or altered package with
 a one-line reason, so the server reports the model as failed to load instead of crashing on an
-illegal instruction. Requests that the dynamic batcher groups run as ONE call (concatenated along the
+illegal instruction. The package is native code: ``cityserve repo build`` copied it in only after
+checking that it was compiled on this machine (or was trusted with ``--trust-aot``); a model
+repository is code as a whole (these ``model.py`` files run too), so serve only repositories you built. Requests that the dynamic batcher groups run as ONE call (concatenated along the
 batch axis) and are split again; out-of-range label ids fail only their own request.
 """
 
@@ -34,8 +36,9 @@ class TritonPythonModel(BatchedPythonModel):
         torch.set_num_threads(threads)
         with open(self.version_file("card_file", "card.json")) as f:
             aot = aot_artifact(ModelCard.from_dict(json.load(f)))
-        # refuses, with a one-line reason, a package for missing CPU flags / another torch / altered bytes
-        self.package = AOTPackage(aot, self.version_dir)
+        # refuses, with a one-line reason, a package for missing CPU flags / another torch / altered bytes;
+        # its origin was checked by the repository builder (this folder is a copy it made)
+        self.package = AOTPackage(aot, self.version_dir, trust=True)
 
     def run(self, feeds):
         return [self.package(feeds)]

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml $(LOCK)
 install: $(STAMP)
 
 test: lint $(PA_VENV)/bin/perf_analyzer
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 # Formatting, lint and the dependency graph (the layers in pyproject.toml's [tool.importlinter]).
 lint: $(STAMP)

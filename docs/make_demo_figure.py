@@ -27,15 +27,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "img" / "demo_heldout.png"
 DEFAULT_SPADE = ROOT / "models" / "demo" / "spade-demo.card.json"
 DEFAULT_PIX2PIX = ROOT / "models" / "baselines" / "pix2pix-demo" / "pix2pix-demo.card.json"
+DEFAULT_HINGE = ROOT / "models" / "baselines" / "spade-hinge-demo" / "spade-demo.card.json"
 
 
-def montage(seeds: list[int], generators: list[tuple[str, str]], zoom: int = 1) -> np.ndarray:
-    renderers = [(title, Renderer.from_card(load_card(path), engine="torch")) for title, path in generators]
+def montage(seeds: list[int], generators: list[tuple[str, str, int]], zoom: int = 1) -> np.ndarray:
+    """Rows of label | each generator (rendered with noise seed = scene seed + its shift) | real."""
+    renderers = [
+        (title, Renderer.from_card(load_card(path), engine="torch"), shift) for title, path, shift in generators
+    ]
     h, w = renderers[0][1].height, renderers[0][1].width
     palette = get_label_set("cityscapes")
     H, W = h * zoom, w * zoom
     gap, header = 4, 28
-    titles = ["label map"] + [t for t, _ in renderers] + ["real (synthetic) photo"]
+    titles = ["label map"] + [t for t, _, _ in renderers] + ["real (synthetic) photo"]
     cols = len(titles)
     out = np.full((header + len(seeds) * (H + gap), cols * W + (cols - 1) * gap, 3), 255, np.uint8)
     for c, t in enumerate(titles):
@@ -43,7 +47,7 @@ def montage(seeds: list[int], generators: list[tuple[str, str]], zoom: int = 1) 
     for r, seed in enumerate(seeds):
         sc = generate_scene(seed, h, w)
         panels = [palette.ids_to_colors(sc.labels)]
-        panels += [rd.render(sc.labels, instances=sc.instances, seed=seed)[0] for _, rd in renderers]
+        panels += [rd.render(sc.labels, instances=sc.instances, seed=seed + shift)[0] for _, rd, shift in renderers]
         panels.append(sc.photo)
         y = header + r * (H + gap)
         for c, p in enumerate(panels):
@@ -58,12 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10003"))
     ap.add_argument("--spade", default=str(DEFAULT_SPADE), help="SPADE card")
     ap.add_argument("--pix2pix", default=str(DEFAULT_PIX2PIX), help="pix2pix card")
+    ap.add_argument("--hinge", default=str(DEFAULT_HINGE), help="the previous SPADE (hinge + feature matching) card")
     ap.add_argument("--zoom", type=int, default=1)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if min(args.seeds) < 10000:
         ap.error("--seeds: held-out scenes are seeds >= 10000 (the demo models trained on 0-9999)")
-    img = montage(args.seeds, [("SPADE (generated)", args.spade), ("pix2pix (generated)", args.pix2pix)], args.zoom)
+    generators = [
+        ("SPADE OASIS, noise A", args.spade, 0),
+        ("SPADE OASIS, noise B", args.spade, 1),
+        ("SPADE hinge+FM (old)", args.hinge, 0),
+        ("pix2pix", args.pix2pix, 0),
+    ]
+    img = montage(args.seeds, generators, args.zoom)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), img[..., ::-1])
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]})")

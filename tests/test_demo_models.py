@@ -29,7 +29,7 @@ def test_shipped_cards_are_valid_and_fit_the_budget():
         assert c.provenance["training_run"]["hardware"]["nproc"] >= 1
         if c.directory == DEMO_DIR:
             total += weights.stat().st_size
-    assert total < 25e6, f"models/demo weights are {total / 1e6:.1f} MB"
+    assert total < 30e6, f"models/demo weights are {total / 1e6:.1f} MB"
     gen = cards[0]
     assert (gen.height, gen.width) == (256, 512) and gen.arch == "spade"
 
@@ -54,4 +54,6 @@ def test_card_heldout_figures_are_what_cityserve_eval_gives(card_path, tmp_path)
     assert sc["miou_real"] == pytest.approx(m["heldout/consistency_miou_real"], abs=6e-4)
     assert r["l1"] == pytest.approx(m["heldout/l1"], abs=6e-5)
     assert r["ssim"] == pytest.approx(m["heldout/ssim"], abs=6e-5)
+    if "heldout/segfeat_frechet" in m:  # recorded since the OASIS demo generator
+        assert r["segfeat_frechet"] == pytest.approx(m["heldout/segfeat_frechet"], abs=2e-3)
     assert r["size"] == f"{card.height}x{card.width}"

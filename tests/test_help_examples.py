@@ -52,7 +52,7 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--preset citygan": "a full-size preset: one step takes 10-30 s here; tests/test_training.py runs train/pix2pix.py",
     "--preset deeplab": "a full-size preset; tests/test_training.py runs train/segmenter.py",
     "--preset oasis": "a full-size preset; tests/test_training.py runs train/spade.py",
-    "--init-D runs/demo128/state/step_00012000.pt": "needs the state of the 12000-step run above it",
+    "--init-D runs/demo128/state/step_00004000.pt": "needs the state of the 4000-step run above it",
 }
 SHRINK = [  # (as the example says, what the test runs): counts only
     (r"--seeds (\d+)-(\d+)", lambda m: f"--seeds {m[1]}-{min(int(m[2]), int(m[1]) + 3)}"),  # 4 scenes

@@ -21,10 +21,11 @@ from cityserve.training.spade_presets import PRESETS
 from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
 
 EPILOG = """examples:
-  # the shipped demo model (models/demo/spade-demo): 128x256, then fine-tuned at 256x512 (2-core CPU)
-  python train/spade.py --preset demo --seeds 0-1999 --max-steps 12000 --save-every 500 --out runs/demo128
-  python train/spade.py --preset demo --seeds 0-1999 --size 256x512 --max-steps 3000 --niter-decay 1 \\
-      --init-from runs/demo128/spade-demo.card.json --init-D runs/demo128/state/step_00012000.pt --out runs/demo
+  # the shipped demo model (models/demo/spade-demo): 128x256, then fine-tuned at 256x512 (2-core CPU; the
+  # shipped run was started for 8000 steps and stopped at 4000, see models/demo/README.md)
+  python train/spade.py --preset demo --seeds 0-1999 --max-steps 4000 --save-every 250 --out runs/demo128
+  python train/spade.py --preset demo --seeds 0-1999 --size 256x512 --max-steps 300 --niter-decay 1 \\
+      --init-from runs/demo128/spade-demo.card.json --init-D runs/demo128/state/step_00004000.pt --out runs/demo
 
   # SPADE's published Cityscapes settings on 8 GPUs (batch 16 per GPU here; SPADE used 16 in total)
   torchrun --nproc_per_node 8 train/spade.py --preset cityscapes --data cityscapes --root data/cityscapes \\

@@ -102,6 +102,11 @@ def metrics(args) -> int:
                 "heldout/consistency_miou_real": round(sc["miou_real"], 4),
                 "heldout/l1": round(res["l1"], 4),
                 "heldout/ssim": round(res["ssim"], 4),
+                **(
+                    {"heldout/segfeat_frechet": round(res["segfeat_frechet"], 3)}
+                    if res.get("segfeat_frechet") is not None
+                    else {}
+                ),
                 "heldout/consistency_per_class_iou_generated": {
                     n: (None if v["iou"] is None else round(v["iou"], 4))
                     for n, v in sc["generated"]["per_class"].items()

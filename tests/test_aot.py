@@ -347,6 +347,11 @@ def test_packages_load_only_where_they_were_built_unless_trusted(aot_card, aot_c
     assert "native code" in err and err.count("\n") == 1 and not (tmp_path / "refused.png").exists()
     assert main([*args, str(tmp_path / "trusted.png"), "--trust"]) == 0 and (tmp_path / "trusted.png").is_file()
 
+    # the package's card names its source card (the weights) beside its folder: copy that as well
+    source = Path(copy.source_card) if Path(copy.source_card).is_absolute() else copy.directory / copy.source_card
+    if not source.is_file():
+        shutil.copy(gen_card.path, source)
+        shutil.copy(gen_card.weights_path, source.parent / Path(gen_card.weights).name)
     with pytest.raises(CheckpointError, match="native code"):
         build_repository([copy], "cpu", tmp_path / "r1", overrides={"cpu_engine": "aot"})
     built = build_repository([copy], "cpu", tmp_path / "r2", overrides={"cpu_engine": "aot", "trust_aot": True})

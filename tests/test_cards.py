@@ -17,6 +17,8 @@ from cityserve.errors import CheckpointError, LabelError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "models" / "demo"
+# a card written before the typed sections (cityserve-card/1, an ``extra`` bag): the previous demo SPADE
+OLD_SPADE = REPO_ROOT / "models" / "baselines" / "spade-hinge-demo"
 EXAMPLE = REPO_ROOT / "examples" / "street_01.png"
 
 
@@ -25,8 +27,8 @@ def demo_copy(tmp_path):
     """The demo SPADE's card in a folder of its own, its weights linked in: a card to edit."""
     folder = tmp_path / "card"
     folder.mkdir()
-    (folder / "spade-demo.pt").symlink_to(DEMO / "spade-demo.pt")
-    shutil.copy(DEMO / "spade-demo.card.json", folder)
+    (folder / "spade-demo.pt").symlink_to(OLD_SPADE / "spade-demo.pt")
+    shutil.copy(OLD_SPADE / "spade-demo.card.json", folder)
     return folder / "spade-demo.card.json"
 
 
@@ -165,7 +167,7 @@ def test_weights_checks_cannot_be_skipped(demo_copy, tmp_path, capsys, edit, mes
 @pytest.mark.parametrize(
     "path",
     [
-        DEMO / "spade-demo.card.json",
+        OLD_SPADE / "spade-demo.card.json",
         DEMO / "segmenter-demo.card.json",
         REPO_ROOT / "models" / "baselines" / "pix2pix-demo" / "pix2pix-demo.card.json",
     ],
@@ -185,7 +187,7 @@ def test_old_exported_card_migrates_to_its_source_card(tmp_path):
     """A cityserve-card/1 export kept ``../`` weights and ``extra.onnx.source_card``: it now points at
     the source card (whose weights are inside its own folder) and still finds the weights."""
     src = tmp_path / "ckpt"
-    shutil.copytree(DEMO, src, ignore=shutil.ignore_patterns("logs", "segmenter*"))
+    shutil.copytree(OLD_SPADE, src)
     exported = tmp_path / "exported"
     exported.mkdir()
     d = json.loads((src / "spade-demo.card.json").read_text())

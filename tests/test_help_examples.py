@@ -53,6 +53,10 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--preset deeplab": "a full-size preset; tests/test_training.py runs train/segmenter.py",
     "--preset oasis": "a full-size preset; tests/test_training.py runs train/spade.py",
     "--init-D runs/demo128/state/step_00004000.pt": "needs the state of the 4000-step run above it",
+    "import deeplab best_deeplabv3plus_": "a VainF DeepLabV3+ checkpoint; tests/test_import_deeplab.py imports files of that format",
+    "--root /data/cityscapes": "a Cityscapes folder; tests/test_evaluation.py evaluates on dataset folders",
+    "drive.mp4": "a dashcam video; tests/test_build_dataset.py builds datasets from generated videos",
+    "--server 10.0.0.1:8001,10.0.0.2:8001": "a cluster's replicas; tests/test_replicas.py runs several URLs against real servers",
 }
 SHRINK = [  # (as the example says, what the test runs): counts only
     (r"--seeds (\d+)-(\d+)", lambda m: f"--seeds {m[1]}-{min(int(m[2]), int(m[1]) + 3)}"),  # 4 scenes

@@ -97,9 +97,9 @@ def test_nothing_tracked_points_outside_the_repository(repo_root):
 
 def test_package_data_is_found_without_repo_paths(repo_root):
     from cityserve.serving.defaults import DEMO_DIR, EXAMPLES_DIR
-    from cityserve.serving.repo import templates_dir
+    from cityserve.serving.repo import python_models_dir
 
-    assert (templates_dir() / "render_onnxruntime_python" / "model.py").is_file()
+    assert (python_models_dir() / "render_onnxruntime_python" / "model.py").is_file()
     assert (DEMO_DIR / "spade-demo.card.json").is_file() and (EXAMPLES_DIR / "street_01.png").is_file()
     offenders = subprocess.run(
         ["git", "grep", "-n", "-e", "parents\\[2\\]", "--", "cityserve"], cwd=repo_root, capture_output=True, text=True

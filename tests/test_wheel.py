@@ -69,7 +69,7 @@ def test_the_wheel_is_the_cityserve_imported_and_knows_its_version(wheel_venv):
         "assets/demo/segmenter-demo.card.json",
         "assets/examples/street_01.png",
         "serving/triton_models/render_onnxruntime_python/model.py",
-        "serving/triton_models/label2photo/config.pbtxt.tmpl",
+        "serving/triton_models/decode_png/model.py",
     ):
         assert (site / "cityserve" / data).is_file(), data
         assert not (site / "cityserve" / data).is_symlink(), data
@@ -108,9 +108,14 @@ def test_repo_build_and_serve_the_shipped_demo_card_from_the_wheel(wheel_venv, r
         shipped = repo_root / "models" / "demo" / "spade-demo.card.json"
         local = Renderer.from_card(str(shipped), engine="torch")
         ids = generate_scene(10000, local.height, local.width).labels.astype(np.uint8)
+        from cityserve.cards import load_card
+        from cityserve.models.registry import render_io
+
+        z_dim = render_io(load_card(shipped)).z_dim  # the OASIS demo generator takes a noise vector
+        z = np.random.default_rng(0).standard_normal((1, z_dim)).astype(np.float32) if z_dim else None
         with CityserveClient(grpc, timeout=120) as client:
-            served = client.render(ids)  # raw uint8 ids -> the `render` model, no PNG on the way
-        expected = local.render(ids)
+            served = client.render(ids, z=z)  # raw uint8 ids -> the `render` model, no PNG on the way
+        expected = local.render(ids, z=z)
         assert served.shape == expected.shape == (1, local.height, local.width, 3) and served.dtype == np.uint8
         # the trained demo weights (not a placeholder): onnxruntime in Triton vs torch here
         assert np.abs(served.astype(int) - expected.astype(int)).mean() < 1.0

@@ -34,6 +34,7 @@ from typing import Any, Optional, Union
 from ..card_sections import DEFAULT_MAX_BATCH_SIZE, ServingOptions
 from ..cards import CARD_SUFFIX, ModelCard, command_line, now_iso
 from ..errors import CheckpointError, ConfigError
+from ..extras import require
 from . import configs as C
 from .card_models import add_generator, add_photo2photo, add_segmenter, model_suffix, photo2photo_problem
 from .configs import check_config_against_onnx, parse_config
@@ -92,6 +93,7 @@ def build_repository(
     triton_models/examples/). The repository is assembled in a temporary directory beside
     ``out_dir`` and moved into place only when complete.
     """
+    require("serve", "tritonclient.grpc.model_config_pb2", "the repository builder")  # before any export
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     out = Path(out_dir).resolve()

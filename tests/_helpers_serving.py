@@ -166,7 +166,7 @@ def tiny_pix2pix_onnx(out_dir: Path, name: str = "tiny-p2p") -> Path:
         height=128,
         width=128,
         provenance={"source": "random weights, failover tests"},
-        extra={"serving": {"max_batch_size": 8}},
+        serving=ServingOptions(max_batch_size=8),
     )
     card = load_card(save_checkpoint(card, model.state_dict(), out_dir, name))
     return export_onnx(card, Path(out_dir) / "exported")

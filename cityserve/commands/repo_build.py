@@ -40,7 +40,7 @@ examples:
       --onnx-accelerator tensorrt --instances 2 --out repo-gpu/   # written here, served on a GPU
   cityserve repo build --target gpu-trt --model exported/demo/render.onnx \\
       --plan render=exported/demo/render.plan --max-batch-size 16 --preferred-batch-sizes 4,8,16 --out repo-trt/
-  cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out /tmp/review/
+  cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out review/
 """
 
 

@@ -140,6 +140,7 @@ def main(argv=None) -> int:
                 }
             )
     result = {
+        "kind": "train-speed",
         "command": "python benchmarks/train_speed.py " + " ".join(argv if argv is not None else os.sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
         "size": list(size),

@@ -93,12 +93,30 @@ class SPADETrainConfig:
     num_res_blocks_D: int = option(6, "oasis objective: U-Net discriminator depth")
     no_balancing_inloss: bool = option(False, "oasis objective: no class balancing in the N+1 loss")
     ema_decay: float = option(0.0, "export an exponential moving average of G with this decay (e.g. 0.999; 0: off)")
+    lambda_ms: float = option(
+        0.0,
+        "mode seeking (MSGAN, Mao et al. 2019) for noise generators: weight of 1 / (|G(s,z1) - G(s,z2)| / "
+        "|z1 - z2|), so different noise gives different photos (MSGAN uses 1; 0: off)",
+    )
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
+        if self.lambda_ms < 0:
+            raise ConfigError(f"lambda_ms must be >= 0, not {self.lambda_ms}")
+
+
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    """MSGAN's term, in float32: 1 / (mean |a - b| / mean |za - zb| + 1e-5). It is large while the generator
+    ignores its noise (equal photos for different z) and falls as the photos move apart."""
+    ratio = (a.float() - b.float()).abs().mean() / (za.float() - zb.float()).abs().mean()
+    return 1.0 / (ratio + 1e-5)
+
+
+def _twice(weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if weights is None else torch.cat([weights, weights])
 
 
 def discriminator_state(path: str) -> dict[str, torch.Tensor]:
@@ -157,6 +175,8 @@ class SPADETrainer(Trainer):
             if gcfg.use_vae:
                 enc = init_weights(ConvEncoder(gcfg), tcfg.init_type, tcfg.init_variance)
         self.gcfg = gcfg
+        if tcfg.lambda_ms and not gcfg.noise_dim:
+            raise ConfigError("--lambda-ms needs a generator that takes noise (--noise-dim > 0): there is no z to vary")
         self.oasis = tcfg.objective == "oasis"
         if self.oasis:
             dcfg = OASISDConfig(semantic_nc=gcfg.num_classes, ndf=tcfg.ndf, num_res_blocks=tcfg.num_res_blocks_D)
@@ -342,8 +362,19 @@ class SPADETrainer(Trainer):
         weights = None if t.no_balancing_inloss else class_balance_weights(onehot, self.gcfg.contain_dontcare_label)
         # generator: every fake pixel should be segmented as its label's class
         with self.runner.autocast():
-            fake, loss_kld = self._generate(sem, real, kld=True)
-            g = {"G_adv": n_plus_1_loss(self.netD(fake), onehot, for_real=True, weights=weights)}
+            if t.lambda_ms:  # two noises per label map: both fakes are judged, and pushed apart
+                b = sem.shape[0]
+                z = torch.randn(2 * b, self.gcfg.noise_dim, device=sem.device)
+                fakes = self.netG(torch.cat([sem, sem]), z)
+                pred = self.netD(fakes)
+                g = {
+                    "G_adv": n_plus_1_loss(pred, torch.cat([onehot, onehot]), for_real=True, weights=_twice(weights)),
+                    "G_ms": mode_seeking_loss(fakes[:b], fakes[b:], z[:b], z[b:]) * t.lambda_ms,
+                }
+                fake, loss_kld = fakes[:b], None
+            else:
+                fake, loss_kld = self._generate(sem, real, kld=True)
+                g = {"G_adv": n_plus_1_loss(self.netD(fake), onehot, for_real=True, weights=weights)}
             if self.vgg is not None:
                 g["G_VGG"] = self.vgg(fake.float(), real.float()) * t.lambda_vgg
             if loss_kld is not None:

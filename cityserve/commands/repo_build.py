@@ -64,7 +64,10 @@ def register(sub, groups) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--target", choices=("cpu", "gpu-trt", "gpu-onnx", "openvino"), default="cpu", help="serving target (default cpu)"
+        "--target",
+        choices=("cpu", "gpu-trt", "gpu-onnx", "openvino"),
+        default="cpu",
+        help="serving target (default cpu)",
     )
     p.add_argument(
         "--model",

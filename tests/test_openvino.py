@@ -19,11 +19,11 @@ from _helpers_serving import H, W, block_labels, png_bytes, tiny_segmenter_onnx,
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install 'cityserve[openvino]')")
 
-from cityserve.bench.engines import accuracy_vs_fp32  # noqa: E402
-from cityserve.cards import load_card  # noqa: E402
-from cityserve.engines.onnxruntime_engine import OnnxRuntimeEngine  # noqa: E402
-from cityserve.engines.openvino_engine import OpenVINOEngine, openvino, supports_bf16  # noqa: E402
-from cityserve.errors import ConfigError  # noqa: E402
+from cityserve.bench.engines import accuracy_vs_fp32
+from cityserve.cards import load_card
+from cityserve.engines.onnxruntime_engine import OnnxRuntimeEngine
+from cityserve.engines.openvino_engine import OpenVINOEngine, openvino, supports_bf16
+from cityserve.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "models" / "demo" / "spade-demo.card.json"

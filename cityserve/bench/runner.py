@@ -8,8 +8,8 @@ number. ``report.py`` turns it into markdown and plots; nothing in those is comp
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import datetime as dt
+import importlib.util
 import json
 import os
 import tempfile

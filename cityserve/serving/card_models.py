@@ -18,8 +18,8 @@ from .. import contract
 from ..card_sections import ServingOptions
 from ..cards import ModelCard, sha256_file
 from ..errors import ConfigError
-from ..extras import MissingExtraError, missing_extra_message
 from ..export.aot import aot_artifact, aot_card_for
+from ..extras import MissingExtraError, missing_extra_message
 from ..hardware import cpu_supports_bf16
 from ..labels import get_label_set
 from ..models.registry import render_io

@@ -32,7 +32,8 @@ SERVING_BOUNDS: dict[str, tuple[int, int]] = {
 }
 SERVING_CHOICES: dict[str, tuple[str, ...]] = {
     "onnx_accelerator": ("none", "tensorrt"),
-    "cpu_engine": ("auto", "aot", "onnxruntime"),
+    "cpu_engine": ("auto", "aot", "onnxruntime", "openvino"),
+    "cpu_precision": ("auto", "fp32", "bf16"),
 }
 
 
@@ -61,7 +62,12 @@ class ServingOptions:
     warmup: bool = True
     onnx_accelerator: str = "none"  # gpu-onnx: "tensorrt" puts onnxruntime's TensorRT EP (FP16) first
     nearest_colors: bool = False  # decode_png snaps unknown colors to the nearest palette color
-    cpu_engine: str = "auto"  # cpu target render model: "aot" (AOTInductor package), "onnxruntime", or "auto"
+    cpu_engine: str = (
+        "auto"  # cpu target render model: "aot" (AOTInductor package), "onnxruntime", "openvino", or "auto"
+    )
+    cpu_precision: str = (
+        "auto"  # cpu / openvino targets, OpenVINO models: "bf16" where the CPU has it ("auto"), or "fp32"
+    )
     trust_aot: bool = False  # load an AOT package not compiled on this machine (native code): command line only
 
     def __post_init__(self) -> None:

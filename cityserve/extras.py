@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train": ("training logs (TensorBoard)", ("tensorboard",)),
     "bench": ("benchmarks (plots, process memory)", ("matplotlib", "psutil")),
     "tensorrt": ("TensorRT 10 engines on an NVIDIA GPU", ("tensorrt", "cuda", "pycuda")),
+    "openvino": ("the OpenVINO CPU engine (BF16 where the CPU has it)", ("openvino",)),
 }
 
 

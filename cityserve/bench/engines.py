@@ -17,7 +17,15 @@ from ..cards import load_card
 from ..engines.onnxruntime_engine import OnnxRuntimeEngine
 from ..engines.tensorrt_engine import TensorRTEngine
 from ..errors import UnavailableError
-from ..export.aot import aot_card_for, compile_aot, load_aot
+from ..export.aot import (
+    BUDGET_MAX_LEVELS,
+    BUDGET_MEAN_LEVELS,
+    aot_card_for,
+    calibration_inputs,
+    compile_aot,
+    level_diff,
+    load_aot,
+)
 from ..export.onnx_export import export_onnx
 from ..export.tensorrt_build import build_engine
 from ..gpu import import_tensorrt
@@ -184,6 +192,63 @@ def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runn
     return engine.run
 
 
+def make_openvino(card, device: str, precision: str = "fp32", threads: int | None = None, **_) -> Runner:
+    """The project's OpenVINO engine on the same cached export as the onnxruntime row (plain OpenVINO:
+    ``compile_model`` with only the precision hint); photo2photo runs segment then render."""
+    if device != "cpu":
+        raise Unavailable("the OpenVINO engine runs on the CPU here")
+    if card.kind == "chain":
+        seg = make_openvino(card.segmenter, device, precision, threads)
+        gen = make_openvino(card.generator, device, precision, threads)
+        io = render_io(card.generator)
+
+        def chain(feeds):
+            labels = seg(feeds)
+            if labels.shape[-2:] != (card.generator.height, card.generator.width):
+                labels = resize_nearest(labels, card.generator.height, card.generator.width)
+            g = {"labels": labels}
+            if io.use_instance:
+                g["instances"] = labels.astype(np.int32)
+            if io.z_dim:
+                g["z"] = np.zeros((labels.shape[0], io.z_dim), np.float32)
+            return gen(g)
+
+        return chain
+    from ..engines.openvino_engine import OpenVINOEngine  # the openvino extra
+
+    try:
+        engine = OpenVINOEngine(card, precision=precision, threads=threads)
+    except UnavailableError as e:
+        raise Unavailable(str(e)) from None
+    info = {"precision": engine.precision, "accuracy": accuracy_vs_fp32(card, engine.run)}
+
+    def run(feeds):
+        return engine.run(feeds)
+
+    run.info = info
+    return run
+
+
+def accuracy_vs_fp32(card, run: Runner) -> dict | None:
+    """uint8 differences of ``run`` vs the float32 torch graph on the AOT check's scene-like label maps
+    (``export.aot.calibration_inputs``), against the budget (max <= 8, mean <= 1 level); generators only."""
+    if card.kind != "generator":
+        return None
+    inputs = calibration_inputs(card, images=2)
+    with torch.inference_mode():
+        ref = render_graph_from_card(card)(*inputs)
+    io = render_io(card)
+    feeds = {"labels": inputs[0].numpy()}
+    if io.use_instance:
+        feeds["instances"] = inputs[1].numpy()
+    if io.z_dim:
+        feeds["z"] = inputs[-1].numpy()
+    out = run(feeds)
+    res = level_diff(torch.from_numpy(np.asarray(out)), ref)
+    res["budget"] = {"max_levels": BUDGET_MAX_LEVELS, "mean_levels": BUDGET_MEAN_LEVELS}
+    return res
+
+
 def make_tensorrt(card, device: str, graph_dir: Path, **_) -> Runner:
     if device != "cuda" or not torch.cuda.is_available():
         raise Unavailable("TensorRT needs a CUDA GPU")
@@ -243,5 +308,7 @@ ENGINES: dict[str, Callable[..., Runner]] = {
     "torch-compile-fp32": lambda card, device, **kw: make_torch_compile(card, device, "fp32", **kw),
     "torch-compile-bf16": lambda card, device, **kw: make_torch_compile(card, device, "bf16", **kw),
     "onnxruntime": make_onnxruntime,
+    "openvino-fp32": lambda card, device, **kw: make_openvino(card, device, "fp32", **kw),
+    "openvino-bf16": lambda card, device, **kw: make_openvino(card, device, "bf16", **kw),
     "tensorrt-fp16": make_tensorrt,
 }

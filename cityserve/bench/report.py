@@ -22,7 +22,9 @@ def markdown(doc: dict) -> str:
         f"- device: {dev.get('gpu') or dev['cpu']} ({dev['cpu_count']} CPUs, torch threads "
         f"{doc['settings']['torch_threads']}; CPU BF16: {'yes' if dev.get('cpu_bf16') else 'no'})",
         "- versions: "
-        + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if k in ("torch", "onnxruntime", "python")),
+        + ", ".join(
+            f"{k} {v}" for k, v in doc["versions"].items() if k in ("torch", "onnxruntime", "openvino", "python")
+        ),
         "- measured peaks: "
         + ", ".join(f"{k} {v:.3f}" for k, v in doc["measured_peaks"].items())
         + (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import os
 import tempfile
@@ -88,6 +89,10 @@ def run(plan: Plan, progress: bool = True) -> dict:
     cache = plan.cache = plan.cache or Path(tempfile.mkdtemp(prefix="cityserve-bench-"))
     env = environment()
     env["onnxruntime"] = onnxruntime.__version__
+    if importlib.util.find_spec("openvino") is not None:
+        import openvino
+
+        env["openvino"] = openvino.__version__
     info = devices.describe(plan.device)
     peak = {"fp32_matmul_tflops": devices.measure_matmul_tflops(torch.float32, plan.matmul_n, device=plan.device)}
     if plan.device == "cpu" and devices.cpu_supports_bf16():

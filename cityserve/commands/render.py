@@ -1,4 +1,4 @@
-"""``cityserve render``: a label PNG -> a photo PNG, locally (torch / onnxruntime / aot / tensorrt) or
+"""``cityserve render``: a label PNG -> a photo PNG, locally (torch / onnxruntime / aot / openvino / tensorrt) or
 through a running server (``--server``)."""
 
 from __future__ import annotations
@@ -42,11 +42,14 @@ examples:
   cityserve render painted.png --model models/ade_vae --z saved_latent.npy --out photo.png
   cityserve render examples/street_01.png --model models/demo/spade-demo.card.json --engine onnxruntime \\
       --out photo.png
+  cityserve render examples/street_01.png --model models/demo/spade-demo.card.json --engine openvino \\
+      --precision bf16 --out photo.png   # pip install 'cityserve[openvino]'
   cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png   # a running `cityserve serve`
   cityserve render examples/street_01.png --server 10.0.0.1:8001,10.0.0.2:8001 --out photo.png   # replicas
 """
 
-ENGINE_NAMES = ("torch", "onnxruntime", "aot", "tensorrt")
+ENGINE_NAMES = ("torch", "onnxruntime", "aot", "openvino", "tensorrt")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def register(sub, groups) -> None:
@@ -75,6 +78,12 @@ def register(sub, groups) -> None:
     p.add_argument("--engine", choices=ENGINE_NAMES, default="torch", help="render engine (default torch)")
     p.add_argument("--device", help="cpu or cuda (default cpu; for onnxruntime: its execution provider)")
     p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="--engine openvino / aot: auto (default) = BF16 where the CPU has it (AVX-512 BF16 / AMX), else FP32",
+    )
+    p.add_argument(
         "--trust",
         action="store_true",
         help="--engine aot: load a package not compiled on this machine (it is native code: know its origin)",
@@ -92,12 +101,20 @@ def write_photo(path, image: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(image))
 
 
-def engine_options(engine: str, device: Optional[str]) -> dict:
+def engine_options(engine: str, device: Optional[str], precision: str = "auto") -> dict:
+    options: dict = {}
+    if precision != "auto":
+        if engine == "openvino":
+            options["precision"] = precision
+        elif engine == "aot":
+            options["dtype"] = precision
+        else:
+            raise ConfigError(f"--precision {precision} applies to --engine openvino or aot, not {engine}")
     if device is None:
-        return {}
+        return options
     if engine == "onnxruntime":
-        return {"providers": device}
-    return {"device": device}
+        return {**options, "providers": device}
+    return {**options, "device": device}
 
 
 def fit_to_model(labels: np.ndarray, instances: Optional[np.ndarray], card):
@@ -167,7 +184,7 @@ def run(args) -> int:
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out {args.out}: the photo is written as PNG; name it *.png")
     card = load_card(args.model)
-    options = engine_options(args.engine, args.device)
+    options = engine_options(args.engine, args.device, getattr(args, "precision", "auto"))
     if args.engine == "aot" and args.trust:
         options["trust"] = True
     renderer = Renderer(card, engine=args.engine, **options)

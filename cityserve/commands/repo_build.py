@@ -21,7 +21,9 @@ Targets: cpu (onnxruntime inside Triton's python backend: the server bundled wit
 gpu-onnx (onnxruntime_onnx models, CUDA EP; --onnx-accelerator tensorrt adds the TensorRT EP in FP16),
 gpu-trt (tensorrt_plan models: pass engines with --plan, or run the build_engines.sh written into the
 repository on the serving GPU: it builds each engine with `cityserve export tensorrt`, which keeps
-normalization and precision-report-flagged layers in FP32).
+normalization and precision-report-flagged layers in FP32), openvino (Triton's own OpenVINO backend on
+CPU-only nodes, as in the NGC tritonserver container; the bundled server has no OpenVINO backend, so
+there use --target cpu --cpu-engine openvino).
 
 CARD is a model card, its weights file, a directory with one card, or an exported render.onnx /
 segment.onnx (with its card beside or inside). Cards that were not exported yet are exported to ONNX
@@ -41,6 +43,8 @@ examples:
   cityserve repo build --target gpu-trt --model exported/demo/render.onnx \\
       --plan render=exported/demo/render.plan --max-batch-size 16 --preferred-batch-sizes 4,8,16 --out repo-trt/
   cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out review/
+  cityserve repo build --target cpu --cpu-engine openvino --model models/demo/spade-demo.card.json --out repo-ov/
+  cityserve repo build --target openvino --model models/demo/spade-demo.card.json --configs-only --out review-ov/
 """
 
 
@@ -60,7 +64,10 @@ def register(sub, groups) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--target", choices=("cpu", "gpu-trt", "gpu-onnx"), default="cpu", help="serving target (default cpu)"
+        "--target",
+        choices=("cpu", "gpu-trt", "gpu-onnx", "openvino"),
+        default="cpu",
+        help="serving target (default cpu)",
     )
     p.add_argument(
         "--model",
@@ -105,9 +112,15 @@ def register(sub, groups) -> None:
     )
     g.add_argument(
         "--cpu-engine",
-        choices=("auto", "aot", "onnxruntime"),
-        help="cpu target render model: AOTInductor package (BF16) or onnxruntime; auto (default): "
-        "aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given",
+        choices=("auto", "aot", "onnxruntime", "openvino"),
+        help="cpu target render model: AOTInductor package (BF16), onnxruntime or OpenVINO (render and "
+        "segment); auto (default): aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given",
+    )
+    g.add_argument(
+        "--cpu-precision",
+        choices=("auto", "fp32", "bf16"),
+        help="OpenVINO models (cpu target with --cpu-engine openvino, openvino target): auto (default) = "
+        "BF16 where the CPU has it",
     )
     g.add_argument("--onnx-accelerator", choices=("none", "tensorrt"), help="gpu-onnx: TensorRT EP in FP16")
     g.add_argument(
@@ -138,6 +151,7 @@ OPTION_NAMES = (
     "nearest_colors",
     "onnx_accelerator",
     "cpu_engine",
+    "cpu_precision",
     "trust_aot",
 )
 

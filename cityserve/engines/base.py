@@ -1,4 +1,4 @@
-"""``Renderer``: label ids in, photos out, on any engine (torch, onnxruntime, tensorrt, aot).
+"""``Renderer``: label ids in, photos out, on any engine (torch, onnxruntime, tensorrt, aot, openvino).
 
 The Renderer validates input against the model card (shape, id range, instances, latent) so every
 engine sees well-formed tensors and every user sees the same one-line errors; engines only run the
@@ -25,6 +25,7 @@ ENGINES = {
     "onnxruntime": "cityserve.engines.onnxruntime_engine:OnnxRuntimeEngine",
     "tensorrt": "cityserve.engines.tensorrt_engine:TensorRTEngine",
     "aot": "cityserve.engines.aot_engine:AOTEngine",
+    "openvino": "cityserve.engines.openvino_engine:OpenVINOEngine",
 }
 
 

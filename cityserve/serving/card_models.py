@@ -9,6 +9,7 @@ comments it passes through ``quoted`` (one safe line).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ..card_sections import ServingOptions
 from ..cards import ModelCard, sha256_file
 from ..errors import ConfigError
 from ..export.aot import aot_artifact, aot_card_for
+from ..extras import MissingExtraError, missing_extra_message
 from ..hardware import cpu_supports_bf16
 from ..labels import get_label_set
 from ..models.registry import render_io
@@ -49,12 +51,45 @@ def model_suffix(card: ModelCard, index: int) -> str:
     return f"_{card.name}"
 
 
+def openvino_installed() -> bool:
+    """Whether the OpenVINO engine can run here (the ``openvino`` extra is installed)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
 def cpu_render_engine(src: GraphSource, opts: ServingOptions) -> str:
     """ "auto": the AOTInductor package where the CPU has BF16 instructions and a card was given (an
     exported .onnx graph is served as that graph, by onnxruntime)."""
     if opts.cpu_engine != "auto":
         return opts.cpu_engine
     return "aot" if cpu_supports_bf16() and not src.from_onnx else "onnxruntime"
+
+
+def cpu_graph_engine(src: GraphSource, opts: ServingOptions) -> str:
+    """The engine of a cpu-target graph model: the render engine for generators; segmenters run
+    OpenVINO when that is the chosen engine, onnxruntime otherwise (AOT packages are generators only)."""
+    engine = cpu_render_engine(src, opts)
+    if src.kind != "generator" and engine == "aot":
+        return "onnxruntime"
+    if engine == "openvino" and not openvino_installed():
+        raise MissingExtraError(missing_extra_message("openvino", "openvino", "--cpu-engine openvino"))
+    return engine
+
+
+def openvino_backend_params(opts: ServingOptions) -> dict[str, Any]:
+    """The parameters Triton's OpenVINO backend reads (it passes only these to OpenVINO): latency
+    mode, one stream, the thread count; ``HINT_BF16`` for bf16. It has no FP32 switch, and OpenVINO
+    runs BF16 by default on CPUs that have it, so "auto" sets nothing and "fp32" is refused."""
+    if opts.cpu_precision == "fp32":
+        raise ConfigError(
+            "cpu_precision fp32: Triton's OpenVINO backend has no FP32 setting (OpenVINO runs BF16 where the "
+            "CPU has it); serve FP32 with --target cpu --cpu-engine openvino --cpu-precision fp32"
+        )
+    params: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    if opts.intra_op_threads:
+        params["INFERENCE_NUM_THREADS"] = opts.intra_op_threads
+    if opts.cpu_precision == "bf16":
+        params["HINT_BF16"] = "YES"
+    return params
 
 
 def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOptions, plans: dict[str, Path]):
@@ -86,7 +121,13 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
         runtime, folder = "onnxruntime_python", "render_onnxruntime_python"
         params["intra_op_threads"] = opts.intra_op_threads
         header = [*what, "run by onnxruntime in Triton's python backend."]
-        if role == "render" and cpu_render_engine(src, opts) == "aot":
+        chosen = cpu_graph_engine(src, opts)
+        if chosen == "openvino":
+            engine, runtime, folder = "openvino", "openvino_python", "render_openvino_python"
+            params["precision"] = opts.cpu_precision
+            precision = "BF16 where the CPU has it" if opts.cpu_precision == "auto" else opts.cpu_precision.upper()
+            header = [*what, f"compiled by OpenVINO ({precision}) and run in Triton's python backend."]
+        elif chosen == "aot":
             aot_card = aot_card_for(src.card, trust=bool(opts.trust_aot))
             aot = aot_artifact(aot_card)
             engine, runtime, folder = "aot", "aot_python", "render_aot_python"
@@ -97,6 +138,14 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
                 "in Triton's python backend. The package refuses to load on a CPU without the flags it was",
                 "compiled for.",
             ]
+    elif repo.target == "openvino":
+        runtime, engine = "openvino", "openvino"
+        params.update(openvino_backend_params(opts))
+        header = [
+            *what,
+            "on Triton's own OpenVINO backend (the NGC tritonserver container; CPU instances), which",
+            "compiles 1/model.onnx at load (BF16 where the CPU has it).",
+        ]
     elif repo.target == "gpu-onnx":
         runtime = "onnxruntime_onnx"
         provider = ", TensorRT execution provider in FP16 first" if opts.onnx_accelerator == "tensorrt" else ""

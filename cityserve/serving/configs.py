@@ -8,8 +8,9 @@ where any card-derived text passes through ``comment_text`` (one line of printab
 
 Roles (each function returns a ``Spec``: the message and its header):
 
-* ``graph_model``: the render / segment graph, for a ``runtime``: ``onnxruntime_onnx`` or
-  ``tensorrt_plan`` (Triton's own backends), ``onnxruntime_python`` or ``aot_python`` (python backend);
+* ``graph_model``: the render / segment graph, for a ``runtime``: ``onnxruntime_onnx``,
+  ``tensorrt_plan`` or ``openvino`` (Triton's own backends; the NGC container has the OpenVINO one),
+  ``onnxruntime_python``, ``aot_python`` or ``openvino_python`` (python backend);
 * ``decode_labels`` (label PNG -> ids), ``decode_photo`` (photo PNG/JPEG -> RGB);
 * ``encode_image`` (RGB -> PNG), ``encode_labels`` (ids -> id PNG + color PNG);
 * ``prepare_render`` (ids -> the render graph's labels / instances / z).
@@ -34,15 +35,18 @@ from ..errors import ConfigError
 from .sources import graph_io
 
 # How each graph runtime is served: ("python", the folder of its model.py in cityserve/serving/triton_models/),
-# ("platform", a Triton platform) or ("backend", a Triton backend), the latter two on GPU instances
-# with their file in MODEL_FILES. A new runtime is one entry here (and one in MODEL_FILES).
+# ("platform", a Triton platform) or ("backend", a Triton backend), the latter two with their file in
+# MODEL_FILES, on GPU instances except openvino (CPU). A new runtime is one entry here (and one in MODEL_FILES).
 RUNTIMES = {
     "onnxruntime_python": ("python", "render_onnxruntime_python"),
     "aot_python": ("python", "render_aot_python"),
+    "openvino_python": ("python", "render_openvino_python"),
     "onnxruntime_onnx": ("platform", "onnxruntime_onnx"),
     "tensorrt_plan": ("platform", "tensorrt_plan"),
+    "openvino": ("backend", "openvino"),
 }
-MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
+MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan", "openvino": "model.onnx"}
+GPU_RUNTIMES = ("onnxruntime_onnx", "tensorrt_plan")  # the others run on CPU instances
 MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _COMMENT_SAFE = re.compile(r"[^ -~]")  # anything but printable ASCII
 
@@ -208,7 +212,7 @@ def graph_model(
         cfg = new_config(name, opts.max_batch_size, inputs, outputs, **{how: value})
         cfg.default_model_filename = MODEL_FILES[runtime]
         set_batching(cfg, opts)
-        set_instances(cfg, True, opts.instances)
+        set_instances(cfg, runtime in GPU_RUNTIMES, opts.instances)
         if runtime == "onnxruntime_onnx" and opts.onnx_accelerator == "tensorrt":
             trt = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
             trt.parameters["precision_mode"] = "FP16"

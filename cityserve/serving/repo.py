@@ -1,10 +1,13 @@
 """Build a Triton model repository from model cards, one per target (docs/architecture.md "Targets").
 
-* ``cpu``: render / segment graphs run by onnxruntime (or the render graph as an AOTInductor package)
-  inside Triton's python backend (the server the nvidia-pytriton wheel ships has no other backend);
+* ``cpu``: render / segment graphs run by onnxruntime, OpenVINO (``cpu_engine="openvino"``) or, for
+  the render graph, an AOTInductor package, inside Triton's python backend (the server the
+  nvidia-pytriton wheel ships has no other backend);
 * ``gpu-onnx``: ``onnxruntime_onnx`` models (CUDA execution provider, optionally TensorRT's);
 * ``gpu-trt``: ``tensorrt_plan`` models, engines built on the serving GPU by ``build_engines.sh``
-  (or copied in with ``plans=``).
+  (or copied in with ``plans=``);
+* ``openvino``: the graphs on Triton's own OpenVINO backend (CPU instances; the NGC container has it,
+  the bundled server does not).
 
 Per generator: ``render`` (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 ``decode_png`` (label PNG -> ids), ``prepare_render`` where the graph needs instances or a latent, and
@@ -42,7 +45,7 @@ from .engine_script import ENGINE_SCRIPT, write_engine_script
 from .layout import BuiltRepository, Repository
 from .sources import CardSpec, GraphSource, resolve_source
 
-TARGETS = ("cpu", "gpu-trt", "gpu-onnx")
+TARGETS = ("cpu", "gpu-trt", "gpu-onnx", "openvino")
 MANIFEST = "cityserve_repo.json"
 MANIFEST_FORMAT = "cityserve-repo/1"
 

@@ -26,7 +26,7 @@ from cityserve.serving.repo import MANIFEST, build_repository
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parents[1] / "models" / "demo"
 CARDS = ("spade-demo.card.json", "segmenter-demo.card.json")
-TARGETS = {"cpu": {"cpu_engine": "onnxruntime"}, "gpu-onnx": {}, "gpu-trt": {}}
+TARGETS = {"cpu": {"cpu_engine": "onnxruntime"}, "gpu-onnx": {}, "gpu-trt": {}, "openvino": {}}
 COMMAND = "python triton_models/examples/regenerate.py"
 VOLATILE = {"created": "(not recorded in the examples)", "command": COMMAND}
 

@@ -44,7 +44,7 @@ EPILOG = """examples:
   python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --stage photo-from-depth --out runs/photo-d
   python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --stage photo-from-depth \
       --depth-source predicted --depth-model runs/depth/spade-tiny.card.json --out runs/photo-dp
-  (real data: a depth/ folder beside the images, 16-bit PNG millimetres or .npy metres, see README)
+  # (your own data: a depth/ folder beside the images, 16-bit PNGs in mm or .npy in metres: docs/depth.md)
 
   # a quick smoke run, then continue it: --resume takes the newest state in --out
   python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --out runs/smoke

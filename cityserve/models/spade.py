@@ -374,7 +374,7 @@ def spade_render_io(cfg: SPADEConfig) -> RenderIO:
     if cfg.depth_aware:
         raise ConfigError(
             "a depth-aware SPADE stage (depth output or depth input) has its own graphs: "
-            "export it with cityserve.export.depth_export, not as a label -> photo renderer"
+            "export it with `cityserve export depth`, not as a label -> photo renderer"
         )
     return RenderIO(
         num_classes=cfg.num_classes,

@@ -27,8 +27,8 @@ from tqdm import tqdm
 from .data.scenes import SceneSource, SyntheticScenes
 from .data.transforms import resize_photo
 from .engines import Renderer
-from .export.depth_export import depth_graph_from_card
 from .errors import CityserveError, ConfigError
+from .export.depth_export import depth_graph_from_card
 from .labels import get_label_set
 from .labels.labelmap import resize_nearest
 from .metrics import (

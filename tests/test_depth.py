@@ -225,6 +225,29 @@ def test_depth_stage_losses_move_and_l1_falls(tmp_path):
         assert max(values) - min(values) > 0.01, (k, values)
 
 
+@pytest.mark.parametrize("objective", ["spade", "oasis"])
+def test_photo_stage_reads_the_depth_and_its_losses_move(objective, tmp_path):
+    from cityserve.training.runner import RunConfig, Runner
+    from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for, stage_config
+
+    r = Runner(RunConfig(out=tmp_path, max_steps=1, progress=False, tensorboard=False, precision="fp32"))
+    cfg = stage_config(spade_config_for("cityscapes", (32, 64), ngf=4, nhidden=8), "photo-from-depth")
+    tcfg = SPADETrainConfig(ndf=4, n_layers_D=2, lr=4e-3, stage="photo-from-depth", objective=objective)
+    if objective == "oasis":
+        tcfg = SPADETrainConfig(ndf=4, lr=4e-3, stage="photo-from-depth", objective="oasis", num_res_blocks_D=5)
+    t = SPADETrainer(r, cfg, "cityscapes", tcfg)
+    s = SyntheticDataset([3], size=(32, 64), with_depth=True)[0]
+    batch = {k: (v[None] if torch.is_tensor(v) else v) for k, v in s.items()}
+    sem = t.semantics(batch)
+    assert sem.shape[1] == cfg.semantic_nc + 1  # one-hot + edges + depth
+    assert torch.allclose(sem[:, -1:], LogDepth().normalise(batch["depth"]))
+    t.train()
+    hist = [t.train_step(batch, i) for i in range(1, 9)]
+    for k in hist[0]:
+        values = [float(h[k]) for h in hist]
+        assert max(values) - min(values) > 1e-3, (k, values)
+
+
 def test_photo_stage_trains_on_true_and_on_predicted_depth(depth_run, tmp_path):
     a, _ = depth_run
     true_a, true_b = tmp_path / "ta", tmp_path / "tb"

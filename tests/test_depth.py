@@ -383,3 +383,46 @@ def test_eval_depth_scores_stage_one_on_held_out_seeds(depth_run, tmp_path, caps
     r = json.loads(out.read_text())
     assert r["abs_rel"] == pytest.approx(scores.abs_rel) and r["rmse_log"] == pytest.approx(scores.rmse_log)
     assert r["seeds"] == "10000-10001"
+
+
+def test_render_depth_aware_and_bad_depth_maps(depth_run, tmp_path, capsys):
+    from cityserve.cli import main
+    from cityserve.export.depth_export import depth_graph_from_card, photo_graph_from_card
+    from cityserve.labels import read_photo
+
+    a, _ = depth_run
+    photo = tmp_path / "photo"
+    assert _run(photo, 1, "--stage", "photo-from-depth") == 0
+    card = load_card(photo)
+    h, w = card.height, card.width
+    scene = generate_scene(11, h, w)
+    labels = tmp_path / "l.png"
+    cv2.imwrite(str(labels), scene.labels)
+    out, dout = tmp_path / "p.png", tmp_path / "d.png"
+    argv = ["render", str(labels), "--model", str(photo), "--out", str(out)]
+    assert main([*argv, "--depth-aware", str(a), "--depth-out", str(dout)]) == 0
+    # the same as the graphs in torch: stage 1's metres into stage 2
+    lab = torch.from_numpy(scene.labels.astype(np.int64))[None, None]
+    inst = torch.from_numpy(scene.labels.astype(np.int32))[None, None]
+    with torch.no_grad():
+        d = depth_graph_from_card(load_card(a))(lab, inst)
+        want = photo_graph_from_card(card)(lab, inst, d)[0].numpy()
+    assert np.array_equal(read_photo(str(out)), want)
+    np.testing.assert_allclose(read_depth(dout), d[0, 0].numpy(), atol=6e-4)  # millimetres
+    # the user's own depth: the scene's true depth
+    np.save(tmp_path / "true.npy", scene.depth)
+    assert main([*argv, "--depth", str(tmp_path / "true.npy")]) == 0
+    capsys.readouterr()
+    bad = scene.depth.copy()
+    bad[0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    np.save(tmp_path / "small.npy", scene.depth[: h // 2])
+    cv2.imwrite(str(tmp_path / "d8.png"), np.full((h, w), 5, np.uint8))
+    for f, msg in (
+        ("nan.npy", "nan.npy: depth map has 1 NaN/inf pixel(s)"),
+        ("small.npy", f"depth map is {h // 2}x{w}, the model renders {h}x{w}"),
+        ("d8.png", "d8.png: a depth PNG must be single-channel 16-bit"),
+    ):
+        assert main([*argv, "--depth", str(tmp_path / f)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.strip().count("\n") == 0, err

@@ -105,6 +105,7 @@ class ModelCard:
     card instead (``source_card``), whose weights must have the same ``sha256``. ``artifacts`` are the
     files made from the weights ("onnx", "aot", "tensorrt"), ``serving`` how the model is served,
     ``encoder`` the VAE encoder stored with the weights, ``training`` the options that trained it,
+    ``depth`` the stage of a depth-aware SPADE and its depth normalisation (``cityserve.data.depth``),
     ``notes`` other recorded facts nothing reads.
     """
 
@@ -125,6 +126,7 @@ class ModelCard:
     encoder: Optional[dict[str, Any]] = None
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    depth: Optional[dict[str, Any]] = None  # depth-aware stages only (absent from other cards' JSON)
     format: str = CARD_FORMAT
     path: Path | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -166,6 +168,8 @@ class ModelCard:
                 raise CheckpointError("serving must be ServingOptions")
             if self.encoder is not None and not isinstance(self.encoder, dict):
                 raise CheckpointError("encoder must be a mapping")
+            if self.depth is not None and not isinstance(self.depth, dict):
+                raise CheckpointError("depth must be a mapping")
         except (CheckpointError, ConfigError) as e:
             raise CheckpointError(f"{where}: {e}") from None
 
@@ -216,6 +220,8 @@ class ModelCard:
         d["artifacts"] = {k: a.to_dict() for k, a in self.artifacts.items()}
         d["serving"] = serving_to_dict(self.serving) if self.serving is not None else None
         d["format"] = CARD_FORMAT
+        if d["depth"] is None:
+            del d["depth"]  # cards of other models read as they did before depth-aware stages
         return d
 
     def to_json(self) -> str:

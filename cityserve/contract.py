@@ -26,6 +26,7 @@ LABELS = "labels"
 INSTANCES = "instances"
 Z = "z"
 IMAGE = "image"  # the render graph's output and the segment graph's input: a photo
+DEPTH = "depth"  # the depth-aware graphs' depth map: float32 metres (camera Z)
 
 LABELS_PNG = "LABELS_PNG"  # a label map: 1-channel ids in the label set's file convention, or palette colors
 PHOTO_PNG = "PHOTO_PNG"  # a photo (PNG; JPEG too as a segmenter's input)
@@ -121,6 +122,11 @@ def render_inputs(
 
 def render_output(height: int, width: int) -> TensorSpec:
     return TensorSpec(IMAGE, "uint8", (height, width, 3), "RGB photo")
+
+
+def depth_spec(height: int, width: int) -> TensorSpec:
+    """The depth-aware graphs' depth map (stage 1's output, stage 2's input), in metres."""
+    return TensorSpec(DEPTH, "float32", (1, height, width), "depth in metres, > 0")
 
 
 def segment_input(height: int, width: int) -> TensorSpec:

@@ -8,6 +8,7 @@ Scenes come from held-out synthetic seeds or a dataset folder's split (``cityser
   segmenter's own size: SPADE's protocol on Cityscapes val), L1 / SSIM to the real photos,
   ``segfeat_frechet`` (the Fréchet distance of the segmenter's encoder features of generated vs real
   photos, an in-domain stand-in for FID), and FID / KID when an Inception weights file is given.
+* ``evaluate_depth``: a depth-aware stage 1's abs-rel and RMSE of log-depth against the scenes' depth.
 * ``folder_fid``: FID / KID between two image folders.
 """
 
@@ -27,9 +28,12 @@ from .data.scenes import SceneSource, SyntheticScenes
 from .data.transforms import resize_photo
 from .engines import Renderer
 from .errors import CityserveError, ConfigError
+from .export.depth_export import depth_graph_from_card
 from .labels import get_label_set
 from .labels.labelmap import resize_nearest
 from .metrics import (
+    DepthAccumulator,
+    DepthScores,
     LabelScores,
     SegmentationScores,
     fid_from_features,
@@ -128,6 +132,27 @@ def evaluate_segmenter(
         source.scenes(size), total=len(source), desc="segmenting", unit="image", leave=False, disable=not progress
     ):
         acc.update(seg(scene.photo[None])[0], scene.labels)
+    return acc.scores()
+
+
+def evaluate_depth(depth_card, source: SceneSource | Sequence[int], progress: bool = True) -> DepthScores:
+    """Stage 1's depth (its exported-graph form in torch, in metres) against the true depth of ``source``'s
+    scenes, drawn at the card's size; pixels at the sky cap are left out (``DepthAccumulator``)."""
+    if not isinstance(source, SceneSource):
+        source = SyntheticScenes(source)
+    graph = depth_graph_from_card(depth_card)
+    acc = DepthAccumulator(max_depth=graph.norm.far)
+    size = (int(depth_card.height), int(depth_card.width))
+    for scene in tqdm(
+        source.scenes(size), total=len(source), desc="depth", unit="image", leave=False, disable=not progress
+    ):
+        if scene.depth is None:
+            raise ConfigError(f"{scene.name}: the scenes carry no depth to score against (use synthetic seeds)")
+        labels = torch.from_numpy(scene.labels.astype(np.int64))[None, None]
+        inst = torch.from_numpy(scene.instances.astype(np.int32))[None, None]
+        with torch.no_grad():
+            pred = graph(labels, inst if graph.use_instance else None)[0, 0].numpy()
+        acc.update(pred, scene.depth)
     return acc.scores()
 
 

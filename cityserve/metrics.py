@@ -178,6 +178,61 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(s.mean())
 
 
+# ---- depth -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class DepthScores:
+    """Stage 1's figures over the valid pixels: abs-rel = mean |p - t| / t, RMSE of log-depth =
+    sqrt(mean (ln p - ln t)^2) (Eigen et al. 2014), and how many pixels they cover."""
+
+    abs_rel: float
+    rmse_log: float
+    pixels: int
+
+    def to_dict(self) -> dict:
+        return {"abs_rel": _nan_to_none(self.abs_rel), "rmse_log": _nan_to_none(self.rmse_log), "pixels": self.pixels}
+
+
+class DepthAccumulator:
+    """Depth errors summed over images, so the figures weigh every valid pixel once.
+
+    Pixels whose true depth is not finite, not positive or at or beyond ``max_depth`` (the synthetic
+    sky's far cap) are left out: there is no distance to get right there. Predictions are clipped to
+    ``[min_depth, max_depth]``, as the KITTI / NYU protocols do.
+    """
+
+    def __init__(self, max_depth: float = 1000.0, min_depth: float = 1e-3):
+        self.max_depth, self.min_depth = float(max_depth), float(min_depth)
+        self.n = 0
+        self.abs_rel_sum = 0.0
+        self.sq_log_sum = 0.0
+
+    def update(self, pred: np.ndarray, true: np.ndarray) -> None:
+        pred = np.asarray(pred, np.float64)
+        true = np.asarray(true, np.float64)
+        if pred.shape != true.shape:
+            raise ValueError(f"predicted depth {pred.shape} and true depth {true.shape} differ in shape")
+        valid = np.isfinite(true) & (true > 0) & (true < self.max_depth)
+        p = np.clip(np.nan_to_num(pred[valid], nan=self.max_depth), self.min_depth, self.max_depth)
+        t = true[valid]
+        self.n += int(valid.sum())
+        self.abs_rel_sum += float((np.abs(p - t) / t).sum())
+        self.sq_log_sum += float(((np.log(p) - np.log(t)) ** 2).sum())
+
+    def scores(self) -> DepthScores:
+        if self.n == 0:
+            return DepthScores(float("nan"), float("nan"), 0)
+        return DepthScores(self.abs_rel_sum / self.n, float(np.sqrt(self.sq_log_sum / self.n)), self.n)
+
+
+def depth_scores(pred: np.ndarray, true: np.ndarray, max_depth: float = 1000.0) -> DepthScores:
+    """``DepthAccumulator`` over one pair of depth maps (metres)."""
+    acc = DepthAccumulator(max_depth)
+    acc.update(pred, true)
+    return acc.scores()
+
+
 # ---- FID / KID ---------------------------------------------------------------------------------
 
 

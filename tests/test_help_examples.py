@@ -56,6 +56,11 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "import deeplab best_deeplabv3plus_": "a VainF DeepLabV3+ checkpoint; tests/test_import_deeplab.py imports files of that format",
     "--root /data/cityscapes": "a Cityscapes folder; tests/test_evaluation.py evaluates on dataset folders",
     "drive.mp4": "a dashcam video; tests/test_build_dataset.py builds datasets from generated videos",
+    "--depth-aware runs/depth/": "needs the depth-aware cards of the train/spade.py examples; tests/test_depth.py",
+    "--depth my_depth.npy": "a user's depth map and the depth-aware cards; tests/test_depth.py renders with both",
+    "eval depth runs/": "needs the depth card of the train/spade.py examples; tests/test_depth.py runs it",
+    "export depth runs/": "needs the depth-aware cards of the train/spade.py examples, which run after the exports; "
+    "tests/test_depth.py runs `cityserve export depth`",
     "--server 10.0.0.1:8001,10.0.0.2:8001": "a cluster's replicas; tests/test_replicas.py runs several URLs against real servers",
 }
 SHRINK = [  # (as the example says, what the test runs): counts only

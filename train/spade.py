@@ -18,7 +18,7 @@ from cityserve.models.spade import SPADEConfig
 from cityserve.training.common import build_training_data
 from cityserve.training.entry import ResolvedRun, TrainerSpec, train_main
 from cityserve.training.spade_presets import PRESETS
-from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for
+from cityserve.training.spade_trainer import SPADETrainConfig, SPADETrainer, spade_config_for, stage_config
 
 EPILOG = """examples:
   # the shipped demo model (models/demo/spade-demo): 128x256, then fine-tuned at 256x512 (2-core CPU; the
@@ -37,6 +37,14 @@ EPILOG = """examples:
   # fine-tune an imported official checkpoint on your own paired folders
   cityserve import spade latest_net_G.pth --label-set cityscapes --size 256x512 --out models/spade-cs
   python train/spade.py --preset hongkong --init-from models/spade-cs --data paired --root my_city --out runs/ft
+
+  # the depth-aware pair (Sun, Fu and Huang): stage 1 label -> depth, stage 2 label + depth -> photo,
+  # trained on true depth, or on stage 1's predictions (what the chained graph feeds it)
+  python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --stage depth --out runs/depth
+  python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --stage photo-from-depth --out runs/photo-d
+  python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --stage photo-from-depth \
+      --depth-source predicted --depth-model runs/depth/spade-tiny.card.json --out runs/photo-dp
+  # (your own data: a depth/ folder beside the images, 16-bit PNGs in mm or .npy in metres: docs/depth.md)
 
   # a quick smoke run, then continue it: --resume takes the newest state in --out
   python train/spade.py --preset tiny --seeds 0-3 --max-steps 4 --out runs/smoke
@@ -60,7 +68,8 @@ def resolved_model(r: ResolvedRun) -> SPADEConfig:
         cfg = config_from_card(card)
         return spade_config_for(card.label_set, size, **{**_free_fields(cfg, keep_labels=True)})
     keep = r.label_set == r.preset.label_set  # another label set: its own label channels
-    return spade_config_for(r.label_set, r.size, **{**_free_fields(r.preset.model, keep), **r.model_overrides})
+    cfg = spade_config_for(r.label_set, r.size, **{**_free_fields(r.preset.model, keep), **r.model_overrides})
+    return stage_config(cfg, r.train.stage)
 
 
 def _free_fields(cfg: SPADEConfig, keep_labels: bool) -> dict:
@@ -74,7 +83,10 @@ def build(r: ResolvedRun, runner):
     label_set = load_card(r.train.init_from).label_set if r.train.init_from else r.label_set
     trainer = SPADETrainer(runner, gcfg, label_set, r.train, name=r.run.name, size=size)
     augment = Augment(flip=True, brightness=0.0, contrast=0.0) if r.data.flip else None
-    data = build_training_data(r.data, trainer.label_set, size, augment, num_channels=trainer.gcfg.num_classes)
+    with_depth = r.train.stage != "photo"  # the depth stages read a depth map with every sample
+    data = build_training_data(
+        r.data, trainer.label_set, size, augment, num_channels=trainer.gcfg.num_classes, with_depth=with_depth
+    )
     return trainer, data
 
 

@@ -22,6 +22,7 @@ examples:
   cityserve eval generator ckpt/spade_cityscapes.card.json --segmenter seg/fchardnet70_cityscapes.card.json \\
       --data cityscapes --root /data/cityscapes --split val --out results/spade_val.json
   cityserve eval fid generated/ real/ --inception pt_inception-2015-12-05-6726825d.pth
+  cityserve eval depth runs/depth/spade-tiny.card.json --seeds 10000-10049 --out results/depth_eval.json
 
 Synthetic seeds are the held-out protocol: the demo models train on seeds 0-9999, and are evaluated on
 seeds from 10000 on. With --data and --root, the split of a dataset folder is used instead (validated
@@ -69,6 +70,13 @@ def register(sub, groups) -> None:
     g.add_argument("--inception", help="pytorch-fid Inception weights file; adds FID and KID")
     _common(g)
     g.set_defaults(func=run_generator)
+
+    d = ev.add_parser("depth", help="abs-rel and RMSE of log-depth of a depth-aware stage 1 on synthetic seeds")
+    d.add_argument("model", help="a depth (stage 1) model card (train/spade.py --stage depth)")
+    d.add_argument("--seeds", type=parse_seeds, default=None, help="held-out synthetic seeds (default 10000-10049)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(d)
+    d.set_defaults(func=run_depth)
 
     f = ev.add_parser("fid", help="FID and KID between two image folders")
     f.add_argument("folder_a")
@@ -153,6 +161,21 @@ def run_generator(args) -> int:
         **report.to_dict(),
     }
     return _emit(args, result, report.markdown())
+
+
+def run_depth(args) -> int:
+    from ..data.scenes import SyntheticScenes
+    from ..evaluation import evaluate_depth
+
+    card = load_card(args.model)
+    source = SyntheticScenes(args.seeds or parse_seeds("10000-10049"))
+    scores = evaluate_depth(card, source, progress=not args.no_progress)
+    result = {"model": card.name, "size": f"{card.height}x{card.width}", **source.describe(), **scores.to_dict()}
+    md = (
+        f"| {card.name} on {len(source)} synthetic scenes | abs-rel | RMSE of log-depth |\n| --- | ---: | ---: |\n"
+        f"| {card.height}x{card.width}, {scores.pixels} non-sky pixels | {scores.abs_rel:.4f} | {scores.rmse_log:.4f} |\n"
+    )
+    return _emit(args, result, md)
 
 
 def run_fid(args) -> int:

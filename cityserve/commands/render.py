@@ -31,7 +31,12 @@ VAE (multimodal) models take a style latent: --seed N draws it from N(0, 1) with
 encodes an image with the model's encoder and uses its mean (deterministic: the official code adds
 noise, exp(logvar/2) * eps, at test time too); --z reads a saved latent (.npy, or a .pt tensor loaded
 with weights_only=True). The output is the model's HxW RGB image, uint8 as
-clamp(round((y + 1) * 127.5), 0, 255) of the generator's tanh output."""
+clamp(round((y + 1) * 127.5), 0, 255) of the generator's tanh output.
+
+Depth-aware pairs (docs/depth.md): --model is the photo-from-depth stage; --depth-aware DEPTH_CARD
+predicts the depth from the labels first, or --depth FILE gives your own depth map (16-bit PNG in
+millimetres or .npy in metres, at the model's size); --depth-out writes the depth used as a 16-bit
+millimetre PNG. Torch engine only (the exported graphs: `cityserve export depth`)."""
 
 EPILOG = """\
 examples:
@@ -44,6 +49,9 @@ examples:
       --out photo.png
   cityserve render examples/street_01.png --model models/demo/spade-demo.card.json --engine openvino \\
       --precision bf16 --out photo.png   # pip install 'cityserve[openvino]'
+  cityserve render street.png --model runs/photo-dp/spade-tiny.card.json \
+      --depth-aware runs/depth/spade-tiny.card.json --out photo.png --depth-out depth.png
+  cityserve render street.png --model runs/photo-dp/spade-tiny.card.json --depth my_depth.npy --out photo.png
   cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png   # a running `cityserve serve`
   cityserve render examples/street_01.png --server 10.0.0.1:8001,10.0.0.2:8001 --out photo.png   # replicas
 """
@@ -88,6 +96,14 @@ def register(sub, groups) -> None:
         action="store_true",
         help="--engine aot: load a package not compiled on this machine (it is native code: know its origin)",
     )
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument(
+        "--depth-aware", metavar="DEPTH_CARD", help="--model is a photo-from-depth stage: predict depth with this card"
+    )
+    depth.add_argument(
+        "--depth", metavar="DEPTH.png|.npy", help="--model is a photo-from-depth stage: render with this depth map"
+    )
+    p.add_argument("--depth-out", metavar="DEPTH.png", help="depth-aware: also write the depth used (16-bit mm PNG)")
     p.add_argument(
         "--server",
         metavar="HOST:PORT[,...]",
@@ -171,7 +187,62 @@ def run_remote(args) -> int:
     return 0
 
 
+def run_depth_aware(args) -> int:
+    """Stage 1 (or the user's depth map) then stage 2, in torch; bad depth files fail naming the file."""
+    import torch
+
+    from ..data.depth import read_depth, write_depth_png
+    from ..export.depth_export import depth_graph_from_card, photo_graph_from_card
+
+    if args.server:
+        raise ConfigError("--depth-aware / --depth render locally: the served pipelines take label maps only")
+    if args.engine != "torch":
+        raise ConfigError("--depth-aware / --depth render with --engine torch (ONNX graphs: `cityserve export depth`)")
+    for flag in ("style", "z", "seed"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag}: a depth-aware stage takes no style latent")
+    if not args.model:
+        raise ConfigError("--model CARD (the photo-from-depth stage) is required")
+    for flag in ("out", "depth_out"):
+        path = getattr(args, flag)
+        if path and not str(path).lower().endswith(".png"):
+            raise ConfigError(f"--{flag.replace('_', '-')} {path}: written as PNG; name it *.png")
+    card = load_card(args.model)
+    photo = photo_graph_from_card(card)
+    labels = read_label_png(args.labels, card.label_set, nearest=args.nearest, num_channels=photo.num_classes)
+    instances = read_instance_png(args.instances) if args.instances else None
+    labels, instances = fit_to_model(labels, instances, card)
+    if instances is None:
+        instances = labels.astype(np.int32)  # no instance map: the class boundaries
+    lab = torch.from_numpy(labels.astype(np.int64))[None, None]
+    inst = torch.from_numpy(instances.astype(np.int32))[None, None]
+    h, w = card.height, card.width
+    with torch.no_grad():
+        if args.depth:
+            d = read_depth(args.depth)
+            if d.shape != (h, w):
+                raise ConfigError(
+                    f"--depth {args.depth}: depth map is {d.shape[0]}x{d.shape[1]}, the model renders {h}x{w}"
+                )
+            depth = torch.from_numpy(d)[None, None]
+            via = f"depth {args.depth}"
+        else:
+            dcard = load_card(args.depth_aware)
+            if (dcard.height, dcard.width) != (h, w):
+                raise ConfigError(f"--depth-aware {args.depth_aware}: {dcard.height}x{dcard.width}, not {h}x{w}")
+            depth = depth_graph_from_card(dcard)(lab, inst)
+            via = f"depth from {dcard.name}"
+        image = photo(lab, inst, depth)[0].numpy()
+    write_photo(args.out, image)
+    if args.depth_out:
+        write_depth_png(args.depth_out, depth[0, 0].numpy())
+    print(f"wrote {args.out} ({h}x{w}, {card.name}, {via})" + (f" and {args.depth_out}" if args.depth_out else ""))
+    return 0
+
+
 def run(args) -> int:
+    if args.depth_aware or args.depth:
+        return run_depth_aware(args)
     if args.server:
         return run_remote(args)
 

@@ -55,6 +55,9 @@ class CityscapesDataset(SegmentationDataset):
     def _expected(self) -> str:
         return f"expected leftImg8bit/{self.split}/CITY/*_leftImg8bit.png and {self.gt}/{self.split}/CITY/"
 
+    def _depth_dir(self, image):
+        return self.root / "depth" / self.split / image.parent.name
+
     def _discover(self) -> None:
         img_root, gt_root = self.root / "leftImg8bit" / self.split, self.root / self.gt / self.split
         if not img_root.is_dir():
@@ -87,6 +90,9 @@ class ADE20KDataset(SegmentationDataset):
     def _expected(self) -> str:
         return "expected ADEChallengeData2016/images/{training,validation}/ and annotations/"
 
+    def _depth_dir(self, image):
+        return image.parent.parent.parent / "depth" / image.parent.name
+
     def _discover(self) -> None:
         base = self.root / "ADEChallengeData2016" if (self.root / "ADEChallengeData2016").is_dir() else self.root
         if self.split not in self.SPLITS:
@@ -113,6 +119,9 @@ class CocoStuffDataset(SegmentationDataset):
 
     def _expected(self) -> str:
         return f"expected {self.split}_img/, {self.split}_label/ and optionally {self.split}_inst/"
+
+    def _depth_dir(self, image):
+        return self.root / f"{self.split}_depth"
 
     def _discover(self) -> None:
         img_dir = self.root / f"{self.split}_img"
@@ -182,7 +191,8 @@ class SyntheticDataset(Dataset):
     """Procedural Cityscapes-like scenes, generated on the fly from seeds (no files, never invalid).
 
     ``seeds``: a count n (seeds 0..n-1) or an explicit sequence. Scenes are drawn at ``size`` directly;
-    ``augment`` still applies flip and jitter.
+    ``augment`` still applies flip and jitter. ``with_depth``: samples also carry the scene's exact depth
+    (``depth`` [1,H,W] metres; labels and photos are the same as without it).
     """
 
     layout = "synthetic"
@@ -193,7 +203,9 @@ class SyntheticDataset(Dataset):
         size=(256, 512),
         augment: Augment | bool | None = None,
         label_set="cityscapes",
+        with_depth: bool = False,
     ):
+        self.with_depth = bool(with_depth)
         self.seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
         self.size = transforms.parse_size(size) or (256, 512)
         self.augment = Augment() if augment is True else (augment or None)
@@ -209,12 +221,17 @@ class SyntheticDataset(Dataset):
         return len(self.seeds)
 
     def load(self, i: int):
+        return self.load_with_depth(i)[:3]
+
+    def load_with_depth(self, i: int):
+        """(photo, ids, instances, depth float32 [H,W] metres) of scene ``i``, drawn once."""
         scene = generate_scene(self.seeds[i], height=self.size[0], width=self.size[1])
-        return scene.photo, scene.labels.astype(np.int64), scene.instances.astype(np.int32)
+        return scene.photo, scene.labels.astype(np.int64), scene.instances.astype(np.int32), scene.depth
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        photo, ids, inst = self.load(i)
-        return make_sample(photo, ids, inst, f"synthetic_{self.seeds[i]:06d}", self.size, self.augment)
+        photo, ids, inst, depth = self.load_with_depth(i)
+        name = f"synthetic_{self.seeds[i]:06d}"
+        return make_sample(photo, ids, inst, name, self.size, self.augment, depth if self.with_depth else None)
 
     def validate(self, check_ids: bool = True, workers: int | None = None) -> SyntheticDataset:
         return self
@@ -250,7 +267,8 @@ def build_dataset(
     """The dataset of layout ``kind`` under ``root``, checked up front unless ``validate=False``.
 
     ``kind``: cityscapes | ade20k | coco-stuff | paired | synthetic. For ``synthetic``, ``root`` is
-    ignored and ``seeds`` (count or list) picks the scenes. ``size``: (H, W), "480x960", "2:1@480",
+    ignored and ``seeds`` (count or list) picks the scenes. ``with_depth=True``: samples carry ``depth``
+    (metres; for folders from a ``depth/`` folder beside the images, checked with the rest). ``size``: (H, W), "480x960", "2:1@480",
     "square@256" or None (file resolution). ``augment``: True for the default ``Augment()``.
     """
     key = kind.lower().replace("_", "-")
@@ -260,7 +278,9 @@ def build_dataset(
         )
     cls = KINDS[key]
     if cls is SyntheticDataset:
-        return SyntheticDataset(kw.pop("seeds", 100), size, augment, label_set or "cityscapes")
+        return SyntheticDataset(
+            kw.pop("seeds", 100), size, augment, label_set or "cityscapes", with_depth=kw.pop("with_depth", False)
+        )
     if root is None:
         raise ConfigError(f"dataset kind {kind!r} needs a root folder")
     if split is not None:

@@ -27,6 +27,7 @@ class EvalScene:
     photo: np.ndarray  # uint8 [H,W,3] RGB
     labels: np.ndarray  # label ids [H,W]
     instances: np.ndarray  # int32 [H,W]
+    depth: Optional[np.ndarray] = None  # float32 [H,W] metres, where the source has it (synthetic scenes)
 
     def resized(self, size: Optional[tuple[int, int]]) -> EvalScene:
         if size is None or tuple(size) == self.labels.shape:
@@ -37,6 +38,7 @@ class EvalScene:
             resize_photo(self.photo, h, w),
             resize_nearest(self.labels, h, w),
             resize_nearest(self.instances, h, w),
+            None if self.depth is None else resize_nearest(self.depth, h, w),
         )
 
 
@@ -74,7 +76,7 @@ class SyntheticScenes(SceneSource):
         h, w = size or self.default_size
         for seed in self.seeds:
             s = generate_scene(seed, h, w)
-            yield EvalScene(f"seed {seed}", s.photo, s.labels, s.instances)
+            yield EvalScene(f"seed {seed}", s.photo, s.labels, s.instances, s.depth)
 
     def seed_of(self, i: int) -> int:
         return self.seeds[i]

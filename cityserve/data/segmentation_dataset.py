@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ..errors import CityserveError, LabelError
 from ..labels import LabelSet, get_label_set, to_rgb8
 from . import transforms
+from .depth import check_depth_file, depth_files, read_depth
 from .transforms import Augment
 from .validate import DatasetError, Problem, format_ids, image_size, raise_problems, scan
 
@@ -32,6 +33,7 @@ class Record:
     image: Path
     labels: Path
     instances: Path | None = None
+    depth: Path | None = None
 
 
 def as_label_set(label_set):
@@ -89,8 +91,10 @@ class SegmentationDataset(Dataset):
         split: str = "train",
         num_channels: int | None = None,
         nearest_colors: bool = False,
+        with_depth: bool = False,
     ):
         self.root = Path(root)
+        self.with_depth = bool(with_depth)
         self.split = split
         self.label_set = as_label_set(label_set if label_set is not None else self.default_label_set)
         self.size = transforms.parse_size(size)
@@ -99,6 +103,7 @@ class SegmentationDataset(Dataset):
         self.nearest_colors = nearest_colors
         self.records: list[Record] = []
         self.problems: list[Problem] = []
+        self._depth_cache: dict[Path, dict[str, Path]] = {}  # depth folder -> its files by stem
         if not self.root.is_dir():
             raise DatasetError(f"dataset root {self.root} is not a directory")
         self._discover()
@@ -111,6 +116,11 @@ class SegmentationDataset(Dataset):
 
     def _expected(self) -> str:
         return ""
+
+    def _depth_dir(self, image: Path) -> Path:
+        """Where the depth maps of the photos in ``image``'s folder live (``with_depth``): a ``depth/``
+        folder beside the images folder by default; layouts with nested trees override it."""
+        return image.parent.parent / "depth"
 
     def _pair(
         self,
@@ -135,7 +145,18 @@ class SegmentationDataset(Dataset):
                         Problem(str(images[stem]), f"no instance map (expected {inst_hint.replace('{stem}', stem)})")
                     )
                     continue
-            self.records.append(Record(stem, images[stem], lab, inst))
+            depth = None
+            if self.with_depth:
+                folder = self._depth_dir(images[stem])
+                if folder not in self._depth_cache:
+                    self._depth_cache[folder] = depth_files(folder)
+                depth = self._depth_cache[folder].get(stem)
+                if depth is None:
+                    self.problems.append(
+                        Problem(str(images[stem]), f"no depth map (expected {folder}/{stem}.png or .npy)")
+                    )
+                    continue
+            self.records.append(Record(stem, images[stem], lab, inst, depth))
         for stem in sorted(set(labels) - set(images)):
             self.problems.append(Problem(str(labels[stem]), "label map without a photo"))
 
@@ -220,6 +241,8 @@ class SegmentationDataset(Dataset):
                     )
             except CityserveError:
                 out.append(Problem(str(rec.instances), "not a readable image"))
+        if rec.depth is not None:
+            out.extend(check_depth_file(rec.depth, shape))
         return out
 
     def validate(self, check_ids: bool = True, workers: int | None = None) -> SegmentationDataset:
@@ -247,9 +270,23 @@ class SegmentationDataset(Dataset):
                 )
         return photo, ids, inst
 
+    def load_depth(self, i: int, shape: tuple[int, int]) -> np.ndarray:
+        """Record ``i``'s depth map, float32 [H,W] metres, checked against its photo's (H, W)."""
+        rec = self.records[i]
+        if rec.depth is None:
+            raise DatasetError(f"{self.root}: this dataset was built without depth (with_depth=False)")
+        depth = read_depth(rec.depth)
+        if depth.shape != tuple(shape):
+            raise DatasetError(
+                f"{rec.depth}: depth map is {depth.shape[0]}x{depth.shape[1]} but its photo {rec.image.name} "
+                f"is {shape[0]}x{shape[1]} (run validate() before training)"
+            )
+        return depth
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         photo, ids, inst = self.load(i)
-        return make_sample(photo, ids, inst, self.records[i].name, self.size, self.augment)
+        depth = self.load_depth(i, ids.shape) if self.with_depth else None
+        return make_sample(photo, ids, inst, self.records[i].name, self.size, self.augment, depth)
 
     def __repr__(self) -> str:
         return (
@@ -258,14 +295,22 @@ class SegmentationDataset(Dataset):
         )
 
 
-def make_sample(photo, ids, inst, name: str, size, augment) -> dict[str, Any]:
-    image, labels, instances = transforms.apply(photo, ids, inst, size, augment, _rng() if augment else None)
-    return {
+def make_sample(photo, ids, inst, name: str, size, augment, depth: np.ndarray | None = None) -> dict[str, Any]:
+    """The trainers' sample; with ``depth`` (float32 [H,W] metres) also ``depth`` FloatTensor [1,h,w],
+    cropped and flipped with the labels (nearest: a depth between a car and the wall behind it is neither)."""
+    extra = () if depth is None else (depth,)
+    image, labels, instances, *rest = transforms.apply(
+        photo, ids, inst, size, augment, _rng() if augment else None, extra=extra
+    )
+    sample = {
         "labels": torch.from_numpy(labels)[None],
         "instances": torch.from_numpy(instances)[None],
         "image": torch.from_numpy(image),
         "name": name,
     }
+    if depth is not None:
+        sample["depth"] = torch.from_numpy(np.ascontiguousarray(rest[0], dtype=np.float32))[None]
+    return sample
 
 
 def files_by_stem(folder: Path, suffix: str | Sequence[str] = IMAGE_EXTS, strip: str = "") -> dict[str, Path]:

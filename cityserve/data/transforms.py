@@ -108,11 +108,13 @@ def apply(
     size: tuple[int, int] | None,
     augment: Augment | None,
     rng: np.random.Generator | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    extra: tuple[np.ndarray, ...] = (),
+) -> tuple[np.ndarray, ...]:
     """Geometric + color transform of one sample.
 
     image uint8 [H,W,3] RGB, labels int [H,W], instances int32 [H,W] (all the same H, W) ->
-    image float32 [3,h,w] in [-1, 1], labels int64 [h,w], instances int32 [h,w].
+    image float32 [3,h,w] in [-1, 1], labels int64 [h,w], instances int32 [h,w], then each of ``extra``
+    (per-pixel maps such as depth) resampled and flipped as the labels are.
     """
     if rng is None:
         rng = np.random.default_rng()
@@ -128,8 +130,10 @@ def apply(
         xs = nearest_indices(w, rw)[left : left + tw]
         labels = labels[ys][:, xs]
         instances = instances[ys][:, xs]
+        extra = tuple(m[ys][:, xs] for m in extra)
     if augment is not None and augment.flip and rng.random() < 0.5:
         image, labels, instances = image[:, ::-1], labels[:, ::-1], instances[:, ::-1]
+        extra = tuple(m[:, ::-1] for m in extra)
     photo = image.astype(np.float32)
     if augment is not None and (augment.brightness or augment.contrast):
         b = float(rng.uniform(1 - augment.brightness, 1 + augment.brightness))
@@ -141,4 +145,5 @@ def apply(
         np.ascontiguousarray(photo.transpose(2, 0, 1)),
         np.ascontiguousarray(labels, dtype=np.int64),
         np.ascontiguousarray(instances, dtype=np.int32),
+        *(np.ascontiguousarray(m) for m in extra),
     )

@@ -78,6 +78,7 @@ CONFIG_INT_BOUNDS = {
     "z_dim": (1, 4096),
     "crop_size": (1, 16384),
     "output_nc": (1, 4),
+    "extra_condition_nc": (0, 8),
     "n_layers_D": (1, 8),
 }
 CONFIG_FLOAT_BOUNDS = {"aspect_ratio": (1e-3, 1e3)}

@@ -70,6 +70,7 @@ class SPADEConfig:
     output_nc: int = option(3, cli=False)
     nhidden: int = option(128, "hidden width of each SPADE norm (official 128; smaller trains on a CPU)")
     noise_dim: int = option(0, "OASIS 3D noise: a N(0,1) vector per image concatenated to the label map (OASIS 64)")
+    extra_condition_nc: int = option(0, cli=False)  # depth-aware photo stage: 1 (the depth map every norm reads)
 
     def __post_init__(self) -> None:
         if self.num_upsampling_layers not in UPSAMPLING_LAYERS:
@@ -88,6 +89,8 @@ class SPADEConfig:
                 raise ConfigError(f"SPADE {name} must be >= 1, not {getattr(self, name)}")
         if self.noise_dim < 0:
             raise ConfigError(f"SPADE noise_dim must be >= 0, not {self.noise_dim}")
+        if self.extra_condition_nc < 0:
+            raise ConfigError(f"SPADE extra_condition_nc must be >= 0, not {self.extra_condition_nc}")
         if self.noise_dim and self.use_vae:
             raise ConfigError("a SPADE generator takes its latent from the VAE encoder or as 3D noise, not both")
         if self.aspect_ratio <= 0:
@@ -108,10 +111,22 @@ class SPADEConfig:
         return self.label_nc + int(self.contain_dontcare_label) + int(not self.no_instance)
 
     @property
+    def input_nc(self) -> int:
+        """Channels of the generator's input map: ``semantic_nc`` plus the extra condition (a depth-aware
+        photo stage's depth map), concatenated after them."""
+        return self.semantic_nc + self.extra_condition_nc
+
+    @property
     def cond_nc(self) -> int:
-        """Channels of the map every SPADE norm (and, without VAE, ``fc``) reads: ``semantic_nc`` plus the
+        """Channels of the map every SPADE norm (and, without VAE, ``fc``) reads: ``input_nc`` plus the
         3D noise channels (OASIS) where used."""
-        return self.semantic_nc + self.noise_dim
+        return self.input_nc + self.noise_dim
+
+    @property
+    def depth_aware(self) -> bool:
+        """A stage of the two-stage depth-aware SPADE: label -> depth (1 output channel) or label + depth
+        -> photo (an extra condition channel); neither fits the plain render graph."""
+        return self.output_nc != 3 or self.extra_condition_nc > 0
 
     @property
     def latent_dim(self) -> int:
@@ -212,7 +227,11 @@ class SPADEResnetBlock(nn.Module):
 
 
 class SPADEGenerator(nn.Module):
-    """``forward(input [B, semantic_nc, H, W], z=None) -> [B, 3, H, W]`` in [-1, 1].
+    """``forward(input [B, input_nc, H, W], z=None) -> [B, output_nc, H, W]`` in [-1, 1].
+
+    The depth-aware stages are this generator with other configs: ``output_nc=1`` predicts normalised
+    log-depth from the labels; ``extra_condition_nc=1`` reads the labels with the depth map concatenated
+    (``[one-hot, edges, depth]``), in ``fc`` and in every SPADE norm, as Sun, Fu and Huang's stage 2 does.
 
     Without VAE the label map, resized to ``sh x sw``, goes through the 3x3 conv ``fc``; with VAE
     ``fc`` is Linear(z_dim -> 16*ngf*sh*sw) of the latent (sampled from N(0, 1) when ``z`` is None).
@@ -352,6 +371,11 @@ def build_generator(cfg: SPADEConfig) -> SPADEGenerator:
 
 
 def spade_render_io(cfg: SPADEConfig) -> RenderIO:
+    if cfg.depth_aware:
+        raise ConfigError(
+            "a depth-aware SPADE stage (depth output or depth input) has its own graphs: "
+            "export it with `cityserve export depth`, not as a label -> photo renderer"
+        )
     return RenderIO(
         num_classes=cfg.num_classes,
         use_instance=not cfg.no_instance,

@@ -106,12 +106,17 @@ class CachedScenes(Dataset):
         from ..data.datasets import make_sample
 
         if i not in self._cache:
-            photo, ids, inst = self.ds.load(i)
+            with_depth = getattr(self.ds, "with_depth", False)
+            if with_depth and hasattr(self.ds, "load_with_depth"):
+                photo, ids, inst, depth = self.ds.load_with_depth(i)
+            else:
+                photo, ids, inst = self.ds.load(i)
+                depth = self.ds.load_depth(i, ids.shape) if with_depth else None
             small = ids.astype(np.uint8) if ids.size and 0 <= ids.min() and ids.max() < 256 else ids
-            self._cache[i] = (photo, small, inst)
-        photo, ids, inst = self._cache[i]
+            self._cache[i] = (photo, small, inst, depth)
+        photo, ids, inst, depth = self._cache[i]
         name = self.ds.records[i].name if hasattr(self.ds, "records") else f"synthetic_{self.ds.seeds[i]:06d}"
-        return make_sample(photo, ids.astype(np.int64), inst, name, self.ds.size, self.ds.augment)
+        return make_sample(photo, ids.astype(np.int64), inst, name, self.ds.size, self.ds.augment, depth)
 
 
 @dataclasses.dataclass
@@ -138,14 +143,25 @@ class DataConfig:
 
 
 def build_training_data(
-    data: DataConfig, label_set: Any, size: tuple[int, int], augment: Any, num_channels: Optional[int] = None
+    data: DataConfig,
+    label_set: Any,
+    size: tuple[int, int],
+    augment: Any,
+    num_channels: Optional[int] = None,
+    with_depth: bool = False,
 ) -> Dataset:
-    """The dataset ``data`` names, at ``size``, validated up front."""
+    """The dataset ``data`` names, at ``size``, validated up front (its depth maps too, ``with_depth``)."""
     from ..data.datasets import build_dataset
 
     if data.data == "synthetic":
         ds = build_dataset(
-            "synthetic", None, label_set=label_set, size=size, augment=augment, seeds=parse_seeds(data.seeds)
+            "synthetic",
+            None,
+            label_set=label_set,
+            size=size,
+            augment=augment,
+            seeds=parse_seeds(data.seeds),
+            with_depth=with_depth,
         )
         return CachedScenes(ds) if data.cache else ds
     if not data.root:
@@ -155,4 +171,6 @@ def build_training_data(
         kw["num_channels"] = num_channels
     if data.nearest_colors:
         kw["nearest_colors"] = True
+    if with_depth:
+        kw["with_depth"] = True
     return build_dataset(data.data, data.root, label_set=label_set, size=size, augment=augment, **kw)

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..cards import ModelCard, load_card
 from ..checkpoints import safe_load, state_dict_from
+from ..data.depth import STAGES, LogDepth, card_depth, depth_section
 from ..errors import CheckpointError, ConfigError
 from ..labels import get_label_set
 from ..models.registry import build_from_card, config_from_card
@@ -47,6 +48,10 @@ from .runner import Runner, Trainer
 from .state import STATE_FORMAT
 
 OBJECTIVES = ("spade", "oasis")
+#: photo: label -> photo (plain SPADE); depth: label -> normalised log-depth (stage 1 of the depth-aware
+#: pair); photo-from-depth: label + depth -> photo (stage 2).
+TRAIN_STAGES = ("photo",) + STAGES
+DEPTH_SOURCES = ("true", "predicted")
 
 log = logging.getLogger("cityserve.training")
 
@@ -98,10 +103,36 @@ class SPADETrainConfig:
         "mode seeking (MSGAN, Mao et al. 2019) for noise generators: weight of 1 / (|G(s,z1) - G(s,z2)| / "
         "|z1 - z2|), so different noise gives different photos (MSGAN uses 1; 0: off)",
     )
+    stage: str = option(
+        "photo",
+        "photo: label -> photo; depth-aware pair: depth (stage 1, label -> depth) or photo-from-depth "
+        "(stage 2, label + depth -> photo); the depth stages read depth maps with the data",
+        cli={"choices": TRAIN_STAGES},
+    )
+    depth_source: str = option(
+        "true",
+        "photo-from-depth: condition on the data's true depth, or on --depth-model's predictions "
+        "(what the chained graph feeds it)",
+        cli={"choices": DEPTH_SOURCES},
+    )
+    depth_model: Optional[str] = option(None, "the stage-1 (depth) card for --depth-source predicted")
+    lambda_depth_l1: float = option(10.0, "depth stage: weight of the L1 loss on normalised log-depth")
+    depth_near: float = option(1.0, "depth stages: metres at normalised log-depth -1")
+    depth_far: float = option(1000.0, "depth stages: metres at normalised log-depth +1 (the synthetic sky)")
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.stage not in TRAIN_STAGES:
+            raise ConfigError(f"stage must be one of {', '.join(TRAIN_STAGES)}, not {self.stage!r}")
+        if self.depth_source not in DEPTH_SOURCES:
+            raise ConfigError(f"depth_source must be one of {', '.join(DEPTH_SOURCES)}, not {self.depth_source!r}")
+        if self.stage == "depth" and self.objective != "spade":
+            raise ConfigError("the depth stage trains with the spade objective (OASIS's discriminator segments photos)")
+        if self.depth_source == "predicted" and not self.depth_model:
+            raise ConfigError("--depth-source predicted needs --depth-model CARD (a stage-1 depth card)")
+        if self.depth_model and (self.stage != "photo-from-depth" or self.depth_source != "predicted"):
+            raise ConfigError("--depth-model is for --stage photo-from-depth --depth-source predicted")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         if self.lambda_ms < 0:
@@ -117,6 +148,23 @@ def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: to
 
 def _twice(weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if weights is None else torch.cat([weights, weights])
+        LogDepth(near=float(self.depth_near), far=float(self.depth_far))  # near < far, both positive
+
+    @property
+    def depth_norm(self) -> LogDepth:
+        return LogDepth(near=float(self.depth_near), far=float(self.depth_far))
+
+
+def stage_config(cfg: SPADEConfig, stage: str) -> SPADEConfig:
+    """The generator config of a training stage: 1 output channel for depth, 1 extra condition channel
+    (the depth map) for photo-from-depth, the config itself for photo."""
+    if stage == "depth":
+        if cfg.use_vae:
+            raise ConfigError("the depth stage has no VAE style encoder (it encodes photos)")
+        return dataclasses.replace(cfg, output_nc=1, extra_condition_nc=0)
+    if stage == "photo-from-depth":
+        return dataclasses.replace(cfg, output_nc=3, extra_condition_nc=1)
+    return cfg
 
 
 def discriminator_state(path: str) -> dict[str, torch.Tensor]:
@@ -177,6 +225,18 @@ class SPADETrainer(Trainer):
         self.gcfg = gcfg
         if tcfg.lambda_ms and not gcfg.noise_dim:
             raise ConfigError("--lambda-ms needs a generator that takes noise (--noise-dim > 0): there is no z to vary")
+        self.stage = tcfg.stage
+        want = stage_config(gcfg, self.stage)
+        if (want.output_nc, want.extra_condition_nc) != (gcfg.output_nc, gcfg.extra_condition_nc):
+            raise ConfigError(
+                f"--stage {self.stage} needs a generator with {want.output_nc} output and {want.extra_condition_nc} "
+                f"extra condition channel(s), not {gcfg.output_nc} and {gcfg.extra_condition_nc} "
+                "(is --init-from a card of another stage?)"
+            )
+        self.depth_norm = tcfg.depth_norm
+        self.depth_G = self.depth_G_norm = self.depth_card = None
+        if self.stage == "photo-from-depth" and tcfg.depth_source == "predicted":
+            self.depth_G, self.depth_G_norm, self.depth_card = self._depth_model(tcfg.depth_model, runner)
         self.oasis = tcfg.objective == "oasis"
         if self.oasis:
             dcfg = OASISDConfig(semantic_nc=gcfg.num_classes, ndf=tcfg.ndf, num_res_blocks=tcfg.num_res_blocks_D)
@@ -188,7 +248,7 @@ class SPADETrainer(Trainer):
             D = init_weights(OASISDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
         else:
             dcfg = MultiscaleDConfig(
-                input_nc=gcfg.semantic_nc + gcfg.output_nc,
+                input_nc=gcfg.input_nc + gcfg.output_nc,
                 ndf=tcfg.ndf,
                 n_layers_D=tcfg.n_layers_D,
                 num_D=tcfg.num_D,
@@ -221,6 +281,15 @@ class SPADETrainer(Trainer):
         if self.vgg is not None:
             self.vgg = self.vgg.to(runner.device)
         self.palette = palette_tensor(self.label_set)
+
+    def _depth_model(self, path: str, runner: Runner):
+        """The frozen stage-1 generator whose predictions stage 2 trains on, and its normalisation."""
+        card = load_card(path)
+        stage, norm = card_depth(card)
+        if stage != "depth":
+            raise ConfigError(f"--depth-model {path}: a {stage} stage, not a depth (stage 1) model")
+        G1 = build_from_card(card, load=True, inference=True).to(runner.device).eval().requires_grad_(False)
+        return G1, norm, card
 
     def _from_card(self, path: str, size: Optional[tuple[int, int]]):
         card = load_card(path)
@@ -279,6 +348,8 @@ class SPADETrainer(Trainer):
     def identity(self) -> dict[str, Any]:
         return {
             "arch": "spade",
+            "stage": self.stage,
+            "depth": self._depth_facts(),
             "config": dataclasses.asdict(self.gcfg),
             "objective": self.tcfg.objective,
             "ema": self.tcfg.ema_decay,
@@ -299,11 +370,40 @@ class SPADETrainer(Trainer):
             for g in opt.param_groups:
                 g["lr"] = self.base_lr[k] * f
 
-    def semantics(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        sem = one_hot(batch["labels"], self.gcfg.num_classes)
-        if not self.gcfg.no_instance:
+    def _depth_facts(self) -> Optional[dict[str, Any]]:
+        if self.stage == "photo":
+            return None
+        facts: dict[str, Any] = {}
+        if self.stage == "photo-from-depth":
+            facts["depth_source"] = self.tcfg.depth_source
+            if self.depth_card is not None:
+                facts["depth_model"] = {"name": self.depth_card.name, "sha256": self.depth_card.sha256}
+        return depth_section(self.stage, self.depth_norm, **facts)
+
+    @staticmethod
+    def _label_map(batch: dict[str, torch.Tensor], cfg: SPADEConfig) -> torch.Tensor:
+        sem = one_hot(batch["labels"], cfg.num_classes)
+        if not cfg.no_instance:
             sem = torch.cat([sem, instance_edges(batch["instances"])], dim=1)
         return sem
+
+    def semantics(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the generator (and the discriminator beside its output) reads: one-hot labels, instance
+        edges, and for photo-from-depth the normalised log-depth (true, or stage 1's prediction)."""
+        sem = self._label_map(batch, self.gcfg)
+        if self.stage == "photo-from-depth":
+            if self.depth_G is not None:
+                with torch.no_grad():
+                    pred = self.depth_G(self._label_map(batch, self.depth_G.cfg)).float()
+                depth = self.depth_G_norm.metres(pred)
+            else:
+                depth = batch["depth"]
+            sem = torch.cat([sem, self.depth_norm.normalise(depth).to(sem.dtype)], dim=1)
+        return sem
+
+    def target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the generator should produce: the photo, or (depth stage) the normalised log-depth."""
+        return self.depth_norm.normalise(batch["depth"]) if self.stage == "depth" else batch["image"]
 
     def _generate(self, sem: torch.Tensor, real: torch.Tensor, kld: bool):
         z, loss_kld = None, None
@@ -316,13 +416,14 @@ class SPADETrainer(Trainer):
         return fake, loss_kld
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
-        real = self.runner.to_memory_format(batch["image"])
+        real = self.runner.to_memory_format(self.target(batch))
         sem = self.runner.to_memory_format(self.semantics(batch))
         step_fn = self._oasis_step if self.oasis else self._spade_step
         fake, losses = step_fn(batch, sem, real, step)
         if self.ema is not None:
             self.ema.update(self.G, step)
-        self.last_visuals = (colorize(batch["labels"], self.palette), to_unit(fake), to_unit(real))
+        as_rgb = (lambda t: to_unit(t).expand(-1, 3, -1, -1)) if self.stage == "depth" else to_unit
+        self.last_visuals = (colorize(batch["labels"], self.palette), as_rgb(fake), as_rgb(real))
         return {k: v.detach() for k, v in losses.items()}
 
     def _spade_step(self, batch, sem, real, step):
@@ -339,6 +440,8 @@ class SPADETrainer(Trainer):
                 g["G_VGG"] = self.vgg(fake.float(), real.float()) * t.lambda_vgg
             if loss_kld is not None:
                 g["KLD"] = loss_kld
+            if self.stage == "depth":
+                g["G_L1"] = (fake.float() - real.float()).abs().mean() * t.lambda_depth_l1
         self.runner.guard(step, g)
         self.runner.backward_step(sum(g.values()), self.opt_G, self.scaler_G)
         # discriminator, on a fresh fake from the updated generator
@@ -419,6 +522,7 @@ class SPADETrainer(Trainer):
             training=dataclasses.asdict(self.tcfg),
             encoder=encoder,
             notes={"discriminator": dataclasses.asdict(self.dcfg)},
+            depth=self._depth_facts(),
         )
         if self.init_card is not None:
             card.provenance["init_from"] = {

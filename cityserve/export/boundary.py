@@ -155,9 +155,12 @@ class BoundarySPADE(nn.Module):
         wb, bb = conv_as_matrix(spade.mlp_beta)
         self.register_buffer("shared_weight", ws)
         self.register_buffer("shared_bias", bs)
+        # ``1 + gamma`` folded in: the table and the boundary convs give (1 + gamma) | beta
         self.register_buffer("gamma_beta_weight", torch.cat([wg, wb], 1).contiguous())
-        self.register_buffer("gamma_beta_bias", torch.cat([bg, bb], 0))
-        self.register_buffer("table", self._class_table(spade, layout))
+        self.register_buffer("gamma_beta_bias", torch.cat([bg + 1, bb], 0))
+        table = self._class_table(spade, layout)
+        table[:, : self.norm_nc] += 1
+        self.register_buffer("table", table)
 
     @staticmethod
     @torch.no_grad()
@@ -177,24 +180,23 @@ class BoundarySPADE(nn.Module):
         return torch.cat([g, b], 1).contiguous()
 
     def gamma_beta(self, seg_flat: torch.Tensor, plan: BoundaryPlan) -> torch.Tensor:
-        """[B*h*w, 2C] channels-last gamma|beta for the whole map."""
+        """[B*h*w, 2C] channels-last (1 + gamma)|beta for the whole map."""
         cin = seg_flat.shape[1]
         nh = self.shared_weight.shape[1]
         # the hidden map, only where a boundary pixel's gamma/beta conv reads it; row 0 stands for zeros
         patches = seg_flat.index_select(0, plan.hidden_patches.reshape(-1)).reshape(-1, plan.k2 * cin)
-        hidden = torch.relu(patches @ self.shared_weight + self.shared_bias)
+        hidden = torch.relu(torch.addmm(self.shared_bias, patches, self.shared_weight))
         hidden = torch.cat([torch.zeros(1, nh, dtype=hidden.dtype, device=hidden.device), hidden], 0)
         hp = hidden.index_select(0, plan.boundary_hidden_rows.reshape(-1)).reshape(-1, plan.k2 * nh)
-        gb_boundary = hp @ self.gamma_beta_weight + self.gamma_beta_bias
+        gb_boundary = torch.addmm(self.gamma_beta_bias, hp, self.gamma_beta_weight)
         gb = F.embedding(plan.table_rows, self.table)
-        index = plan.boundary.unsqueeze(1).expand(-1, gb.shape[1])
-        return gb.scatter(0, index, gb_boundary)
+        return gb.index_put((plan.boundary,), gb_boundary)
 
     def forward(self, x: torch.Tensor, seg_flat: torch.Tensor, plan: BoundaryPlan) -> torch.Tensor:
         b, _, h, w = x.shape
         gb = self.gamma_beta(seg_flat, plan).reshape(b, h, w, 2 * self.norm_nc).permute(0, 3, 1, 2)
-        gamma, beta = gb[:, : self.norm_nc], gb[:, self.norm_nc :]
-        return self.param_free_norm(x) * (1 + gamma) + beta
+        gamma1, beta = gb[:, : self.norm_nc], gb[:, self.norm_nc :]
+        return torch.addcmul(beta, self.param_free_norm(x), gamma1)
 
 
 @dataclasses.dataclass

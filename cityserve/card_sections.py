@@ -178,6 +178,7 @@ class OnnxArtifact(Artifact):
 
     opset: int = 17
     fused: bool = False
+    form: str = "plain"  # plain | fused | boundary (cityserve.export.forms)
     inputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # {name, dtype, shape}
     outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     source_card: Optional[str] = None
@@ -185,6 +186,13 @@ class OnnxArtifact(Artifact):
     command: str = ""
     torch: str = ""
     onnx: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fused and self.form == "plain":  # a card written before forms had names
+            self.form = "fused"
+        if self.form not in ("plain", "fused", "boundary"):
+            raise ConfigError(f"OnnxArtifact form must be plain, fused or boundary, not {self.form!r:.40}")
 
 
 @dataclasses.dataclass

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from ..cards import load_card
+from ..errors import ConfigError
+from ..export.forms import FORMS, resolve_form
 
 ONNX_DESCRIPTION = """\
 Export a model card's model as one ONNX graph with the docs/architecture.md contract:
@@ -21,13 +23,16 @@ ONNX file (metadata_props "cityserve.card")."""
 ONNX_EPILOG = """\
 examples:
   cityserve export onnx models/spade_cityscapes --out exported/spade_cityscapes
-  cityserve export onnx models/demo/spade-demo.card.json --out exported/fused --fused --verify
+  cityserve export onnx models/demo/spade-demo.card.json --out exported/fused --form fused --verify
+  cityserve export onnx models/demo/spade-demo.card.json --out exported/boundary --form boundary --verify
   cityserve export onnx models/fchardnet_half --out exported/seg
   cityserve export onnx models/demo/spade-demo.card.json --out exported/demo --precision-report bf16
 
---fused merges, in each SPADE residual block, the 2-3 mlp_shared convs (they read the same resized label
-map) into one conv, and each mlp_gamma/mlp_beta pair into one conv + split: the same math, fewer and
-wider layers. --precision-report runs the model in float16 (or bfloat16) on the CPU against float32 and
+--form fused (or --fused) merges, in each SPADE residual block, the 2-3 mlp_shared convs (they read the
+same resized label map) into one conv, and each mlp_gamma/mlp_beta pair into one conv + split: the same
+math, fewer and wider layers. --form boundary computes SPADE's gamma/beta convolutions only at pixels
+near a label change or instance edge and takes them from a per-class table elsewhere: the same image,
+less work on real label maps (not for OASIS 3D-noise generators). The card records the form. --precision-report runs the model in float16 (or bfloat16) on the CPU against float32 and
 writes render.precision.json: layers that overflow or lose precision, which `export tensorrt` keeps in FP32.
 """
 
@@ -63,7 +68,12 @@ def register(sub, groups) -> None:
     p.add_argument("card", metavar="CARD", help="model card, its weights file, or a directory with one card")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
-    p.add_argument("--fused", action="store_true", help="SPADE: export the fused inference form")
+    p.add_argument(
+        "--form",
+        choices=FORMS,
+        help="SPADE inference form: plain (default), fused, or boundary (gamma/beta only at label boundaries)",
+    )
+    p.add_argument("--fused", action="store_true", help="SPADE: the fused inference form (= --form fused)")
     p.add_argument(
         "--verify",
         action="store_true",
@@ -109,14 +119,17 @@ def run_onnx(args) -> int:
     from ..export.onnx_export import export_onnx, parity_ok, verify_onnx
 
     card = load_card(args.card)
+    form = resolve_form(args.form, args.fused)
+    if form == "boundary" and args.precision_report:
+        raise ConfigError("--precision-report covers the plain and fused forms, not --form boundary")
     print(f"exporting {card.name} ({card.arch}, {card.height}x{card.width}) ...", flush=True)
-    path = export_onnx(card, args.out, opset=args.opset, fused=args.fused, check_ops=not args.skip_op_check)
+    path = export_onnx(card, args.out, opset=args.opset, form=form, check_ops=not args.skip_op_check)
     size = path.stat().st_size / 2**20
     print(f"wrote {path} ({size:.1f} MiB) and {path.with_name(path.stem + '.card.json').name}")
     if args.precision_report:
         from ..export.precision_report import report_for_card
 
-        report = report_for_card(card, args.precision_report, args.threshold, fused=args.fused)
+        report = report_for_card(card, args.precision_report, args.threshold, fused=form == "fused")
         rp = report.save(path.with_name(path.stem + ".precision.json"))
         print(
             f"wrote {rp}: {len(report.flagged)} layer(s) flagged for {report.dtype}"
@@ -124,7 +137,7 @@ def run_onnx(args) -> int:
         )
     if args.verify:
         ok = True
-        for stats in verify_onnx(card, path, fused=args.fused):
+        for stats in verify_onnx(card, path, form=form):
             good = parity_ok(stats, card.kind)
             ok &= good
             print(

@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from ..cards import CARD_SUFFIX, ModelCard, file_stem, load_card, sha256_file
 from ..errors import ConfigError, UnavailableError
+from ..export.forms import resolve_form
 from ..export.onnx_export import export_onnx, graph_stem
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -81,19 +82,22 @@ def _exported_ok(onnx_path: Path, card: ModelCard) -> bool:
     return info is not None and c.sha256 == card.sha256 and info.sha256 == sha256_file(onnx_path)
 
 
-def find_or_export(card: ModelCard, fused: bool = False, opset: int = 17) -> Path:
-    """The card's render.onnx: the one an exported card names, else a cached export (made if needed)."""
+def find_or_export(card: ModelCard, fused: bool = False, opset: int = 17, form: Optional[str] = None) -> Path:
+    """The card's render.onnx: the one an exported card names (when no other form is asked for), else a
+    cached export of the form asked for (made if needed)."""
+    asked = form is not None or fused
+    form = resolve_form(form, fused)
     info = card.artifacts.get("onnx")
-    if info and info.file and card.path is not None:
+    if info and info.file and card.path is not None and (not asked or getattr(info, "form", "plain") == form):
         p = card.directory / info.file
         if p.is_file():
             return p
 
-    tag = f"{file_stem(card.name)}-{(card.sha256 or 'nosha')[:16]}-opset{opset}{'-fused' if fused else ''}"
+    tag = f"{file_stem(card.name)}-{(card.sha256 or 'nosha')[:16]}-opset{opset}{'' if form == 'plain' else '-' + form}"
     out = cache_root(card) / tag
     path = out / f"{graph_stem(card)}.onnx"
     if not _exported_ok(path, card):
-        path = export_onnx(card, out, opset=opset, fused=fused)
+        path = export_onnx(card, out, opset=opset, form=form)
     return path
 
 
@@ -111,6 +115,7 @@ class OnnxRuntimeEngine:
         onnx_path: Optional[Union[str, os.PathLike]] = None,
         fused: bool = False,
         inter_threads: Optional[int] = None,
+        form: Optional[str] = None,
     ):
         self.card = card
         if graph_optimization_level not in OPT_LEVELS:
@@ -119,7 +124,7 @@ class OnnxRuntimeEngine:
             )
         if threads is not None and int(threads) < 0:
             raise ConfigError(f"threads must be >= 0 (0 = onnxruntime's default), not {threads}")
-        self.onnx_path = Path(onnx_path) if onnx_path else find_or_export(card, fused=fused)
+        self.onnx_path = Path(onnx_path) if onnx_path else find_or_export(card, fused=fused, form=form)
         if not self.onnx_path.is_file():
             raise ConfigError(f"ONNX file {self.onnx_path} does not exist")
         so = ort.SessionOptions()

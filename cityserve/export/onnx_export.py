@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import onnx
@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from ..models.registry import render_io
 from ..models.render import render_graph_from_card
 from ..models.segment import segment_graph_from_card
-from .fuse import fuse_spade
+from .forms import apply_form, resolve_form
 from .opcheck import check_tensorrt_ops
 
 DEFAULT_OPSET = 17
@@ -49,19 +49,20 @@ def label_dtype(num_classes: int) -> torch.dtype:
     return getattr(torch, contract.label_dtype(num_classes).name)
 
 
-def build_graph(card: ModelCard, fused: bool = False) -> tuple[nn.Module, list[str], list[str]]:
-    """The card's contract module (weights loaded, inference form), its input and output names."""
+def build_graph(
+    card: ModelCard, fused: bool = False, form: Optional[str] = None
+) -> tuple[nn.Module, list[str], list[str]]:
+    """The card's contract module (weights loaded, inference form), its input and output names.
+
+    ``form``: plain | fused | boundary (``cityserve.export.forms``); ``fused=True`` is ``form="fused"``."""
+    form = resolve_form(form, fused)
     if card.kind == "generator":
         graph = render_graph_from_card(card, inference=True)
-        if fused:
-            if card.arch != "spade":
-                raise ConfigError(f"--fused is the SPADE inference form; {card.name} is a {card.arch} model")
-
-            graph.generator = fuse_spade(graph.generator)
+        graph.generator = apply_form(graph.generator, form, card.name, card.arch)
         return graph.eval(), list(graph.input_names), [contract.IMAGE]
     if card.kind == "segmenter":
-        if fused:
-            raise ConfigError(f"--fused applies to SPADE generators; {card.name} is a segmenter")
+        if form != "plain":
+            raise ConfigError(f"--form {form} applies to SPADE generators; {card.name} is a segmenter")
 
         return segment_graph_from_card(card).eval(), [contract.IMAGE], [contract.LABELS]
     raise ConfigError(f"model card {card.path}: kind {card.kind!r} is neither 'generator' nor 'segmenter'")
@@ -183,11 +184,12 @@ def export_onnx(
     fused: bool = False,
     check_ops: bool = True,
     example_batch: int = 2,
+    form: Optional[str] = None,
 ) -> Path:
     """Export the card's model; returns the path of ``render.onnx`` / ``segment.onnx`` in ``out_dir``.
 
     Also writes ``render.card.json`` (or ``segment.card.json``) beside it: the card with
-    ``artifacts["onnx"]`` = file, sha256, opset, fused, inputs/outputs (dtype, shape), source card; the
+    ``artifacts["onnx"]`` = file, sha256, opset, form (plain | fused | boundary), inputs/outputs (dtype, shape), source card; the
     card names no weights but its source card (``source_card``), which holds them.
     Raises ``UnsupportedOpError`` (naming op and node) if TensorRT 10 could not parse the graph.
     """
@@ -196,7 +198,8 @@ def export_onnx(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = graph_stem(card)
-    module, input_names, output_names = build_graph(card, fused=fused)
+    form = resolve_form(form, fused)
+    module, input_names, output_names = build_graph(card, form=form)
     inputs = example_inputs(card, batch=example_batch)
     model = onnx.load_from_string(torch_to_onnx_bytes(module, inputs, input_names, output_names, opset))
 
@@ -214,7 +217,8 @@ def export_onnx(
         if isinstance(card.label_set, str)
         else card.label_set.get("name", "custom"),
         "cityserve.weights_sha256": card.sha256,
-        "cityserve.fused": str(bool(fused)).lower(),
+        "cityserve.fused": str(form == "fused").lower(),
+        "cityserve.form": form,
     }
     del model.metadata_props[:]
     for k, v in meta.items():
@@ -231,7 +235,8 @@ def export_onnx(
         file=path.name,
         sha256=sha256_file(path),
         opset=opset,
-        fused=bool(fused),
+        fused=form == "fused",
+        form=form,
         **describe_io(model),
         source_card=str(card.path) if card.path else None,
         exported=now_iso(),
@@ -279,10 +284,14 @@ def run_torch(module: nn.Module, feeds: dict[str, np.ndarray], input_names: list
 
 
 def verify_onnx(
-    card: ModelCard, onnx_path: Union[str, os.PathLike], batches: tuple[int, ...] = (1, 4), fused: bool = False
+    card: ModelCard,
+    onnx_path: Union[str, os.PathLike],
+    batches: tuple[int, ...] = (1, 4),
+    fused: bool = False,
+    form: Optional[str] = None,
 ) -> list[dict[str, float]]:
     """onnxruntime (CPU) vs torch on random inputs at each batch size; the parity figures per batch."""
-    module, input_names, _ = build_graph(card, fused=fused)
+    module, input_names, _ = build_graph(card, fused=fused, form=form)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     results = []
     for b in batches:

@@ -145,4 +145,4 @@ def test_layout_frechet_distance_is_zero_for_one_set_and_grows_with_difference()
     d_same = layout_frechet_distance(real, real, 35, width=8)
     d_near = layout_frechet_distance(real, near, 35, width=8)
     d_noise = layout_frechet_distance(real, noise, 35, width=8)
-    assert abs(d_same) < 1e-6 * max(1.0, d_noise) and d_near < d_noise and d_noise > 1.0
+    assert abs(d_same) < 1e-3 * d_noise and 100 * d_near < d_noise

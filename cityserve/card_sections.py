@@ -265,3 +265,47 @@ def serving_to_dict(options: ServingOptions) -> dict[str, Any]:
         for f in dataclasses.fields(options)
         if getattr(options, f.name) != getattr(default, f.name)
     }
+
+
+LAYOUT_NOISE_MODES = ("const", "random", "none")
+
+
+@dataclasses.dataclass
+class LayoutSection:
+    """How a layout generator (kind "layout") turns a seed into a label map: z ~ N(0, 1) of ``z_dim``
+    drawn from the seed, ``truncation_psi`` toward the mean w (1: none), the synthesis noise (``const``:
+    the same layout for the same seed), argmax, specks under ``min_area`` pixels merged into their
+    neighbours, instance maps from ``instance_connectivity``-connected components of the thing classes."""
+
+    z_dim: int
+    truncation_psi: float = 1.0
+    noise_mode: str = "const"
+    min_area: int = 0
+    instance_connectivity: int = 8
+
+    def __post_init__(self) -> None:
+        check_int(self.z_dim, "layout.z_dim", 1, 4096)
+        check_int(self.min_area, "layout.min_area", 0, 1 << 20)
+        if self.instance_connectivity not in (4, 8) or isinstance(self.instance_connectivity, bool):
+            raise ConfigError(f"layout.instance_connectivity must be 4 or 8, not {self.instance_connectivity!r:.20}")
+        psi = self.truncation_psi
+        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not 0.0 <= float(psi) <= 2.0:
+            raise ConfigError(f"layout.truncation_psi must be a number 0..2, not {psi!r:.20}")
+        self.truncation_psi = float(psi)
+        if self.noise_mode not in LAYOUT_NOISE_MODES:
+            raise ConfigError(f"layout.noise_mode must be one of {', '.join(LAYOUT_NOISE_MODES)}, not {self.noise_mode!r:.20}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "layout") -> LayoutSection:
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{where} must be a mapping")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"{where} has unknown field(s) {', '.join(sorted(map(str, unknown)))[:200]}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"{where}: {e}") from None

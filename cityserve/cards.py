@@ -27,6 +27,7 @@ from typing import Any, Optional
 from .card_sections import (
     ARTIFACT_KINDS,
     Artifact,
+    LayoutSection,
     ServingOptions,
     artifact_from_dict,
     check_int,
@@ -76,7 +77,7 @@ def environment() -> dict[str, Any]:
     return env
 
 
-KINDS = ("generator", "segmenter")
+KINDS = ("generator", "segmenter", "layout")  # layout: an unconditional label-map generator
 MAX_SIDE = 16384  # pixels: a card's height / width
 MAX_CARD_BYTES = 32 << 20  # a card with a 4096-class label set is well under 1 MiB
 
@@ -124,6 +125,7 @@ class ModelCard:
     artifacts: dict[str, Artifact] = dataclasses.field(default_factory=dict)
     serving: Optional[ServingOptions] = None
     encoder: Optional[dict[str, Any]] = None
+    layout: Optional[LayoutSection] = None  # kind "layout": how a seed becomes a label map
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
     depth: Optional[dict[str, Any]] = None  # depth-aware stages only (absent from other cards' JSON)
@@ -170,6 +172,10 @@ class ModelCard:
                 raise CheckpointError("encoder must be a mapping")
             if self.depth is not None and not isinstance(self.depth, dict):
                 raise CheckpointError("depth must be a mapping")
+            if self.layout is not None and not isinstance(self.layout, LayoutSection):
+                raise CheckpointError("layout must be a LayoutSection")
+            if (self.kind == "layout") != (self.layout is not None):
+                raise CheckpointError("a layout section belongs to (and only to) cards of kind 'layout'")
         except (CheckpointError, ConfigError) as e:
             raise CheckpointError(f"{where}: {e}") from None
 
@@ -219,6 +225,10 @@ class ModelCard:
         d = copy.deepcopy(d)
         d["artifacts"] = {k: a.to_dict() for k, a in self.artifacts.items()}
         d["serving"] = serving_to_dict(self.serving) if self.serving is not None else None
+        if self.layout is None:
+            d.pop("layout")  # cards of other kinds read as before
+        else:
+            d["layout"] = self.layout.to_dict()
         d["format"] = CARD_FORMAT
         if d["depth"] is None:
             del d["depth"]  # cards of other models read as they did before depth-aware stages
@@ -253,6 +263,8 @@ class ModelCard:
             d["artifacts"] = {str(k): artifact_from_dict(str(k), v, "artifacts") for k, v in artifacts.items()}
             if d.get("serving") is not None:
                 d["serving"] = ServingOptions.from_sources(d["serving"], where="serving")
+            if d.get("layout") is not None:
+                d["layout"] = LayoutSection.from_dict(d["layout"], where="layout")
         except ConfigError as e:
             raise CheckpointError(f"{where}: {e}") from None
         try:

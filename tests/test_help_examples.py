@@ -37,7 +37,13 @@ from cityserve.cli import main as cityserve_main
 pytestmark = [pytest.mark.slow, pytest.mark.triton]
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_SCRIPTS = ["train/spade.py", "train/pix2pix.py", "train/segmenter.py", "train/build_dataset.py"]
+TRAIN_SCRIPTS = [
+    "train/spade.py",
+    "train/pix2pix.py",
+    "train/segmenter.py",
+    "train/build_dataset.py",
+    "train/layouts.py",
+]
 
 NOT_RUN = {  # a piece of the example -> why this test does not run it
     "export tensorrt exported/demo/render.onnx --out exported/demo/render.plan": "needs TensorRT 10 and a GPU",

@@ -33,6 +33,7 @@ SERVING_BOUNDS: dict[str, tuple[int, int]] = {
 SERVING_CHOICES: dict[str, tuple[str, ...]] = {
     "onnx_accelerator": ("none", "tensorrt"),
     "cpu_engine": ("auto", "aot", "onnxruntime"),
+    "latent": ("random", "zero"),
 }
 
 
@@ -63,6 +64,9 @@ class ServingOptions:
     nearest_colors: bool = False  # decode_png snaps unknown colors to the nearest palette color
     cpu_engine: str = "auto"  # cpu target render model: "aot" (AOTInductor package), "onnxruntime", or "auto"
     trust_aot: bool = False  # load an AOT package not compiled on this machine (native code): command line only
+    # the latent label2photo gives a generator that takes one (VAE style, OASIS noise): "random" (a new
+    # photo per request) or "zero" (the mean style: the same label map always gives the same photo)
+    latent: str = "random"
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in SERVING_BOUNDS.items():

@@ -5,6 +5,7 @@
                                                      # more on 2 shared cores: the soak is 10 000 requests)
     python benchmarks/reliability.py --quick         # a tiny generator and small counts: minutes
     python benchmarks/reliability.py --parts a,e,f   # some parts only
+    python benchmarks/reliability.py --parts b --update   # rerun the soak, keep the day's other parts
 
 (a) every bad input the server and the CLI have met (the first probe's 12 kinds and those of issue
 #13), each followed by a good request; (b) a soak of --soak-requests label2photo requests at
@@ -53,6 +54,12 @@ def main(argv=None) -> int:
     p.add_argument("--fuzz-examples", type=int, help="(e) hypothesis examples (default 20000; quick 500)")
     p.add_argument("--replica-requests", type=int, help="(f) requests per run (default 2000; quick 400)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results root")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the parts run now in the day's result file, keeping the others (each part "
+        "records the command that measured it)",
+    )
     args = p.parse_args(argv)
     parts = set(args.parts.split(","))
 
@@ -89,7 +96,7 @@ def main(argv=None) -> int:
     pngs = R.label_pngs(gen.height, gen.width)
     needs_demo_server = parts & {"a", "b", "c", "d"}
     if needs_demo_server:
-        built = build(cards, work / "repo")
+        built = build(cards, work / "repo", latent="zero")  # deterministic answers, checked one by one
         doc["render_engine"] = built.models["render"].get("engine")
         server = ServeProcess(built.path).start(900)
         client = CityserveClient(server.grpc_url, timeout=300)
@@ -136,6 +143,16 @@ def main(argv=None) -> int:
     doc["load_average_end"] = R._loadavg()
     out = args.out / doc["device_label"] / f"{doc['date'][:10]}-{doc['name']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    for part in doc["parts"].values():  # each part says which run measured it
+        for row in part if isinstance(part, list) else [part]:
+            if isinstance(row, dict):
+                row.setdefault("measured_by", {"command": doc["command"], "date": doc["date"]})
+    if args.update and out.is_file():  # keep the parts this run did not measure from the day's file
+        old = json.loads(out.read_text())
+        doc["parts"] = {**old.get("parts", {}), **doc["parts"]}
+        doc["earlier_runs"] = old.get("earlier_runs", []) + [
+            {k: old.get(k) for k in ("command", "date", "load_average_start", "load_average_end")}
+        ]
     out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     from cityserve.bench.reliability_report import markdown
 

@@ -34,6 +34,7 @@ SERVING_CHOICES: dict[str, tuple[str, ...]] = {
     "onnx_accelerator": ("none", "tensorrt"),
     "cpu_engine": ("auto", "aot", "onnxruntime", "openvino"),
     "cpu_precision": ("auto", "fp32", "bf16"),
+    "latent": ("random", "zero"),
 }
 
 
@@ -69,6 +70,9 @@ class ServingOptions:
         "auto"  # cpu / openvino targets, OpenVINO models: "bf16" where the CPU has it ("auto"), or "fp32"
     )
     trust_aot: bool = False  # load an AOT package not compiled on this machine (native code): command line only
+    # the latent label2photo gives a generator that takes one (VAE style, OASIS noise): "random" (a new
+    # photo per request) or "zero" (the mean style: the same label map always gives the same photo)
+    latent: str = "random"
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in SERVING_BOUNDS.items():

@@ -31,18 +31,19 @@ SPADE_CONFIG = dict(
 )
 
 
-def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int = 8) -> ModelCard:
-    """A saved SPADE generator card with seeded random weights (64x128, 35 channels + instance edges)."""
+def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int = 8, **config) -> ModelCard:
+    """A saved SPADE generator card with seeded random weights (64x128, 35 channels + instance edges;
+    ``config`` overrides, e.g. ``noise_dim=4`` for OASIS noise)."""
     from cityserve.models.registry import family
 
     fam = family("spade")
     torch.manual_seed(0)
-    model = fam.build(fam.config_cls(**SPADE_CONFIG)).eval()
+    model = fam.build(fam.config_cls(**SPADE_CONFIG, **config)).eval()
     card = ModelCard(
         name=name,
         kind="generator",
         arch="spade",
-        config=dict(SPADE_CONFIG),
+        config={**SPADE_CONFIG, **config},
         label_set="cityscapes",
         height=H,
         width=W,

@@ -218,3 +218,31 @@ def test_committed_example_repositories_are_what_the_builder_writes(tmp_path):
                 )
         for cfg in read_configs(want).values():
             assert cfg.name  # and each parses as Triton's ModelConfig
+
+
+def test_latent_zero_makes_label2photo_deterministic(tmp_path):
+    """--latent zero: prepare_render gives a noise generator the mean latent (same map, same photo); the
+    default draws one per request; without a latent the option changes nothing."""
+    import numpy as np
+
+    from cityserve.serving.codec import RenderInputs
+    from cityserve.serving.repo import build_repository
+
+    ids = np.full((1, 8, 16), 7, np.uint8)
+    zero = RenderInputs(8, 16, 35, z_dim=4, latent="zero")
+    assert not zero.prepare(ids)["z"].any() and (zero.prepare(ids)["z"] == zero.prepare(ids)["z"]).all()
+    rand = RenderInputs(8, 16, 35, z_dim=4)
+    assert (rand.prepare(ids)["z"] != rand.prepare(ids)["z"]).any()
+
+    card = tiny_spade_card(tmp_path / "gen", noise_dim=4)
+    for latent, want in (("zero", "zero"), ("random", None)):
+        out = tmp_path / latent
+        build_repository(
+            [card], "cpu", out, overrides={"latent": latent, "cpu_engine": "onnxruntime"}, configs_only=True
+        )
+        prep = read_configs(out)["prepare_render"]
+        got = prep.parameters["latent"].string_value if "latent" in prep.parameters else None
+        assert got == want
+        assert ("z = 0" in (out / "prepare_render" / "config.pbtxt").read_text()) == (latent == "zero")
+    with pytest.raises(ConfigError, match="latent must be"):
+        ServingOptions(latent="mean")

@@ -59,7 +59,12 @@ def server_cases(client, http_url: str) -> list[tuple[str, str, Callable[[], dic
     raw = {"labels": ids[None, None]}
     if "instances" in spec:
         raw["instances"] = ids[None, None].astype(np.int32)
-    missing = {"labels": raw["labels"]} if "instances" in raw else {"instances": raw["labels"].astype(np.int32)}
+    if "z" in spec:  # a generator with a latent: every raw case sends one, so it is refused for its own fault
+        raw["z"] = np.zeros((1, int(spec["z"]["dims"][-1])), np.float32)
+    missing = dict(raw)
+    missing.pop("instances" if "instances" in raw else "labels")
+    if "instances" not in raw:
+        missing["instances"] = raw["labels"].astype(np.int32)  # and an input it does not have
     l2p = lambda data: lambda: answer(lambda: client.label2photo(data))
     raw_case = lambda feeds: lambda: answer(lambda: client.infer(client.render_model, feeds))
 

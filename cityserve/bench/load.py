@@ -3,7 +3,8 @@ checked.
 
 ``run_load`` keeps ``concurrency`` threads busy, each sending the next label PNG as soon as its last
 answer came back (through ``CityserveClient``, so with its failover and retries), and compares every
-photo with the one expected for that label map (byte-equal PNGs: the served models are deterministic).
+photo with the one expected for that label map (``same_photo``: the served models are deterministic,
+with ``--latent zero`` for generators that take a latent).
 ``tree_rss`` is the resident memory of a server's process tree (tritonserver + its python stubs),
 sampled at the request counts the caller names.
 """
@@ -16,8 +17,24 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Optional
 
+import cv2
 import numpy as np
 import psutil
+
+# an answer is right when it is the expected photo to within this many levels of the uint8 image: the
+# served models are deterministic, but a dynamic batch of another size may take other BF16 kernels
+PHOTO_TOLERANCE = 8
+
+
+def same_photo(got: bytes, want: bytes) -> bool:
+    """Byte-equal PNGs, or the same photo to within ``PHOTO_TOLERANCE`` levels everywhere."""
+    if got == want:
+        return True
+    a = cv2.imdecode(np.frombuffer(got, np.uint8), cv2.IMREAD_COLOR)
+    b = cv2.imdecode(np.frombuffer(want, np.uint8), cv2.IMREAD_COLOR)
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    return int(np.abs(a.astype(np.int16) - b).max()) <= PHOTO_TOLERANCE
 
 
 def tree_rss(pid: int) -> int:
@@ -105,7 +122,7 @@ def run_load(
             start = time.perf_counter()
             try:
                 out = client.label2photo(pngs[i % len(pngs)])
-                good = out == expected[i % len(expected)]
+                good = same_photo(out, expected[i % len(expected)])
                 err = None
             except Exception as e:
                 good, err = False, f"{type(e).__name__}: {e}"

@@ -66,6 +66,10 @@ def markdown(doc: dict) -> str:
         lines += [
             "## (b) Soak",
             "",
+            "Wrong: an answer that is not the photo the same label map gave before the load, to within "
+            "8 levels (the repository is built with `--latent zero`, so answers are deterministic; a "
+            "dynamic batch of another size may take other BF16 kernels). The same check holds in (c) and (d).",
+            "",
             "| requests | concurrency | ok | errors | wrong | p50 ms | p99 ms | req/s | RSS MB (ready / start / "
             "after 1000 / end) | growth after warm-up |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",

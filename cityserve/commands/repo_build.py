@@ -124,6 +124,12 @@ def register(sub, groups) -> None:
     )
     g.add_argument("--onnx-accelerator", choices=("none", "tensorrt"), help="gpu-onnx: TensorRT EP in FP16")
     g.add_argument(
+        "--latent",
+        choices=("random", "zero"),
+        help="label2photo's latent for generators that take one: random (default: a new photo per request) "
+        "or zero (the mean style: the same label map always gives the same photo)",
+    )
+    g.add_argument(
         "--trust-aot",
         action="store_const",
         const=True,
@@ -153,6 +159,7 @@ OPTION_NAMES = (
     "cpu_engine",
     "cpu_precision",
     "trust_aot",
+    "latent",
 )
 
 

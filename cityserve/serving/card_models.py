@@ -201,6 +201,8 @@ def _render_steps(repo: Repository, render: str, gen: GraphSource, opts: Serving
             "dtype": labels.dtype,
             "z_dim": io.z_dim,
         }
+        if io.z_dim and opts.latent != "random":
+            params["latent"] = opts.latent
         spec = C.prepare_render(prep, ids, render_inputs, opts, params, render)
         repo.python_model(spec, "prepare_render", {"role": "prepare_render", "card": gen.card.name})
     return render_steps(render, [t.name for t in render_inputs], prep)

@@ -320,6 +320,7 @@ class RenderInputs:
     use_instance: bool = False
     z_dim: int = 0
     seed: Optional[int] = None
+    latent: str = "random"  # "random": N(0, 1) per request; "zero": the mean latent (deterministic)
 
     def __post_init__(self) -> None:
         self.dtype = np.dtype(self.dtype)
@@ -336,5 +337,9 @@ class RenderInputs:
         if self.use_instance:
             out["instances"] = ids.astype(np.int32)[None]
         if self.z_dim:
-            out["z"] = self._rng.standard_normal(self.z_dim).astype(np.float32)
+            out["z"] = (
+                np.zeros(self.z_dim, np.float32)
+                if self.latent == "zero"
+                else self._rng.standard_normal(self.z_dim).astype(np.float32)
+            )
         return out

@@ -301,6 +301,8 @@ def prepare_render(
     cfg = python_model(name, "prepare_render", [Tensor("ids", ids.dtype, ids.dims)], render_inputs, opts, params)
     resized = " (ids nearest-resized)" if ids.dims != render_inputs[0].dims else ""
     what = ", ".join(t.name for t in render_inputs) + resized
+    if params.get("latent") == "zero":
+        what += "; z = 0, the mean style (--latent zero)"
     return Spec(
         cfg,
         [f'"{name}": label ids -> the inputs of render model "{render}":', f"{what}.", source_line("prepare_render")],

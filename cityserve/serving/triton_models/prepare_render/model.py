@@ -29,6 +29,7 @@ class TritonPythonModel(PythonModel):
             use_instance="instances" in self.outputs,
             z_dim=int(self.params.get("z_dim", "0")),
             seed=None,
+            latent=self.params.get("latent", "random"),
         ).prepare
 
     def infer(self, request):

@@ -326,11 +326,16 @@ class SPADETrainer(Trainer):
         return {"G": self.scaler_G, "D": self.scaler_D}
 
     def identity(self) -> dict[str, Any]:
+        config = dataclasses.asdict(self.gcfg)
+        depth = {}
+        if self.stage != "photo":
+            depth = {"stage": self.stage, "depth": self._depth_facts()}
+        elif not config["extra_condition_nc"]:
+            del config["extra_condition_nc"]  # a plain run's identity as before depth-aware stages: it resumes
         return {
+            **depth,
             "arch": "spade",
-            "stage": self.stage,
-            "depth": self._depth_facts(),
-            "config": dataclasses.asdict(self.gcfg),
+            "config": config,
             "objective": self.tcfg.objective,
             "ema": self.tcfg.ema_decay,
             "D": dataclasses.asdict(self.dcfg),

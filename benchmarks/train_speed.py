@@ -12,7 +12,7 @@ reported with the load average. ``--compare-steps N`` also trains each config fo
 BF16 from the same seed on the same batches and records both loss curves (to show BF16 trains to
 comparable losses; on a CPU without BF16 instructions that run is slow but still says it). Settings the machine cannot run (BF16 without BF16 instructions is
 emulated: it is timed, and flagged) are still measured, because the point is to know. Results go to
-``benchmarks/results/<device>/<date>-train-speed.{json,md}``.
+``benchmarks/results/<device>/<date>-train-speed-<H>x<W>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     }
     folder = args.out / device_label("cpu")
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{result['date']}-train-speed"
+    stem = folder / f"{result['date']}-train-speed-{size[0]}x{size[1]}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
         f"# Training-step speed ({size[0]}x{size[1]}, batch 1, G + D update)",

@@ -22,6 +22,13 @@ GPU_PEAKS_TFLOPS = {
     "A10": {"fp16": 125.0, "bf16": 125.0, "fp32": 31.2, "source": "NVIDIA A10 datasheet"},
     "A100": {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5, "tf32": 156.0, "source": "NVIDIA A100 SXM datasheet"},
     "H100": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0, "tf32": 494.0, "source": "NVIDIA H100 SXM datasheet"},
+    "H200": {
+        "fp16": 989.0,
+        "bf16": 989.0,
+        "fp32": 67.0,
+        "tf32": 494.0,
+        "source": "NVIDIA H200 SXM datasheet (dense; its 1,979 FP16 TFLOPS are with sparsity)",
+    },
 }
 
 

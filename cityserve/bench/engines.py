@@ -95,10 +95,65 @@ def make_torch_lowp(card, device: str, **_) -> Runner:
 def make_torch_compile(card, device: str, dtype: str = "fp32", **_) -> Runner:
     if device == "cpu" and dtype == "bf16" and not cpu_supports_bf16():
         raise Unavailable("this CPU has no AVX-512 BF16 / AMX-BF16")
+    if dtype == "fp16":
+        _needs_cuda(device, "FP16 autocast")
     module = torch_graph(card).to(device)
     compiled = torch.compile(module, dynamic=False)
     ac = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
     return _torch_runner(compiled, device, ac)
+
+
+def _needs_cuda(device: str, what: str) -> None:
+    if device != "cuda" or not torch.cuda.is_available():
+        raise Unavailable(f"{what} needs a CUDA GPU")
+
+
+def make_torch_autocast(card, device: str, dtype: str, **_) -> Runner:
+    """Eager torch under one autocast dtype with channels_last: FP16 on CUDA; BF16 on Ampere+ or a CPU with
+    BF16 instructions."""
+    if dtype == "fp16":
+        _needs_cuda(device, "FP16 autocast")
+    elif device == "cpu" and not cpu_supports_bf16():
+        raise Unavailable("this CPU has no AVX-512 BF16 / AMX-BF16 (BF16 would be emulated)")
+    elif device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise Unavailable("this GPU has no BF16 (Ampere or newer)")
+    return _torch_runner(torch_graph(card), device, _AUTOCAST[dtype], channels_last=True)
+
+
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def make_torch_cuda_graphs(card, device: str, dtype: str = "fp16", **_) -> Runner:
+    """The autocast channels_last module captured once per input shape as a CUDA graph and replayed: what is
+    left of the per-kernel launch cost at batch 1. Inputs are copied into the graph's static tensors."""
+    _needs_cuda(device, "CUDA graphs")
+    module = torch_graph(card).to(device).to(memory_format=torch.channels_last)
+    ac = _AUTOCAST[dtype]
+    graphs: dict = {}
+
+    def run(feeds):
+        key = tuple((k, v.shape, v.dtype.str) for k, v in feeds.items())
+        if key not in graphs:
+            static = [torch.from_numpy(v).to(device) for v in feeds.values()]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            # warm up off the capture (cuDNN's algorithm search, the allocator); autocast's cast cache is
+            # off, as the CUDA-graphs notes require
+            with torch.cuda.stream(side), torch.inference_mode(), torch.autocast("cuda", ac, cache_enabled=False):
+                for _ in range(2):
+                    module(*static)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.autocast("cuda", ac, cache_enabled=False), torch.cuda.graph(graph):
+                out = module(*static)
+            graphs[key] = (graph, static, out)
+        graph, static, out = graphs[key]
+        for t, v in zip(static, feeds.values()):
+            t.copy_(torch.from_numpy(v))
+        graph.replay()
+        return out
+
+    return run
 
 
 def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runner:
@@ -177,6 +232,13 @@ ENGINES: dict[str, Callable[..., Runner]] = {
     "aot-bf16-fused": lambda card, device, **kw: make_aot(card, device, dtype="bf16", fused=True, **kw),
     "aot-bf16-unfused": lambda card, device, **kw: make_aot(card, device, dtype="bf16", fused=False, **kw),
     "torch-eager-fp32": make_torch_eager,
+    "torch-eager-fp32-channels-last": lambda card, device, **kw: _torch_runner(
+        torch_graph(card), device, channels_last=True
+    ),
+    "torch-fp16-channels-last": lambda card, device, **kw: make_torch_autocast(card, device, "fp16"),
+    "torch-bf16-channels-last": lambda card, device, **kw: make_torch_autocast(card, device, "bf16"),
+    "torch-cuda-graphs-fp16": lambda card, device, **kw: make_torch_cuda_graphs(card, device, "fp16"),
+    "torch-compile-fp16": lambda card, device, **kw: make_torch_compile(card, device, "fp16", **kw),
     "torch-lowp-channels-last": make_torch_lowp,
     "torch-compile-fp32": lambda card, device, **kw: make_torch_compile(card, device, "fp32", **kw),
     "torch-compile-bf16": lambda card, device, **kw: make_torch_compile(card, device, "bf16", **kw),

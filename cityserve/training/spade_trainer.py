@@ -114,6 +114,11 @@ class SPADETrainConfig:
     lambda_depth_l1: float = option(10.0, "depth stage: weight of the L1 loss on normalised log-depth")
     depth_near: float = option(1.0, "depth stages: metres at normalised log-depth -1")
     depth_far: float = option(1000.0, "depth stages: metres at normalised log-depth +1 (the synthetic sky)")
+    lambda_ms: float = option(
+        0.0,
+        "mode seeking (MSGAN, Mao et al. 2019) for noise generators: weight of 1 / (|G(s,z1) - G(s,z2)| / "
+        "|z1 - z2|), so different noise gives different photos (MSGAN uses 1; 0: off)",
+    )
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -130,6 +135,8 @@ class SPADETrainConfig:
             raise ConfigError("--depth-model is for --stage photo-from-depth --depth-source predicted")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
+        if self.lambda_ms < 0:
+            raise ConfigError(f"lambda_ms must be >= 0, not {self.lambda_ms}")
         LogDepth(near=float(self.depth_near), far=float(self.depth_far))  # near < far, both positive
 
     @property
@@ -147,6 +154,17 @@ def stage_config(cfg: SPADEConfig, stage: str) -> SPADEConfig:
     if stage == "photo-from-depth":
         return dataclasses.replace(cfg, output_nc=3, extra_condition_nc=1)
     return cfg
+
+
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    """MSGAN's term, in float32: 1 / (mean |a - b| / mean |za - zb| + 1e-5). It is large while the generator
+    ignores its noise (equal photos for different z) and falls as the photos move apart."""
+    ratio = (a.float() - b.float()).abs().mean() / (za.float() - zb.float()).abs().mean()
+    return 1.0 / (ratio + 1e-5)
+
+
+def _twice(weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if weights is None else torch.cat([weights, weights])
 
 
 def discriminator_state(path: str) -> dict[str, torch.Tensor]:
@@ -217,6 +235,8 @@ class SPADETrainer(Trainer):
         self.depth_G = self.depth_G_norm = self.depth_card = None
         if self.stage == "photo-from-depth" and tcfg.depth_source == "predicted":
             self.depth_G, self.depth_G_norm, self.depth_card = self._depth_model(tcfg.depth_model, runner)
+        if tcfg.lambda_ms and not gcfg.noise_dim:
+            raise ConfigError("--lambda-ms needs a generator that takes noise (--noise-dim > 0): there is no z to vary")
         self.oasis = tcfg.objective == "oasis"
         if self.oasis:
             dcfg = OASISDConfig(semantic_nc=gcfg.num_classes, ndf=tcfg.ndf, num_res_blocks=tcfg.num_res_blocks_D)
@@ -450,8 +470,19 @@ class SPADETrainer(Trainer):
         weights = None if t.no_balancing_inloss else class_balance_weights(onehot, self.gcfg.contain_dontcare_label)
         # generator: every fake pixel should be segmented as its label's class
         with self.runner.autocast():
-            fake, loss_kld = self._generate(sem, real, kld=True)
-            g = {"G_adv": n_plus_1_loss(self.netD(fake), onehot, for_real=True, weights=weights)}
+            if t.lambda_ms:  # two noises per label map: both fakes are judged, and pushed apart
+                b = sem.shape[0]
+                z = torch.randn(2 * b, self.gcfg.noise_dim, device=sem.device)
+                fakes = self.netG(torch.cat([sem, sem]), z)
+                pred = self.netD(fakes)
+                g = {
+                    "G_adv": n_plus_1_loss(pred, torch.cat([onehot, onehot]), for_real=True, weights=_twice(weights)),
+                    "G_ms": mode_seeking_loss(fakes[:b], fakes[b:], z[:b], z[b:]) * t.lambda_ms,
+                }
+                fake, loss_kld = fakes[:b], None
+            else:
+                fake, loss_kld = self._generate(sem, real, kld=True)
+                g = {"G_adv": n_plus_1_loss(self.netD(fake), onehot, for_real=True, weights=weights)}
             if self.vgg is not None:
                 g["G_VGG"] = self.vgg(fake.float(), real.float()) * t.lambda_vgg
             if loss_kld is not None:

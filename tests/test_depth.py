@@ -278,83 +278,65 @@ def test_photo_stage_trains_on_true_and_on_predicted_depth(depth_run, tmp_path):
 
 
 # ---- export -----------------------------------------------------------------------------------------
-def test_export_each_stage_and_the_chain_with_parity(depth_run, tmp_path):
-    from cityserve.export.depth_export import (
-        chain_graph,
-        depth_graph_from_card,
-        export_depth_onnx,
-        photo_graph_from_card,
-        verify_depth_onnx,
-    )
-
-    a, _ = depth_run
-    photo = tmp_path / "photo"
-    assert _run(photo, 1, "--stage", "photo-from-depth") == 0
-    d_card, p_card = load_card(a), load_card(photo)
-    h, w = d_card.height, d_card.width
-    cases = {
-        "depth": (depth_graph_from_card(d_card), d_card, None),
-        "depth2photo": (photo_graph_from_card(p_card), p_card, None),
-        "label2depth2photo": (chain_graph(d_card, p_card), p_card, d_card),
-    }
-    contracts = {
-        "depth": (["labels", "instances"], [("depth", "float32", ["batch", 1, h, w])]),
-        "depth2photo": (["labels", "instances", "depth"], [("image", "uint8", ["batch", h, w, 3])]),
-        "label2depth2photo": (
-            ["labels", "instances"],
-            [("image", "uint8", ["batch", h, w, 3]), ("depth", "float32", ["batch", 1, h, w])],
-        ),
-    }
-    for name, (graph, card, dcard) in cases.items():
-        path = export_depth_onnx(name, card, tmp_path / name, depth_card=dcard)
-        assert path.name == f"{name}.onnx"
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        assert [i.name for i in sess.get_inputs()] == contracts[name][0]
-        outs = [(o.name, o.type, o.shape) for o in sess.get_outputs()]
-        want = [(n, f"tensor({'float' if t == 'float32' else t})", s) for n, t, s in contracts[name][1]]
-        assert outs == want, outs
-        for stats in verify_depth_onnx(graph, path, h, w):
-            if "depth_max_rel" in stats:
-                assert stats["depth_max_rel"] < 1e-4, stats
-            if "identical" in stats:
-                assert stats["identical"] >= 0.999 and stats["max_diff"] <= 1, stats
-        exported = load_card(tmp_path / name / f"{name}.card.json")
-        assert exported.depth["graph"] == name
-        assert exported.depth["normalisation"] == {"near": 1.0, "far": 1000.0, "kind": "log"}
-        if dcard is not None:
-            assert exported.depth["depth_model"]["sha256"] == d_card.sha256
-    # the depth output is metres: positive and inside the normalisation's range
-    sess = ort.InferenceSession(str(tmp_path / "depth" / "depth.onnx"), providers=["CPUExecutionProvider"])
-    labels = np.full((1, 1, h, w), 7, np.uint8)
-    labels[:, :, : h // 2] = 23
-    (depth,) = sess.run(None, {"labels": labels, "instances": np.zeros((1, 1, h, w), np.int32)})
-    assert depth.dtype == np.float32 and depth.min() >= 1.0 - 1e-4 and depth.max() <= 1000.0 + 1e-2
-    # the chain's photo equals stage 2 fed with stage 1's depth
-    chain = ort.InferenceSession(str(tmp_path / "label2depth2photo" / "label2depth2photo.onnx"))
-    two = ort.InferenceSession(str(tmp_path / "depth2photo" / "depth2photo.onnx"))
-    inst = np.zeros((1, 1, h, w), np.int32)
-    img, d = chain.run(None, {"labels": labels, "instances": inst})
-    (img2,) = two.run(None, {"labels": labels, "instances": inst, "depth": d})
-    assert np.abs(img.astype(int) - img2.astype(int)).max() <= 1
-    np.testing.assert_allclose(d, depth, rtol=1e-5)
-    with pytest.raises(ConfigError, match="not depth"):
-        depth_graph_from_card(p_card)
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory):
+    """Stage 2 trained 1 step on true depth (for the export and render tests)."""
+    out = tmp_path_factory.mktemp("photo") / "run"
+    assert _run(out, 1, "--stage", "photo-from-depth") == 0
+    return out
 
 
-def test_export_depth_command(depth_run, tmp_path, capsys):
+def test_export_each_stage_and_the_chain_with_parity(depth_run, photo_run, tmp_path, capsys):
     from cityserve.cli import main
+    from cityserve.export.depth_export import depth_graph_from_card
 
     a, _ = depth_run
-    photo = tmp_path / "photo"
-    assert _run(photo, 1, "--stage", "photo-from-depth") == 0
+    d_card, p_card = load_card(a), load_card(photo_run)
+    h, w = d_card.height, d_card.width
+    # --verify: onnxruntime against torch at batch 1 and 3 (depth within 1e-4 relative, images <= 1 level)
     assert main(["export", "depth", str(a), "--out", str(tmp_path / "d"), "--verify"]) == 0
-    assert (tmp_path / "d" / "depth.onnx").is_file() and (tmp_path / "d" / "depth.card.json").is_file()
-    out = tmp_path / "chain"
-    assert main(["export", "depth", str(photo), "--depth-model", str(a), "--out", str(out), "--verify"]) == 0
-    assert {p.name for p in out.glob("*.onnx")} == {"depth2photo.onnx", "label2depth2photo.onnx"}
+    chain_dir = tmp_path / "chain"
+    assert main(["export", "depth", str(photo_run), "--depth-model", str(a), "--out", str(chain_dir), "--verify"]) == 0
     text = capsys.readouterr().out
     assert text.count("-> ok") == 6 and "MISMATCH" not in text, text
-    # a plain photo card is no depth stage; a depth card cannot be chained before itself
+    assert {p.name for p in chain_dir.glob("*.onnx")} == {"depth2photo.onnx", "label2depth2photo.onnx"}
+    files = {
+        "depth": tmp_path / "d" / "depth.onnx",
+        "depth2photo": chain_dir / "depth2photo.onnx",
+        "label2depth2photo": chain_dir / "label2depth2photo.onnx",
+    }
+    contracts = {
+        "depth": (["labels", "instances"], [("depth", "tensor(float)", ["batch", 1, h, w])]),
+        "depth2photo": (["labels", "instances", "depth"], [("image", "tensor(uint8)", ["batch", h, w, 3])]),
+        "label2depth2photo": (
+            ["labels", "instances"],
+            [("image", "tensor(uint8)", ["batch", h, w, 3]), ("depth", "tensor(float)", ["batch", 1, h, w])],
+        ),
+    }
+    sess = {}
+    for name, path in files.items():
+        sess[name] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [i.name for i in sess[name].get_inputs()] == contracts[name][0]
+        assert [(o.name, o.type, o.shape) for o in sess[name].get_outputs()] == contracts[name][1]
+        exported = load_card(path.with_name(f"{name}.card.json"))
+        assert exported.depth["graph"] == name
+        assert exported.depth["normalisation"] == {"near": 1.0, "far": 1000.0, "kind": "log"}
+        if name == "label2depth2photo":
+            assert exported.depth["depth_model"]["sha256"] == d_card.sha256
+    # the depth output is metres: inside the normalisation's range
+    labels = np.full((1, 1, h, w), 7, np.uint8)
+    labels[:, :, : h // 2] = 23
+    inst = np.zeros((1, 1, h, w), np.int32)
+    (depth,) = sess["depth"].run(None, {"labels": labels, "instances": inst})
+    assert depth.dtype == np.float32 and depth.min() >= 1.0 - 1e-4 and depth.max() <= 1000.0 + 1e-2
+    # the chain's photo is stage 2 fed with stage 1's depth
+    img, d = sess["label2depth2photo"].run(None, {"labels": labels, "instances": inst})
+    (img2,) = sess["depth2photo"].run(None, {"labels": labels, "instances": inst, "depth": d})
+    assert np.abs(img.astype(int) - img2.astype(int)).max() <= 1
+    np.testing.assert_allclose(d, depth, rtol=1e-5)
+    # a photo stage is not a depth model; a depth card cannot be chained before itself; no plain export
+    with pytest.raises(ConfigError, match="not depth"):
+        depth_graph_from_card(p_card)
     assert main(["export", "depth", str(a), "--depth-model", str(a), "--out", str(tmp_path / "x")]) == 2
     assert main(["export", "onnx", str(a), "--out", str(tmp_path / "y")]) == 2
 
@@ -385,14 +367,13 @@ def test_eval_depth_scores_stage_one_on_held_out_seeds(depth_run, tmp_path, caps
     assert r["seeds"] == "10000-10001"
 
 
-def test_render_depth_aware_and_bad_depth_maps(depth_run, tmp_path, capsys):
+def test_render_depth_aware_and_bad_depth_maps(depth_run, photo_run, tmp_path, capsys):
     from cityserve.cli import main
     from cityserve.export.depth_export import depth_graph_from_card, photo_graph_from_card
     from cityserve.labels import read_photo
 
     a, _ = depth_run
-    photo = tmp_path / "photo"
-    assert _run(photo, 1, "--stage", "photo-from-depth") == 0
+    photo = photo_run
     card = load_card(photo)
     h, w = card.height, card.width
     scene = generate_scene(11, h, w)

@@ -98,11 +98,6 @@ class SPADETrainConfig:
     num_res_blocks_D: int = option(6, "oasis objective: U-Net discriminator depth")
     no_balancing_inloss: bool = option(False, "oasis objective: no class balancing in the N+1 loss")
     ema_decay: float = option(0.0, "export an exponential moving average of G with this decay (e.g. 0.999; 0: off)")
-    lambda_ms: float = option(
-        0.0,
-        "mode seeking (MSGAN, Mao et al. 2019) for noise generators: weight of 1 / (|G(s,z1) - G(s,z2)| / "
-        "|z1 - z2|), so different noise gives different photos (MSGAN uses 1; 0: off)",
-    )
     stage: str = option(
         "photo",
         "photo: label -> photo; depth-aware pair: depth (stage 1, label -> depth) or photo-from-depth "
@@ -119,6 +114,11 @@ class SPADETrainConfig:
     lambda_depth_l1: float = option(10.0, "depth stage: weight of the L1 loss on normalised log-depth")
     depth_near: float = option(1.0, "depth stages: metres at normalised log-depth -1")
     depth_far: float = option(1000.0, "depth stages: metres at normalised log-depth +1 (the synthetic sky)")
+    lambda_ms: float = option(
+        0.0,
+        "mode seeking (MSGAN, Mao et al. 2019) for noise generators: weight of 1 / (|G(s,z1) - G(s,z2)| / "
+        "|z1 - z2|), so different noise gives different photos (MSGAN uses 1; 0: off)",
+    )
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -137,17 +137,6 @@ class SPADETrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         if self.lambda_ms < 0:
             raise ConfigError(f"lambda_ms must be >= 0, not {self.lambda_ms}")
-
-
-def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
-    """MSGAN's term, in float32: 1 / (mean |a - b| / mean |za - zb| + 1e-5). It is large while the generator
-    ignores its noise (equal photos for different z) and falls as the photos move apart."""
-    ratio = (a.float() - b.float()).abs().mean() / (za.float() - zb.float()).abs().mean()
-    return 1.0 / (ratio + 1e-5)
-
-
-def _twice(weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return None if weights is None else torch.cat([weights, weights])
         LogDepth(near=float(self.depth_near), far=float(self.depth_far))  # near < far, both positive
 
     @property
@@ -165,6 +154,17 @@ def stage_config(cfg: SPADEConfig, stage: str) -> SPADEConfig:
     if stage == "photo-from-depth":
         return dataclasses.replace(cfg, output_nc=3, extra_condition_nc=1)
     return cfg
+
+
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    """MSGAN's term, in float32: 1 / (mean |a - b| / mean |za - zb| + 1e-5). It is large while the generator
+    ignores its noise (equal photos for different z) and falls as the photos move apart."""
+    ratio = (a.float() - b.float()).abs().mean() / (za.float() - zb.float()).abs().mean()
+    return 1.0 / (ratio + 1e-5)
+
+
+def _twice(weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if weights is None else torch.cat([weights, weights])
 
 
 def discriminator_state(path: str) -> dict[str, torch.Tensor]:
@@ -223,8 +223,6 @@ class SPADETrainer(Trainer):
             if gcfg.use_vae:
                 enc = init_weights(ConvEncoder(gcfg), tcfg.init_type, tcfg.init_variance)
         self.gcfg = gcfg
-        if tcfg.lambda_ms and not gcfg.noise_dim:
-            raise ConfigError("--lambda-ms needs a generator that takes noise (--noise-dim > 0): there is no z to vary")
         self.stage = tcfg.stage
         want = stage_config(gcfg, self.stage)
         if (want.output_nc, want.extra_condition_nc) != (gcfg.output_nc, gcfg.extra_condition_nc):
@@ -237,6 +235,8 @@ class SPADETrainer(Trainer):
         self.depth_G = self.depth_G_norm = self.depth_card = None
         if self.stage == "photo-from-depth" and tcfg.depth_source == "predicted":
             self.depth_G, self.depth_G_norm, self.depth_card = self._depth_model(tcfg.depth_model, runner)
+        if tcfg.lambda_ms and not gcfg.noise_dim:
+            raise ConfigError("--lambda-ms needs a generator that takes noise (--noise-dim > 0): there is no z to vary")
         self.oasis = tcfg.objective == "oasis"
         if self.oasis:
             dcfg = OASISDConfig(semantic_nc=gcfg.num_classes, ndf=tcfg.ndf, num_res_blocks=tcfg.num_res_blocks_D)
@@ -346,11 +346,16 @@ class SPADETrainer(Trainer):
         return {"G": self.scaler_G, "D": self.scaler_D}
 
     def identity(self) -> dict[str, Any]:
+        config = dataclasses.asdict(self.gcfg)
+        depth = {}
+        if self.stage != "photo":
+            depth = {"stage": self.stage, "depth": self._depth_facts()}
+        elif not config["extra_condition_nc"]:
+            del config["extra_condition_nc"]  # a plain run's identity as before depth-aware stages: it resumes
         return {
+            **depth,
             "arch": "spade",
-            "stage": self.stage,
-            "depth": self._depth_facts(),
-            "config": dataclasses.asdict(self.gcfg),
+            "config": config,
             "objective": self.tcfg.objective,
             "ema": self.tcfg.ema_decay,
             "D": dataclasses.asdict(self.dcfg),

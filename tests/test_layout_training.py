@@ -82,9 +82,9 @@ def test_resume_equals_uninterrupted_run(arch, data, tmp_path):
 
     G = layout_generator_from_card(card_b)
     l1, l2 = sample_logits(G, card_b, [3, 4]), sample_logits(G, card_b, [3])
-    assert l1.shape == (2, 35, 32, 64) and torch.equal(l1[:1], l2)
-    ids = logits_to_ids(l1.numpy(), 35)
-    assert ids.shape == (2, 32, 64) and ids.max() < 35
+    assert l1.shape == (2, 34, 32, 64) and torch.equal(l1[:1], l2)  # Cityscapes ids 0..33
+    ids = logits_to_ids(l1.numpy(), 34)
+    assert ids.shape == (2, 32, 64) and ids.max() < 34
 
 
 def test_layout_section_is_checked(tmp_path):

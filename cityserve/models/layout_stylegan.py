@@ -120,16 +120,18 @@ class MappingNetwork(nn.Module):
 def modulated_conv2d(
     x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, padding: int = 0
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution as one grouped convolution: each sample's weights are scaled by
-    its styles per input channel and (``demodulate``) renormalized to unit norm per output channel."""
-    b, _, h, w = x.shape
-    out_ch, in_ch, kh, kw = weight.shape
-    wgt = weight.unsqueeze(0) * styles.reshape(b, 1, in_ch, 1, 1)  # [B, O, I, k, k]
+    """StyleGAN2's modulated convolution: each sample's weights scaled by its styles per input channel and
+    (``demodulate``) renormalized to unit norm per output channel. Computed as StyleGAN2's non-fused path
+    (scale the input, one shared convolution, scale the output), which equals the per-sample grouped
+    convolution and exports to ONNX with a dynamic batch (a grouped kernel of unknown shape does not)."""
+    out_ch, in_ch = weight.shape[:2]
+    x = x * styles.to(x.dtype).reshape(-1, in_ch, 1, 1)
+    x = F.conv2d(x, weight.to(x.dtype), padding=padding)
     if demodulate:
-        wgt = wgt * (wgt.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
-    x = x.reshape(1, b * in_ch, h, w)
-    out = F.conv2d(x, wgt.reshape(b * out_ch, in_ch, kh, kw).to(x.dtype), padding=padding, groups=b)
-    return out.reshape(b, out_ch, *out.shape[2:])
+        wgt = weight.unsqueeze(0) * styles.float().reshape(-1, 1, in_ch, 1, 1)  # [B, O, I, k, k]
+        dcoefs = (wgt.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [B, O]
+        x = x * dcoefs.to(x.dtype).reshape(-1, out_ch, 1, 1)
+    return x
 
 
 class SynthesisLayer(nn.Module):

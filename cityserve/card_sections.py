@@ -297,7 +297,9 @@ class LayoutSection:
             raise ConfigError(f"layout.truncation_psi must be a number 0..2, not {psi!r:.20}")
         self.truncation_psi = float(psi)
         if self.noise_mode not in LAYOUT_NOISE_MODES:
-            raise ConfigError(f"layout.noise_mode must be one of {', '.join(LAYOUT_NOISE_MODES)}, not {self.noise_mode!r:.20}")
+            raise ConfigError(
+                f"layout.noise_mode must be one of {', '.join(LAYOUT_NOISE_MODES)}, not {self.noise_mode!r:.20}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

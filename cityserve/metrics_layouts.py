@@ -69,7 +69,9 @@ def adjacency_counts(maps: Iterable[np.ndarray], num_classes: int) -> np.ndarray
         for a, b in ((m[:, 1:], m[:, :-1]), (m[1:, :], m[:-1, :])):
             diff = a != b
             lo, hi = np.minimum(a[diff], b[diff]), np.maximum(a[diff], b[diff])
-            adj += np.bincount(lo * num_classes + hi, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+            adj += np.bincount(lo * num_classes + hi, minlength=num_classes * num_classes).reshape(
+                num_classes, num_classes
+            )
     return adj
 
 

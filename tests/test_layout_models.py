@@ -74,7 +74,9 @@ def test_demodulation_gives_unit_output_norm_weights():
 
 def test_discriminator_mbstd_and_r1():
     torch.manual_seed(0)
-    D = LayoutDiscriminator(LayoutDiscriminatorConfig(num_classes=5, height=16, width=32, channel_base=16, channel_min=4))
+    D = LayoutDiscriminator(
+        LayoutDiscriminatorConfig(num_classes=5, height=16, width=32, channel_base=16, channel_min=4)
+    )
     x = torch.softmax(torch.randn(4, 5, 16, 32), 1)
     assert D(x).shape == (4, 1)
     assert D(x[:3]).shape == (3, 1)  # a batch of 3: groups of 3

@@ -41,7 +41,11 @@ class DCGANGenerator(nn.Module):
         self.z_dim = cfg.z_dim
         h0, w0, n_up = base_grid(cfg.height, cfg.width)
         ch = _width(cfg.ngf, n_up)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(cfg.z_dim, ch, (h0, w0), bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cfg.z_dim, ch, (h0, w0), bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(True),
+        ]
         for k in range(n_up - 1, 0, -1):
             nxt = _width(cfg.ngf, k)
             layers += [nn.ConvTranspose2d(ch, nxt, 4, 2, 1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU(True)]

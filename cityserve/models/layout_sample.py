@@ -65,9 +65,13 @@ def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
 def sample_logits(
     G: nn.Module, card: ModelCard, seeds: Sequence[int], truncation_psi: Optional[float] = None
 ) -> torch.Tensor:
-    """float32 logits [len(seeds), num_classes, H, W] of the layouts ``seeds`` name."""
-    z = seed_latents(seeds, card.layout.z_dim)
+    """float32 logits [len(seeds), num_classes, H, W] of the layouts ``seeds`` name. Each seed runs as a
+    batch of one: batched convolutions may differ in the last bits, and a seed must name one layout."""
     psi = card.layout.truncation_psi if truncation_psi is None else float(truncation_psi)
-    if isinstance(G, LayoutGenerator):
-        return G(z, truncation_psi=psi, noise_mode=card.layout.noise_mode).float()
-    return G(z).float()
+    out = []
+    for z in seed_latents(seeds, card.layout.z_dim).split(1):
+        if isinstance(G, LayoutGenerator):
+            out.append(G(z, truncation_psi=psi, noise_mode=card.layout.noise_mode).float())
+        else:
+            out.append(G(z).float())
+    return torch.cat(out)

@@ -41,7 +41,9 @@ def base_grid(height: int, width: int) -> tuple[int, int, int]:
         raise ConfigError(f"layout height must be a power of two >= 4 (4 x 2^k), not {height}")
     n_up = int(math.log2(height // 4))
     if width % 2**n_up or width < 2**n_up:
-        raise ConfigError(f"layout width {width} must be a multiple of {2**n_up} at height {height} (base 4 x W/{2**n_up})")
+        raise ConfigError(
+            f"layout width {width} must be a multiple of {2**n_up} at height {height} (base 4 x W/{2**n_up})"
+        )
     return 4, width // 2**n_up, n_up
 
 
@@ -75,7 +77,14 @@ class LayoutStyleGANConfig:
 class FullyConnectedLayer(nn.Module):
     """StyleGAN2's equalized-learning-rate linear layer (weights ~ N(0, 1) / lr_multiplier, scaled at runtime)."""
 
-    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_multiplier: float = 1.0, activation: bool = False):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias_init: float = 0.0,
+        lr_multiplier: float = 1.0,
+        activation: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
@@ -100,7 +109,9 @@ class MappingNetwork(nn.Module):
         self.z_dim, self.w_dim, self.num_ws, self.w_avg_beta = z_dim, w_dim, num_ws, w_avg_beta
         dims = [z_dim] + [w_dim] * num_layers
         for i in range(num_layers):
-            setattr(self, f"fc{i}", FullyConnectedLayer(dims[i], dims[i + 1], lr_multiplier=lr_multiplier, activation=True))
+            setattr(
+                self, f"fc{i}", FullyConnectedLayer(dims[i], dims[i + 1], lr_multiplier=lr_multiplier, activation=True)
+            )
         self.num_layers = num_layers
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
@@ -120,16 +131,18 @@ class MappingNetwork(nn.Module):
 def modulated_conv2d(
     x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True, padding: int = 0
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution as one grouped convolution: each sample's weights are scaled by
-    its styles per input channel and (``demodulate``) renormalized to unit norm per output channel."""
-    b, _, h, w = x.shape
-    out_ch, in_ch, kh, kw = weight.shape
-    wgt = weight.unsqueeze(0) * styles.reshape(b, 1, in_ch, 1, 1)  # [B, O, I, k, k]
+    """StyleGAN2's modulated convolution: each sample's weights scaled by its styles per input channel and
+    (``demodulate``) renormalized to unit norm per output channel. Computed as StyleGAN2's non-fused path
+    (scale the input, one shared convolution, scale the output), which equals the per-sample grouped
+    convolution and exports to ONNX with a dynamic batch (a grouped kernel of unknown shape does not)."""
+    out_ch, in_ch = weight.shape[:2]
+    x = x * styles.to(x.dtype).reshape(-1, in_ch, 1, 1)
+    x = F.conv2d(x, weight.to(x.dtype), padding=padding)
     if demodulate:
-        wgt = wgt * (wgt.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
-    x = x.reshape(1, b * in_ch, h, w)
-    out = F.conv2d(x, wgt.reshape(b * out_ch, in_ch, kh, kw).to(x.dtype), padding=padding, groups=b)
-    return out.reshape(b, out_ch, *out.shape[2:])
+        wgt = weight.unsqueeze(0) * styles.float().reshape(-1, 1, in_ch, 1, 1)  # [B, O, I, k, k]
+        dcoefs = (wgt.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [B, O]
+        x = x * dcoefs.to(x.dtype).reshape(-1, out_ch, 1, 1)
+    return x
 
 
 class SynthesisLayer(nn.Module):
@@ -247,7 +260,9 @@ class LayoutGenerator(nn.Module):
         self.z_dim = cfg.z_dim
         self.synthesis = SynthesisNetwork(cfg)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers, cfg.lr_multiplier, cfg.w_avg_beta)
+        self.mapping = MappingNetwork(
+            cfg.z_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers, cfg.lr_multiplier, cfg.w_avg_beta
+        )
 
     def forward(
         self,
@@ -323,7 +338,9 @@ class LayoutDiscriminator(nn.Module):
         self.cfg = cfg
         h0, w0, n_up = base_grid(cfg.height, cfg.width)
         self.fromlogits = nn.Conv2d(cfg.num_classes, cfg.channels(n_up), 1)
-        self.blocks = nn.ModuleList(DiscriminatorBlock(cfg.channels(lv), cfg.channels(lv - 1)) for lv in range(n_up, 0, -1))
+        self.blocks = nn.ModuleList(
+            DiscriminatorBlock(cfg.channels(lv), cfg.channels(lv - 1)) for lv in range(n_up, 0, -1)
+        )
         c0 = cfg.channels(0)
         self.mbstd = MinibatchStdLayer(cfg.mbstd_group_size, cfg.mbstd_num_channels) if cfg.mbstd_group_size else None
         extra = cfg.mbstd_num_channels if self.mbstd is not None else 0

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cards import ModelCard
 from ..card_sections import LayoutSection
+from ..cards import ModelCard
 from ..errors import ConfigError
 from ..labels import get_label_set
 from ..models.layout_dcgan import DCGANDiscriminator, DCGANGenerator, LayoutDCGANConfig
@@ -47,7 +47,9 @@ CARD_ARCHS = {"stylegan2": "layout-stylegan2", "dcgan": "layout-dcgan"}
 class LayoutModelConfig:
     """The layout networks' options, for either architecture (the run adds the label set and size)."""
 
-    arch: str = option("stylegan2", "stylegan2: mapping + modulated convs + noise; dcgan: the baseline", cli={"choices": ARCHS})
+    arch: str = option(
+        "stylegan2", "stylegan2: mapping + modulated convs + noise; dcgan: the baseline", cli={"choices": ARCHS}
+    )
     z_dim: int = option(128, "latent size")
     w_dim: int = option(128, "stylegan2: intermediate latent (w) size")
     mapping_layers: int = option(4, "stylegan2: mapping network depth")
@@ -87,7 +89,9 @@ class LayoutTrainConfig:
     r1_every: int = option(16, "steps between R1 penalties (lazy regularization)")
     style_mixing_prob: float = option(0.9, "stylegan2: probability of mixing the styles of two z")
     fake_input: str = option(
-        "softmax", "what D sees of a fake: softmax of the logits or a Gumbel-softmax sample", cli={"choices": ("softmax", "gumbel")}
+        "softmax",
+        "what D sees of a fake: softmax of the logits or a Gumbel-softmax sample",
+        cli={"choices": ("softmax", "gumbel")},
     )
     tau: float = option(1.0, "softmax / Gumbel temperature of the fakes D sees")
     ema_decay: float = option(0.999, "export an exponential moving average of G (0: off)")
@@ -115,7 +119,13 @@ def build_layout_networks(mcfg: LayoutModelConfig, num_classes: int, size: tuple
 
 class LayoutTrainer(Trainer):
     def __init__(
-        self, runner: Runner, mcfg: LayoutModelConfig, label_set: Any, tcfg: LayoutTrainConfig, size: tuple[int, int], name: str = "layout"
+        self,
+        runner: Runner,
+        mcfg: LayoutModelConfig,
+        label_set: Any,
+        tcfg: LayoutTrainConfig,
+        size: tuple[int, int],
+        name: str = "layout",
     ):
         super().__init__(runner)
         self.name, self.mcfg, self.tcfg, self.label_set = name, mcfg, tcfg, label_set
@@ -201,7 +211,9 @@ class LayoutTrainer(Trainer):
         if self.ema is not None:
             self.ema.update(self.G, step)
         fake_ids = logits.detach().argmax(1, keepdim=True)
-        soft = torch.einsum("bchw,cd->bdhw", torch.softmax(logits.detach().float(), 1), self.palette.to(real.device).float() / 255)
+        soft = torch.einsum(
+            "bchw,cd->bdhw", torch.softmax(logits.detach().float(), 1), self.palette.to(real.device).float() / 255
+        )
         self.last_visuals = (colorize(fake_ids, self.palette), soft.clamp(0, 1), colorize(labels, self.palette))
         return {k: v.detach() for k, v in {**g, **d}.items()}
 
@@ -246,7 +258,11 @@ PRESETS: dict[str, Preset] = {
     ),
     # synthetic scenes on a CPU
     "demo": _preset(
-        (64, 128), LayoutModelConfig(z_dim=64, w_dim=64, channel_base=128, channel_min=16), LayoutTrainConfig(), 8, max_steps=2000
+        (64, 128),
+        LayoutModelConfig(z_dim=64, w_dim=64, channel_base=128, channel_min=16),
+        LayoutTrainConfig(),
+        8,
+        max_steps=2000,
     ),
     # tests
     "tiny": _preset(

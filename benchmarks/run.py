@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--triton-requests", type=int, help="requests per Triton sweep point (default 32)")
     p.add_argument(
         "--triton-engine",
-        choices=["auto", "aot", "onnxruntime"],
-        help="render model of the Triton cpu target (default: auto = AOT BF16 where the CPU has "
-        "BF16; onnxruntime in --quick, which has no time to compile)",
+        choices=["auto", "aot", "onnxruntime", "openvino"],
+        help="render model of the Triton cpu target (default: auto = OpenVINO BF16, or without openvino "
+        "the AOT BF16 package, where the CPU has BF16; onnxruntime in --quick, which has no time to compile)",
     )
     p.add_argument("--threads", type=int, help="torch / onnxruntime threads (default: all cores)")
     args = p.parse_args(argv)

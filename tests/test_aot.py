@@ -270,7 +270,10 @@ def test_auto_engine_choice(gen_card, tmp_path):
     from cityserve.serving.repo import GraphSource, ServingOptions
 
     src = GraphSource(gen_card, tmp_path / "x.onnx", [], [])
-    assert cpu_render_engine(src, ServingOptions()) == ("aot" if cpu_supports_bf16() else "onnxruntime")
+    from cityserve.serving.card_models import openvino_installed
+
+    auto = ("openvino" if openvino_installed() else "aot") if cpu_supports_bf16() else "onnxruntime"
+    assert cpu_render_engine(src, ServingOptions()) == auto
     assert cpu_render_engine(src, ServingOptions(cpu_engine="onnxruntime")) == "onnxruntime"
     src.from_onnx = True  # an exported .onnx is served as that graph
     assert cpu_render_engine(src, ServingOptions()) == "onnxruntime"

@@ -219,3 +219,14 @@ def test_openvino_target_configs_are_backend_configs(models, tmp_path):
     assert (built.path / "label2photo" / "config.pbtxt").is_file()
     with pytest.raises(ConfigError, match="no FP32 setting"):
         build_repository([models["render_onnx"]], "openvino", tmp_path / "r2", overrides={"cpu_precision": "fp32"})
+
+
+def test_auto_serves_card_render_models_with_openvino_where_bf16(models, tmp_path):
+    from cityserve.hardware import cpu_supports_bf16
+    from cityserve.serving.repo import build_repository
+
+    built = build_repository([models["card"], models["segment_onnx"]], "cpu", tmp_path / "r", configs_only=True)
+    assert built.models["render"]["engine"] == ("openvino" if cpu_supports_bf16() else "onnxruntime")
+    assert built.models["segment"]["engine"] == "onnxruntime"  # auto: render models only (where it was measured)
+    from_onnx = build_repository([models["render_onnx"]], "cpu", tmp_path / "r2", configs_only=True)
+    assert from_onnx.models["render"]["engine"] == "onnxruntime"  # an .onnx is served as that graph

@@ -44,7 +44,7 @@ def read_configs(repo: Path) -> dict[str, mc.ModelConfig]:
 # ---- issue 13 point 1: card and label-set values are data ---------------------------------------
 
 
-@pytest.mark.parametrize("target", ["cpu", "gpu-onnx"])
+@pytest.mark.parametrize("target", ["cpu", "gpu-onnx", "openvino"])
 def test_card_and_label_set_names_cannot_add_config_fields(models, tmp_path, target):
     from cityserve.serving.repo import build_repository
 
@@ -53,7 +53,7 @@ def test_card_and_label_set_names_cannot_add_config_fields(models, tmp_path, tar
     )
     configs = read_configs(built.path)
     assert set(configs) == set(built.models)
-    want_file = {"cpu": "", "gpu-onnx": "model.onnx"}[target]
+    want_file = {"cpu": "", "gpu-onnx": "model.onnx", "openvino": "model.onnx"}[target]
     for name, cfg in configs.items():
         expected = want_file if name in ("render", "segment") else ""
         assert cfg.default_model_filename == expected, f"{name}: {cfg.default_model_filename!r}"
@@ -201,7 +201,7 @@ def test_engine_script_uses_the_project_tensorrt_builder(models, tmp_path):
 def test_committed_example_repositories_are_what_the_builder_writes(tmp_path):
     regenerate = runpy.run_path(str(EXAMPLES / "regenerate.py"))["regenerate"]
     regenerate(tmp_path / "out", tmp_path / "work")
-    for target in ("cpu", "gpu-onnx", "gpu-trt"):
+    for target in ("cpu", "gpu-onnx", "gpu-trt", "openvino"):
         got, want = tmp_path / "out" / target, EXAMPLES / target
         files = sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file())
         assert files == sorted(p.relative_to(want).as_posix() for p in want.rglob("*") if p.is_file()), target

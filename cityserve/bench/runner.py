@@ -48,7 +48,7 @@ class Plan:
     triton_requests: int = 32
     perf_analyzer: bool = False
     matmul_n: int = 4096
-    triton_cpu_engine: str = "auto"  # the cpu target's render model: auto (AOT where BF16) | aot | onnxruntime
+    triton_cpu_engine: str = "auto"  # the cpu target's render model: auto | aot | onnxruntime | openvino
     cache: Optional[Path] = None
 
 

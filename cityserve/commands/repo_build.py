@@ -114,7 +114,8 @@ def register(sub, groups) -> None:
         "--cpu-engine",
         choices=("auto", "aot", "onnxruntime", "openvino"),
         help="cpu target render model: AOTInductor package (BF16), onnxruntime or OpenVINO (render and "
-        "segment); auto (default): aot where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given",
+        "segment); auto (default): where the CPU has AVX-512 BF16 / AMX and a card (not an .onnx) is given, "
+        "OpenVINO BF16 if installed, else aot; otherwise onnxruntime",
     )
     g.add_argument(
         "--cpu-precision",

@@ -57,18 +57,23 @@ def openvino_installed() -> bool:
 
 
 def cpu_render_engine(src: GraphSource, opts: ServingOptions) -> str:
-    """ "auto": the AOTInductor package where the CPU has BF16 instructions and a card was given (an
-    exported .onnx graph is served as that graph, by onnxruntime)."""
+    """ "auto": where the CPU has BF16 instructions and a card was given, OpenVINO BF16 if it is
+    installed (measured faster than the AOT package on the demo generator within the same accuracy
+    budget: benchmarks/results/cpu-amd-epyc-2c/2026-12-04-openvino-vs-aot-demo.md), else the AOTInductor
+    package; otherwise (no BF16, or an exported .onnx served as that graph) onnxruntime."""
     if opts.cpu_engine != "auto":
         return opts.cpu_engine
-    return "aot" if cpu_supports_bf16() and not src.from_onnx else "onnxruntime"
+    if cpu_supports_bf16() and not src.from_onnx:
+        return "openvino" if openvino_installed() else "aot"
+    return "onnxruntime"
 
 
 def cpu_graph_engine(src: GraphSource, opts: ServingOptions) -> str:
     """The engine of a cpu-target graph model: the render engine for generators; segmenters run
-    OpenVINO when that is the chosen engine, onnxruntime otherwise (AOT packages are generators only)."""
+    OpenVINO when it is asked for (``cpu_engine="openvino"``), onnxruntime otherwise (AOT packages are
+    generators only, and "auto" picks OpenVINO for render models only, where it was measured)."""
     engine = cpu_render_engine(src, opts)
-    if src.kind != "generator" and engine == "aot":
+    if src.kind != "generator" and (engine == "aot" or opts.cpu_engine == "auto"):
         return "onnxruntime"
     if engine == "openvino" and not openvino_installed():
         raise MissingExtraError(missing_extra_message("openvino", "openvino", "--cpu-engine openvino"))

@@ -69,7 +69,14 @@ def count(card, scenes) -> dict:
                 {"block": lv.block, "height": lv.height, "width": lv.width, "pixels": 0, "interior": 0}
                 | {k: 0 for k in ("gamma_beta_plain", "gamma_beta_boundary", "shared_plain", "shared_boundary")},
             )
-            for k in ("pixels", "interior", "gamma_beta_plain", "gamma_beta_boundary", "shared_plain", "shared_boundary"):
+            for k in (
+                "pixels",
+                "interior",
+                "gamma_beta_plain",
+                "gamma_beta_boundary",
+                "shared_plain",
+                "shared_boundary",
+            ):
                 row[k] += getattr(lv, k)
         if i == 0:  # the FLOP counter on the boundary form itself: a cross-check of the mask arithmetic
             total_boundary.append(count_flops(boundary_spade_copy(card), [x]))
@@ -158,7 +165,11 @@ def markdown(doc: dict) -> str:
             f"| {r['block']} | {r['height']}x{r['width']} | {r['interior_fraction'] * 100:.1f} % | "
             f"{r['gamma_beta_skipped'] * 100:.1f} % |"
         )
-    lines += ["", f"Timing, batch 1, {doc['rounds']} rounds per engine after a warm-up, engine after engine (seconds per image):", ""]
+    lines += [
+        "",
+        f"Timing, batch 1, {doc['rounds']} rounds per engine after a warm-up, engine after engine (seconds per image):",
+        "",
+    ]
     lines += ["| engine | median s | all runs | max diff vs torch eager (levels) |", "| --- | ---: | --- | ---: |"]
     for name, e in t.items():
         if e["status"] != "ok":

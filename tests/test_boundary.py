@@ -20,7 +20,7 @@ from cityserve.data.synthetic import generate_scene
 from cityserve.errors import ConfigError
 from cityserve.export.boundary import BoundarySPADEResnetBlock, boundary_spade
 from cityserve.export.fuse import fuse_spade
-from cityserve.export.onnx_export import build_graph, compare_images, export_onnx, run_torch
+from cityserve.export.onnx_export import build_graph, compare_images, run_torch
 from cityserve.models.render import instance_edges, one_hot
 from cityserve.models.spade import SPADEGenerator
 from cityserve.models.spectral_norm import to_inference

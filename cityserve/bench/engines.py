@@ -16,7 +16,7 @@ import torch
 from ..cards import load_card
 from ..engines.onnxruntime_engine import OnnxRuntimeEngine
 from ..engines.tensorrt_engine import TensorRTEngine
-from ..errors import UnavailableError
+from ..errors import ConfigError, UnavailableError
 from ..export.aot import (
     BUDGET_MAX_LEVELS,
     BUDGET_MEAN_LEVELS,
@@ -26,6 +26,7 @@ from ..export.aot import (
     level_diff,
     load_aot,
 )
+from ..export.forms import apply_form
 from ..export.onnx_export import export_onnx
 from ..export.tensorrt_build import build_engine
 from ..gpu import import_tensorrt
@@ -89,6 +90,18 @@ def _torch_runner(module: torch.nn.Module, device: str, autocast_dtype=None, cha
 
 def make_torch_eager(card, device: str, **_) -> Runner:
     return _torch_runner(torch_graph(card), device)
+
+
+def make_torch_eager_boundary(card, device: str, **_) -> Runner:
+    """torch eager FP32 on SPADE's boundary form (``cityserve.export.boundary``): the same image."""
+    if card.kind != "generator" or card.arch != "spade":
+        raise Unavailable(f"the boundary form is for SPADE generators, not a {card.arch} {card.kind}")
+    graph = torch_graph(card)
+    try:
+        graph.generator = apply_form(graph.generator, "boundary", card.name, card.arch)
+    except ConfigError as e:
+        raise Unavailable(str(e)) from None
+    return _torch_runner(graph, device)
 
 
 def make_torch_lowp(card, device: str, **_) -> Runner:
@@ -164,9 +177,12 @@ def make_torch_cuda_graphs(card, device: str, dtype: str = "fp16", **_) -> Runne
     return run
 
 
-def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runner:
+def make_onnxruntime(card, device: str, threads: int | None = None, form: str | None = None, **_) -> Runner:
     """The project's onnxruntime engine (the same cached export ``cityserve render --engine onnxruntime``
-    uses); photo2photo runs as two sessions, as Triton's ensemble runs it."""
+    uses); photo2photo runs as two sessions, as Triton's ensemble runs it. ``form``: a SPADE inference
+    form (``cityserve.export.forms``) for generators."""
+    if form not in (None, "plain") and (card.kind != "generator" or card.arch != "spade"):
+        raise Unavailable(f"--form {form} is for SPADE generators, not a {getattr(card, 'arch', '')} {card.kind}")
     if card.kind == "chain":
         seg = make_onnxruntime(card.segmenter, device, threads)
         gen = make_onnxruntime(card.generator, device, threads)
@@ -186,8 +202,8 @@ def make_onnxruntime(card, device: str, threads: int | None = None, **_) -> Runn
 
         return chain
     try:
-        engine = OnnxRuntimeEngine(card, providers="cuda" if device == "cuda" else None, threads=threads)
-    except UnavailableError as e:
+        engine = OnnxRuntimeEngine(card, providers="cuda" if device == "cuda" else None, threads=threads, form=form)
+    except (UnavailableError, ConfigError) as e:
         raise Unavailable(str(e)) from None
     return engine.run
 
@@ -310,5 +326,7 @@ ENGINES: dict[str, Callable[..., Runner]] = {
     "onnxruntime": make_onnxruntime,
     "openvino-fp32": lambda card, device, **kw: make_openvino(card, device, "fp32", **kw),
     "openvino-bf16": lambda card, device, **kw: make_openvino(card, device, "bf16", **kw),
+    "torch-eager-boundary": make_torch_eager_boundary,
+    "onnxruntime-boundary": lambda card, device, **kw: make_onnxruntime(card, device, form="boundary", **kw),
     "tensorrt-fp16": make_tensorrt,
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -50,32 +50,41 @@ class BoundaryLevel:
         return self.interior / self.pixels if self.pixels else 0.0
 
 
-def boundary_levels(generator: torch.nn.Module, inputs: Sequence[Any]) -> list[BoundaryLevel]:
-    """Run the *plain* SPADE ``generator(*inputs)`` once and count, per residual block, what the
-    boundary form skips: the gamma/beta convs on interior pixels and mlp_shared where no boundary
-    pixel reads it. Counted from the same masks the boundary form builds."""
-    from ..export.boundary import dilate, interior_mask, label_layout, pixel_codes
+def spade_blocks_at(generator: torch.nn.Module, inputs: Sequence[Any]) -> list[tuple[str, torch.nn.Module, int, int]]:
+    """The plain SPADE generator's residual blocks with the (h, w) each runs at, from one pass."""
     from ..export.fuse import is_spade_block
 
-    layout = label_layout(generator)
-    seen: list[tuple[str, torch.nn.Module, tuple[int, ...], torch.Tensor]] = []
-    hooks = []
-    for name, m in generator.named_modules():
-        if is_spade_block(m):
-            hooks.append(
-                m.register_forward_pre_hook(
-                    lambda mod, args, name=name: seen.append((name, mod, tuple(args[0].shape), args[1]))
-                )
-            )
+    seen: list[tuple[str, torch.nn.Module, int, int]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, mod, *args[0].shape[-2:])))
+        for name, m in generator.named_modules()
+        if is_spade_block(m)
+    ]
     try:
         with torch.inference_mode():
             generator(*inputs)
     finally:
         for h in hooks:
             h.remove()
+    return seen
+
+
+def boundary_levels(
+    generator: torch.nn.Module,
+    inputs: Sequence[Any],
+    blocks: Optional[list[tuple[str, torch.nn.Module, int, int]]] = None,
+) -> list[BoundaryLevel]:
+    """Count, per residual block of the *plain* SPADE ``generator`` on ``inputs`` (the semantics
+    first), what the boundary form skips: the gamma/beta convs on interior pixels and mlp_shared where
+    no boundary pixel reads it, from the same masks the boundary form builds. ``blocks``: from
+    ``spade_blocks_at`` (one generator pass; made here when not given)."""
+    from ..export.boundary import dilate, interior_mask, label_layout, pixel_codes
+
+    layout = label_layout(generator)
+    seg = inputs[0]
+    b = seg.shape[0]
     levels = []
-    for name, block, shape, seg in seen:
-        b, _, h, w = shape
+    for name, block, h, w in blocks if blocks is not None else spade_blocks_at(generator, inputs):
         norms = [block.norm_0, block.norm_1] + ([block.norm_s] if getattr(block, "learned_shortcut", False) else [])
         k = norms[0].mlp_shared[0].kernel_size[0]
         pad = k // 2

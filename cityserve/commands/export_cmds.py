@@ -24,7 +24,7 @@ ONNX_EPILOG = """\
 examples:
   cityserve export onnx models/spade_cityscapes --out exported/spade_cityscapes
   cityserve export onnx models/demo/spade-demo.card.json --out exported/fused --form fused --verify
-  cityserve export onnx models/demo/spade-demo.card.json --out exported/boundary --form boundary --verify
+  cityserve export onnx models/spade_cityscapes --out exported/boundary --form boundary --verify
   cityserve export onnx models/fchardnet_half --out exported/seg
   cityserve export onnx models/demo/spade-demo.card.json --out exported/demo --precision-report bf16
 
@@ -32,7 +32,7 @@ examples:
 same resized label map) into one conv, and each mlp_gamma/mlp_beta pair into one conv + split: the same
 math, fewer and wider layers. --form boundary computes SPADE's gamma/beta convolutions only at pixels
 near a label change or instance edge and takes them from a per-class table elsewhere: the same image,
-less work on real label maps (not for OASIS 3D-noise generators). The card records the form. --precision-report runs the model in float16 (or bfloat16) on the CPU against float32 and
+less work on real label maps (not for OASIS 3D-noise generators such as the shipped demo). The card records the form. --precision-report runs the model in float16 (or bfloat16) on the CPU against float32 and
 writes render.precision.json: layers that overflow or lose precision, which `export tensorrt` keeps in FP32.
 """
 

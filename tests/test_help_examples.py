@@ -56,6 +56,7 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "import deeplab best_deeplabv3plus_": "a VainF DeepLabV3+ checkpoint; tests/test_import_deeplab.py imports files of that format",
     "--root /data/cityscapes": "a Cityscapes folder; tests/test_evaluation.py evaluates on dataset folders",
     "drive.mp4": "a dashcam video; tests/test_build_dataset.py builds datasets from generated videos",
+    "cityserve canvas": "serves until Ctrl-C; tests/test_canvas_api.py and tests/test_canvas_browser.py run it",
     "--server 10.0.0.1:8001,10.0.0.2:8001": "a cluster's replicas; tests/test_replicas.py runs several URLs against real servers",
 }
 SHRINK = [  # (as the example says, what the test runs): counts only

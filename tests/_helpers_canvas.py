@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import torch
-from _helpers_serving import H, SPADE_CONFIG, W
+from _helpers_serving import SPADE_CONFIG, H, W
 
 from cityserve.card_sections import ServingOptions
 from cityserve.cards import ModelCard, load_card
@@ -53,7 +53,7 @@ def tiny_noise_spade_card(out_dir: Path, name: str = "spade-demo") -> ModelCard:
 class CanvasProcess:
     """``python -m cityserve canvas --port 0 ARGS`` until ``stop``; ``url`` is the one it prints."""
 
-    def __init__(self, args: list[str], env: dict | None = None, timeout: float = 240):
+    def __init__(self, args: list[str], env: dict | None = None, timeout: float = 600):
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cityserve", "canvas", "--port", "0", *args],

@@ -177,6 +177,6 @@ def test_lost_triton_is_503_and_the_canvas_recovers_when_it_returns(canvas, trit
         assert http("GET", canvas.url + "/labels")[0] == 200  # what was read of the model is kept
     finally:
         triton.start()
+    assert http("GET", canvas.url + "/health")[0] == 200  # a fresh channel: no reconnect backoff to wait out
     code, _, photo = http("POST", canvas.url + "/render?seed=1", good)
     assert code == 200 and decode(photo).shape == (H, W, 3)
-    assert http("GET", canvas.url + "/health")[0] == 200

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import contract
-from ..client import CityserveClient
+from ..client import CityserveClient, ServerUnavailable
 from ..errors import ConfigError, LabelError
 from ..labels import LabelSet, check_ids, decode_image, get_label_set, label_image_to_ids, resize_nearest
 from ..serving.codec import LabelPngDecoder, check_size, encode_rgb_png, png_check_inflated, png_header
@@ -55,7 +55,9 @@ class ModelInfo:
         for c in self.label_set.classes:
             color = tuple(int(v) for v in c.color)
             if c.id < self.num_classes and lookup.get(color) == c.id:
-                out.append({"id": c.id, "name": c.name, "color": list(color), "hex": "#%02x%02x%02x" % color})
+                out.append(
+                    {"id": c.id, "name": c.name, "color": list(color), "hex": "#{:02x}{:02x}{:02x}".format(*color)}
+                )
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -81,12 +83,23 @@ class TritonBridge:
 
     def __init__(self, url: str, timeout: float = 30.0, label_set: Optional[Any] = None):
         self.url = url
-        # a few quick retries, then "unavailable" at once: the page shows a lost server within a second,
-        # while a slow render on a busy machine still has ``timeout`` s to answer
-        self.client = CityserveClient(url, timeout=timeout, retries=2, backoff=0.1, backoff_cap=0.3)
+        self.timeout = float(timeout)
+        self.client = self._new_client()
         self.label_set = None if label_set is None else get_label_set(label_set)
         self._infos: dict[str, ModelInfo] = {}
         self._lock = threading.Lock()
+
+    def _new_client(self) -> CityserveClient:
+        # a few quick retries, then "unavailable" at once: the page shows a lost server within a second,
+        # while a slow render on a busy machine still has ``timeout`` s to answer
+        return CityserveClient(self.url, timeout=self.timeout, retries=2, backoff=0.1, backoff_cap=0.3)
+
+    def reconnect(self) -> None:
+        """A fresh gRPC channel: one that lost its server backs off for up to minutes before it tries
+        again, so the canvas would stay "lost" long after the server is back."""
+        with self._lock:
+            old, self.client = self.client, self._new_client()
+        old.close()
 
     def close(self) -> None:
         self.client.close()
@@ -132,6 +145,9 @@ class TritonBridge:
         )
 
     def ready(self) -> bool:
+        if self.client.is_ready():
+            return True
+        self.reconnect()
         return self.client.is_ready()
 
     # ---- label maps ------------------------------------------------------------------------
@@ -185,8 +201,14 @@ class TritonBridge:
         ``render`` model with the latent drawn from that seed, so one seed gives one style."""
         info = self.info(model)
         ids = self.decode(data, info)
-        if seed is None or not info.z_dim:
-            return self.client.label2photo(data, model=info.ensemble)
-        feeds = self.client.render_feeds(ids, seed=seed, model=info.render)
-        image = self.client.infer(info.render, feeds, outputs=[contract.IMAGE])[contract.IMAGE]
+        client = self.client
+        try:
+            if seed is None or not info.z_dim:
+                return client.label2photo(data, model=info.ensemble)
+            feeds = client.render_feeds(ids, seed=seed, model=info.render)
+            image = client.infer(info.render, feeds, outputs=[contract.IMAGE])[contract.IMAGE]
+        except ServerUnavailable:
+            if client is self.client:
+                self.reconnect()
+            raise
         return encode_rgb_png(image[0])

@@ -310,8 +310,8 @@ async function pollHealth() {
   try {
     const r = await fetch("/health", { cache: "no-store" });
     if (r.ok) {
-      if (!app.info) await loadInfo().then(() => { redraw(); });
-      requestRender("reconnect");
+      if (!app.info) await start();
+      else requestRender("reconnect");
     }
   } catch (e) { /* still lost */ }
 }
@@ -420,10 +420,11 @@ document.addEventListener("keydown", (ev) => {
 });
 
 // ---- start -------------------------------------------------------------------------------------
-(async () => {
+async function start() {
   try {
     await loadInfo();
   } catch (e) {
+    app.info = null;
     connectionLost("triton", `cannot read the model's labels: ${e.message || e}`);
     return;
   }
@@ -431,4 +432,5 @@ document.addEventListener("keydown", (ev) => {
   loadLayouts();
   requestRender("start");
   document.body.dataset.ready = "1";
-})();
+}
+start();

@@ -26,7 +26,7 @@ from cityserve.checkpoints import save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOISE_CONFIG = dict(SPADE_CONFIG, noise_dim=4, norm_G="spectralspadeinstance3x3")
-LIMITS = dict(max_bytes=300_000, max_pixels=100_000)  # small, so the limit tests send little
+LIMITS = dict(max_bytes=300_000, max_pixels=200_000)  # small, so the limit tests send little
 
 
 def tiny_noise_spade_card(out_dir: Path, name: str = "spade-demo") -> ModelCard:

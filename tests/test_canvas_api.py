@@ -113,7 +113,7 @@ BAD = {
     "not an image": (b"GIF89a not a png at all" * 3, 400, ["not a png"]),
     "truncated": (lambda: color_png(block_labels(1))[:80], 400, []),
     "too many bytes": (b"\x89PNG\r\n\x1a\n" + b"\0" * (LIMITS["max_bytes"] + 10), 413, ["maximum"]),
-    "too many pixels": (lambda: png_bomb(400, 400), 413, ["maximum"]),
+    "too many pixels": (lambda: png_bomb(500, 500), 413, ["maximum"]),
     "off-palette color": (lambda: png_bytes(np.full((H, W, 3), (1, 2, 3), np.uint8)), 400, ["color"]),
     "wrong size": (lambda: color_png(block_labels(1, 32, 64)), 400, ["64x128"]),
     "id out of range": (lambda: png_bytes(np.full((H, W), 200, np.uint8)), 400, ["200"]),

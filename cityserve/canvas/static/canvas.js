@@ -266,6 +266,7 @@ async function requestRender(reason) {
     await showPhoto(blob, seq);
     const ms = performance.now() - t0;
     app.lastRenderMs = ms;
+    app.lastReason = reason;
     app.renders++;
     if (app.lost) recovered();
     setStatus(`rendered in ${ms.toFixed(0)} ms (server ${app.lastServerMs.toFixed(0)} ms) at ` +

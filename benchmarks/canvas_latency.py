@@ -84,9 +84,9 @@ def paint(page, strokes: int, seed: int) -> list[tuple[float, float]]:
 
     rng = random.Random(seed)
     out = []
-    box = page.locator("#labels").bounding_box()
     for i in range(strokes):
         page.click(f".swatch[data-name='{CLASSES[i % len(CLASSES)]}']")
+        box = page.locator("#labels").bounding_box()  # after the click: it may have scrolled the page
         done = page.evaluate("window.cityserveCanvas.renders")
         x0, y0 = rng.uniform(0.05, 0.6) * box["width"], rng.uniform(0.1, 0.9) * box["height"]
         x1, y1 = x0 + rng.uniform(0.1, 0.35) * box["width"], y0 + rng.uniform(-0.1, 0.1) * box["height"]
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1320, "height": 720})
+            page = browser.new_page(viewport={"width": 1320, "height": 900})
             page.set_default_timeout(120_000)
             page.goto(url + "/")
             page.wait_for_function("document.body.dataset.ready === '1' && window.cityserveCanvas.renders >= 1")

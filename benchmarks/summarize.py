@@ -30,7 +30,7 @@ def section(results_root: Path) -> str:
     out = []
     for p in files:
         doc = json.loads(p.read_text())
-        if doc.get("kind") in ("reliability", "train-speed", "device-check"):  # their own .md beside them
+        if doc.get("kind") in ("reliability", "train-speed", "device-check", "canvas-latency"):  # own .md beside them
             continue
         rel = p.relative_to(REPO)
         dev = doc["device"]

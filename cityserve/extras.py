@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "serve": ("Triton serving and its gRPC client", ("tritonclient", "pytriton", "psutil")),
     "train": ("training logs (TensorBoard)", ("tensorboard",)),
     "bench": ("benchmarks (plots, process memory)", ("matplotlib", "psutil")),
+    "canvas": ("the designer's canvas web app", ("starlette", "uvicorn")),
     "tensorrt": ("TensorRT 10 engines on an NVIDIA GPU", ("tensorrt", "cuda", "pycuda")),
     "openvino": ("the OpenVINO CPU engine (BF16 where the CPU has it)", ("openvino",)),
 }

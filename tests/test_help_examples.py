@@ -67,6 +67,7 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "eval depth runs/": "needs the depth card of the train/spade.py examples; tests/test_depth.py runs it",
     "export depth runs/": "needs the depth-aware cards of the train/spade.py examples, which run after the exports; "
     "tests/test_depth.py runs `cityserve export depth`",
+    "cityserve canvas": "serves until Ctrl-C; tests/test_canvas_api.py and tests/test_canvas_browser.py run it",
     "--server 10.0.0.1:8001,10.0.0.2:8001": "a cluster's replicas; tests/test_replicas.py runs several URLs against real servers",
 }
 SHRINK = [  # (as the example says, what the test runs): counts only

@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""Stroke end -> new photo on screen, in the designer's canvas, in a real Chromium.
+
+    python benchmarks/canvas_latency.py                         # 60 strokes, the shipped demo SPADE
+    python benchmarks/canvas_latency.py --strokes 50 --screenshot docs/img/canvas.png
+
+Starts ``cityserve canvas --model models/demo/spade-demo.card.json`` (its own tritonserver, cpu
+target), opens the page in Debian's chromium (Playwright), loads a starting layout and paints
+``--strokes`` strokes of alternating classes with the mouse. For each stroke the page records the
+time from its pointerup handler to the load event of the new photo's <img> (decoded; the next frame
+paints it): the PNG of the label map, the request, Starlette, the check of the label map, gRPC, the
+render on Triton (with the page's style seed: the raw render model), the photo's PNG back and its
+decode in the browser. Drag renders while the mouse moves are sent too, as for a user, and superseded by the stroke's own.
+p50 / p90 go to ``benchmarks/results/<device>/<date>-canvas-latency.{json,md}`` with the server's own
+render time (X-Render-Ms: the canvas app's call to Triton) beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CLASSES = ["vegetation", "car", "building", "sidewalk", "sky", "road"]
+
+
+def start_canvas(model: str, timeout: float) -> tuple[subprocess.Popen, str, list[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cityserve", "canvas", "--port", "0", "--model", model],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        print("  canvas |", line.rstrip(), flush=True)
+        m = re.match(r"canvas: (http://\S+?)/?\s", line)
+        if m:
+            threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+            return proc, m.group(1), lines
+    proc.kill()
+    raise SystemExit("cityserve canvas did not start:\n" + "".join(lines))
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def paint(page, strokes: int, seed: int) -> list[tuple[float, float]]:
+    """Paint ``strokes`` strokes; per stroke (ms from pointer-up to the new photo's <img> loaded, as the
+    page measures it from its pointerup handler, and the server's render ms)."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(strokes):
+        page.click(f".swatch[data-name='{CLASSES[i % len(CLASSES)]}']")
+        box = page.locator("#labels").bounding_box()  # after the click: it may have scrolled the page
+        done = page.evaluate("window.cityserveCanvas.renders")
+        x0, y0 = rng.uniform(0.05, 0.6) * box["width"], rng.uniform(0.1, 0.9) * box["height"]
+        x1, y1 = x0 + rng.uniform(0.1, 0.35) * box["width"], y0 + rng.uniform(-0.1, 0.1) * box["height"]
+        page.mouse.move(box["x"] + x0, box["y"] + y0)
+        page.mouse.down()
+        for k in range(1, 13):  # a short stroke: 12 moves ~15 ms apart
+            page.mouse.move(box["x"] + x0 + (x1 - x0) * k / 12, box["y"] + y0 + (y1 - y0) * k / 12)
+            page.wait_for_timeout(15)
+        page.mouse.up()
+        try:
+            page.wait_for_function(
+                f"window.cityserveCanvas.renders > {done} && window.cityserveCanvas.inFlight === null"
+                " && window.cityserveCanvas.lastReason === 'stroke'",
+                timeout=60000,
+            )
+        except Exception:
+            print("page status:", page.inner_text("#status"), "| message:", page.inner_text("#message-text"))
+            raise
+        out.append(tuple(page.evaluate("[window.cityserveCanvas.lastRenderMs, window.cityserveCanvas.lastServerMs]")))
+        page.wait_for_timeout(rng.uniform(100, 300))  # a pause between strokes, as people make
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/demo/spade-demo.card.json", help="the card the canvas serves")
+    p.add_argument("--strokes", type=int, default=60, help="strokes to time (default 60; at least 50 for results)")
+    p.add_argument("--warmup", type=int, default=5, help="strokes before timing (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stroke positions and the style (default 0)")
+    p.add_argument("--screenshot", type=Path, help="also save a screenshot of the page here")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--startup-timeout", type=float, default=600.0)
+    args = p.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    from cityserve.bench.devices import describe, device_label
+
+    loads = [os.getloadavg()[0]]
+    proc, url, lines = start_canvas(args.model, args.startup_timeout)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1320, "height": 900})
+            page.set_default_timeout(120_000)
+            page.goto(url + "/")
+            page.wait_for_function("document.body.dataset.ready === '1' && window.cityserveCanvas.renders >= 1")
+            page.fill("#seed", str(args.seed))
+            n = page.evaluate("window.cityserveCanvas.renders")
+            page.select_option("#layouts", "street_01.png")
+            page.wait_for_function(f"window.cityserveCanvas.renders > {n}")
+            paint(page, args.warmup, args.seed + 1)
+            t0 = time.perf_counter()
+            timed = paint(page, args.strokes, args.seed + 2)
+            wall = time.perf_counter() - t0
+            lat = [t for t, _ in timed]
+            server = [s for _, s in timed]
+            sent, shown = page.evaluate("[window.cityserveCanvas.seq, window.cityserveCanvas.renders]")
+            if args.screenshot:
+                args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(args.screenshot))
+            chromium = browser.version
+            browser.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    loads.append(os.getloadavg()[0])
+    serving = next((ln.strip() for ln in lines if ln.startswith("serving ")), "")
+    versions = {
+        k: importlib.metadata.version(k)
+        for k in ("playwright", "starlette", "uvicorn", "tritonclient", "onnxruntime", "torch", "nvidia-pytriton")
+    }
+    result = {
+        "kind": "canvas-latency",
+        "command": "python benchmarks/canvas_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "model": args.model,
+        "serving": serving,
+        "strokes": len(lat),
+        "stroke_end_to_photo_ms": {
+            "p50": round(percentile(lat, 0.5), 1),
+            "p90": round(percentile(lat, 0.9), 1),
+            "mean": round(statistics.fmean(lat), 1),
+            "min": round(min(lat), 1),
+            "max": round(max(lat), 1),
+        },
+        "server_render_ms": {"p50": round(percentile(server, 0.5), 1), "p90": round(percentile(server, 0.9), 1)},
+        "requests_sent": sent,
+        "photos_shown": shown,
+        "wall_s": round(wall, 1),
+        "samples_ms": [round(x, 1) for x in lat],
+        "chromium": chromium,
+        "versions": versions,
+        "device": describe("cpu"),
+        "load_average_1min": loads,
+        "what_is_measured": "the page's pointerup handler -> the load event of the new photo's <img> (the next frame paints it)",
+    }
+    folder = args.out / device_label("cpu")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{result['date']}-canvas-latency"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    s, r = result["stroke_end_to_photo_ms"], result["server_render_ms"]
+    md = [
+        "# Canvas latency: stroke end -> new photo on screen",
+        "",
+        f"`{result['command']}` · {result['date']} · {result['serving']} · Chromium {chromium} (headless) · "
+        f"{result['device']['cpu']}, {result['device']['cpu_count']} CPUs · 1-min load average "
+        f"{min(loads):.2f}-{max(loads):.2f} (shared machine)",
+        "",
+        "| strokes | p50 ms | p90 ms | mean ms | min ms | max ms | server render p50 / p90 ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {result['strokes']} | {s['p50']} | {s['p90']} | {s['mean']} | {s['min']} | {s['max']} | "
+        f"{r['p50']} / {r['p90']} |",
+        "",
+        f"Measured in the page: {result['what_is_measured']}. Server render: the canvas app's call to "
+        f"Triton (X-Render-Ms). {sent} render requests were sent (drag renders included) and {shown} photos "
+        "shown; superseded requests were aborted.",
+    ]
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"\nwrote {stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+// The cityserve canvas page: paint label ids, send them as an exact palette-colour PNG to POST /render,
+// show the photo. Plain JS, no build step. The label map lives in `ids` (one id per model pixel); the
+// <canvas> shows it in palette colours with no smoothing, so canvas.toBlob() *is* the label PNG.
+"use strict";
+
+const MAX_UNDO = 40;
+const DRAG_INTERVAL_MS = 150; // while dragging: at most one render request per this many ms
+
+const $ = (id) => document.getElementById(id);
+const labelCanvas = $("labels");
+const ctx = labelCanvas.getContext("2d", { willReadFrequently: true });
+const photo = $("photo");
+
+const app = {
+  info: null, // GET /labels
+  ids: null, // Int32Array [H*W]
+  image: null, // ImageData of the canvas
+  colorOf: [], // id -> [r, g, b]
+  idOfColor: new Map(), // (r<<16|g<<8|b) -> id
+  current: 0, // the class the brush paints
+  eraserId: 0, // the class the eraser paints
+  undo: [],
+  redo: [],
+  inFlight: null, // AbortController of the render request in flight
+  seq: 0, // render requests sent
+  shown: 0, // sequence number of the photo on screen
+  renders: 0, // photos shown
+  lastRenderMs: null, // stroke end (or request) -> photo on screen, ms
+  lastServerMs: null,
+  photoBlob: null,
+  lost: null, // "canvas" | "triton" | null
+  pendingUpload: null, // bytes of an upload refused for off-palette colours
+};
+window.cityserveCanvas = app; // for the browser test and the latency benchmark
+
+function setStatus(text, lost) {
+  const s = $("status");
+  s.textContent = text;
+  s.classList.toggle("lost", Boolean(lost));
+}
+
+function showMessage(text, offerSnap) {
+  $("message-text").textContent = text;
+  $("snap").hidden = !offerSnap;
+  $("message").hidden = false;
+}
+
+function hideMessage() {
+  $("message").hidden = true;
+  app.pendingUpload = null;
+}
+
+// ---- the model and its palette -----------------------------------------------------------------
+async function loadInfo() {
+  const r = await fetch("/labels");
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || `GET /labels: HTTP ${r.status}`);
+  app.info = body;
+  const { width, height } = body;
+  labelCanvas.width = width;
+  labelCanvas.height = height;
+  photo.width = width;
+  photo.height = height;
+  const scale = Math.max(1, Math.floor(512 / width));
+  labelCanvas.style.width = photo.style.width = `${width * scale}px`;
+  app.ids = new Int32Array(width * height);
+  app.image = ctx.createImageData(width, height);
+  const box = $("palette");
+  box.textContent = "";
+  for (const c of body.classes) {
+    app.colorOf[c.id] = c.color;
+    app.idOfColor.set((c.color[0] << 16) | (c.color[1] << 8) | c.color[2], c.id);
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "swatch";
+    b.dataset.id = c.id;
+    b.dataset.name = c.name;
+    b.title = `${c.name} (id ${c.id}, ${c.hex})`;
+    const sw = document.createElement("i");
+    sw.style.background = c.hex;
+    b.append(sw, document.createTextNode(c.name));
+    b.addEventListener("click", () => selectClass(c.id));
+    box.append(b);
+  }
+  const byName = (n) => body.classes.find((c) => c.name === n);
+  app.eraserId = (byName("unlabeled") || body.classes[0]).id;
+  $("eraser-note").textContent = `(eraser paints "${nameOf(app.eraserId)}")`;
+  selectClass((byName("road") || body.classes[0]).id);
+  app.ids.fill(app.eraserId);
+  $("model-info").textContent =
+    `${body.model}: ${height}x${width}, label set ${body.label_set}, ${body.classes.length} classes`;
+}
+
+function nameOf(id) {
+  const c = app.info.classes.find((k) => k.id === id);
+  return c ? c.name : `id ${id}`;
+}
+
+function selectClass(id) {
+  app.current = id;
+  for (const b of document.querySelectorAll(".swatch")) b.classList.toggle("active", Number(b.dataset.id) === id);
+  const brush = document.querySelector('input[name=tool][value=eraser]');
+  if (brush.checked) document.querySelector('input[name=tool][value=brush]').checked = true;
+}
+
+// ---- ids <-> pixels ----------------------------------------------------------------------------
+function redraw() {
+  const d = app.image.data;
+  const ids = app.ids;
+  for (let i = 0; i < ids.length; i++) {
+    const c = app.colorOf[ids[i]] || [0, 0, 0];
+    d[4 * i] = c[0];
+    d[4 * i + 1] = c[1];
+    d[4 * i + 2] = c[2];
+    d[4 * i + 3] = 255;
+  }
+  ctx.putImageData(app.image, 0, 0);
+}
+
+function labelPng() {
+  return new Promise((resolve) => labelCanvas.toBlob(resolve, "image/png"));
+}
+
+// ---- undo / redo -------------------------------------------------------------------------------
+function checkpoint() {
+  app.undo.push(app.ids.slice());
+  if (app.undo.length > MAX_UNDO) app.undo.shift();
+  app.redo = [];
+  updateUndoButtons();
+}
+
+function restore(from, to) {
+  if (!from.length) return;
+  to.push(app.ids.slice());
+  app.ids = from.pop();
+  redraw();
+  updateUndoButtons();
+  requestRender("edit");
+}
+
+function updateUndoButtons() {
+  $("undo").disabled = !app.undo.length;
+  $("redo").disabled = !app.redo.length;
+}
+
+// ---- painting ----------------------------------------------------------------------------------
+function tool() {
+  return document.querySelector("input[name=tool]:checked").value;
+}
+
+function stamp(cx, cy, radius, id) {
+  const { width, height } = app.info;
+  const r2 = radius * radius;
+  const x0 = Math.max(0, Math.floor(cx - radius)), x1 = Math.min(width - 1, Math.ceil(cx + radius));
+  const y0 = Math.max(0, Math.floor(cy - radius)), y1 = Math.min(height - 1, Math.ceil(cy + radius));
+  for (let y = y0; y <= y1; y++) {
+    for (let x = x0; x <= x1; x++) {
+      const dx = x - cx, dy = y - cy;
+      if (dx * dx + dy * dy <= r2) app.ids[y * width + x] = id;
+    }
+  }
+}
+
+function line(a, b, radius, id) {
+  const n = Math.max(1, Math.ceil(Math.hypot(b.x - a.x, b.y - a.y)));
+  for (let k = 0; k <= n; k++) stamp(a.x + ((b.x - a.x) * k) / n, a.y + ((b.y - a.y) * k) / n, radius, id);
+}
+
+function fill(x, y, id) {
+  const { width, height } = app.info;
+  const ids = app.ids;
+  const start = ids[y * width + x];
+  if (start === id) return;
+  const stack = [y * width + x];
+  while (stack.length) {
+    const p = stack.pop();
+    if (ids[p] !== start) continue;
+    ids[p] = id;
+    const px = p % width, py = (p - px) / width;
+    if (px > 0) stack.push(p - 1);
+    if (px < width - 1) stack.push(p + 1);
+    if (py > 0) stack.push(p - width);
+    if (py < height - 1) stack.push(p + width);
+  }
+}
+
+function modelPoint(ev) {
+  const rect = labelCanvas.getBoundingClientRect();
+  return {
+    x: ((ev.clientX - rect.left) / rect.width) * app.info.width,
+    y: ((ev.clientY - rect.top) / rect.height) * app.info.height,
+  };
+}
+
+let stroke = null; // {last: point, id, radius, lastSent}
+
+labelCanvas.addEventListener("pointerdown", (ev) => {
+  if (!app.info || ev.button !== 0) return;
+  labelCanvas.setPointerCapture(ev.pointerId);
+  const p = modelPoint(ev);
+  const t = tool();
+  checkpoint();
+  if (t === "fill") {
+    fill(Math.min(app.info.width - 1, Math.floor(p.x)), Math.min(app.info.height - 1, Math.floor(p.y)), app.current);
+    redraw();
+    requestRender("stroke");
+    return;
+  }
+  const id = t === "eraser" ? app.eraserId : app.current;
+  const radius = Number($("size").value) / 2;
+  stroke = { last: p, id, radius, lastSent: performance.now() };
+  stamp(p.x, p.y, radius, id);
+  redraw();
+});
+
+labelCanvas.addEventListener("pointermove", (ev) => {
+  if (!stroke) return;
+  const p = modelPoint(ev);
+  line(stroke.last, p, stroke.radius, stroke.id);
+  stroke.last = p;
+  redraw();
+  const now = performance.now();
+  if (now - stroke.lastSent >= DRAG_INTERVAL_MS) {
+    stroke.lastSent = now;
+    requestRender("drag");
+  }
+});
+
+function endStroke() {
+  if (!stroke) return;
+  stroke = null;
+  requestRender("stroke");
+}
+labelCanvas.addEventListener("pointerup", endStroke);
+labelCanvas.addEventListener("pointercancel", endStroke);
+
+// ---- rendering ---------------------------------------------------------------------------------
+function renderUrl() {
+  const q = new URLSearchParams({ model: app.info.model });
+  const seed = $("seed").value.trim();
+  if (seed !== "") q.set("seed", seed);
+  return `/render?${q}`;
+}
+
+// A newer request supersedes the one in flight: it is aborted, and a late answer is never shown.
+async function requestRender(reason) {
+  if (!app.info) return;
+  const t0 = performance.now();
+  if (app.inFlight) app.inFlight.abort();
+  const controller = new AbortController();
+  app.inFlight = controller;
+  const seq = ++app.seq;
+  try {
+    const body = await labelPng();
+    const r = await fetch(renderUrl(), { method: "POST", body, signal: controller.signal,
+                                         headers: { "Content-Type": "image/png" } });
+    if (!r.ok) {
+      const err = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+      if (r.status === 503) return connectionLost("triton", err.error);
+      showMessage(`render refused: ${err.error}`, false);
+      return;
+    }
+    const blob = await r.blob();
+    if (seq < app.shown || controller.signal.aborted) return;
+    app.lastServerMs = Number(r.headers.get("X-Render-Ms"));
+    await showPhoto(blob, seq);
+    const ms = performance.now() - t0;
+    app.lastRenderMs = ms;
+    app.lastReason = reason;
+    app.renders++;
+    if (app.lost) recovered();
+    setStatus(`rendered in ${ms.toFixed(0)} ms (server ${app.lastServerMs.toFixed(0)} ms) at ` +
+              new Date().toLocaleTimeString());
+    document.dispatchEvent(new CustomEvent("photo-shown", { detail: { seq, ms, reason } }));
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    connectionLost("canvas", String(e.message || e));
+  } finally {
+    if (app.inFlight === controller) app.inFlight = null;
+  }
+}
+
+function showPhoto(blob, seq) {
+  return new Promise((resolve) => {
+    const url = URL.createObjectURL(blob);
+    const old = photo.src;
+    photo.onload = () => {
+      if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+      resolve();
+    };
+    photo.onerror = () => resolve();
+    app.shown = seq;
+    app.photoBlob = blob;
+    photo.src = url;
+  });
+}
+
+// ---- a lost connection, shown until the server is back -----------------------------------------
+let healthTimer = null;
+
+function connectionLost(what, detail) {
+  app.lost = what;
+  setStatus(what === "triton"
+    ? "Triton server lost: retrying..."
+    : "connection to the canvas server lost: retrying...", true);
+  showMessage(what === "triton" ? detail : `cannot reach the canvas server (${detail})`, false);
+  if (!healthTimer) healthTimer = setInterval(pollHealth, 1000);
+}
+
+async function pollHealth() {
+  try {
+    const r = await fetch("/health", { cache: "no-store" });
+    if (r.ok) {
+      if (!app.info) await start();
+      else requestRender("reconnect");
+    }
+  } catch (e) { /* still lost */ }
+}
+
+function recovered() {
+  app.lost = null;
+  clearInterval(healthTimer);
+  healthTimer = null;
+  hideMessage();
+}
+
+// ---- uploads and starting layouts ---------------------------------------------------------------
+async function loadLabelPng(bytes, nearest, what) {
+  const r = await fetch(`/upload?model=${encodeURIComponent(app.info.model)}&nearest=${nearest ? 1 : 0}`,
+                        { method: "POST", body: bytes, headers: { "Content-Type": "image/png" } });
+  if (!r.ok) {
+    const err = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+    if (r.status === 503) return connectionLost("triton", err.error);
+    const offPalette = r.status === 400 && /colou?rs? .*not|not in .*palette|unknown colou?r/i.test(err.error);
+    app.pendingUpload = offPalette ? bytes : null;
+    showMessage(`${what}: ${err.error}`, offPalette);
+    return;
+  }
+  const resized = r.headers.get("X-Resized") === "1";
+  const bitmap = await createImageBitmap(await r.blob());
+  checkpoint();
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(bitmap, 0, 0);
+  const d = ctx.getImageData(0, 0, app.info.width, app.info.height).data;
+  for (let i = 0; i < app.ids.length; i++) {
+    const id = app.idOfColor.get((d[4 * i] << 16) | (d[4 * i + 1] << 8) | d[4 * i + 2]);
+    app.ids[i] = id === undefined ? app.eraserId : id;
+  }
+  redraw();
+  hideMessage();
+  if (resized) showMessage(`${what}: resized to ${app.info.height}x${app.info.width} (nearest neighbour)`, false);
+  requestRender("load");
+}
+
+$("upload").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  ev.target.value = "";
+  if (!file) return;
+  if (file.size > app.info.max_bytes) {
+    showMessage(`${file.name}: ${file.size} bytes, over the model's maximum of ${app.info.max_bytes}`, false);
+    return;
+  }
+  await loadLabelPng(new Uint8Array(await file.arrayBuffer()), false, file.name);
+});
+
+$("snap").addEventListener("click", () => {
+  const bytes = app.pendingUpload;
+  if (bytes) loadLabelPng(bytes, true, "upload (snapped to the nearest palette colours)");
+});
+$("dismiss").addEventListener("click", hideMessage);
+
+$("layouts").addEventListener("change", async (ev) => {
+  const name = ev.target.value;
+  ev.target.value = "";
+  if (!name) return;
+  const r = await fetch(`/examples/${encodeURIComponent(name)}`);
+  if (!r.ok) return showMessage(`layout ${name}: HTTP ${r.status}`, false);
+  await loadLabelPng(new Uint8Array(await r.arrayBuffer()), false, name);
+});
+
+async function loadLayouts() {
+  const r = await fetch("/examples");
+  if (!r.ok) return;
+  for (const name of (await r.json()).examples) {
+    const o = document.createElement("option");
+    o.value = o.textContent = name;
+    $("layouts").append(o);
+  }
+}
+
+// ---- buttons -----------------------------------------------------------------------------------
+function download(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+$("undo").addEventListener("click", () => restore(app.undo, app.redo));
+$("redo").addEventListener("click", () => restore(app.redo, app.undo));
+$("clear").addEventListener("click", () => {
+  checkpoint();
+  app.ids.fill(app.eraserId);
+  redraw();
+  requestRender("edit");
+});
+$("seed").addEventListener("change", () => requestRender("seed"));
+$("reseed").addEventListener("click", () => {
+  $("seed").value = Math.floor(Math.random() * 2 ** 31);
+  requestRender("seed");
+});
+$("download-labels").addEventListener("click", async () => download(await labelPng(), "labels.png"));
+$("download-photo").addEventListener("click", () => { if (app.photoBlob) download(app.photoBlob, "photo.png"); });
+document.addEventListener("keydown", (ev) => {
+  if (!(ev.ctrlKey || ev.metaKey) || ev.target.tagName === "INPUT") return;
+  if (ev.key === "z") { ev.preventDefault(); restore(ev.shiftKey ? app.redo : app.undo, ev.shiftKey ? app.undo : app.redo); }
+  if (ev.key === "y") { ev.preventDefault(); restore(app.redo, app.undo); }
+});
+
+// ---- start -------------------------------------------------------------------------------------
+async function start() {
+  try {
+    await loadInfo();
+  } catch (e) {
+    app.info = null;
+    connectionLost("triton", `cannot read the model's labels: ${e.message || e}`);
+    return;
+  }
+  redraw();
+  loadLayouts();
+  requestRender("start");
+  document.body.dataset.ready = "1";
+}
+start();

@@ -1,0 +1,182 @@
+"""The canvas's HTTP API: ``cityserve canvas --server`` (uvicorn, a real process) in front of a real
+tritonserver serving a tiny SPADE with a style latent; /labels, /render, /upload, the bad inputs, and
+a lost Triton that comes back."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from _helpers_canvas import LIMITS, CanvasProcess, http, tiny_noise_spade_card
+from _helpers_serving import H, W, block_labels, png_bomb, png_bytes
+
+from cityserve.labels import get_label_set
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]
+CITYSCAPES = get_label_set("cityscapes")
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory):
+    from cityserve.export.onnx_export import export_onnx
+    from cityserve.serving.repo import build_repository
+    from cityserve.serving.server import TritonServer
+
+    root = tmp_path_factory.mktemp("canvas-api")
+    onnx = export_onnx(tiny_noise_spade_card(root / "gen"), root / "gen" / "exported")
+    built = build_repository([onnx], "cpu", root / "repo")
+    with TritonServer(built.path) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def canvas(triton):
+    proc = CanvasProcess(["--server", triton.grpc_url])
+    yield proc
+    assert proc.stop() == 0, "".join(proc.lines)
+
+
+@pytest.fixture(scope="module")
+def client(triton):
+    from cityserve.client import CityserveClient
+
+    with CityserveClient(triton.grpc_url, timeout=30) as c:
+        yield c
+
+
+def color_png(ids: np.ndarray) -> bytes:
+    return png_bytes(CITYSCAPES.ids_to_colors(ids))
+
+
+def decode(png: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img[..., ::-1]
+
+
+def assert_json_error(status_body, status: int, *words: str) -> str:
+    code, headers, body = status_body
+    assert code == status, body
+    assert headers["content-type"].startswith("application/json")
+    message = json.loads(body)["error"]
+    assert "\n" not in message and message
+    for w in words:
+        assert w.lower() in message.lower(), message
+    return message
+
+
+def test_labels_is_the_served_models_palette(canvas):
+    code, _, body = http("GET", canvas.url + "/labels")
+    assert code == 200
+    info = json.loads(body)
+    assert (info["model"], info["label_set"], info["height"], info["width"]) == ("label2photo", "cityscapes", H, W)
+    assert info["max_bytes"] == LIMITS["max_bytes"] and info["max_pixels"] == LIMITS["max_pixels"]
+    assert info["seeded"] is True  # the render model takes a latent
+    by_name = {c["name"]: c for c in info["classes"]}
+    for name in ("road", "building", "vegetation", "sky", "car"):
+        c = CITYSCAPES[name]
+        assert by_name[name]["id"] == c.id and tuple(by_name[name]["color"]) == tuple(c.color)
+    # of the classes sharing black (ids 0-4), only the lowest is paintable: the color reads back as it
+    assert [c["id"] for c in info["classes"] if c["color"] == [0, 0, 0]] == [0]
+
+
+def test_render_matches_triton_and_the_seed_picks_the_style(canvas, client):
+    ids = block_labels(3)
+    code, headers, photo = http("POST", canvas.url + "/render?seed=5", color_png(ids))
+    assert code == 200 and headers["content-type"] == "image/png"
+    assert float(headers["x-render-ms"]) > 0
+    want = client.render(ids, seed=5)[0]  # the render model, the latent drawn from the same seed
+    assert np.array_equal(decode(photo), want)
+    _, _, again = http("POST", canvas.url + "/render?seed=5", png_bytes(ids))  # 1-channel ids: the same map
+    assert np.array_equal(decode(again), want)
+    _, _, other = http("POST", canvas.url + "/render?seed=6", color_png(ids))
+    assert np.abs(decode(other).astype(int) - want).mean() > 0.5
+    code, _, unseeded = http("POST", canvas.url + "/render", color_png(ids))  # the label2photo ensemble
+    assert code == 200 and decode(unseeded).shape == (H, W, 3)
+
+
+def test_a_painted_region_changes_the_photo_there(canvas, client):
+    ids = np.full((H, W), CITYSCAPES["road"].id, np.uint8)
+    _, _, before = http("POST", canvas.url + "/render?seed=1", color_png(ids))
+    ids[8:40, 70:120] = CITYSCAPES["vegetation"].id
+    _, _, after = http("POST", canvas.url + "/render?seed=1", color_png(ids))
+    assert np.array_equal(decode(after), client.render(ids, seed=1)[0])
+    diff = np.abs(decode(after).astype(int) - decode(before)).sum(-1)
+    assert diff[12:36, 74:116].mean() > 20  # (a random-weight SPADE changes the rest too: its norms are global)
+
+
+BAD = {
+    "not an image": (b"GIF89a not a png at all" * 3, 400, ["not a png"]),
+    "truncated": (lambda: color_png(block_labels(1))[:80], 400, []),
+    "too many bytes": (b"\x89PNG\r\n\x1a\n" + b"\0" * (LIMITS["max_bytes"] + 10), 413, ["maximum"]),
+    "too many pixels": (lambda: png_bomb(500, 500), 413, ["maximum"]),
+    "off-palette color": (lambda: png_bytes(np.full((H, W, 3), (1, 2, 3), np.uint8)), 400, ["color"]),
+    "wrong size": (lambda: color_png(block_labels(1, 32, 64)), 400, ["64x128"]),
+    "id out of range": (lambda: png_bytes(np.full((H, W), 200, np.uint8)), 400, ["200"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_gets_a_one_line_4xx_and_the_next_render_is_served(canvas, case):
+    data, status, words = BAD[case]
+    data = data() if callable(data) else data
+    assert_json_error(http("POST", canvas.url + "/render", data), status, *words)
+    code, _, photo = http("POST", canvas.url + "/render?seed=2", color_png(block_labels(2)))
+    assert code == 200 and decode(photo).shape == (H, W, 3)
+
+
+def test_bad_query_parameters(canvas):
+    good = color_png(block_labels(2))
+    assert_json_error(http("POST", canvas.url + "/render?seed=abc", good), 400, "seed")
+    assert_json_error(http("POST", canvas.url + "/render?model=photo2labels", good), 404, "photo2labels")
+    assert_json_error(http("POST", canvas.url + "/render?model=label2photo_nothere", good), 404, "nothere")
+    assert_json_error(http("GET", canvas.url + "/examples/nothere.png"), 404, "nothere")
+
+
+def test_upload_fits_any_size_and_snaps_anti_aliased_colors_on_request(canvas):
+    ids = block_labels(4)
+    big = np.kron(ids, np.ones((2, 2), np.uint8))  # 128x256: resized nearest to the model's 64x128
+    code, headers, body = http("POST", canvas.url + "/upload", color_png(big))
+    assert code == 200 and headers["x-resized"] == "1"
+    assert np.array_equal(decode(body), CITYSCAPES.ids_to_colors(ids))
+    code, headers, body = http("POST", canvas.url + "/upload", png_bytes(ids))  # an id PNG, at size
+    assert code == 200 and headers["x-resized"] == "0"
+    assert np.array_equal(decode(body), CITYSCAPES.ids_to_colors(ids))
+    colors = CITYSCAPES.ids_to_colors(ids).astype(int)
+    colors[::7, ::5] += 3  # anti-aliasing: colors a little off the palette
+    smudged = png_bytes(np.clip(colors, 0, 255).astype(np.uint8))
+    assert_json_error(http("POST", canvas.url + "/upload", smudged), 400, "color")
+    code, _, body = http("POST", canvas.url + "/upload?nearest=1", smudged)
+    assert code == 200 and np.array_equal(decode(body), CITYSCAPES.ids_to_colors(ids))
+    assert_json_error(http("POST", canvas.url + "/upload", b"hello"), 400, "png")
+
+
+def test_page_examples_and_health(canvas):
+    code, headers, body = http("GET", canvas.url + "/")
+    assert code == 200 and b"/static/canvas.js" in body and headers["content-type"].startswith("text/html")
+    code, _, body = http("GET", canvas.url + "/examples")
+    names = json.loads(body)["examples"]
+    assert "street_01.png" in names and not any("instance" in n for n in names)
+    code, _, png = http("GET", canvas.url + "/examples/street_01.png")
+    assert code == 200 and png.startswith(b"\x89PNG")
+    code, _, body = http("GET", canvas.url + "/health")
+    assert code == 200 and json.loads(body)["triton"] == "ready"
+
+
+def test_lost_triton_is_503_and_the_canvas_recovers_when_it_returns(canvas, triton):
+    good = color_png(block_labels(5))
+    triton.stop(drain=False)
+    try:
+        message = assert_json_error(http("POST", canvas.url + "/render?seed=1", good), 503, "unreachable")
+        assert triton.grpc_url in message
+        assert http("GET", canvas.url + "/health")[0] == 503
+        assert http("GET", canvas.url + "/labels")[0] == 200  # what was read of the model is kept
+    finally:
+        triton.start()
+    assert http("GET", canvas.url + "/health")[0] == 200  # a fresh channel: no reconnect backoff to wait out
+    code, _, photo = http("POST", canvas.url + "/render?seed=1", good)
+    assert code == 200 and decode(photo).shape == (H, W, 3)

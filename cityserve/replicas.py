@@ -51,8 +51,10 @@ def parse_urls(urls: Union[str, Sequence[str]]) -> list[str]:
 
 
 def retryable(status: str, message: str) -> bool:
-    """Whether an error answer means "this replica cannot serve now" rather than "this request is bad"."""
-    return status == "UNAVAILABLE" or (status == "NOT_FOUND" and UNLOADING in message)
+    """Whether an error answer means "this replica cannot serve now" rather than "this request is bad".
+    CANCELLED counts: the client cancels nothing itself (its deadline is DEADLINE_EXCEEDED), so it is a
+    server stopping with the request in flight, and an inference request is safe to send again."""
+    return status in ("UNAVAILABLE", "CANCELLED") or (status == "NOT_FOUND" and UNLOADING in message)
 
 
 @dataclasses.dataclass

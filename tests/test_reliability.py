@@ -123,6 +123,7 @@ def test_retry_rules_backoff_and_replica_choice():
 
     assert retryable("UNAVAILABLE", "failed to connect to all addresses")
     assert retryable("NOT_FOUND", "Request for unknown model: 'label2photo' has no available versions")
+    assert retryable("CANCELLED", "CANCELLED")  # a stopping server cancelled it in flight
     assert not retryable("NOT_FOUND", "Request for unknown model: 'nope' is not found")
     assert not retryable("INVALID_ARGUMENT", "decode_png: PNG: not a PNG")
     b = Backoff(base=0.05, cap=1.0)

@@ -15,8 +15,8 @@ from _helpers_serving import H, W, block_labels, png_bomb, png_bytes
 
 from cityserve.labels import get_label_set
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+pytest.importorskip("starlette", reason="starlette is not installed (pip install 'cityserve[canvas]')")
+pytest.importorskip("uvicorn", reason="uvicorn is not installed (pip install 'cityserve[canvas]')")
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(300)]
 CITYSCAPES = get_label_set("cityscapes")
 

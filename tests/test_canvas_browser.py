@@ -36,7 +36,7 @@ def _browser_or_skip():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; .ci/run installs it)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra brings it)")
-    pytest.importorskip("starlette")
+    pytest.importorskip("starlette", reason="starlette is not installed (pip install 'cityserve[canvas]')")
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@
 >>> photo_png = client.label2photo(open("labels.png", "rb").read())        # PNG in, PNG out
 >>> photo = client.render(ids)                                              # ids [H,W] in, uint8 [1,H,W,3] out
 >>> photos = client.render_many([png1, png2, ...], concurrency=8)          # many requests in flight
+>>> street = client.random_street(7)   # {"LABELS_PNG", "COLOR_PNG", "PHOTO_PNG"}: seed 7's layout + photo
 >>> spread = CityserveClient(["h1:8001", "h2:8001", "h3:8001"])             # balanced, with failover
 
 What it adds to tritonclient: label maps as PNG bytes, files or id arrays, photos as PNG bytes or
@@ -111,6 +112,18 @@ class CityserveClient(InferenceClient):
     ) -> dict[str, bytes]:
         """A photo -> {"RENDERED_PNG", "LABELS_PNG", "COLOR_PNG"}: its labels and the photo re-rendered."""
         out = self.infer(model, {contract.PHOTO_PNG: _bytes_tensor(photo)}, timeout=timeout)
+        return {k: bytes(v.reshape(-1)[0]) for k, v in out.items()}
+
+    def random_street(
+        self, seed: int, model: str = "random2photo", timeout: Optional[float] = None
+    ) -> dict[str, bytes]:
+        """A seed -> {"LABELS_PNG", "COLOR_PNG", "PHOTO_PNG"}: the street layout that seed names (the
+        same seed gives the same layout, as ``cityserve generate --seed``) and its photo."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ConfigError(f"a layout seed must be an integer, not {type(seed).__name__}")
+        if not 0 <= int(seed) < 2**63:
+            raise ConfigError(f"a layout seed must be 0..2^63-1, not {seed}")
+        out = self.infer(model, {contract.SEED: np.array([[int(seed)]], dtype=np.int64)}, timeout=timeout)
         return {k: bytes(v.reshape(-1)[0]) for k, v in out.items()}
 
     def render_feeds(

@@ -33,6 +33,10 @@ PHOTO_PNG = "PHOTO_PNG"  # a photo (PNG; JPEG too as a segmenter's input)
 COLOR_PNG = "COLOR_PNG"  # a label map in palette colors, for people
 RENDERED_PNG = "RENDERED_PNG"  # photo2photo: the photo rendered from the input photo's labels
 PNG = "PNG"  # the single bytes tensor of the decode / encode models
+SEED = "SEED"  # random_layout / random2photo: int64 [1], the seed that names a layout (0..2^63-1)
+TRUNCATION = "TRUNCATION"  # random_layout (optional): float32 [1], truncation psi toward the mean w (0..2)
+LAYOUT_IDS = "LAYOUT_IDS"  # random_layout: the layout's label ids uint8 [1, H, W]
+INSTANCE_IDS = "INSTANCE_IDS"  # random_layout: int32 [1, H, W], thing components as id * 1000 + k
 
 BATCH = "batch"  # the dynamic batch axis, as exported graphs name it
 MAX_UINT8_CLASSES = 256  # label maps travel as uint8 while every id fits
@@ -148,4 +152,5 @@ PIPELINES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "label2photo": ((LABELS_PNG,), (PHOTO_PNG,)),
     "photo2labels": ((PHOTO_PNG,), (LABELS_PNG, COLOR_PNG)),
     "photo2photo": ((PHOTO_PNG,), (RENDERED_PNG, LABELS_PNG, COLOR_PNG)),
+    "random2photo": ((SEED,), (LABELS_PNG, COLOR_PNG, PHOTO_PNG)),
 }

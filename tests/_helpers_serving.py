@@ -171,3 +171,33 @@ def tiny_pix2pix_onnx(out_dir: Path, name: str = "tiny-p2p") -> Path:
     )
     card = load_card(save_checkpoint(card, model.state_dict(), out_dir, name))
     return export_onnx(card, Path(out_dir) / "exported")
+
+
+def tiny_layout_card(out_dir: Path, name: str = "tiny-layout", truncation_psi: float = 0.8) -> ModelCard:
+    """A saved StyleGAN2 layout generator card (32x64 Cityscapes ids, seeded random weights, a few
+    channels; its w_avg is set off zero so that truncation changes the layout)."""
+    import dataclasses
+
+    from cityserve.card_sections import LayoutSection
+    from cityserve.models.layout_stylegan import LayoutGenerator, LayoutStyleGANConfig
+
+    cfg = LayoutStyleGANConfig(
+        num_classes=34, height=32, width=64, z_dim=8, w_dim=8, mapping_layers=2, channel_base=16, channel_min=4
+    )
+    torch.manual_seed(3)
+    G = LayoutGenerator(cfg).eval()
+    with torch.no_grad():
+        G.mapping.w_avg.normal_()
+    card = ModelCard(
+        name=name,
+        kind="layout",
+        arch="layout-stylegan2",
+        config=dataclasses.asdict(cfg),
+        label_set="cityscapes",
+        height=32,
+        width=64,
+        layout=LayoutSection(z_dim=8, truncation_psi=truncation_psi, min_area=3),
+        provenance={"source": "random weights, serving tests"},
+        serving=ServingOptions(max_batch_size=8),
+    )
+    return load_card(save_checkpoint(card, G.state_dict(), out_dir, name))

@@ -26,6 +26,7 @@ from _helpers_serving import (
     png_bomb,
     png_bytes,
     segment_locally,
+    tiny_layout_card,
     tiny_segmenter_onnx,
     tiny_spade_card,
 )
@@ -49,7 +50,8 @@ def models(tmp_path_factory):
     card = tiny_spade_card(root / "gen")
     render_onnx = export_onnx(card, root / "gen" / "exported")
     segment_onnx = tiny_segmenter_onnx(root / "seg")
-    return {"card": card, "render_onnx": render_onnx, "segment_onnx": segment_onnx, "root": root}
+    layout = tiny_layout_card(root / "layout")
+    return {"card": card, "render_onnx": render_onnx, "segment_onnx": segment_onnx, "layout": layout, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def cpu_repo(models):
 
     out = models["root"] / "repo-cpu"
     return build_repository(
-        [models["render_onnx"], models["segment_onnx"]],
+        [models["render_onnx"], models["segment_onnx"], models["layout"].path],
         "cpu",
         out,
         overrides={"intra_op_threads": 1, "max_queue_delay_us": 5000},
@@ -691,6 +693,57 @@ def test_placeholder_demo_model_when_none_is_shipped(tmp_path, models):
     card = placeholder_card(tmp_path, export=False)
     assert card.name == PLACEHOLDER_NAME and card.kind == "generator" and "random" in card.provenance["source"].lower()
     card.verify()
+
+
+def test_random2photo_same_seed_same_layout_and_bad_seeds_refused(client, models, tmp_path):
+    """A seed names a layout: through random2photo it is the layout ``cityserve generate`` writes for it
+    (ids, colors), the same every time, another for another seed, and its photo comes back."""
+    import cv2
+    from tritonclient.utils import InferenceServerException
+
+    from cityserve.cli import main
+    from cityserve.serving.codec import decode_rgb_png
+
+    a, b, again = client.random_street(5), client.random_street(6), client.random_street(5)
+    assert set(a) == {"LABELS_PNG", "COLOR_PNG", "PHOTO_PNG"}
+    ids5 = decode_ids_png(a["LABELS_PNG"])
+    assert ids5.shape == (32, 64) and np.array_equal(ids5, decode_ids_png(again["LABELS_PNG"]))
+    assert not np.array_equal(ids5, decode_ids_png(b["LABELS_PNG"]))
+    assert decode_rgb_png(a["PHOTO_PNG"]).shape == (H, W, 3)
+    assert main(["generate", "--layout-model", str(models["layout"].path), "--seed", "5", "--out", str(tmp_path)]) == 0
+    assert np.array_equal(ids5, cv2.imread(str(tmp_path / "seed_5_labelIds.png"), cv2.IMREAD_UNCHANGED))
+    assert np.array_equal(decode_rgb_png(a["COLOR_PNG"]), cv2.imread(str(tmp_path / "seed_5_color.png"))[..., ::-1])
+    # random_layout itself: the instance map, and a truncation of its own changes the layout
+    out = client.infer("random_layout", {"SEED": np.array([[5]], np.int64)})
+    assert np.array_equal(out["LAYOUT_IDS"][0, 0], ids5)
+    inst = out["INSTANCE_IDS"][0, 0]
+    assert np.array_equal(np.where(inst >= 1000, inst // 1000, inst), ids5)
+    assert np.array_equal(inst, cv2.imread(str(tmp_path / "seed_5_instanceIds.png"), cv2.IMREAD_UNCHANGED))
+    psi0 = {"SEED": np.array([[5], [6]], np.int64), "TRUNCATION": np.zeros((2, 1), np.float32)}
+    mean = client.infer("random_layout", psi0)["LAYOUT_IDS"]
+    assert np.array_equal(mean[0], mean[1]) and not np.array_equal(mean[0, 0], ids5)  # psi 0: the mean layout
+    # bad input: INVALID_ARGUMENT naming it, and the next request is served
+    for feeds, what in (
+        ({"SEED": np.array([[-1]], np.int64)}, "SEED must be 0..2"),
+        ({"SEED": np.array([[1]], np.int64), "TRUNCATION": np.array([[3.0]], np.float32)}, "TRUNCATION must be 0..2"),
+        ({"SEED": np.array([[1]], np.int64), "TRUNCATION": np.array([[np.nan]], np.float32)}, "TRUNCATION"),
+    ):
+        with pytest.raises(Exception) as err:
+            client.infer("random_layout", feeds)
+        assert what in str(err.value), err.value
+    with pytest.raises(Exception) as err:
+        client.infer("random2photo", {"SEED": np.array([[-3]], np.int64)})
+    assert "SEED must be 0..2" in str(err.value)
+    from tritonclient.grpc import InferInput
+
+    bad = InferInput("SEED", [1, 1], "INT64")
+    bad.set_data_from_numpy(np.array([[-1]], np.int64))
+    with pytest.raises(InferenceServerException) as status:
+        client._client.infer("random2photo", [bad])
+    assert status.value.status() == "StatusCode.INVALID_ARGUMENT"
+    with pytest.raises(ConfigError, match="seed"):
+        client.random_street(-1)
+    assert np.array_equal(decode_ids_png(client.random_street(5)["LABELS_PNG"]), ids5)
 
 
 def test_sigterm_drains_then_stops_the_server_with_no_orphans(server):

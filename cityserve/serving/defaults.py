@@ -47,18 +47,20 @@ class DemoModels:
 
 
 def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
-    """The cards in ``models/demo/``: generators first, then segmenters, one card per model."""
+    """The cards in ``models/demo/``: generators first, then segmenters, then layout generators (served
+    as ``random_layout`` / ``random2photo``), one card per model."""
     if not directory.is_dir():
         return []
     cards = [load_card(p) for p in sorted(directory.glob("*.card.json"))]
-    cards = [c for c in cards if c.kind in ("generator", "segmenter")]
+    cards = [c for c in cards if c.kind in ("generator", "segmenter", "layout")]
     # one card per model: an exported copy (same weights, artifacts["onnx"]) stands for its source card
     chosen: dict[tuple[str, str], ModelCard] = {}
     for c in cards:
         key = (c.kind, c.sha256 or c.name)
         if key not in chosen or ("onnx" in c.artifacts and "onnx" not in chosen[key].artifacts):
             chosen[key] = c
-    return sorted(chosen.values(), key=lambda c: (c.kind != "generator", c.name))
+    order = {"generator": 0, "segmenter": 1, "layout": 2}
+    return sorted(chosen.values(), key=lambda c: (order[c.kind], c.name))
 
 
 def placeholder_card(cache_dir: Path, export: bool = True) -> ModelCard:

@@ -6,7 +6,7 @@ tensors it returns. ``ensemble`` turns it into Triton's ``ModelConfig`` (``platf
 the ensemble's inputs are the tensors some step reads and no step writes, their types and dims come
 from the models that read them, the outputs' from the models that write them, and ``max_batch_size``
 is the smallest of its models'. Everything Triton would refuse at load time is refused here, naming
-the ensemble and the step: a model not in the repository, an input left unfed, an output the model
+the ensemble and the step: a model not in the repository, an input left unfed (unless optional), an output the model
 lacks, a tensor read before it is written, written twice or never used, a data type or dims that
 differ between writer and reader, and an ensemble output that a later step also consumes (Triton
 2.51 deadlocks when a client asks for a subset of outputs that includes one: server issue #7482).
@@ -85,7 +85,8 @@ def ensemble(pipeline: Pipeline, members: Mapping[str, mc.ModelConfig]) -> Spec:
         model = _member(members, where, step.model)
         ins = {t.name: t for t in model.input}
         outs = {t.name: t for t in model.output}
-        if set(step.inputs) != set(ins):
+        required = {n for n, t in ins.items() if not t.optional}  # an optional input may go unfed
+        if not required <= set(step.inputs) <= set(ins):
             raise ConfigError(f"{where}: feeds inputs {sorted(step.inputs)}, the model has {sorted(ins)}")
         if not set(step.outputs) <= set(outs):
             raise ConfigError(f"{where}: maps outputs {sorted(set(step.outputs) - set(outs))} the model lacks")

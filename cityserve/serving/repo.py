@@ -12,7 +12,8 @@
 Per generator: ``render`` (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 ``decode_png`` (label PNG -> ids), ``prepare_render`` where the graph needs instances or a latent, and
 the ``label2photo`` ensemble. Per segmenter: ``segment``, ``decode_photo``, ``encode_labels`` and the
-``photo2labels`` ensemble. With both, ``photo2photo``. ``encode_png`` is shared. The first generator /
+``photo2labels`` ensemble. With both, ``photo2photo``. Per layout card, ``random_layout`` (and
+``random2photo`` into the first generator: ``layout_models.py``). ``encode_png`` is shared. The first generator /
 segmenter gets the plain names; later ones get ``_<card name>`` appended (a card name that is not a
 usable model name is refused).
 
@@ -43,6 +44,7 @@ from .card_models import add_generator, add_photo2photo, add_segmenter, model_su
 from .configs import check_config_against_onnx, parse_config
 from .engine_script import ENGINE_SCRIPT, write_engine_script
 from .layout import BuiltRepository, Repository
+from .layout_models import add_layouts, split_layout_cards
 from .sources import CardSpec, GraphSource, resolve_source
 
 TARGETS = ("cpu", "gpu-trt", "gpu-onnx", "openvino")
@@ -105,8 +107,8 @@ def build_repository(
             raise ConfigError(f"{out} exists and is not empty; pass --force to replace it")
         if out.is_dir() and not (out / MANIFEST).is_file():
             raise ConfigError(f"{out} is not a cityserve repository ({MANIFEST} missing); refusing to replace it")
-    specs = list(cards)
-    if not specs:
+    specs, layout_cards = split_layout_cards(cards)
+    if not specs and not layout_cards:
         raise ConfigError("no model cards given: pass at least one generator or segmenter (--model CARD)")
     plans = {k: Path(v) for k, v in (plans or {}).items()}
     for k, p in plans.items():
@@ -141,6 +143,8 @@ def build_repository(
                 notes.append(f"photo2photo not built: {problem}")
             else:
                 add_photo2photo(repo, gens[0], segs[0], renders[0], gen_opts[0])
+        layout_opts = [serving_options(c, overrides) for c in layout_cards]
+        add_layouts(repo, layout_cards, layout_opts, gens, renders, work, plans, notes)
 
         repo.write(tmp, configs_only=configs_only)
         if target == "gpu-trt":

@@ -10,7 +10,8 @@ recomputed for the new file. The training wall time (from the log written by ``r
 and the hardware (``nproc``, the CPU model from /proc/cpuinfo) go into the card's provenance.
 
 ``metrics``: put the held-out figures of a ``cityserve eval segmenter|generator --out X.json`` result
-into the card's ``metrics`` (under ``heldout/...``); the weights are untouched.
+(or of ``benchmarks/layout_metrics.py --out X.json`` for a layout card) into the card's ``metrics``
+(under ``heldout/...``); the weights are untouched.
 
 examples:
   python models/demo/finalize.py ship runs/demo/seg/segmenter-demo.card.json models/demo --half \\
@@ -92,7 +93,16 @@ def metrics(args) -> int:
     for k in [k for k in m if k.startswith("heldout/")]:
         del m[k]
     m["heldout/command"] = args.command or ""
-    if "segmentation_consistency" in res:  # generator
+    if "generated_vs_real" in res:  # layout (benchmarks/layout_metrics.py)
+        for group, prefix in (("generated_vs_real", "heldout/"), ("floor_real_vs_real", "heldout/floor_")):
+            for key in ("class_frequency_jsd", "adjacency_jsd", "components_distance", "layout_fd"):
+                m[prefix + key] = round(float(res[group][key]), 4)
+        m["heldout/real_maps"] = res["generated_vs_real"]["real_maps"]
+        m["heldout/generated_maps"] = res["generated_vs_real"]["generated_maps"]
+        m["heldout/layout_fd_encoder"] = res["generated_vs_real"]["layout_fd_encoder"]
+        command = res["command"].split()
+        m["heldout/seeds"] = command[command.index("--seeds") + 1] if "--seeds" in command else ""
+    elif "segmentation_consistency" in res:  # generator
         sc = res["segmentation_consistency"]
         m.update(
             {

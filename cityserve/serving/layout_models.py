@@ -2,11 +2,11 @@
 
 ``random_layout`` (python backend): SEED int64 [1] (and TRUNCATION float32 [1], optional) -> LAYOUT_IDS
 uint8 [1, H, W], INSTANCE_IDS int32 [1, H, W], LABELS_PNG and COLOR_PNG, the same layout
-``cityserve generate`` draws for that seed. The layout graph (``export.layout_serving``: z and
-truncation -> argmax ids) runs inside it on the cpu target, by onnxruntime as the render graphs do
-there; on the other targets it is its own model, ``layout_graph``, on the target's backend
-(onnxruntime_onnx, tensorrt_plan, openvino), which ``random_layout`` calls (business logic scripting)
-between turning seeds into z and snapping the ids. With a generator of the same label set, the
+``cityserve generate`` draws for that seed. Between turning seeds into z and snapping the ids it calls
+(business logic scripting) ``layout_graph``, the layout graph (``export.layout_serving``: z and
+truncation -> argmax ids) on the target's engine: on cpu the render graphs' onnxruntime runner in the
+python backend, elsewhere Triton's onnxruntime_onnx, tensorrt_plan or openvino backend. One code path
+on every target, so the cpu tests exercise what the GPUs run. With a generator of the same label set, the
 ``random2photo`` ensemble chains it into that generator: SEED -> LABELS_PNG, COLOR_PNG, PHOTO_PNG.
 """
 
@@ -31,7 +31,12 @@ from .ensembles import Pipeline, Step
 from .layout import Repository
 from .sources import GraphSource, graph_io
 
-GRAPH_RUNTIMES = {"gpu-onnx": "onnxruntime_onnx", "gpu-trt": "tensorrt_plan", "openvino": "openvino"}
+GRAPH_RUNTIMES = {
+    "cpu": "onnxruntime_python",
+    "gpu-onnx": "onnxruntime_onnx",
+    "gpu-trt": "tensorrt_plan",
+    "openvino": "openvino",
+}
 FOLDER = "random_layout"
 
 
@@ -78,6 +83,8 @@ def _add_graph_model(repo: Repository, name: str, card: ModelCard, onnx_path: Pa
     files: dict[str, Any] = {"model.onnx": onnx_path, "card.json": card.to_json()}
     what = f'Layout graph "{name}" (target {repo.target}) of layout card {quoted(card.name)}: z, truncation ->'
     header = [what, f'argmax label ids uint8 [B,1,{card.height},{card.width}], called by "random_layout".']
+    if runtime == "onnxruntime_python":
+        params["intra_op_threads"] = opts.intra_op_threads
     if runtime == "openvino":
         params.update(openvino_backend_params(opts))
     if runtime == "tensorrt_plan":
@@ -90,7 +97,11 @@ def _add_graph_model(repo: Repository, name: str, card: ModelCard, onnx_path: Pa
         repo.engine_builds.append(EngineBuild(name, 1, opt_batch, opts.max_batch_size))
     spec = C.graph_model(name, runtime, ins, outs, opts, params, header)
     check_config_against_onnx(spec.config, onnx_path)
-    repo.add(spec, files, {"role": "layout_graph", "card": card.name, "onnx_sha256": sha256_file(onnx_path)})
+    info = {"role": "layout_graph", "card": card.name, "onnx_sha256": sha256_file(onnx_path)}
+    if runtime == "onnxruntime_python":  # the render graphs' onnxruntime runner, batched the same way
+        repo.python_model(spec, C.RUNTIMES[runtime][1], info, **files)
+    else:
+        repo.add(spec, files, info)
 
 
 def random_layout_config(name: str, card: ModelCard, opts: ServingOptions, params: dict[str, Any]) -> Spec:
@@ -105,14 +116,13 @@ def random_layout_config(name: str, card: ModelCard, opts: ServingOptions, param
     ]
     cfg = C.python_model(name, FOLDER, inputs, outputs, opts, params)
     cfg.input[1].optional = True
-    where = "in this process by onnxruntime" if params["engine"] == "onnxruntime" else f'by "{params["graph_model"]}"'
     return Spec(
         cfg,
         [
             f'"{name}": a seed -> a {h}x{w} street layout of layout card {quoted(card.name)}:',
             "SEED int64 [1] (0..2^63-1; the layout cityserve generate --seed draws), TRUNCATION float32 [1]",
             f"(optional, 0..2; default {card.layout.truncation_psi}) -> LAYOUT_IDS, INSTANCE_IDS (thing",
-            f"components, id*1000+k), LABELS_PNG (ids), COLOR_PNG. The graph runs {where};",
+            f'components, id*1000+k), LABELS_PNG (ids), COLOR_PNG. The graph is model "{params["graph_model"]}";',
             f"specks under {card.layout.min_area} pixels are merged. A bad seed fails only its request.",
             C.source_line(FOLDER),
         ],
@@ -138,13 +148,9 @@ def add_layout(
         "card.json": card.to_json(),
         "label_set.json": json.dumps(get_label_set(card.label_set).to_dict(), indent=1),
     }
-    if repo.target == "cpu":
-        params.update(engine="onnxruntime", intra_op_threads=opts.intra_op_threads)
-        files["model.onnx"] = onnx_path
-    else:
-        graph = f"layout_graph{suffix}"
-        _add_graph_model(repo, graph, card, onnx_path, ins, outs, opts, plans)
-        params.update(engine="triton", graph_model=graph)
+    graph = f"layout_graph{suffix}"
+    _add_graph_model(repo, graph, card, onnx_path, ins, outs, opts, plans)
+    params["graph_model"] = graph
     info = {"role": "random_layout", "card": card.name, "onnx_sha256": sha256_file(onnx_path)}
     repo.python_model(random_layout_config(name, card, opts, params), FOLDER, info, **files)
     return name

@@ -3,10 +3,10 @@
 SEED int64 [1] (and TRUNCATION float32 [1], optional: the card's when absent) -> LAYOUT_IDS uint8
 [1, H, W], INSTANCE_IDS int32 [1, H, W], LABELS_PNG (ids) and COLOR_PNG (palette colors). The seed
 becomes z as ``cityserve generate`` draws it, so a seed names the same layout on every target
-(``cityserve.serving.layout_sampler``). The layout graph (z, truncation -> argmax ids) runs with
-``engine`` "onnxruntime": in this process, from ``model.onnx`` in the version directory (target cpu),
-or "triton": as the repository's model named by ``graph_model`` (a GPU / OpenVINO backend), called
-through business logic scripting. A bad seed or truncation fails only its own request (INVALID_ARG).
+(``cityserve.serving.layout_sampler``). The layout graph (z, truncation -> argmax ids) is the
+repository's model named by ``graph_model`` (onnxruntime in the python backend on cpu, a GPU or OpenVINO
+backend elsewhere), called through business logic scripting. A bad seed or truncation fails only its
+own request (INVALID_ARG).
 """
 
 import os
@@ -14,8 +14,6 @@ import sys
 
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
-
-import numpy as np
 
 from cityserve.serving.layout_sampler import LayoutSampler
 from cityserve.serving.pb_model import PythonModel, input_array, pb_utils
@@ -34,27 +32,10 @@ class TritonPythonModel(PythonModel):
             int(self.params.get("connectivity", "8")),
             int(self.params.get("compression", "1")),
         )
-        self.engine = self.params.get("engine", "onnxruntime")
-        if self.engine == "onnxruntime":
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            threads = int(self.params.get("intra_op_threads", "0") or 0)
-            if threads > 0:
-                options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.session = ort.InferenceSession(
-                self.version_file("onnx_file", "model.onnx"), options, providers=["CPUExecutionProvider"]
-            )
-        elif self.engine == "triton":
-            self.graph_model = self.params["graph_model"]
-        else:
-            raise ValueError(f"{self.name}: unknown engine {self.engine!r} (onnxruntime | triton)")
+        self.graph_model = self.params["graph_model"]
 
     def run_graph(self, z, psi):
-        if self.engine == "onnxruntime":
-            return self.session.run(["layout_ids"], {"z": z, "truncation": psi})[0]
+        """The repository's layout graph model, called through business logic scripting."""
         request = pb_utils.InferenceRequest(
             model_name=self.graph_model,
             requested_output_names=["layout_ids"],
@@ -66,7 +47,7 @@ class TritonPythonModel(PythonModel):
         ids = pb_utils.get_output_tensor_by_name(reply, "layout_ids")
         if ids.is_cpu():
             return ids.as_numpy()
-        from torch.utils.dlpack import from_dlpack  # a GPU output tensor
+        from torch.utils.dlpack import from_dlpack  # a GPU backend's output
 
         return from_dlpack(ids.to_dlpack()).cpu().numpy()
 
@@ -77,5 +58,3 @@ class TritonPythonModel(PythonModel):
         outputs = self.sampler.finish(self.run_graph(z, psi))
         return {name: outputs[name] for name in self.outputs}
 
-    def finalize(self):
-        self.session = None

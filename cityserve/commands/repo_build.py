@@ -14,8 +14,11 @@ cityserve/serving/triton_models/. triton_models/examples/ holds what it writes f
 Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment
 model and the photo2labels ensemble (photo PNG -> label PNG). With both: photo2photo (a street photo ->
-its labels -> a re-rendered photo). The first generator/segmenter gets these plain names, later ones
-get _<card name> appended.
+its labels -> a re-rendered photo). Per layout card (kind layout, train/layouts.py): random_layout
+(SEED int64 -> layout ids, instance map, id/color PNGs; the layout graph is its own model,
+layout_graph) and, with a generator, the random2photo ensemble (SEED -> LABELS_PNG, COLOR_PNG,
+PHOTO_PNG). The first generator/segmenter/layout card gets these plain names, later ones get
+_<card name> appended.
 
 Targets: cpu (onnxruntime inside Triton's python backend: the server bundled with nvidia-pytriton),
 gpu-onnx (onnxruntime_onnx models, CUDA EP; --onnx-accelerator tensorrt adds the TensorRT EP in FP16),

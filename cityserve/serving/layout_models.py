@@ -207,7 +207,9 @@ def add_layouts(
     notes: list[str],
 ) -> None:
     """Every layout card's models; ``random2photo`` from the first into the first generator."""
-    names = [add_layout(repo, card, model_suffix(card, i), o, work, plans) for i, (card, o) in enumerate(zip(cards, opts))]
+    names = [
+        add_layout(repo, card, model_suffix(card, i), o, work, plans) for i, (card, o) in enumerate(zip(cards, opts))
+    ]
     if not cards:
         return
     if not gens:

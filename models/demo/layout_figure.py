@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         tiles.append(pair(ls.ids_to_colors(ids), photo))
     for seed in parse_seeds(a.real_seeds):
         scene = generate_scene(seed, renderer.height, renderer.width)
-        photo = renderer.render(scene.labels, instances=scene.instances if renderer.io.use_instance else None, seed=seed)
+        photo = renderer.render(
+            scene.labels, instances=scene.instances if renderer.io.use_instance else None, seed=seed
+        )
         tiles.append(pair(ls.ids_to_colors(scene.labels), photo[0]))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(a.out, encode_png(grid(tiles, a.cols)))

@@ -57,4 +57,3 @@ class TritonPythonModel(PythonModel):
         z, psi = self.sampler.latents(seeds, None if truncation is None else truncation.as_numpy())
         outputs = self.sampler.finish(self.run_graph(z, psi))
         return {name: outputs[name] for name in self.outputs}
-

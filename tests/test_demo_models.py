@@ -20,7 +20,8 @@ SEGMENTER = DEMO_DIR / "segmenter-demo.card.json"
 
 def test_shipped_cards_are_valid_and_fit_the_budget():
     cards = shipped_demo_cards(DEMO_DIR)
-    assert [c.name for c in cards] == ["spade-demo", "segmenter-demo"]  # the generator is the demo's default
+    # the generator is the demo's default; the layout card serves random_layout / random2photo
+    assert [c.name for c in cards] == ["spade-demo", "segmenter-demo", "layout-demo"]
     total = 0
     for c in cards + [load_card(BASELINE)]:
         weights = c.directory / c.weights
@@ -32,6 +33,14 @@ def test_shipped_cards_are_valid_and_fit_the_budget():
     assert total < 30e6, f"models/demo weights are {total / 1e6:.1f} MB"
     gen = cards[0]
     assert (gen.height, gen.width) == (256, 512) and gen.arch == "spade"
+    layout = cards[2]
+    assert layout.kind == "layout" and layout.label_set == gen.label_set and gen.width // layout.width == 4
+    m = layout.metrics
+    command = m["heldout/command"].split()
+    assert command[:2] == ["python", "benchmarks/layout_metrics.py"] and m["heldout/seeds"] == "10000-10049"
+    assert command[command.index("--seeds") + 1] == "10000-10049" and m["heldout/real_maps"] == 50
+    for key in ("class_frequency_jsd", "adjacency_jsd", "components_distance", "layout_fd"):
+        assert m[f"heldout/{key}"] >= m[f"heldout/floor_{key}"] >= 0, key  # generated maps are no closer than real
 
 
 @pytest.mark.parametrize("card_path", [SPADE, BASELINE], ids=["spade", "pix2pix"])

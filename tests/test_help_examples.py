@@ -53,6 +53,8 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--host 0.0.0.0": "an NGC container on a GPU (and this test listens on loopback only)",
     "torchrun ": "several GPUs",
     "...the same options...": "stands for the command above it, with --resume",
+    "--form boundary --verify": "the boundary form's check runs onnxruntime's gather-heavy graph at full size (a minute "
+    "here); tests/test_boundary.py runs `cityserve export onnx --form boundary --verify` on a small card",
     "export aot": "AOTInductor compiles for minutes per package; tests/test_aot.py runs `cityserve export aot`",
     "--preset hongkong": "a full-size preset: one step takes 15-50 s here; tests/test_training.py runs train/spade.py",
     "--preset citygan": "a full-size preset: one step takes 10-30 s here; tests/test_training.py runs train/pix2pix.py",

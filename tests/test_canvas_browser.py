@@ -4,7 +4,6 @@ Paint two classes, see the photo change where they were painted, undo, upload ba
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,24 +17,16 @@ from cityserve.client import CityserveClient
 from cityserve.labels import get_label_set, read_label_png, resize_nearest
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(400)]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CITYSCAPES = get_label_set("cityscapes")
 SCALE = 512 // W  # the page shows the 64x128 map at 4x
 
 
 def _browser_or_skip():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra brings it)")
+    from cityserve.canvas.browser import missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
     pytest.importorskip("starlette", reason="starlette is not installed (pip install 'cityserve[canvas]')")
 
 
@@ -57,8 +48,10 @@ def canvas(tmp_path_factory):
 def page(canvas):
     from playwright.sync_api import sync_playwright
 
+    from cityserve.canvas.browser import launch
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch(p)
         pg = browser.new_page(viewport={"width": 1100, "height": 800}, accept_downloads=True)
         pg.set_default_timeout(120_000)  # a busy 2-core machine: waits end on events, not on time
         errors: list[str] = []

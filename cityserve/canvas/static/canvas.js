@@ -1,6 +1,6 @@
-// The cityserve canvas page: paint label ids, send them as an exact palette-colour PNG to POST /render,
-// show the photo. Plain JS, no build step. The label map lives in `ids` (one id per model pixel); the
-// <canvas> shows it in palette colours with no smoothing, so canvas.toBlob() *is* the label PNG.
+// The cityserve canvas page: paint label ids, send them (raw uint8 ids) to POST /render, show the
+// photo. Plain JS, no build step. The label map lives in `ids` (one id per model pixel); the <canvas>
+// shows it in palette colours with no smoothing, so canvas.toBlob() *is* the label PNG (downloads).
 "use strict";
 
 const MAX_UNDO = 40;
@@ -22,6 +22,8 @@ const app = {
   undo: [],
   redo: [],
   inFlight: null, // AbortController of the render request in flight
+  pending: null, // {reason, t0}: the one render waiting for the one in flight
+  lastPhases: null, // where the last shown render's time went (see send())
   seq: 0, // render requests sent
   shown: 0, // sequence number of the photo on screen
   renders: 0, // photos shown
@@ -242,18 +244,65 @@ function renderUrl() {
   return `/render?${q}`;
 }
 
-// A newer request supersedes the one in flight: it is aborted, and a late answer is never shown.
-async function requestRender(reason) {
+// The label map as the request body: raw uint8 ids (one byte a pixel, no PNG coding) where every id
+// fits a byte, else the canvas's palette-colour PNG.
+async function labelBody() {
+  if (app.info.num_classes <= 256) {
+    const bytes = new Uint8Array(app.ids.length);
+    bytes.set(app.ids);
+    return { body: bytes, type: "application/octet-stream" };
+  }
+  return { body: await labelPng(), type: "image/png" };
+}
+
+// "read;dur=0.3, check;dur=1.2" -> {read: 0.3, check: 1.2}
+function parseServerTiming(header) {
+  const out = {};
+  for (const part of (header || "").split(",")) {
+    const m = /^\s*([\w-]+)\s*;\s*dur=([\d.]+)/.exec(part);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+function nextFrame() {
+  // the frame that paints the new photo; a hidden page has no frames, so never wait long for one
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 100);
+    requestAnimationFrame(() => { clearTimeout(timer); resolve(); });
+  });
+}
+
+// At most one request in flight (the server renders one at a time anyway): a render asked for while
+// one is in flight waits for it, and a newer one replaces the waiting one, so at most one superseded
+// request is ever queued. Drag renders never wait: a busy server simply skips them.
+function requestRender(reason) {
   if (!app.info) return;
   const t0 = performance.now();
-  if (app.inFlight) app.inFlight.abort();
+  if (app.inFlight) {
+    if (reason !== "drag") app.pending = { reason, t0 };
+    return;
+  }
+  send(reason, t0);
+}
+
+// One request; ``t0``: when it was asked for. Records the phases of its time in app.lastPhases (ms):
+// wait (for the request in flight), encode (the body), request (sent -> the answer's headers),
+// download (the body), decode (the photo's <img> decoded), frame (the next frame, which paints it),
+// and the server's own Server-Timing entries.
+async function send(reason, t0) {
   const controller = new AbortController();
   app.inFlight = controller;
   const seq = ++app.seq;
+  const phases = { wait: performance.now() - t0 };
+  let t = performance.now();
+  const lap = (name) => { const now = performance.now(); phases[name] = now - t; t = now; };
   try {
-    const body = await labelPng();
+    const { body, type } = await labelBody();
+    lap("encode");
     const r = await fetch(renderUrl(), { method: "POST", body, signal: controller.signal,
-                                         headers: { "Content-Type": "image/png" } });
+                                         headers: { "Content-Type": type } });
+    lap("request");
     if (!r.ok) {
       const err = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
       if (r.status === 503) return connectionLost("triton", err.error);
@@ -261,38 +310,48 @@ async function requestRender(reason) {
       return;
     }
     const blob = await r.blob();
+    lap("download");
     if (seq < app.shown || controller.signal.aborted) return;
+    phases.server = parseServerTiming(r.headers.get("Server-Timing"));
     app.lastServerMs = Number(r.headers.get("X-Render-Ms"));
     await showPhoto(blob, seq);
+    lap("decode");
+    await nextFrame();
+    lap("frame");
     const ms = performance.now() - t0;
+    phases.total = ms;
+    performance.measure(`cityserve render ${seq} (${reason})`, { start: t0, duration: ms });
     app.lastRenderMs = ms;
+    app.lastPhases = phases;
     app.lastReason = reason;
     app.renders++;
     if (app.lost) recovered();
     setStatus(`rendered in ${ms.toFixed(0)} ms (server ${app.lastServerMs.toFixed(0)} ms) at ` +
               new Date().toLocaleTimeString());
-    document.dispatchEvent(new CustomEvent("photo-shown", { detail: { seq, ms, reason } }));
+    document.dispatchEvent(new CustomEvent("photo-shown", { detail: { seq, ms, reason, phases } }));
   } catch (e) {
     if (e.name === "AbortError") return;
     connectionLost("canvas", String(e.message || e));
   } finally {
-    if (app.inFlight === controller) app.inFlight = null;
+    if (app.inFlight === controller) {
+      app.inFlight = null;
+      const next = app.pending;
+      app.pending = null;
+      if (next) send(next.reason, next.t0); // sets inFlight at once: never a moment of "idle" between
+    }
   }
 }
 
-function showPhoto(blob, seq) {
-  return new Promise((resolve) => {
-    const url = URL.createObjectURL(blob);
-    const old = photo.src;
-    photo.onload = () => {
-      if (old.startsWith("blob:")) URL.revokeObjectURL(old);
-      resolve();
-    };
-    photo.onerror = () => resolve();
-    app.shown = seq;
-    app.photoBlob = blob;
-    photo.src = url;
-  });
+async function showPhoto(blob, seq) {
+  const url = URL.createObjectURL(blob);
+  const old = photo.src;
+  app.shown = seq;
+  app.photoBlob = blob;
+  photo.src = url;
+  try {
+    await photo.decode(); // decoded off the main thread, ready for the next frame
+  } catch (e) { /* not decodable: the <img> shows it broken */ }
+  if (old.startsWith("blob:")) URL.revokeObjectURL(old);
 }
 
 // ---- a lost connection, shown until the server is back -----------------------------------------

@@ -125,6 +125,20 @@ def test_raw_ids_render_as_their_png_does_and_the_answer_says_where_time_went(ca
     assert code == 200 and decode(unseeded).shape == (H, W, 3)
 
 
+def test_jpeg_preview_is_the_same_photo_and_a_bad_format_is_refused(canvas, client):
+    ids = block_labels(4)
+    code, headers, jpeg = http("POST", canvas.url + "/render?seed=3&format=jpeg", ids.tobytes(), content_type=RAW)
+    assert code == 200 and headers["content-type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    from cityserve.canvas.bridge import encode_rgb_jpeg
+
+    assert jpeg == encode_rgb_jpeg(client.render(ids, seed=3)[0])  # this render, only its encoding lossy
+    code, headers, _ = http("POST", canvas.url + "/render?format=jpeg", color_png(ids))  # the ensemble: a PNG
+    assert code == 200 and headers["content-type"] == "image/png"
+    assert_json_error(
+        http("POST", canvas.url + "/render?seed=3&format=gif", ids.tobytes(), content_type=RAW), 400, "format"
+    )
+
+
 BAD_RAW = {
     "wrong length": (np.zeros(H * W - 1, np.uint8).tobytes(), 400, [f"{H * W} bytes", f"{H}x{W}"]),
     "id out of range": (np.full(H * W, 200, np.uint8).tobytes(), 400, ["200"]),

@@ -117,7 +117,9 @@ def test_paint_two_classes_see_the_photo_change_there_then_undo(page, canvas):
     assert (labels[14:19, 10:55] == veg).all() and (labels[44:49, 74:119] == car).all()
     assert (labels[28:36, :] == unlabeled).all() and (labels[:, :3] == unlabeled).all()
     assert set(np.unique(labels)) == {unlabeled, veg, car}
-    after = photo(page)
+    after = photo(page)  # the preview on screen is a JPEG; the download is the same render as a PNG
+    assert page.evaluate("window.cityserveCanvas.photoBlob.type") == "image/jpeg"
+    assert {"triton", "total"} <= set(page.evaluate("window.cityserveCanvas.lastPhases.server"))
     seed = int(page.input_value("#seed"))
     with CityserveClient(canvas.triton, timeout=60) as client:  # the photo on screen is this label map's
         assert np.array_equal(after[..., ::-1], client.render(labels, seed=seed)[0])

@@ -2,7 +2,7 @@
 
     GET  /                 the page (static/index.html; plain HTML + JS, no build step)
     GET  /labels           the served model's palette, size and limits as JSON (?model=)
-    POST /render           label PNG body -> photo PNG (?model=label2photo&seed=N); with
+    POST /render           label PNG body -> photo PNG (?model=label2photo&seed=N&format=png|jpeg); with
                            Content-Type application/octet-stream the body is raw uint8 ids
                            (row-major, exactly H*W bytes: what the page sends, no PNG coding)
     POST /upload           a label PNG of any size (ids or colors; ?nearest=1 snaps anti-aliased
@@ -108,8 +108,9 @@ def create_app(bridge: TritonBridge, examples_dir: Optional[Path] = None) -> Sta
             info = bridge.known_info(model) or await run_in_threadpool(bridge.info, model)
             data = await _read_body(request, info.max_bytes)
             raw = request.headers.get("content-type", "").split(";")[0].strip().lower() == RAW_IDS
+            fmt = request.query_params.get("format", "png")
             t1 = time.perf_counter()
-            photo, times = await run_in_threadpool(bridge.render_timed, data, model, seed, raw)
+            photo, media, times = await run_in_threadpool(bridge.render_timed, data, model, seed, raw, fmt)
         except CityserveError as e:
             return _status_for(e, bridge)
         t2 = time.perf_counter()
@@ -117,7 +118,7 @@ def create_app(bridge: TritonBridge, examples_dir: Optional[Path] = None) -> Sta
         timing = f"read;dur={read:.1f}, {times.header()}, total;dur={total:.1f}"
         return Response(
             photo,
-            media_type="image/png",
+            media_type=media,
             headers={"X-Render-Ms": f"{ms:.1f}", "Cache-Control": "no-store", "Server-Timing": timing},
         )
 

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Optional
 
+import cv2
 import numpy as np
 
 from .. import contract
@@ -34,6 +35,8 @@ _MODEL_NAME = re.compile(r"^label2photo(_[A-Za-z0-9_.-]{1,100})?$")
 
 
 RAW_IDS = "application/octet-stream"  # the page's label map: uint8 ids, row-major, H*W bytes
+PHOTO_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}  # photo answers: PNG (lossless), JPEG (live preview)
+JPEG_QUALITY = 90
 
 
 class TooLarge(LabelError):
@@ -219,7 +222,11 @@ class TritonBridge:
                 f" one uint8 id per pixel, row-major, {want} bytes"
             )
         ids = np.frombuffer(data, np.uint8).reshape(info.height, info.width)
-        check_ids(ids, info.num_classes, f"a model with {info.num_classes} label channels of label set {info.label_set.name!r}")
+        check_ids(
+            ids,
+            info.num_classes,
+            f"a model with {info.num_classes} label channels of label set {info.label_set.name!r}",
+        )
         return ids.astype(np.dtype(info.dtype))[None]
 
     def fit_upload(self, data: bytes, info: ModelInfo, nearest: bool = False) -> tuple[np.ndarray, bool]:
@@ -244,12 +251,16 @@ class TritonBridge:
         return self.render_timed(data, model, seed, raw)[0]
 
     def render_timed(
-        self, data: bytes, model: str = ENSEMBLE, seed: Optional[int] = None, raw: bool = False
-    ) -> tuple[bytes, RenderTimings]:
-        """Label map -> (photo PNG bytes, where the time went). A label PNG without a seed goes through
-        the ``label2photo`` ensemble (PNG in, PNG out; the server draws the style latent); with a seed,
-        and raw ids always (no PNG to send), the checked ids go to the raw ``render`` model with the
-        latent drawn from the seed (one seed, one style; no seed: a fresh latent, as the ensemble's)."""
+        self, data: bytes, model: str = ENSEMBLE, seed: Optional[int] = None, raw: bool = False, fmt: str = "png"
+    ) -> tuple[bytes, str, RenderTimings]:
+        """Label map -> (photo bytes, their media type, where the time went). A label PNG without a seed goes through
+        the ``label2photo`` ensemble (PNG in, PNG out, whatever ``fmt``; the server draws the style
+        latent); with a seed, and raw ids always (no PNG to send), the checked ids go to the raw
+        ``render`` model with the latent drawn from the seed (one seed, one style; no seed: a fresh
+        latent, as the ensemble's) and the photo is encoded here as ``fmt`` ("png" or "jpeg": a
+        fraction of a PNG's time to encode and decode, for the live preview)."""
+        if fmt not in PHOTO_FORMATS:
+            raise LabelError(f"format must be one of {', '.join(PHOTO_FORMATS)}, not {fmt!r}")
         info = self.info(model)
         times = RenderTimings()
         t0 = time.perf_counter()
@@ -261,7 +272,7 @@ class TritonBridge:
             if not raw and (seed is None or not info.z_dim):
                 photo = client.label2photo(data, model=info.ensemble)
                 times.triton = (time.perf_counter() - t1) * 1000
-                return photo, times
+                return photo, PHOTO_FORMATS["png"], times
             feeds = client.render_feeds(ids, seed=seed, model=info.render)
             image = client.infer(info.render, feeds, outputs=[contract.IMAGE])[contract.IMAGE]
         except ServerUnavailable:
@@ -270,6 +281,14 @@ class TritonBridge:
             raise
         t2 = time.perf_counter()
         times.triton = (t2 - t1) * 1000
-        photo = encode_rgb_png(image[0])
+        photo = encode_rgb_png(image[0]) if fmt == "png" else encode_rgb_jpeg(image[0])
         times.encode = (time.perf_counter() - t2) * 1000
-        return photo, times
+        return photo, PHOTO_FORMATS[fmt], times
+
+
+def encode_rgb_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """uint8 RGB [H, W, 3] -> JPEG bytes (the live preview; downloads stay PNG)."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise LabelError(f"cannot encode a photo of shape {tuple(image.shape)} as JPEG")
+    return buf.tobytes()

@@ -77,16 +77,40 @@ PHASES = {  # the page's phases of one render (canvas.js send()), then the serve
     "wait": "for a drag render still in flight",
     "encode": "the label ids as the request body",
     "request": "sent -> the answer's headers",
-    "download": "the photo PNG's body",
-    "decode": "the photo's <img>.decode()",
+    "download": "the photo's body (JPEG preview)",
+    "decode": "the photo's <img> load event",
     "frame": "-> the next frame",
     "server.read": "canvas app: the request body",
     "server.check": "canvas app: the label map's check",
     "server.triton": "canvas app: the gRPC call to Triton (render included)",
-    "server.encode": "canvas app: the photo's PNG",
+    "server.encode": "canvas app: the photo's encoding (JPEG preview)",
     "server.total": "canvas app: the whole request in the handler",
     "outside": "request - server.total: HTTP on loopback, uvicorn, Starlette",
 }
+
+
+TRITON_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def triton_stats(grpc_url: str, model: str) -> dict:
+    """Triton's own cumulative statistics of ``model``: successes and ns per stage (queue, compute_*)."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(grpc_url) as c:
+        st = c.get_inference_statistics(model_name=model, as_json=True)["model_stats"][0]["inference_stats"]
+    out = {"count": int(st.get("success", {}).get("count", 0))}
+    for k in TRITON_STAGES:
+        out[k] = int(st.get(k, {}).get("ns", 0))
+    return out
+
+
+def triton_delta(before: dict, after: dict) -> dict:
+    """Mean ms per request of each Triton stage between two ``triton_stats`` (every request of the run)."""
+    n = after["count"] - before["count"]
+    out = {"requests": n}
+    for k in TRITON_STAGES:
+        out[k] = round((after[k] - before[k]) / max(n, 1) / 1e6, 1)
+    return out
 
 
 def flat(rec: dict) -> dict:
@@ -174,9 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             page.select_option("#layouts", "street_01.png")
             page.wait_for_function(f"window.cityserveCanvas.renders > {n}")
             paint(page, args.warmup, args.seed + 1)
+            grpc_url = re.search(r"tritonserver ready: gRPC (\S+),", "".join(lines)).group(1)
+            render_model = page.evaluate("fetch('/labels').then(r => r.json()).then(j => j.render_model)")
+            stats0 = triton_stats(grpc_url, render_model)
             t0 = time.perf_counter()
             timed = paint(page, args.strokes, args.seed + 2)
             wall = time.perf_counter() - t0
+            triton = triton_delta(stats0, triton_stats(grpc_url, render_model))
             lat = [t["total"] for t in timed]
             sent, shown = page.evaluate("[window.cityserveCanvas.seq, window.cityserveCanvas.renders]")
             if args.screenshot:
@@ -203,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "strokes": len(lat),
         "stroke_end_to_photo_ms": summary(lat),
         "phases_ms": phases,
+        "triton_render_model_mean_ms": triton,
         "requests_sent": sent,
         "photos_shown": shown,
         "wall_s": round(wall, 1),
@@ -212,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": describe("cpu"),
         "load_average_1min": loads,
         "what_is_measured": "the page's pointerup handler -> the requestAnimationFrame callback of the frame "
-        "that paints the new photo (after its <img>.decode())",
+        "that paints the new photo (after its <img>'s load event)",
     }
     folder = args.out / device_label("cpu")
     folder.mkdir(parents=True, exist_ok=True)
@@ -236,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         "| phase | what | p50 ms | p90 ms | mean ms |",
         "| --- | --- | ---: | ---: | ---: |",
         *(f"| {name} | {PHASES[name]} | {v['p50']} | {v['p90']} | {v['mean']} |" for name, v in phases.items()),
+        "",
+        f"Triton's own statistics of the render model `{render_model}` over the timed strokes "
+        f"({triton['requests']} requests, drag renders included), mean ms per request: queue {triton['queue']}, "
+        f"compute input {triton['compute_input']}, infer {triton['compute_infer']}, "
+        f"output {triton['compute_output']}.",
         "",
         f"Measured in the page: {result['what_is_measured']}. {sent} render requests were sent (drag renders "
         f"included) and {shown} photos shown; at most one request is in flight and at most one waits.",

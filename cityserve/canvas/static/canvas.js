@@ -4,7 +4,9 @@
 "use strict";
 
 const MAX_UNDO = 40;
-const DRAG_INTERVAL_MS = 150; // while dragging: at most one render request per this many ms
+const DRAG_INTERVAL_MS = 150; // while dragging: at most one render request per this many ms,
+// and only after the server has been left idle for as long as the last request took: the server is
+// busy at most half the time of a drag, so the stroke's own render seldom waits for a drag render
 
 const $ = (id) => document.getElementById(id);
 const labelCanvas = $("labels");
@@ -24,6 +26,8 @@ const app = {
   inFlight: null, // AbortController of the render request in flight
   pending: null, // {reason, t0}: the one render waiting for the one in flight
   lastPhases: null, // where the last shown render's time went (see send())
+  lastDone: 0, // performance.now() when the last request ended
+  lastRequestMs: 0, // how long it took, sent -> answered
   seq: 0, // render requests sent
   shown: 0, // sequence number of the photo on screen
   renders: 0, // photos shown
@@ -222,7 +226,7 @@ labelCanvas.addEventListener("pointermove", (ev) => {
   stroke.last = p;
   redraw();
   const now = performance.now();
-  if (now - stroke.lastSent >= DRAG_INTERVAL_MS) {
+  if (!app.inFlight && now - stroke.lastSent >= DRAG_INTERVAL_MS && now - app.lastDone >= app.lastRequestMs) {
     stroke.lastSent = now;
     requestRender("drag");
   }
@@ -291,7 +295,7 @@ function requestRender(reason) {
 
 // One request; ``t0``: when it was asked for. Records the phases of its time in app.lastPhases (ms):
 // wait (for the request in flight), encode (the body), request (sent -> the answer's headers),
-// download (the body), decode (the photo's <img> decoded), frame (the next frame, which paints it),
+// download (the body), decode (the photo's <img> loaded), frame (the next frame, which paints it),
 // and the server's own Server-Timing entries.
 async function send(reason, t0) {
   const controller = new AbortController();
@@ -313,12 +317,13 @@ async function send(reason, t0) {
       showMessage(`render refused: ${err.error}`, false);
       return;
     }
-    const blob = await r.blob();
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const blob = new Blob([bytes], { type: r.headers.get("Content-Type") || "image/png" });
     lap("download");
     if (seq < app.shown || controller.signal.aborted) return;
     phases.server = parseServerTiming(r.headers.get("Server-Timing"));
     app.lastServerMs = Number(r.headers.get("X-Render-Ms"));
-    await showPhoto(blob, seq);
+    await showPhoto(blob, bytes, seq);
     app.photoSource = { url, body, type }; // what the photo on screen was rendered from
     lap("decode");
     await nextFrame();
@@ -340,6 +345,8 @@ async function send(reason, t0) {
   } finally {
     if (app.inFlight === controller) {
       app.inFlight = null;
+      app.lastDone = performance.now();
+      app.lastRequestMs = phases.request || 0;
       const next = app.pending;
       app.pending = null;
       if (next) send(next.reason, next.t0); // sets inFlight at once: never a moment of "idle" between
@@ -347,16 +354,23 @@ async function send(reason, t0) {
   }
 }
 
-async function showPhoto(blob, seq) {
-  const url = URL.createObjectURL(blob);
-  const old = photo.src;
-  app.shown = seq;
-  app.photoBlob = blob;
-  photo.src = url;
-  try {
-    await photo.decode(); // decoded off the main thread, ready for the next frame
-  } catch (e) { /* not decodable: the <img> shows it broken */ }
-  if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+function base64(bytes) {
+  if (bytes.toBase64) return bytes.toBase64();
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+// The photo into its <img>, as a data: URL (decoded in the page, no blob-store round trip: a few ms
+// less than an object URL here). Resolves on its load event; the next frame paints it. (img.decode()
+// would resolve a compositor frame later in Chromium: ~10 ms more to the screen.)
+function showPhoto(blob, bytes, seq) {
+  return new Promise((resolve) => {
+    photo.onload = photo.onerror = () => resolve();
+    app.shown = seq;
+    app.photoBlob = blob;
+    photo.src = `data:${blob.type};base64,${base64(bytes)}`;
+  });
 }
 
 // ---- a lost connection, shown until the server is back -----------------------------------------

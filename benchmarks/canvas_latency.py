@@ -136,6 +136,21 @@ def breakdown(records: list[dict]) -> dict:
     return {name: summary([r[name] for r in rows if name in r]) for name in PHASES if any(name in r for r in rows)}
 
 
+# the phases of the next photo the page shows for a stroke, from its own "photo-shown" event: waiting on
+# an event, not polling the page every frame, leaves the CPUs to the render as a user's browser would
+NEXT_STROKE_PHOTO = """() => {
+  window.cityserveNextStrokePhoto = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no photo for the stroke within 60 s")), 60000);
+    document.addEventListener("photo-shown", function shown(e) {
+      if (e.detail.reason !== "stroke") return;
+      document.removeEventListener("photo-shown", shown);
+      clearTimeout(timer);
+      resolve(e.detail.phases);
+    });
+  });
+}"""
+
+
 def paint(page, strokes: int, seed: int) -> list[dict]:
     """Paint ``strokes`` strokes; per stroke the page's record of its render (``lastPhases``: ms from
     the pointerup handler to the frame painting the new photo, ``total``, and its phases)."""
@@ -146,9 +161,9 @@ def paint(page, strokes: int, seed: int) -> list[dict]:
     for i in range(strokes):
         page.click(f".swatch[data-name='{CLASSES[i % len(CLASSES)]}']")
         box = page.locator("#labels").bounding_box()  # after the click: it may have scrolled the page
-        done = page.evaluate("window.cityserveCanvas.renders")
         x0, y0 = rng.uniform(0.05, 0.6) * box["width"], rng.uniform(0.1, 0.9) * box["height"]
         x1, y1 = x0 + rng.uniform(0.1, 0.35) * box["width"], y0 + rng.uniform(-0.1, 0.1) * box["height"]
+        page.evaluate(NEXT_STROKE_PHOTO)
         page.mouse.move(box["x"] + x0, box["y"] + y0)
         page.mouse.down()
         for k in range(1, 13):  # a short stroke: 12 moves ~15 ms apart
@@ -156,15 +171,10 @@ def paint(page, strokes: int, seed: int) -> list[dict]:
             page.wait_for_timeout(15)
         page.mouse.up()
         try:
-            page.wait_for_function(
-                f"window.cityserveCanvas.renders > {done} && window.cityserveCanvas.inFlight === null"
-                " && window.cityserveCanvas.pending === null && window.cityserveCanvas.lastReason === 'stroke'",
-                timeout=60000,
-            )
+            out.append(page.evaluate("window.cityserveNextStrokePhoto"))
         except Exception:
             print("page status:", page.inner_text("#status"), "| message:", page.inner_text("#message-text"))
             raise
-        out.append(page.evaluate("window.cityserveCanvas.lastPhases"))
         page.wait_for_timeout(rng.uniform(100, 300))  # a pause between strokes, as people make
     return out
 

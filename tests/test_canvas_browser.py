@@ -136,6 +136,18 @@ def test_paint_two_classes_see_the_photo_change_there_then_undo(page, canvas):
     wait_photo(page, n)
     assert (read_label_png(download(page, "#download-labels"), CITYSCAPES)[44:49, 74:119] == car).all()
 
+    # undo, redo, undo in one task: the first is sent, the redo waits and the last undo replaces it, so
+    # two requests, both shown (none aborted); the photo on screen is the final map's
+    sent, shown = page.evaluate("[window.cityserveCanvas.seq, window.cityserveCanvas.renders]")
+    page.evaluate("['undo', 'redo', 'undo'].forEach(id => document.getElementById(id).click())")
+    page.wait_for_function("window.cityserveCanvas.inFlight === null && window.cityserveCanvas.pending === null")
+    sent2, shown2 = page.evaluate("[window.cityserveCanvas.seq, window.cityserveCanvas.renders]")
+    assert sent2 - sent == 2 and shown2 - shown == 2
+    labels = read_label_png(download(page, "#download-labels"), CITYSCAPES)
+    assert (labels[44:49, 74:119] == unlabeled).all() and (labels[14:19, 10:55] == veg).all()
+    with CityserveClient(canvas.triton, timeout=60) as client:
+        assert np.array_equal(photo(page)[..., ::-1], client.render(labels, seed=seed)[0])
+
 
 def test_a_bad_upload_shows_its_message_and_off_palette_colors_can_be_snapped(page):
     page.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"hello"}])

@@ -243,11 +243,11 @@ labelCanvas.addEventListener("pointercancel", endStroke);
 // ---- rendering ---------------------------------------------------------------------------------
 // A seeded render is reproducible, so its live preview can be a JPEG (a fraction of a PNG's time to
 // encode and decode) and "download photo" asks the server for the same photo as a PNG.
-function renderUrl(format) {
+function renderUrl() {
   const q = new URLSearchParams({ model: app.info.model });
   const seed = $("seed").value.trim();
   if (seed !== "") q.set("seed", seed);
-  q.set("format", format || (seed !== "" && $("jpeg-preview").checked ? "jpeg" : "png"));
+  q.set("format", seed !== "" && $("jpeg-preview").checked ? "jpeg" : "png");
   return `/render?${q}`;
 }
 
@@ -323,8 +323,8 @@ async function send(reason, t0) {
     if (seq < app.shown || controller.signal.aborted) return;
     phases.server = parseServerTiming(r.headers.get("Server-Timing"));
     app.lastServerMs = Number(r.headers.get("X-Render-Ms"));
-    await showPhoto(blob, bytes, seq);
     app.photoSource = { url, body, type }; // what the photo on screen was rendered from
+    await showPhoto(blob, bytes, seq);
     lap("decode");
     await nextFrame();
     lap("frame");

@@ -24,9 +24,9 @@ import io
 import cv2
 import numpy as np
 
+from ..card_sections import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from ..contract import DEPTH_PNG_SCALE, depth_values_problem
 from ..errors import LabelError
-from ..card_sections import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from .codec import check_size, png_check_inflated, png_header
 
 NPY_MAGIC = b"\x93NUMPY"

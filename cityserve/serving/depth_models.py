@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from .. import contract
 from ..card_sections import ServingOptions
@@ -78,7 +78,9 @@ def _stage_graph(card: ModelCard, stage: str, graph: str, work_dir: Path) -> Pat
     """The stage's exported graph: the one an exported card names, else exported into ``work_dir``."""
     have, _ = card_depth(card)
     if have != stage:
-        raise ConfigError(f"model card {card.path or card.name}: a {have} stage, where the pair needs its {stage} stage")
+        raise ConfigError(
+            f"model card {card.path or card.name}: a {have} stage, where the pair needs its {stage} stage"
+        )
     exported = (card.depth or {}).get("graph")
     if exported is not None and exported != graph:
         raise ConfigError(
@@ -94,9 +96,7 @@ def _source(card: ModelCard, onnx_path: Path, inputs, outputs) -> GraphSource:
     g_in, g_out = graph_io(onnx_path)
     got = {t["name"]: t for t in g_in + g_out}
     want = [*inputs, *outputs]
-    if [t["name"] for t in g_in] != [s.name for s in inputs] or [t["name"] for t in g_out] != [
-        s.name for s in outputs
-    ]:
+    if [t["name"] for t in g_in] != [s.name for s in inputs] or [t["name"] for t in g_out] != [s.name for s in outputs]:
         raise ConfigError(
             f"{onnx_path}: tensors {[t['name'] for t in g_in]} -> {[t['name'] for t in g_out]} are not the "
             f"depth-aware contract ({', '.join(map(str, inputs))} -> {', '.join(map(str, outputs))})"
@@ -129,7 +129,9 @@ def resolve_depth_pair(stage1: CardLike, stage2: CardLike, work_dir: Path) -> De
     p_in = [labels] + ([inst] if not p_cfg.no_instance else []) + [contract.depth_spec(h, w)]
     work_dir = Path(work_dir)
     depth = _source(d, _stage_graph(d, "depth", "depth", work_dir), d_in, [contract.depth_spec(h, w)])
-    photo = _source(p, _stage_graph(p, "photo-from-depth", "depth2photo", work_dir), p_in, [contract.render_output(h, w)])
+    photo = _source(
+        p, _stage_graph(p, "photo-from-depth", "depth2photo", work_dir), p_in, [contract.render_output(h, w)]
+    )
     notes = []
     link = (p.depth or {}).get("depth_model")
     if isinstance(link, dict) and link.get("sha256") and d.sha256 and link["sha256"] != d.sha256:
@@ -172,7 +174,10 @@ def _graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOpt
         "num_classes": config_from_card(src.card).num_classes,
         "label_inputs": "labels",
     }
-    what = [f'Depth-aware model "{name}" (target {repo.target}): the exported graph of', f"{quoted(src.card.name)} ({io_text}),"]
+    what = [
+        f'Depth-aware model "{name}" (target {repo.target}): the exported graph of',
+        f"{quoted(src.card.name)} ({io_text}),",
+    ]
     files: dict[str, Any] = {"model.onnx": src.onnx, "card.json": src.card.to_json()}
     engine, folder = "onnxruntime", None
     if repo.target == "cpu":
@@ -231,15 +236,23 @@ def encode_depth(name: str, h: int, w: int, opts: ServingOptions) -> C.Spec:
     )
 
 
-def decode_depth(name: str, h: int, w: int, opts: ServingOptions) -> C.Spec:
+def decode_depth(name: str, labels: Tensor, opts: ServingOptions) -> C.Spec:
+    """A user's depth file -> metres; the label ids pass through it, so that depth2photo decodes the
+    two inputs one after the other: when one of two parallel first steps of an ensemble fails, Triton
+    2.51 answers the request but never retires it (the model's in-flight count stays up, and a SIGTERM
+    waits out its exit timeout), so no depth2photo step runs beside a step that may fail."""
+    h, w = labels.dims[1], labels.dims[2]
     params = {"height": h, "width": w, "max_pixels": opts.max_pixels, "max_bytes": opts.max_bytes}
-    cfg = C.python_model(name, "decode_depth", [PNG], [Tensor(contract.DEPTH, "float32", (1, h, w))], opts, params)
+    depth = Tensor(contract.DEPTH, "float32", (1, h, w))
+    cfg = C.python_model(name, "decode_depth", [PNG, labels], [depth, labels], opts, params)
     return C.Spec(
         cfg,
         [
             f'"{name}": a depth map -> depth float32 [1, {h}, {w}] metres: a 1-channel 16-bit PNG in millimetres',
             f"or .npy bytes of floats in metres, at exactly {h}x{w}. Another size or dtype, NaN/inf, zero or",
-            "negative values fail only their own request (INVALID_ARG), naming the problem.",
+            "negative values fail only their own request (INVALID_ARG), naming the problem. The label ids",
+            "pass through unchanged: depth2photo runs its decoders in sequence, never side by side (a",
+            "failing step beside a running one leaves the request in flight in Triton 2.51).",
             C.source_line("decode_depth"),
         ],
     )
@@ -267,10 +280,15 @@ def add_depth_pair(repo: Repository, pair: DepthPair, opts: ServingOptions, d_op
     if "encode_png" not in repo.specs:
         repo.python_model(C.encode_image("encode_png", opts), "encode_png", {"role": "encode_png"})
     repo.python_model(encode_depth(ENCODE_DEPTH, h, w, opts), "encode_depth", {"role": "encode_depth"})
-    repo.python_model(decode_depth(DECODE_DEPTH, h, w, opts), "decode_depth", {"role": "decode_depth"})
+    repo.python_model(decode_depth(DECODE_DEPTH, labels, opts), "decode_depth", {"role": "decode_depth"})
 
-    def ids(*graphs: GraphSource) -> list[Step]:
-        steps = [Step(DECODE, {"PNG": contract.LABELS_PNG}, {"labels": "ids"})]
+    def ids(*graphs: GraphSource, user_depth: bool = False) -> list[Step]:
+        """Label PNG -> ensemble tensor ``ids`` (and ``instances``); with ``user_depth`` the user's
+        depth file is decoded in between (``decode_depth``: why in sequence) into ``depth``."""
+        steps = [Step(DECODE, {"PNG": contract.LABELS_PNG}, {"labels": "label_ids" if user_depth else "ids"})]
+        if user_depth:
+            feeds = {"PNG": contract.DEPTH_PNG, "labels": "label_ids"}
+            steps.append(Step(DECODE_DEPTH, feeds, {"depth": "depth", "labels": "ids"}))
         if any(pair.uses_instances(g) for g in graphs):
             steps.append(Step(PREPARE, {"ids": "ids"}, {"instances": "instances"}))
         return steps
@@ -306,7 +324,10 @@ def add_depth_pair(repo: Repository, pair: DepthPair, opts: ServingOptions, d_op
             f"a label PNG -> depth (stage 1) -> photo (stage 2), pair {pair_name}",
             [*ids(d, p), stage1, stage2, to_png, to_depth_png],
             [contract.PHOTO_PNG, contract.DEPTH_PNG],
-            {**about, contract.DEPTH_PNG: "the depth stage 2 was given, " + about[contract.DEPTH_PNG]},
+            {
+                **about,
+                contract.DEPTH_PNG: "the depth stage 2 was given: 16-bit PNG in millimetres (clipped at 65.535 m)",
+            },
             [raw, "Stage 2 reads stage 1's float metres; the PNG is only the copy returned."],
         ),
         {"card": f"{d.card.name} -> {p.card.name}"},
@@ -315,7 +336,7 @@ def add_depth_pair(repo: Repository, pair: DepthPair, opts: ServingOptions, d_op
         Pipeline(
             "depth2photo",
             f'a label PNG and your own depth map -> the photo rendered by "{RENDER}" ({quoted(p.card.name)})',
-            [*ids(p), Step(DECODE_DEPTH, {"PNG": contract.DEPTH_PNG}, {"depth": "depth"}), stage2, to_png],
+            [*ids(p, user_depth=True), stage2, to_png],
             [contract.PHOTO_PNG],
             {
                 **about,
@@ -325,4 +346,3 @@ def add_depth_pair(repo: Repository, pair: DepthPair, opts: ServingOptions, d_op
         ),
         {"card": p.card.name},
     )
-

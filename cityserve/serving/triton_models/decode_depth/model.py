@@ -3,7 +3,9 @@
 ``PNG``: a single-channel 16-bit PNG in millimetres, or ``.npy`` bytes of floats in metres ([H,W] or
 [1,H,W]), at exactly the model's size (``cityserve.serving.depth_codec.DepthDecoder``). Another size or
 dtype, NaN / inf, zero or negative values, more than ``max_bytes`` / ``max_pixels``: the request fails
-with INVALID_ARG and one line naming the problem; the other requests, and the server, go on.
+with INVALID_ARG and one line naming the problem; the other requests, and the server, go on. The
+``labels`` input passes through unchanged, so that depth2photo decodes its two inputs in sequence
+(``cityserve.serving.depth_models.decode_depth`` says why).
 """
 
 import os
@@ -30,12 +32,12 @@ class TritonPythonModel(PythonModel):
         )
 
     def infer(self, request):
-        items = input_array(request, self.inputs[0]).reshape(-1)
+        items = input_array(request, "PNG").reshape(-1)
         decoded = []
         for k, item in enumerate(items):
             try:
                 decoded.append(self.decoder.decode(codec.as_bytes(item)))
             except Exception as e:
                 where = f" (batch item {k} of {len(items)})" if len(items) > 1 else ""
-                raise ValueError(f"{self.inputs[0]}{where}: {e}") from None
-        return {self.outputs[0]: np.stack(decoded)}
+                raise ValueError(f"DEPTH_PNG{where}: {e}") from None
+        return {"depth": np.stack(decoded), "labels": input_array(request, "labels")}

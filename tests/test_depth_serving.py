@@ -179,6 +179,24 @@ def test_bad_depth_maps_get_invalid_argument_and_the_next_request_is_served(clie
         assert_close(photo_of(client.depth2photo(png_bytes(ids), _npy(GOOD))), want)
 
 
+def test_raw_graphs_take_metres_and_refuse_bad_depth(client, pair):
+    from cityserve.client import ServerError
+
+    ids = block_labels(9, H, W)[None, None]
+    feeds = {"labels": ids, "instances": ids.astype(np.int32)}
+    depth = client.infer("depth", feeds)["depth"]
+    want_photo, want_depth = local(pair, ids[0, 0])
+    np.testing.assert_allclose(depth[0, 0], want_depth, rtol=1e-4)
+    assert_close(client.infer("render_from_depth", {**feeds, "depth": depth})["image"][0], want_photo)
+    for value, message in ((np.nan, "depth: depth map has 1 NaN/inf pixel"), (0.0, "1 zero or negative")):
+        bad = depth.copy()
+        bad[0, 0, 2, 3] = value
+        with pytest.raises(ServerError, match=message) as info:
+            client.infer("render_from_depth", {**feeds, "depth": bad})
+        assert info.value.status == "INVALID_ARGUMENT"
+    assert_close(client.infer("render_from_depth", {**feeds, "depth": depth})["image"][0], want_photo)
+
+
 def test_render_command_through_the_server(client, pair, tmp_path, capsys):
     from cityserve.cli import main
 
@@ -216,6 +234,36 @@ def test_sigterm_finds_no_request_left_in_flight(server, client):
     server.stop()
     log = server.log_tail(80)
     assert "Found 0 model versions that have in-flight inferences" in log and "Exit timeout expired" not in log, log
+
+
+# ---- the depth codec (no server) ------------------------------------------------------------------------
+
+
+def test_depth_png_codec_clips_to_millimetres_and_reads_back(tmp_path):
+    from cityserve.data.depth import read_depth
+    from cityserve.serving.depth_codec import DepthDecoder, encode_depth_png
+
+    metres = np.array([[0.0004, 0.0016, 1.2344, 12.3456], [65.535, 65.6, 1000.0, 3.0]], np.float32)
+    png = encode_depth_png(metres[None])
+    mm = read_png(png)
+    assert mm.dtype == np.uint16 and mm.tolist() == [[1, 2, 1234, 12346], [65535, 65535, 65535, 3000]]
+    got = DepthDecoder(2, 4).decode(png)
+    assert got.shape == (1, 2, 4) and got.dtype == np.float32
+    np.testing.assert_allclose(got[0], mm / 1000.0, rtol=1e-6)
+    path = tmp_path / "d.png"
+    path.write_bytes(png)
+    np.testing.assert_allclose(read_depth(path), got[0])  # the training data's reader agrees
+    # .npy: float metres as they are; the header is read before the array (a huge shape costs nothing)
+    assert np.array_equal(DepthDecoder(2, 4).decode(_npy(metres[1:].repeat(2, 0) + 1))[0], metres[1:].repeat(2, 0) + 1)
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    huge = buf.getvalue()  # the header of a 40 GB array, and no data
+    with pytest.raises(Exception, match="depth map is 100000x100000"):
+        DepthDecoder(2, 4).decode(huge)
+    with pytest.raises(Exception, match="over the configured maximum of 10"):
+        DepthDecoder(2, 4, max_bytes=10).decode(png)
 
 
 # ---- the repository on every target (no server) -------------------------------------------------------
@@ -260,6 +308,11 @@ def test_gpu_and_openvino_configs_match_the_graphs(pair, target, tmp_path):
         assert (out / name / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
     assert list(configs["depth"].output[0].dims) == [1, H, W]
     assert [t.name for t in configs["render_from_depth"].input] == ["labels", "instances", "depth"]
+    # warm-up depth is a file of valid metres (Triton's random data would be NaN / negative floats)
+    warm = configs["render_from_depth"].model_warmup
+    assert [w.inputs["depth"].input_data_file for w in warm] == ["depth_10m.f32"] * 2
+    data = np.frombuffer((out / "render_from_depth" / "warmup" / "depth_10m.f32").read_bytes(), "<f4")
+    assert data.size == H * W and np.all(data == 10.0)
     # ensembles: the contract's tensors, every step fed by what an earlier step (or the input) made
     contracts = {
         "label2depth": (["LABELS_PNG"], ["DEPTH_PNG"]),

@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
+
 from .. import contract
 from ..card_sections import ServingOptions
 from ..cards import ModelCard, file_stem, load_card, sha256_file
@@ -47,6 +49,7 @@ CardLike = Union[ModelCard, str, os.PathLike]
 DEPTH, RENDER, DECODE, PREPARE = "depth", "render_from_depth", "decode_png_depth", "prepare_depth"
 ENCODE_DEPTH, DECODE_DEPTH = "encode_depth", "decode_depth"
 ENSEMBLES = ("label2depth", "label2depth2photo", "depth2photo")
+WARMUP_DEPTH = "depth_10m.f32"
 
 
 @dataclasses.dataclass
@@ -174,6 +177,8 @@ def _graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOpt
         "num_classes": config_from_card(src.card).num_classes,
         "label_inputs": "labels",
     }
+    if any(t.name == contract.DEPTH for t in ins):
+        params["depth_inputs"] = contract.DEPTH  # the python-backend runners check the values first
     what = [
         f'Depth-aware model "{name}" (target {repo.target}): the exported graph of',
         f"{quoted(src.card.name)} ({io_text}),",
@@ -209,6 +214,14 @@ def _graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOpt
         repo.engine_builds.append(EngineBuild(name, 1, opt_batch, opts.max_batch_size))
     spec = C.graph_model(name, runtime, ins, outs, opts, params, header)
     check_config_against_onnx(spec.config, src.onnx)
+    depth_in = [t for t in ins if t.name == contract.DEPTH]
+    if depth_in and spec.config.model_warmup:  # random floats (NaN, negative) are no depth map
+        files[f"../warmup/{WARMUP_DEPTH}"] = np.full(depth_in[0].dims, 10.0, "<f4").tobytes()
+        for w in spec.config.model_warmup:
+            w.inputs[contract.DEPTH].input_data_file = WARMUP_DEPTH
+        spec.header.append(
+            f"Warm-up depth: {WARMUP_DEPTH} (10 m everywhere, float32), as Triton reads it from warmup/."
+        )
     info = {
         "role": name,
         "card": src.card.name,

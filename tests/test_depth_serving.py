@@ -348,6 +348,17 @@ def test_a_pair_that_does_not_fit_is_refused(pair, tmp_path):
     with pytest.raises(ConfigError, match="a photo-from-depth stage, where the pair needs its depth stage"):
         build_repository([], "cpu", tmp_path / "r", depth_pair=(p, d), configs_only=True)
     assert main(["repo", "build", "--target", "cpu", "--out", str(tmp_path / "r2")]) == 2
+    # a stage 2 trained on another stage 1's predictions is served, with a note saying so
+    d_exp, p_exp = pair["exported"]
+    built = build_repository([], "cpu", tmp_path / "r3", depth_pair=(d_exp, p_exp), configs_only=True)
+    assert built.notes == []
+    other = load_card(p_exp.path)
+    other.depth = dict(other.depth, depth_model={"name": "another", "sha256": "0" * 64})
+    other.save(p_exp.directory / "other.card.json")
+    built = build_repository(
+        [], "cpu", tmp_path / "r4", depth_pair=(d_exp, p_exp.directory / "other.card.json"), configs_only=True
+    )
+    assert [n for n in built.notes if 'trained on the predictions of another stage 1 ("another")' in n], built.notes
 
 
 def test_the_default_repository_serves_a_shipped_pair(pair, tmp_path):

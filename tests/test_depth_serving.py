@@ -340,6 +340,25 @@ def test_gpu_and_openvino_configs_match_the_graphs(pair, target, tmp_path):
     assert manifest["models"]["depth"]["card"] == "tiny-depth"
 
 
+def test_openvino_in_the_python_backend_runs_depth_graphs_in_fp32_unless_asked(pair, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra: pip install 'cityserve[openvino]'")
+    from cityserve.serving.repo import build_repository
+
+    for asked, want in (("auto", "fp32"), ("bf16", "bf16")):
+        built = build_repository(
+            [],
+            "cpu",
+            tmp_path / asked,
+            overrides={"cpu_engine": "openvino", "cpu_precision": asked},
+            depth_pair=pair["exported"],
+            configs_only=True,
+        )
+        for name in ("depth", "render_from_depth"):
+            assert built.models[name]["python_model"] == "render_openvino_python"
+            text = (built.path / name / "config.pbtxt").read_text()
+            assert f'key: "precision"\n  value {{\n    string_value: "{want}"' in text, text
+
+
 def test_a_pair_that_does_not_fit_is_refused(pair, tmp_path):
     from cityserve.cli import main
     from cityserve.serving.repo import build_repository

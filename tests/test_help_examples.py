@@ -65,6 +65,8 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--root /data/cityscapes": "a Cityscapes folder; tests/test_evaluation.py evaluates on dataset folders",
     "drive.mp4": "a dashcam video; tests/test_build_dataset.py builds datasets from generated videos",
     "--depth-aware runs/depth/": "needs the depth-aware cards of the train/spade.py examples; tests/test_depth.py",
+    "--server 127.0.0.1:8001 --depth": "a server with a depth-aware pair (none is shipped yet); "
+    "tests/test_depth_serving.py renders through one",
     "--depth my_depth.npy": "a user's depth map and the depth-aware cards; tests/test_depth.py renders with both",
     "eval depth runs/": "needs the depth card of the train/spade.py examples; tests/test_depth.py runs it",
     "export depth runs/": "needs the depth-aware cards of the train/spade.py examples, which run after the exports; "

@@ -15,7 +15,10 @@ Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB ui
 decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment
 model and the photo2labels ensemble (photo PNG -> label PNG). With both: photo2photo (a street photo ->
 its labels -> a re-rendered photo). The first generator/segmenter gets these plain names, later ones
-get _<card name> appended.
+get _<card name> appended. With --depth-aware STAGE1 STAGE2 (a depth-aware SPADE pair, docs/depth.md):
+models depth (labels -> depth float32 metres) and render_from_depth (labels + depth -> photo), and the
+ensembles label2depth (label PNG -> 16-bit depth PNG in millimetres), label2depth2photo (label PNG ->
+photo PNG and the depth PNG it used) and depth2photo (label PNG + your own depth PNG/.npy -> photo).
 
 Targets: cpu (onnxruntime inside Triton's python backend: the server bundled with nvidia-pytriton),
 gpu-onnx (onnxruntime_onnx models, CUDA EP; --onnx-accelerator tensorrt adds the TensorRT EP in FP16),
@@ -45,6 +48,8 @@ examples:
   cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out review/
   cityserve repo build --target cpu --cpu-engine openvino --model models/demo/spade-demo.card.json --out repo-ov/
   cityserve repo build --target openvino --model models/demo/spade-demo.card.json --configs-only --out review-ov/
+  cityserve repo build --target cpu --depth-aware runs/depth/spade-tiny.card.json \
+      runs/photo-dp/spade-tiny.card.json --out repo-depth/
 """
 
 
@@ -73,9 +78,15 @@ def register(sub, groups) -> None:
         "--model",
         dest="models",
         action="append",
-        required=True,
+        default=[],
         metavar="CARD",
         help="a generator or segmenter (repeat for several)",
+    )
+    p.add_argument(
+        "--depth-aware",
+        nargs=2,
+        metavar=("STAGE1_CARD", "STAGE2_CARD"),
+        help="a depth-aware SPADE pair: the depth card and the photo-from-depth card (docs/depth.md)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the repository directory to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it is an existing cityserve repository")
@@ -173,6 +184,8 @@ def run(args) -> int:
             raise ConfigError(f"--plan {item!r}: expected NAME=PATH (NAME: the card's or the model's name)")
         name, path = item.split("=", 1)
         plans[name] = path
+    if not args.models and not args.depth_aware:
+        raise ConfigError("no model cards given: pass --model CARD (repeat for several) and/or --depth-aware S1 S2")
     overrides = {k: getattr(args, k, None) for k in OPTION_NAMES}
     built = build_repository(
         args.models,
@@ -182,6 +195,7 @@ def run(args) -> int:
         plans=plans,
         overwrite=args.force,
         configs_only=args.configs_only,
+        depth_pair=tuple(args.depth_aware) if args.depth_aware else None,
     )
     print(f"wrote {args.target} repository {built.path}")
     for name, info in sorted(built.models.items()):

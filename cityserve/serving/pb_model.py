@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import depth_values_problem
 from ..errors import LabelError
 from ..labels.labelmap import check_ids
 from .drain import ModelState
@@ -113,6 +114,7 @@ class BatchedPythonModel(PythonModel):
         super().initialize(args)
         self.label_inputs = [n for n in self.params.get("label_inputs", "").split(",") if n]
         self.num_classes = int(self.params.get("num_classes", "0") or 0)
+        self.depth_inputs = [n for n in self.params.get("depth_inputs", "").split(",") if n]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -124,6 +126,10 @@ class BatchedPythonModel(PythonModel):
                 check_ids(feeds[name], self.num_classes)
             except LabelError as e:
                 raise ValueError(f"{name}: {e}") from None
+        for name in self.depth_inputs:
+            problem = depth_values_problem(feeds[name])
+            if problem:
+                raise ValueError(f"{name}: {problem}")
         return feeds
 
     def execute(self, requests: list[Any]) -> list[Any]:

@@ -35,6 +35,7 @@ SERVING_CHOICES: dict[str, tuple[str, ...]] = {
     "cpu_engine": ("auto", "aot", "onnxruntime", "openvino"),
     "cpu_precision": ("auto", "fp32", "bf16"),
     "latent": ("random", "zero"),
+    "pipeline": ("fused", "ensemble"),
 }
 
 
@@ -73,6 +74,10 @@ class ServingOptions:
     # the latent label2photo gives a generator that takes one (VAE style, OASIS noise): "random" (a new
     # photo per request) or "zero" (the mean style: the same label map always gives the same photo)
     latent: str = "random"
+    # cpu target label2photo: "fused" (decode + prepare + render + encode in ONE python model: no hops
+    # between python stubs) or "ensemble" (decode_png -> [prepare_render] -> render -> encode_png); the
+    # gpu and openvino targets always chain an ensemble (their render models run on Triton's own backends)
+    pipeline: str = "fused"
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in SERVING_BOUNDS.items():

@@ -171,20 +171,22 @@ def graph_tensors(onnx_path: Path) -> dict[str, tuple[str, list]]:
 TRITON_OF = {"uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "float32": "TYPE_FP32"}
 
 
-@pytest.mark.parametrize("target", ["gpu-trt", "gpu-onnx", "cpu"])
-def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
+@pytest.mark.parametrize("variant", ["gpu-trt", "gpu-onnx", "cpu", "cpu-ensemble"])
+def test_every_config_parses_and_matches_its_graph(models, tmp_path, variant):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     from cityserve.cli import main
 
-    out = tmp_path / f"repo-{target}"
+    target, fused = variant.removesuffix("-ensemble"), variant == "cpu"
+    out = tmp_path / f"repo-{variant}"
     rc = main(
         [
             "repo",
             "build",
             "--target",
             target,
+            *(["--pipeline", "ensemble"] if variant == "cpu-ensemble" else []),
             "--model",
             str(models["render_onnx"]),
             "--model",
@@ -220,6 +222,8 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         "photo2labels",
         "photo2photo",
     }
+    if fused:  # label2photo is one python model: no decode_png step
+        expected.remove("decode_png")
     assert set(configs) == expected
 
     graphs = {"render": graph_tensors(models["render_onnx"]), "segment": graph_tensors(models["segment_onnx"])}
@@ -247,10 +251,18 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         assert set(cfg.model_warmup[0].inputs) == {t.name for t in cfg.input}
     assert list(configs["render"].input[0].dims) == [1, H, W]
     assert list(configs["render"].output[0].dims) == [H, W, 3]
-    assert configs["decode_png"].parameters["max_pixels"].string_value == "1000000"
+    decoder = configs["label2photo" if fused else "decode_png"]
+    assert decoder.parameters["max_pixels"].string_value == "1000000"
+    if fused:  # the ensemble's contract, batching and instances, the render model's engine
+        cfg = configs["label2photo"]
+        assert cfg.backend == "python" and cfg.max_batch_size == 4
+        io = [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in [*cfg.input, *cfg.output]]
+        assert io == [("LABELS_PNG", "TYPE_STRING", [1]), ("PHOTO_PNG", "TYPE_STRING", [1])]
+        assert list(cfg.dynamic_batching.preferred_batch_size) == [2, 4] and cfg.instance_group[0].count == 2
+        assert cfg.parameters["engine"].string_value == "onnxruntime"  # an exported .onnx: onnxruntime
 
     # ensembles: every step names a model of the repository and only tensors that model has
-    for ens in ("label2photo", "photo2labels", "photo2photo"):
+    for ens in ("photo2labels", "photo2photo") if fused else ("label2photo", "photo2labels", "photo2photo"):
         cfg = configs[ens]
         assert cfg.platform == "ensemble" and cfg.max_batch_size == 4
         produced = {t.name for t in cfg.input}

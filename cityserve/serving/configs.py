@@ -13,7 +13,8 @@ Roles (each function returns a ``Spec``: the message and its header):
   ``onnxruntime_python``, ``aot_python`` or ``openvino_python`` (python backend);
 * ``decode_labels`` (label PNG -> ids), ``decode_photo`` (photo PNG/JPEG -> RGB);
 * ``encode_image`` (RGB -> PNG), ``encode_labels`` (ids -> id PNG + color PNG);
-* ``prepare_render`` (ids -> the render graph's labels / instances / z).
+* ``prepare_render`` (ids -> the render graph's labels / instances / z);
+* ``label2photo_fused`` (cpu target: label PNG -> photo PNG in one python model).
 
 Ensembles are built from steps in ``ensembles.py``. Model names are checked by ``check_model_name``.
 """
@@ -307,6 +308,14 @@ def prepare_render(
         cfg,
         [f'"{name}": label ids -> the inputs of render model "{render}":', f"{what}.", source_line("prepare_render")],
     )
+
+
+def label2photo_fused(name: str, opts: ServingOptions, params: Mapping[str, Any], header: list[str]) -> Spec:
+    """The cpu target's fused label2photo: the ensemble's contract (``LABELS_PNG`` -> ``PHOTO_PNG``,
+    BYTES [B, 1]) in one python model that decodes, prepares, renders and encodes."""
+    ins, outs = [Tensor(contract.LABELS_PNG, "bytes", (1,))], [Tensor(contract.PHOTO_PNG, "bytes", (1,))]
+    cfg = python_model(name, "label2photo_python", ins, outs, opts, {**params, "warmup": bool(opts.warmup)})
+    return Spec(cfg, [*header, source_line("label2photo_python")])
 
 
 # ---- checks -----------------------------------------------------------------------------------

@@ -19,6 +19,11 @@ from .errors import ConfigError
 DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_MAX_PIXELS = 4096 * 4096  # 16.7 Mpx: a 2048x1024 Cityscapes frame is 2.1 Mpx
 DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_QUEUE_DELAY_US = 2000
+# The fused label2photo dispatches at once: its engine is compute-bound on the cores it has (a batch
+# costs about its size in single images, benchmarks/results/cpu-amd-epyc-2c/*-triton-overhead.md), so
+# waiting for company only adds latency at low load, and under load the queue fills while it executes.
+FUSED_QUEUE_DELAY_US = 0
 
 # Bounds of the integer options: (smallest, largest). Beyond them a value is a mistake or an attack.
 SERVING_BOUNDS: dict[str, tuple[int, int]] = {
@@ -55,7 +60,9 @@ class ServingOptions:
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     preferred_batch_sizes: Optional[list[int]] = None  # None: powers of two from 2 up to max_batch_size
-    max_queue_delay_us: int = 2000
+    # None: the model's own default, DEFAULT_QUEUE_DELAY_US for the ensembles' models, FUSED_QUEUE_DELAY_US
+    # for the cpu target's fused label2photo
+    max_queue_delay_us: Optional[int] = None
     instances: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS  # PNGs with more pixels are refused from their header
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -81,6 +88,8 @@ class ServingOptions:
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in SERVING_BOUNDS.items():
+            if name == "max_queue_delay_us" and self.max_queue_delay_us is None:
+                continue  # the model's own default
             check_int(getattr(self, name), name, lo, hi)
         for name, choices in SERVING_CHOICES.items():
             value = getattr(self, name)
@@ -96,6 +105,10 @@ class ServingOptions:
             self.preferred_batch_sizes = [
                 check_int(s, "a preferred batch size", 1, self.max_batch_size) for s in sizes
             ] or None
+
+    def queue_delay_us(self, default: int = DEFAULT_QUEUE_DELAY_US) -> int:
+        """The dynamic batcher's queue delay: the one asked for, else the model's ``default``."""
+        return default if self.max_queue_delay_us is None else self.max_queue_delay_us
 
     @property
     def preferred(self) -> list[int]:

@@ -97,7 +97,11 @@ def register(sub, groups) -> None:
         metavar="N,N,..",
         help="dynamic batching preferred sizes (default powers of two up to max)",
     )
-    g.add_argument("--max-queue-delay-us", type=int, help="dynamic batching queue delay (default 2000)")
+    g.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        help="dynamic batching queue delay (default 2000; 0 for the cpu target's fused label2photo)",
+    )
     g.add_argument("--instances", type=int, help="model instances per model (default 1)")
     g.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels (default 4096*4096)")
     g.add_argument("--max-bytes", type=int, help="largest PNG accepted, in bytes (default 64 MiB)")

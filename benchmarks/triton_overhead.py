@@ -234,7 +234,15 @@ def versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("torch", "openvino", "onnxruntime", "numpy", "tritonclient", "nvidia-pytriton", "opencv-python-headless"):
+    for pkg in (
+        "torch",
+        "openvino",
+        "onnxruntime",
+        "numpy",
+        "tritonclient",
+        "nvidia-pytriton",
+        "opencv-python-headless",
+    ):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -324,13 +332,20 @@ def markdown(doc: dict) -> str:
             f"{r.get('perf_analyzer_c16_throughput_x_engine_best', '-')} |"
         )
     lines += ["", "Server statistics of label2photo over the whole run (Triton's statistics API):", ""]
-    lines += ["| pipeline | requests | executions | queue ms (mean) | compute ms (mean) |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "| pipeline | requests | executions | queue ms (mean) | compute ms (mean) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, t in doc["pipelines"].items():
         s = t["server_label2photo"]
         lines.append(
             f"| {name} | {s['requests']} | {s['executions']} | {s['queue_ms_mean']} | {s['compute_ms_mean']} |"
         )
-    lines += ["", "Batching of the fused model (from its config): " + json.dumps(doc["pipelines"].get("fused", {}).get("batching", {}))]
+    lines += [
+        "",
+        "Batching of the fused model (from its config): "
+        + json.dumps(doc["pipelines"].get("fused", {}).get("batching", {})),
+    ]
     if doc.get("notes"):
         lines += ["", *[f"- {n}" for n in doc["notes"]]]
     return "\n".join(lines) + "\n"

@@ -48,17 +48,29 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving-models")
     card = tiny_spade_card(root / "gen")
     render_onnx = export_onnx(card, root / "gen" / "exported")
+    # the same weights again, served as the label2photo_ens ensemble beside the fused label2photo
+    ensemble_card = tiny_spade_card(root / "gen-ens", name="ens", serving={"pipeline": "ensemble"})
+    ensemble_onnx = export_onnx(ensemble_card, root / "gen-ens" / "exported")
     segment_onnx = tiny_segmenter_onnx(root / "seg")
-    return {"card": card, "render_onnx": render_onnx, "segment_onnx": segment_onnx, "root": root}
+    return {
+        "card": card,
+        "render_onnx": render_onnx,
+        "ensemble_onnx": ensemble_onnx,
+        "segment_onnx": segment_onnx,
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
 def cpu_repo(models):
+    """The cpu target: the first generator's label2photo fused (the default), the second's (same
+    weights, ``pipeline: ensemble`` in its card) the ensemble decode_png_ens -> prepare_render_ens ->
+    render_ens -> encode_png."""
     from cityserve.serving.repo import build_repository
 
     out = models["root"] / "repo-cpu"
     return build_repository(
-        [models["render_onnx"], models["segment_onnx"]],
+        [models["render_onnx"], models["ensemble_onnx"], models["segment_onnx"]],
         "cpu",
         out,
         overrides={"intra_op_threads": 1, "max_queue_delay_us": 5000},
@@ -469,6 +481,32 @@ def test_label2photo_matches_the_local_engine(client, local_renderer):
         want = local_renderer.render(b)[0]
         assert_photo_close(decode_rgb_png(p), want)
         assert_photo_close(r, want)
+
+
+def test_fused_label2photo_gives_the_ensembles_photo(client):
+    """The cpu target's fused label2photo (one python model) and the ensemble of the same weights give
+    the same photo, bit for bit (the same engine on the same graph, lossless PNG); a bad PNG is
+    INVALID_ARGUMENT from both, with the same one-line problem, and the next request is served."""
+    from cityserve.client import ServerError
+    from cityserve.serving.codec import decode_rgb_png
+
+    assert client.model_config("label2photo")["backend"] == "python"
+    assert client.model_config("label2photo_ens")["platform"] == "ensemble"
+    pngs = [png_bytes(block_labels(s)) for s in (21, 22, 23)]
+    fused = client.label2photo(pngs)  # one batched request
+    ensemble = client.label2photo(pngs, model="label2photo_ens")
+    raw = client.render(np.stack([block_labels(s) for s in (21, 22, 23)]))
+    for f, e, r in zip(fused, ensemble, raw):
+        assert np.array_equal(decode_rgb_png(f), decode_rgb_png(e)) and np.array_equal(decode_rgb_png(f), r)
+    messages = []
+    for model in ("label2photo", "label2photo_ens"):
+        with pytest.raises(ServerError) as info:
+            client.label2photo([pngs[0], b"\x89PNG\r\n\x1a\n" + b"garbage" * 10], model=model)
+        assert info.value.status == "INVALID_ARGUMENT"
+        messages.append(str(info.value))
+        assert np.array_equal(decode_rgb_png(client.label2photo(pngs[1], model=model)), decode_rgb_png(fused[1]))
+    problem = [m[m.index("(batch item 1 of 2)") :] for m in messages]
+    assert problem[0] == problem[1] and "malformed PNG" in problem[0], messages
 
 
 def test_photo2labels_and_photo2photo_match_the_local_engines(client, local_renderer):

@@ -32,7 +32,9 @@ class TritonPythonModel(PythonModel):
         if self.mode == "labels":
             self.decoder = label_png_decoder(self)
         elif self.mode == "photo":
-            self.decoder = codec.PhotoDecoder(int(self.params["height"]), int(self.params["width"]), **decoder_limits(self))
+            self.decoder = codec.PhotoDecoder(
+                int(self.params["height"]), int(self.params["width"]), **decoder_limits(self)
+            )
         else:
             raise ValueError(f"{self.name}: unknown mode {self.mode!r} (labels | photo)")
 

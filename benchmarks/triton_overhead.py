@@ -115,7 +115,7 @@ def engine_alone(repo: Path, card, engine: str, pngs: list[bytes], batches: list
     rows = []
     for b in batches:
         items = [pngs[i % len(pngs)] for i in range(b)]
-        calls = max(2, (repeats * 2) // b)
+        calls = max(3, repeats // b)
         times = []
         for _ in range(calls):
             t = time.perf_counter()

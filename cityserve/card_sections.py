@@ -20,9 +20,9 @@ DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_MAX_PIXELS = 4096 * 4096  # 16.7 Mpx: a 2048x1024 Cityscapes frame is 2.1 Mpx
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_QUEUE_DELAY_US = 2000
-# The fused label2photo dispatches at once: its engine is compute-bound on the cores it has (a batch
-# costs about its size in single images, benchmarks/results/cpu-amd-epyc-2c/*-triton-overhead.md), so
-# waiting for company only adds latency at low load, and under load the queue fills while it executes.
+# The fused label2photo dispatches at once: it is one instance on every core, so under load the
+# requests that arrive while it runs are already queued and batch together without waiting, and at low
+# load a delay only adds latency (at concurrency 1, all of it: benchmarks/triton_overhead.py).
 FUSED_QUEUE_DELAY_US = 0
 
 # Bounds of the integer options: (smallest, largest). Beyond them a value is a mistake or an attack.

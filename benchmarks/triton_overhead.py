@@ -1,24 +1,25 @@
 """What Triton costs on top of the engine: the shipped demo model's label2photo, fused and as an ensemble.
 
-    python benchmarks/triton_overhead.py                       # ~4 min on 2 cores
-    python benchmarks/triton_overhead.py --pipelines fused --no-perf-analyzer --requests 20
+    python benchmarks/triton_overhead.py                       # ~3-4 min on 2 cores
+    python benchmarks/triton_overhead.py --pipelines fused --no-perf-analyzer --rounds 1 --requests 10
 
 In one run, on one cpu-target repository build per pipeline (the same exported graph, the engine the
-cpu target picks, ``--cpu-engine auto``: OpenVINO BF16 on a CPU with AVX-512 BF16):
+cpu target picks, ``--cpu-engine auto``: OpenVINO BF16 on a CPU with AVX-512 BF16), with a
+``cityserve serve`` (a real tritonserver) per pipeline up at once, in ``--rounds`` interleaved rounds
+(so that a shared machine's changing load falls on every part alike), each round measuring in turn:
 
 1. the engine alone, in this process: the render model's own engine loaded from the repository's
    files with the render model's own parameters (``graph_runners.graph_runner``, all cores), and per
    image the server's own PNG decode (``codec.LabelPngDecoder``), prepare (``codec.RenderInputs``) and
-   encode (``codec.encode_rgb_png``): batch 1 latency (median), and images/s at batch 1/2/4/8 (best);
-2. ``cityserve serve`` (a real tritonserver) per pipeline, ``label2photo`` through the project's client
-   (``cityserve.client.CityserveClient``): concurrency 1 (median latency) and 16 (images/s, p50), and
-   the server's per-request queue and compute times for label2photo (Triton's statistics);
-3. perf_analyzer (``make perf-analyzer``) on label2photo, concurrency 1 and 16, per pipeline.
+   encode (``codec.encode_rgb_png``): batch 1 latency, then images/s at batch 1/2/4/8;
+2. each pipeline's ``label2photo`` through the project's client (``cityserve.client.CityserveClient``)
+   at concurrency 1 (latency) and 16 (images/s).
 
-Ratios against the issue's goals (#16 point 4): Triton c=1 latency / engine batch-1 latency (goal <=
-1.15) and Triton c=16 images/s / the engine's best batched images/s (goal >= 0.8). The machine is
-shared: the 1-minute load average is recorded before and after each part. Writes
-``benchmarks/results/<device>/<date>-triton-overhead.{json,md}``.
+Then perf_analyzer (``make perf-analyzer``) on each label2photo, concurrency 1 and 16, and the
+server's per-request queue and compute times (Triton's statistics). Ratios against the issue's goals
+(#16 point 4): Triton c=1 median latency / the engine's batch-1 median (goal <= 1.15) and Triton c=16
+images/s / the engine's best batched images/s (goal >= 0.8). The 1-minute load average is recorded
+after each round. Writes ``benchmarks/results/<device>/<date>-triton-overhead.{json,md}``.
 """
 
 from __future__ import annotations
@@ -77,103 +78,114 @@ def model_view(repo: Path, name: str):
     )
 
 
-def engine_alone(repo: Path, card, engine: str, pngs: list[bytes], batches: list[int], repeats: int) -> dict:
+class EngineAlone:
     """The render model's engine (``engine``, from the manifest) in this process, loaded from the render
-    model's files with its parameters, with the server's decode / prepare / encode."""
-    from cityserve.models.registry import render_io
-    from cityserve.serving import codec
-    from cityserve.serving.graph_runners import graph_runner
+    model's files with its parameters, with the server's decode / prepare / encode around it."""
 
-    io = render_io(card)
-    view = model_view(repo, "render")
-    run, engine = graph_runner(engine, view, ["image"])
-    decoder = codec.LabelPngDecoder(card.label_set, card.height, card.width, io.num_classes)
-    prepare = codec.RenderInputs(
-        card.height, card.width, io.num_classes, use_instance=io.use_instance, z_dim=io.z_dim
-    ).prepare
+    def __init__(self, repo: Path, card, engine: str, pngs: list[bytes], batches: list[int]):
+        from cityserve.models.registry import render_io
+        from cityserve.serving import codec
+        from cityserve.serving.graph_runners import graph_runner
 
-    def once(items: list[bytes]) -> list[bytes]:
-        prepared = [prepare(decoder.decode(p)) for p in items]
-        feeds = {k: np.stack([p[k] for p in prepared]) for k in prepared[0]}
-        return [codec.encode_rgb_png(img, 1) for img in run(feeds)[0]]
+        io = render_io(card)
+        self.view = model_view(repo, "render")
+        self.run, self.engine = graph_runner(engine, self.view, ["image"])
+        self.decoder = codec.LabelPngDecoder(card.label_set, card.height, card.width, io.num_classes)
+        self.prepare = codec.RenderInputs(
+            card.height, card.width, io.num_classes, use_instance=io.use_instance, z_dim=io.z_dim
+        ).prepare
+        self.encode = codec.encode_rgb_png
+        self.pngs = pngs
+        for b in sorted(set(batches) | {1}):  # warm-up: OpenVINO compiles per batch shape
+            self.once(self.items(b))
 
-    def render_only(items: list[bytes]) -> None:
-        prepared = [prepare(decoder.decode(p)) for p in items]
+    def items(self, n: int, start: int = 0) -> list[bytes]:
+        return [self.pngs[(start + i) % len(self.pngs)] for i in range(n)]
+
+    def once(self, items: list[bytes]) -> float:
+        """Decode, prepare, render and encode ``items`` as one batch; returns the render call's seconds."""
+        prepared = [self.prepare(self.decoder.decode(p)) for p in items]
         feeds = {k: np.stack([p[k] for p in prepared]) for k in prepared[0]}
         t = time.perf_counter()
-        run(feeds)
-        return time.perf_counter() - t
+        images = self.run(feeds)[0]
+        render_s = time.perf_counter() - t
+        [self.encode(img, 1) for img in images]
+        return render_s
 
-    for b in sorted(set(batches) | {1}):  # warm-up: OpenVINO compiles per batch shape
-        once(pngs[:b] * (b // len(pngs[:b])))
-    lat, render_lat = [], []
-    for i in range(repeats):
-        t = time.perf_counter()
-        once([pngs[i % len(pngs)]])
-        lat.append(time.perf_counter() - t)
-        render_lat.append(render_only([pngs[i % len(pngs)]]))
-    rows = []
-    for b in batches:
-        items = [pngs[i % len(pngs)] for i in range(b)]
-        calls = max(3, repeats // b)
-        times = []
-        for _ in range(calls):
+    def timed(self, batch: int, calls: int) -> list[tuple[float, float]]:
+        """(whole request, render call) seconds of ``calls`` batches of ``batch``."""
+        out = []
+        for i in range(calls):
             t = time.perf_counter()
-            once(items)
-            times.append(time.perf_counter() - t)
-        med = statistics.median(times)
-        rows.append({"batch": b, "calls": calls, "s_per_call_median": round(med, 4), "images_per_s": round(b / med, 2)})
+            render_s = self.once(self.items(batch, i))
+            out.append((time.perf_counter() - t, render_s))
+        return out
+
+
+def engine_summary(engine: EngineAlone, batch1: list[tuple[float, float]], batched: dict[int, list]) -> dict:
+    lat = [t for t, _ in batch1]
+    rows = []
+    for b, times in batched.items():
+        whole = [t for t, _ in times]
+        rows.append(
+            {
+                "batch": b,
+                "calls": len(whole),
+                "s_per_call_median": round(statistics.median(whole), 4),
+                "images_per_s": round(b * len(whole) / sum(whole), 2),  # all calls of all rounds
+            }
+        )
     best = max(rows, key=lambda r: r["images_per_s"])
     return {
-        "engine": engine,
-        "threads": view.params.get("intra_op_threads", "0") + " (0: every core this process may use)",
+        "engine": engine.engine,
+        "threads": engine.view.params.get("intra_op_threads", "0") + " (0: every core this process may use)",
         "batch1_ms_median": round(statistics.median(lat) * 1e3, 2),
         "batch1_ms_p90": round(float(np.percentile(lat, 90)) * 1e3, 2),
-        "batch1_render_only_ms_median": round(statistics.median(render_lat) * 1e3, 2),
-        "repeats": repeats,
+        "batch1_render_only_ms_median": round(statistics.median([r for _, r in batch1]) * 1e3, 2),
+        "repeats": len(lat),
         "batches": rows,
         "best_images_per_s": best["images_per_s"],
         "best_batch": best["batch"],
     }
 
 
-def client_load(url: str, pngs: list[bytes], concurrency: int, requests: int) -> dict:
+def client_load(client, pngs: list[bytes], concurrency: int, requests: int, want: tuple[int, int]) -> dict:
     """``requests`` label2photo calls, ``concurrency`` threads each sending one after another through
-    one shared ``CityserveClient``; every answer must be a PNG of the right size."""
-    from cityserve.client import CityserveClient
+    one shared ``CityserveClient``; every answer must be a PNG of size ``want``. Raw latencies."""
     from cityserve.serving.codec import png_header
 
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     per = max(1, requests // concurrency)
-    with CityserveClient(url, timeout=300) as client:
-        want = png_header(client.label2photo(pngs[0]))  # warm: one answer, its size to check the rest against
-        for p in pngs[: min(4, len(pngs))]:
-            client.label2photo(p)
 
-        def worker(k: int) -> None:
-            for j in range(per):
-                t = time.perf_counter()
-                try:
-                    out = client.label2photo(pngs[(k * per + j) % len(pngs)])
-                    ok = (png_header(out).height, png_header(out).width) == (want.height, want.width)
-                except Exception as e:  # recorded, not raised: one failure must not hide the sweep
-                    with lock:
-                        errors.append(str(e)[:200])
-                    continue
+    def worker(k: int) -> None:
+        for j in range(per):
+            t = time.perf_counter()
+            try:
+                header = png_header(client.label2photo(pngs[(k * per + j) % len(pngs)]))
+            except Exception as e:  # recorded, not raised: one failure must not hide the sweep
                 with lock:
-                    lat.append(time.perf_counter() - t)
-                    if not ok:
-                        errors.append("answer of the wrong size")
+                    errors.append(str(e)[:200])
+                continue
+            with lock:
+                lat.append(time.perf_counter() - t)
+                if (header.height, header.width) != want:
+                    errors.append("answer of the wrong size")
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
-        t0 = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - t0
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return {"lat": lat, "errors": errors, "wall": time.perf_counter() - t0}
+
+
+def client_summary(concurrency: int, chunks: list[dict]) -> dict:
+    lat = [x for c in chunks for x in c["lat"]]
+    errors = [e for c in chunks for e in c["errors"]]
+    wall = sum(c["wall"] for c in chunks)
     ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
     return {
         "concurrency": concurrency,
@@ -346,9 +358,30 @@ def markdown(doc: dict) -> str:
         "Batching of the fused model (from its config): "
         + json.dumps(doc["pipelines"].get("fused", {}).get("batching", {})),
     ]
-    if doc.get("notes"):
-        lines += ["", *[f"- {n}" for n in doc["notes"]]]
+    notes = [*doc.get("notes", []), *outlier_notes(doc)]
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
+
+
+def outlier_notes(doc: dict) -> list[str]:
+    """Where a pipeline's tail at concurrency 1 is far from its median (p99 over 3x p50): say so."""
+    notes = []
+    for name, t in doc["pipelines"].items():
+        rows = [
+            ("client", r["latency_ms"]["p50"], r["latency_ms"]["p99"]) for r in t["client"] if r["concurrency"] == 1
+        ]
+        if t["perf_analyzer"].get("status") == "ok":
+            rows += [
+                ("perf_analyzer", r["p50_ms"], r["p99_ms"]) for r in t["perf_analyzer"]["rows"] if r["concurrency"] == 1
+            ]
+        for tool, p50, p99 in rows:
+            if p99 > 3 * p50:
+                notes.append(
+                    f"{name}, {tool}, concurrency 1: p99 {p99:.0f} ms against p50 {p50:.0f} ms: a few requests took "
+                    "far longer (the ratios use medians)."
+                )
+    return notes
 
 
 def batching_of(repo: Path) -> dict:
@@ -371,19 +404,27 @@ def main(argv=None) -> int:
     p.add_argument("--pipelines", default=",".join(PIPELINES), help="comma-separated, of fused, ensemble")
     p.add_argument("--cpu-engine", default="auto", help="the repositories' --cpu-engine (default auto)")
     p.add_argument("--batches", default="1,2,4,8", help="engine-alone batch sizes (default 1,2,4,8)")
-    p.add_argument("--repeats", type=int, default=30, help="engine-alone batch-1 requests (default 30)")
-    p.add_argument("--requests", type=int, default=40, help="client requests at concurrency 1 (default 40)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds: engine, each pipeline (default 3)")
+    p.add_argument("--repeats", type=int, default=30, help="engine-alone batch-1 requests, all rounds (default 30)")
+    p.add_argument("--requests", type=int, default=45, help="client requests at concurrency 1, all rounds (default 45)")
     p.add_argument("--concurrency", type=int, default=16, help="the loaded point (default 16)")
-    p.add_argument("--loaded-requests", type=int, default=160, help="client requests at --concurrency (default 160)")
+    p.add_argument(
+        "--loaded-requests", type=int, default=192, help="client requests at --concurrency, all rounds (default 192)"
+    )
     p.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer measurement window (default 3000)")
     p.add_argument("--no-perf-analyzer", action="store_true", help="skip perf_analyzer")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the file name")
+    p.add_argument("--report", type=Path, metavar="JSON", help="only rewrite the .md of this result file")
     args = p.parse_args(argv)
+    if args.report:
+        args.report.with_suffix(".md").write_text(markdown(json.loads(args.report.read_text())))
+        return 0
 
     from cityserve.bench.devices import describe, device_label
     from cityserve.bench.serve_process import ServeProcess
     from cityserve.cards import load_card
+    from cityserve.client import CityserveClient
     from cityserve.export.onnx_export import export_onnx
     from cityserve.models.registry import render_io
     from cityserve.serving.repo import build_repository
@@ -415,30 +456,59 @@ def main(argv=None) -> int:
         first = repos[pipelines[0]]
         render_engine = json.loads((first / "cityserve_repo.json").read_text())["models"]["render"]["engine"]
         batches = [int(b) for b in args.batches.split(",")]
-        doc["engine_alone"] = engine_alone(first, card, render_engine, pngs, batches, args.repeats)
-        loads["after_engine"] = load()
-        print(f"engine alone: {json.dumps(doc['engine_alone'])}", flush=True)
-        for name in pipelines:
-            server = ServeProcess(repos[name]).start(timeout=300)
-            try:
-                t = {"batching": batching_of(repos[name]), "client": []}
-                t["client"].append(client_load(server.grpc_url, pngs, 1, args.requests))
-                t["client"].append(client_load(server.grpc_url, pngs, args.concurrency, args.loaded_requests))
-                loads[f"after_{name}_client"] = load()
+        servers = {}
+        try:
+            for name in pipelines:  # both up at once, so that every round measures each in turn
+                servers[name] = ServeProcess(repos[name]).start(timeout=300)
+            clients = {name: CityserveClient(servers[name].grpc_url, timeout=300) for name in pipelines}
+            engine = EngineAlone(first, card, render_engine, pngs, batches)
+            want = (card.height, card.width)
+            for client in clients.values():  # warm-up
+                for p in pngs[:4]:
+                    client.label2photo(p)
+            print(f"servers up ({time.perf_counter() - t_start:.0f} s)", flush=True)
+            batch1, batched = [], {b: [] for b in batches}
+            c1 = {name: [] for name in pipelines}
+            loaded = {name: [] for name in pipelines}
+            per_round = max(1, args.requests // args.rounds)
+            for r in range(args.rounds):
+                batch1 += engine.timed(1, max(1, args.repeats // args.rounds))
+                for name in pipelines:
+                    c1[name].append(client_load(clients[name], pngs, 1, per_round, want))
+                for b in batches:
+                    batched[b] += engine.timed(b, max(2, args.repeats // args.rounds // b))
+                for name in pipelines:
+                    n = max(args.concurrency, args.loaded_requests // args.rounds)
+                    loaded[name].append(client_load(clients[name], pngs, args.concurrency, n, want))
+                loads[f"after_round_{r + 1}"] = load()
+                print(f"round {r + 1}/{args.rounds} ({time.perf_counter() - t_start:.0f} s)", flush=True)
+            doc["engine_alone"] = engine_summary(engine, batch1, batched)
+            for name in pipelines:
+                t = {
+                    "batching": batching_of(repos[name]),
+                    "client": [client_summary(1, c1[name]), client_summary(args.concurrency, loaded[name])],
+                }
                 t["perf_analyzer"] = (
                     {"status": "not measured", "reason": "--no-perf-analyzer"}
                     if args.no_perf_analyzer
                     else perf_analyzer(
-                        server.grpc_url, pngs[0], work, f"1:{args.concurrency}:{args.concurrency - 1}", args.window_ms
+                        servers[name].grpc_url,
+                        pngs[0],
+                        work,
+                        f"1:{args.concurrency}:{args.concurrency - 1}",
+                        args.window_ms,
                     )
                 )
-                t["server_label2photo"] = server_stats(server.grpc_url, "label2photo")
+                t["server_label2photo"] = server_stats(servers[name].grpc_url, "label2photo")
                 t["ratios"] = ratios(doc["engine_alone"], t)
-                loads[f"after_{name}"] = load()
-            finally:
+                loads[f"after_{name}_perf_analyzer"] = load()
+                doc["pipelines"][name] = t
+                print(f"{name}: {json.dumps(t['ratios'])} ({time.perf_counter() - t_start:.0f} s)", flush=True)
+            for client in clients.values():
+                client.close()
+        finally:
+            for server in servers.values():
                 server.terminate()
-            doc["pipelines"][name] = t
-            print(f"{name}: {json.dumps(t['ratios'])} ({time.perf_counter() - t_start:.0f} s)", flush=True)
     doc["load_average_1min"] = loads
     doc["wall_s"] = round(time.perf_counter() - t_start, 1)
     if render_io(card).z_dim:

@@ -390,12 +390,19 @@ def batching_of(repo: Path) -> dict:
     cfg = parse_config((repo / "label2photo" / "config.pbtxt").read_text())
     if cfg.platform == "ensemble":
         return {"ensemble": True}
+    if not cfg.HasField("dynamic_batching"):
+        return {"max_batch_size": cfg.max_batch_size, "dynamic_batching": False, "instances": _instances(cfg)}
     return {
         "max_batch_size": cfg.max_batch_size,
+        "dynamic_batching": True,
         "preferred_batch_size": list(cfg.dynamic_batching.preferred_batch_size),
         "max_queue_delay_us": cfg.dynamic_batching.max_queue_delay_microseconds,
-        "instances": sum(g.count for g in cfg.instance_group),
+        "instances": _instances(cfg),
     }
+
+
+def _instances(cfg) -> int:
+    return sum(g.count for g in cfg.instance_group)
 
 
 def main(argv=None) -> int:

@@ -20,10 +20,12 @@ DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_MAX_PIXELS = 4096 * 4096  # 16.7 Mpx: a 2048x1024 Cityscapes frame is 2.1 Mpx
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_QUEUE_DELAY_US = 2000
-# The fused label2photo dispatches at once: it is one instance on every core, so under load the
-# requests that arrive while it runs are already queued and batch together without waiting, and at low
-# load a delay only adds latency (at concurrency 1, all of it: benchmarks/triton_overhead.py).
-FUSED_QUEUE_DELAY_US = 0
+# The fused label2photo gets no dynamic batching unless a queue delay is asked for: on 2 cores its
+# engine is no faster per image at batch 2-8 than at batch 1, and with Triton's dynamic batcher in
+# front of it single requests at times waited ~500 ms in the queue (perf_analyzer at concurrency 1, p99
+# against median: 578 / 76 ms with it, 91 / 76 ms without; benchmarks/results/cpu-amd-epyc-2c/
+# 2026-12-04-triton-overhead-batched.md and 2026-12-04-triton-overhead.md).
+FUSED_QUEUE_DELAY_US = None
 
 # Bounds of the integer options: (smallest, largest). Beyond them a value is a mistake or an attack.
 SERVING_BOUNDS: dict[str, tuple[int, int]] = {
@@ -60,8 +62,8 @@ class ServingOptions:
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     preferred_batch_sizes: Optional[list[int]] = None  # None: powers of two from 2 up to max_batch_size
-    # None: the model's own default, DEFAULT_QUEUE_DELAY_US for the ensembles' models, FUSED_QUEUE_DELAY_US
-    # for the cpu target's fused label2photo
+    # None: the model's own default, DEFAULT_QUEUE_DELAY_US for the ensembles' models, no dynamic
+    # batching for the cpu target's fused label2photo (FUSED_QUEUE_DELAY_US)
     max_queue_delay_us: Optional[int] = None
     instances: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS  # PNGs with more pixels are refused from their header
@@ -106,8 +108,9 @@ class ServingOptions:
                 check_int(s, "a preferred batch size", 1, self.max_batch_size) for s in sizes
             ] or None
 
-    def queue_delay_us(self, default: int = DEFAULT_QUEUE_DELAY_US) -> int:
-        """The dynamic batcher's queue delay: the one asked for, else the model's ``default``."""
+    def queue_delay_us(self, default: Optional[int] = DEFAULT_QUEUE_DELAY_US) -> Optional[int]:
+        """The dynamic batcher's queue delay: the one asked for, else the model's ``default`` (None: no
+        dynamic batching)."""
         return default if self.max_queue_delay_us is None else self.max_queue_delay_us
 
     @property

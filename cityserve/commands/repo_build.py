@@ -100,7 +100,8 @@ def register(sub, groups) -> None:
     g.add_argument(
         "--max-queue-delay-us",
         type=int,
-        help="dynamic batching queue delay (default 2000; 0 for the cpu target's fused label2photo)",
+        help="dynamic batching queue delay (default 2000; the cpu target's fused label2photo: no dynamic "
+        "batching unless this is given)",
     )
     g.add_argument("--instances", type=int, help="model instances per model (default 1)")
     g.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels (default 4096*4096)")

@@ -25,7 +25,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -141,9 +141,11 @@ def new_config(
     return cfg
 
 
-def set_batching(cfg: mc.ModelConfig, opts: ServingOptions, delay_us: int = DEFAULT_QUEUE_DELAY_US) -> None:
+def set_batching(cfg: mc.ModelConfig, opts: ServingOptions, delay_us: Optional[int] = DEFAULT_QUEUE_DELAY_US) -> None:
     """Dynamic batching with the preferred sizes and queue delay (``delay_us`` unless the options name
-    one); clients may set per-request timeouts."""
+    one; None: no dynamic batching, requests run as they come); clients may set per-request timeouts."""
+    if opts.queue_delay_us(delay_us) is None:
+        return
     batching = cfg.dynamic_batching
     batching.preferred_batch_size.extend(s for s in opts.preferred if s <= opts.max_batch_size)
     batching.max_queue_delay_microseconds = int(opts.queue_delay_us(delay_us))
@@ -183,7 +185,7 @@ def python_model(
     outputs: list[Tensor],
     opts: ServingOptions,
     params: Mapping[str, Any],
-    delay_us: int = DEFAULT_QUEUE_DELAY_US,
+    delay_us: Optional[int] = DEFAULT_QUEUE_DELAY_US,
 ) -> mc.ModelConfig:
     """A python-backend model on CPU instances with dynamic batching (``folder``: its model.py's)."""
     cfg = new_config(name, opts.max_batch_size, inputs, outputs, backend="python")

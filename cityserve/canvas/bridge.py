@@ -2,7 +2,7 @@
 cityserve's own gRPC client.
 
 What the page needs to know of the model (its size, label set, limits) is read from the server
-(the parameters of the ensemble's ``decode_png`` step), so the palette and the checks follow whatever
+(the parameters of the ensemble's ``decode_png`` step, or of the fused ``label2photo`` model), so the palette and the checks follow whatever
 the repository serves. Every label map is checked here with the same decoder the server runs
 (``codec.LabelPngDecoder``), so bad input costs no round trip and gets the same one-line message.
 A lost server is ``ServerUnavailable``; nothing is cached that a restarted server would change.
@@ -145,8 +145,11 @@ class TritonBridge:
 
     def _read_info(self, model: str) -> ModelInfo:
         suffix = model[len(ENSEMBLE) :]
-        self.client.model_config(model)  # the ensemble itself must be served
-        decode, render = f"decode_png{suffix}", f"render{suffix}"
+        config = self.client.model_config(model)  # the label2photo model itself must be served
+        render = f"render{suffix}"
+        # an ensemble's decode step holds the decoder's parameters; the cpu target's fused label2photo
+        # (one python model: decode + render + encode) holds the same parameters itself
+        decode = f"decode_png{suffix}" if config.get("platform") == "ensemble" else model
         p = self.client.parameters(decode)
         name = p.get("label_set", "")
         label_set = self.label_set

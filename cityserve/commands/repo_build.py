@@ -12,7 +12,10 @@ Write a Triton model repository for one target from the given model cards: a con
 cityserve/serving/triton_models/. triton_models/examples/ holds what it writes for the demo models.
 
 Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
-decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment
+and label2photo (label PNG bytes -> photo PNG bytes): on the cpu target by default ONE python model
+that decodes, renders and encodes (--pipeline fused: no python round trips between steps), elsewhere
+(and with --pipeline ensemble) an ensemble of decode_png -> [prepare_render] -> render -> encode_png.
+Per segmenter: a segment
 model and the photo2labels ensemble (photo PNG -> label PNG). With both: photo2photo (a street photo ->
 its labels -> a re-rendered photo). The first generator/segmenter gets these plain names, later ones
 get _<card name> appended. With --depth-aware STAGE1 STAGE2 (a depth-aware SPADE pair, docs/depth.md):
@@ -48,8 +51,10 @@ examples:
   cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out review/
   cityserve repo build --target cpu --cpu-engine openvino --model models/demo/spade-demo.card.json --out repo-ov/
   cityserve repo build --target openvino --model models/demo/spade-demo.card.json --configs-only --out review-ov/
-  cityserve repo build --target cpu --depth-aware runs/depth/spade-tiny.card.json \
+  cityserve repo build --target cpu --depth-aware runs/depth/spade-tiny.card.json \\
       runs/photo-dp/spade-tiny.card.json --out repo-depth/
+  cityserve repo build --target cpu --pipeline ensemble --model models/demo/spade-demo.card.json --configs-only \\
+      --out review-ensemble/
 """
 
 
@@ -103,7 +108,12 @@ def register(sub, groups) -> None:
         metavar="N,N,..",
         help="dynamic batching preferred sizes (default powers of two up to max)",
     )
-    g.add_argument("--max-queue-delay-us", type=int, help="dynamic batching queue delay (default 2000)")
+    g.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        help="dynamic batching queue delay (default 2000; the cpu target's fused label2photo: no dynamic "
+        "batching unless this is given)",
+    )
     g.add_argument("--instances", type=int, help="model instances per model (default 1)")
     g.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels (default 4096*4096)")
     g.add_argument("--max-bytes", type=int, help="largest PNG accepted, in bytes (default 64 MiB)")
@@ -142,6 +152,13 @@ def register(sub, groups) -> None:
         "or zero (the mean style: the same label map always gives the same photo)",
     )
     g.add_argument(
+        "--pipeline",
+        choices=("fused", "ensemble"),
+        help="cpu target label2photo: fused (default: decode + render + encode in ONE python model, no "
+        "python round trips between steps) or ensemble (decode_png -> [prepare_render] -> render -> "
+        "encode_png); the other targets always chain an ensemble",
+    )
+    g.add_argument(
         "--trust-aot",
         action="store_const",
         const=True,
@@ -172,6 +189,7 @@ OPTION_NAMES = (
     "cpu_precision",
     "trust_aot",
     "latent",
+    "pipeline",
 )
 
 

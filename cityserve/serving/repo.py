@@ -11,7 +11,8 @@
 
 Per generator: ``render`` (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 ``decode_png`` (label PNG -> ids), ``prepare_render`` where the graph needs instances or a latent, and
-the ``label2photo`` ensemble. Per segmenter: ``segment``, ``decode_photo``, ``encode_labels`` and the
+the ``label2photo`` ensemble; on ``cpu`` (``pipeline="fused"``, the default) ``label2photo`` is
+instead one python model doing all of it, so no tensor crosses between python stubs. Per segmenter: ``segment``, ``decode_photo``, ``encode_labels`` and the
 ``photo2labels`` ensemble. With both, ``photo2photo``. ``encode_png`` is shared. The first generator /
 segmenter gets the plain names; later ones get ``_<card name>`` appended (a card name that is not a
 usable model name is refused).

@@ -11,10 +11,12 @@ EXTRAS := all,dev
 
 .PHONY: test lint demo install lock clean-venv perf-analyzer bench-quick
 
+# --no-compile: byte-compiling the ~13 000 .py files of torch and the rest took over a minute of a 2-core
+# machine's install; Python compiles what is imported, once, on first use.
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -c $(LOCK) pip >/dev/null
-	$(PY) -m pip install -c $(LOCK) -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --no-compile -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP)

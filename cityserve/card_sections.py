@@ -19,6 +19,13 @@ from .errors import ConfigError
 DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_MAX_PIXELS = 4096 * 4096  # 16.7 Mpx: a 2048x1024 Cityscapes frame is 2.1 Mpx
 DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_QUEUE_DELAY_US = 2000
+# The fused label2photo gets no dynamic batching unless a queue delay is asked for: on 2 cores its
+# engine is no faster per image at batch 2-8 than at batch 1, and with Triton's dynamic batcher in
+# front of it single requests at times waited ~500 ms in the queue (perf_analyzer at concurrency 1, p99
+# against median: 578 / 76 ms with it, 91 / 76 ms without; benchmarks/results/cpu-amd-epyc-2c/
+# 2026-12-04-triton-overhead-batched.md and 2026-12-04-triton-overhead.md).
+FUSED_QUEUE_DELAY_US = None
 
 # Bounds of the integer options: (smallest, largest). Beyond them a value is a mistake or an attack.
 SERVING_BOUNDS: dict[str, tuple[int, int]] = {
@@ -35,6 +42,7 @@ SERVING_CHOICES: dict[str, tuple[str, ...]] = {
     "cpu_engine": ("auto", "aot", "onnxruntime", "openvino"),
     "cpu_precision": ("auto", "fp32", "bf16"),
     "latent": ("random", "zero"),
+    "pipeline": ("fused", "ensemble"),
 }
 
 
@@ -54,7 +62,9 @@ class ServingOptions:
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     preferred_batch_sizes: Optional[list[int]] = None  # None: powers of two from 2 up to max_batch_size
-    max_queue_delay_us: int = 2000
+    # None: the model's own default, DEFAULT_QUEUE_DELAY_US for the ensembles' models, no dynamic
+    # batching for the cpu target's fused label2photo (FUSED_QUEUE_DELAY_US)
+    max_queue_delay_us: Optional[int] = None
     instances: int = 1
     max_pixels: int = DEFAULT_MAX_PIXELS  # PNGs with more pixels are refused from their header
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -73,9 +83,15 @@ class ServingOptions:
     # the latent label2photo gives a generator that takes one (VAE style, OASIS noise): "random" (a new
     # photo per request) or "zero" (the mean style: the same label map always gives the same photo)
     latent: str = "random"
+    # cpu target label2photo: "fused" (decode + prepare + render + encode in ONE python model: no hops
+    # between python stubs) or "ensemble" (decode_png -> [prepare_render] -> render -> encode_png); the
+    # gpu and openvino targets always chain an ensemble (their render models run on Triton's own backends)
+    pipeline: str = "fused"
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in SERVING_BOUNDS.items():
+            if name == "max_queue_delay_us" and self.max_queue_delay_us is None:
+                continue  # the model's own default
             check_int(getattr(self, name), name, lo, hi)
         for name, choices in SERVING_CHOICES.items():
             value = getattr(self, name)
@@ -91,6 +107,11 @@ class ServingOptions:
             self.preferred_batch_sizes = [
                 check_int(s, "a preferred batch size", 1, self.max_batch_size) for s in sizes
             ] or None
+
+    def queue_delay_us(self, default: Optional[int] = DEFAULT_QUEUE_DELAY_US) -> Optional[int]:
+        """The dynamic batcher's queue delay: the one asked for, else the model's ``default`` (None: no
+        dynamic batching)."""
+        return default if self.max_queue_delay_us is None else self.max_queue_delay_us
 
     @property
     def preferred(self) -> list[int]:

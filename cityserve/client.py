@@ -6,6 +6,8 @@
 >>> photos = client.render_many([png1, png2, ...], concurrency=8)          # many requests in flight
 >>> street = client.random_street(7)   # {"LABELS_PNG", "COLOR_PNG", "PHOTO_PNG"}: seed 7's layout + photo
 >>> spread = CityserveClient(["h1:8001", "h2:8001", "h3:8001"])             # balanced, with failover
+>>> photo_png, depth_png = client.label2depth2photo("labels.png")          # a depth-aware pair
+>>> photo_png = client.depth2photo("labels.png", "my_depth.png")           # your own depth (PNG mm / .npy m)
 
 What it adds to tritonclient: label maps as PNG bytes, files or id arrays, photos as PNG bytes or
 arrays; batches in one request or many requests in flight at once (async, ``concurrency`` at a
@@ -125,6 +127,29 @@ class CityserveClient(InferenceClient):
             raise ConfigError(f"a layout seed must be 0..2^63-1, not {seed}")
         out = self.infer(model, {contract.SEED: np.array([[int(seed)]], dtype=np.int64)}, timeout=timeout)
         return {k: bytes(v.reshape(-1)[0]) for k, v in out.items()}
+
+    # ---- depth-aware pairs (docs/depth.md) ----------------------------------------------------
+    def label2depth(self, labels: LabelInput, model: str = "label2depth", timeout: Optional[float] = None) -> bytes:
+        """A label PNG (bytes or path) -> the predicted depth as a 16-bit PNG in millimetres (clipped to
+        1..65535 mm; read it with ``cityserve.data.depth.read_depth`` or OpenCV's IMREAD_UNCHANGED)."""
+        out = self.infer(model, {contract.LABELS_PNG: _bytes_tensor(labels)}, timeout=timeout)
+        return bytes(out[contract.DEPTH_PNG].reshape(-1)[0])
+
+    def label2depth2photo(
+        self, labels: LabelInput, model: str = "label2depth2photo", timeout: Optional[float] = None
+    ) -> tuple[bytes, bytes]:
+        """A label PNG -> (photo PNG, the depth PNG stage 2 was given), both stages on the server."""
+        out = self.infer(model, {contract.LABELS_PNG: _bytes_tensor(labels)}, timeout=timeout)
+        return bytes(out[contract.PHOTO_PNG].reshape(-1)[0]), bytes(out[contract.DEPTH_PNG].reshape(-1)[0])
+
+    def depth2photo(
+        self, labels: LabelInput, depth: LabelInput, model: str = "depth2photo", timeout: Optional[float] = None
+    ) -> bytes:
+        """A label PNG and your own depth map (16-bit PNG in millimetres or ``.npy`` bytes in metres, at
+        the model's size; bytes or a path) -> the photo PNG. A bad depth map is INVALID_ARGUMENT,
+        raised as ``ServerError`` naming the problem."""
+        feeds = {contract.LABELS_PNG: _bytes_tensor(labels), contract.DEPTH_PNG: _bytes_tensor(depth)}
+        return bytes(self.infer(model, feeds, timeout=timeout)[contract.PHOTO_PNG].reshape(-1)[0])
 
     def render_feeds(
         self,

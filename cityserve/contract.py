@@ -37,6 +37,7 @@ SEED = "SEED"  # random_layout / random2photo: int64 [1], the seed that names a 
 TRUNCATION = "TRUNCATION"  # random_layout (optional): float32 [1], truncation psi toward the mean w (0..2)
 LAYOUT_IDS = "LAYOUT_IDS"  # random_layout: the layout's label ids uint8 [1, H, W]
 INSTANCE_IDS = "INSTANCE_IDS"  # random_layout: int32 [1, H, W], thing components as id * 1000 + k
+DEPTH_PNG = "DEPTH_PNG"  # a depth map: 16-bit 1-channel PNG in millimetres (as input also .npy bytes in metres)
 
 BATCH = "batch"  # the dynamic batch axis, as exported graphs name it
 MAX_UINT8_CLASSES = 256  # label maps travel as uint8 while every id fits
@@ -153,4 +154,22 @@ PIPELINES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "photo2labels": ((PHOTO_PNG,), (LABELS_PNG, COLOR_PNG)),
     "photo2photo": ((PHOTO_PNG,), (RENDERED_PNG, LABELS_PNG, COLOR_PNG)),
     "random2photo": ((SEED,), (LABELS_PNG, COLOR_PNG, PHOTO_PNG)),
+    "label2depth": ((LABELS_PNG,), (DEPTH_PNG,)),
+    "label2depth2photo": ((LABELS_PNG,), (PHOTO_PNG, DEPTH_PNG)),
+    "depth2photo": ((LABELS_PNG, DEPTH_PNG), (PHOTO_PNG,)),
 }
+
+# ---- depth maps on the wire -------------------------------------------------------------------------
+DEPTH_PNG_SCALE = 1000.0  # 16-bit depth PNGs hold millimetres (the KITTI / NYU convention)
+DEPTH_PNG_MAX_M = 65535 / DEPTH_PNG_SCALE  # 65.535 m: farther depths (the synthetic sky's 1000 m) clip here
+
+
+def depth_values_problem(depth: np.ndarray) -> str:
+    """What is wrong with a depth map's values ('' when nothing): NaN / inf, zero or negative metres."""
+    bad = ~np.isfinite(depth)
+    if bad.any():
+        return f"depth map has {int(bad.sum())} NaN/inf pixel(s)"
+    nonpos = depth <= 0
+    if nonpos.any():
+        return f"depth map has {int(nonpos.sum())} zero or negative pixel(s) (min {float(depth.min()):.3g})"
+    return ""

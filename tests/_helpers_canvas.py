@@ -101,9 +101,11 @@ class CanvasProcess:
         return self.proc.returncode
 
 
-def http(method: str, url: str, body: bytes | None = None, timeout: float = 30) -> tuple[int, dict, bytes]:
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 30, content_type: str = "image/png"
+) -> tuple[int, dict, bytes]:
     """(status, headers, body) of one request; error statuses are answers too."""
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "image/png"})
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read()

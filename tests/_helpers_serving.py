@@ -31,9 +31,12 @@ SPADE_CONFIG = dict(
 )
 
 
-def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int = 8, **config) -> ModelCard:
+def tiny_spade_card(
+    out_dir: Path, name: str = "tiny-spade", max_batch_size: int = 8, serving: dict | None = None, **config
+) -> ModelCard:
     """A saved SPADE generator card with seeded random weights (64x128, 35 channels + instance edges;
-    ``config`` overrides, e.g. ``noise_dim=4`` for OASIS noise)."""
+    ``config`` overrides, e.g. ``noise_dim=4`` for OASIS noise; ``serving``: more serving options).
+    Every card made with the same ``config`` has the same weights, whatever its name."""
     from cityserve.models.registry import family
 
     fam = family("spade")
@@ -48,7 +51,7 @@ def tiny_spade_card(out_dir: Path, name: str = "tiny-spade", max_batch_size: int
         height=H,
         width=W,
         provenance={"source": "random weights, serving tests"},
-        serving=ServingOptions(max_batch_size=max_batch_size),
+        serving=ServingOptions(max_batch_size=max_batch_size, **(serving or {})),
     )
     return load_card(save_checkpoint(card, model.state_dict(), out_dir, name))
 

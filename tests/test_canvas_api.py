@@ -110,6 +110,52 @@ def test_a_painted_region_changes_the_photo_there(canvas, client):
     assert diff[12:36, 74:116].mean() > 20  # (a random-weight SPADE changes the rest too: its norms are global)
 
 
+RAW = "application/octet-stream"
+
+
+def test_raw_ids_render_as_their_png_does_and_the_answer_says_where_time_went(canvas, client):
+    ids = block_labels(3)
+    code, headers, photo = http("POST", canvas.url + "/render?seed=5", ids.tobytes(), content_type=RAW)
+    assert code == 200 and headers["content-type"] == "image/png"
+    assert np.array_equal(decode(photo), client.render(ids, seed=5)[0])
+    timing = dict(p.strip().split(";dur=") for p in headers["server-timing"].split(","))
+    assert {"read", "check", "triton", "encode", "total"} <= set(timing)
+    assert float(timing["total"]) >= float(timing["triton"]) > 0
+    code, _, unseeded = http("POST", canvas.url + "/render", ids.tobytes(), content_type=RAW)  # a fresh latent
+    assert code == 200 and decode(unseeded).shape == (H, W, 3)
+
+
+def test_jpeg_preview_is_the_same_photo_and_a_bad_format_is_refused(canvas, client):
+    ids = block_labels(4)
+    code, headers, jpeg = http("POST", canvas.url + "/render?seed=3&format=jpeg", ids.tobytes(), content_type=RAW)
+    assert code == 200 and headers["content-type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+    from cityserve.canvas.bridge import encode_rgb_jpeg
+
+    assert jpeg == encode_rgb_jpeg(client.render(ids, seed=3)[0])  # this render, only its encoding lossy
+    code, headers, _ = http("POST", canvas.url + "/render?format=jpeg", color_png(ids))  # the ensemble: a PNG
+    assert code == 200 and headers["content-type"] == "image/png"
+    assert_json_error(
+        http("POST", canvas.url + "/render?seed=3&format=gif", ids.tobytes(), content_type=RAW), 400, "format"
+    )
+
+
+BAD_RAW = {
+    "wrong length": (np.zeros(H * W - 1, np.uint8).tobytes(), 400, [f"{H * W} bytes", f"{H}x{W}"]),
+    "id out of range": (np.full(H * W, 200, np.uint8).tobytes(), 400, ["200"]),
+    "too many bytes": (b"\0" * (LIMITS["max_bytes"] + 10), 413, ["maximum"]),
+    "a PNG sent as raw ids": (lambda: color_png(block_labels(1)), 400, ["bytes"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RAW))
+def test_bad_raw_ids_get_a_one_line_4xx_and_the_next_render_is_served(canvas, case):
+    data, status, words = BAD_RAW[case]
+    data = data() if callable(data) else data
+    assert_json_error(http("POST", canvas.url + "/render?seed=1", data, content_type=RAW), status, *words)
+    code, _, photo = http("POST", canvas.url + "/render?seed=2", block_labels(2).tobytes(), content_type=RAW)
+    assert code == 200 and decode(photo).shape == (H, W, 3)
+
+
 BAD = {
     "not an image": (b"GIF89a not a png at all" * 3, 400, ["not a png"]),
     "truncated": (lambda: color_png(block_labels(1))[:80], 400, []),

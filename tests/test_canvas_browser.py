@@ -4,7 +4,6 @@ Paint two classes, see the photo change where they were painted, undo, upload ba
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,24 +17,16 @@ from cityserve.client import CityserveClient
 from cityserve.labels import get_label_set, read_label_png, resize_nearest
 
 pytestmark = [pytest.mark.triton, pytest.mark.timeout(400)]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CITYSCAPES = get_label_set("cityscapes")
 SCALE = 512 // W  # the page shows the 64x128 map at 4x
 
 
 def _browser_or_skip():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install -y chromium; .ci/run installs it)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra brings it)")
+    from cityserve.canvas.browser import missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
     pytest.importorskip("starlette", reason="starlette is not installed (pip install 'cityserve[canvas]')")
 
 
@@ -57,8 +48,10 @@ def canvas(tmp_path_factory):
 def page(canvas):
     from playwright.sync_api import sync_playwright
 
+    from cityserve.canvas.browser import launch
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch(p)
         pg = browser.new_page(viewport={"width": 1100, "height": 800}, accept_downloads=True)
         pg.set_default_timeout(120_000)  # a busy 2-core machine: waits end on events, not on time
         errors: list[str] = []
@@ -124,7 +117,9 @@ def test_paint_two_classes_see_the_photo_change_there_then_undo(page, canvas):
     assert (labels[14:19, 10:55] == veg).all() and (labels[44:49, 74:119] == car).all()
     assert (labels[28:36, :] == unlabeled).all() and (labels[:, :3] == unlabeled).all()
     assert set(np.unique(labels)) == {unlabeled, veg, car}
-    after = photo(page)
+    after = photo(page)  # the preview on screen is a JPEG; the download is the same render as a PNG
+    assert page.evaluate("window.cityserveCanvas.photoBlob.type") == "image/jpeg"
+    assert {"triton", "total"} <= set(page.evaluate("window.cityserveCanvas.lastPhases.server"))
     seed = int(page.input_value("#seed"))
     with CityserveClient(canvas.triton, timeout=60) as client:  # the photo on screen is this label map's
         assert np.array_equal(after[..., ::-1], client.render(labels, seed=seed)[0])
@@ -140,6 +135,18 @@ def test_paint_two_classes_see_the_photo_change_there_then_undo(page, canvas):
     page.click("#redo")
     wait_photo(page, n)
     assert (read_label_png(download(page, "#download-labels"), CITYSCAPES)[44:49, 74:119] == car).all()
+
+    # undo, redo, undo in one task: the first is sent, the redo waits and the last undo replaces it, so
+    # two requests, both shown (none aborted); the photo on screen is the final map's
+    sent, shown = page.evaluate("[window.cityserveCanvas.seq, window.cityserveCanvas.renders]")
+    page.evaluate("['undo', 'redo', 'undo'].forEach(id => document.getElementById(id).click())")
+    page.wait_for_function("window.cityserveCanvas.inFlight === null && window.cityserveCanvas.pending === null")
+    sent2, shown2 = page.evaluate("[window.cityserveCanvas.seq, window.cityserveCanvas.renders]")
+    assert sent2 - sent == 2 and shown2 - shown == 2
+    labels = read_label_png(download(page, "#download-labels"), CITYSCAPES)
+    assert (labels[44:49, 74:119] == unlabeled).all() and (labels[14:19, 10:55] == veg).all()
+    with CityserveClient(canvas.triton, timeout=60) as client:
+        assert np.array_equal(photo(page)[..., ::-1], client.render(labels, seed=seed)[0])
 
 
 def test_a_bad_upload_shows_its_message_and_off_palette_colors_can_be_snapped(page):

@@ -53,6 +53,8 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--host 0.0.0.0": "an NGC container on a GPU (and this test listens on loopback only)",
     "torchrun ": "several GPUs",
     "...the same options...": "stands for the command above it, with --resume",
+    "--form boundary --verify": "the boundary form's check runs onnxruntime's gather-heavy graph at full size (a minute "
+    "here); tests/test_boundary.py runs `cityserve export onnx --form boundary --verify` on a small card",
     "export aot": "AOTInductor compiles for minutes per package; tests/test_aot.py runs `cityserve export aot`",
     "--preset hongkong": "a full-size preset: one step takes 15-50 s here; tests/test_training.py runs train/spade.py",
     "--preset citygan": "a full-size preset: one step takes 10-30 s here; tests/test_training.py runs train/pix2pix.py",
@@ -63,6 +65,8 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--root /data/cityscapes": "a Cityscapes folder; tests/test_evaluation.py evaluates on dataset folders",
     "drive.mp4": "a dashcam video; tests/test_build_dataset.py builds datasets from generated videos",
     "--depth-aware runs/depth/": "needs the depth-aware cards of the train/spade.py examples; tests/test_depth.py",
+    "--server 127.0.0.1:8001 --depth": "a server with a depth-aware pair (none is shipped yet); "
+    "tests/test_depth_serving.py renders through one",
     "--depth my_depth.npy": "a user's depth map and the depth-aware cards; tests/test_depth.py renders with both",
     "eval depth runs/": "needs the depth card of the train/spade.py examples; tests/test_depth.py runs it",
     "export depth runs/": "needs the depth-aware cards of the train/spade.py examples, which run after the exports; "

@@ -4,6 +4,7 @@ repositories (triton_models/examples/) are exactly what the builder writes. No s
 
 from __future__ import annotations
 
+import itertools
 import json
 import runpy
 from pathlib import Path
@@ -66,8 +67,9 @@ def test_card_and_label_set_names_cannot_add_config_fields(models, tmp_path, tar
     # the names went in as protobuf strings, byte for byte
     assert configs["render"].parameters["card_name"].string_value == EVIL
     assert configs["render"].parameters["label_set"].string_value == EVIL
-    assert configs["decode_png"].parameters["label_set"].string_value == EVIL
-    assert json.loads((built.path / "decode_png" / "1" / "label_set.json").read_text())["name"] == EVIL
+    decoder = "label2photo" if target == "cpu" else "decode_png"  # the cpu target's label2photo is fused
+    assert configs[decoder].parameters["label_set"].string_value == EVIL
+    assert json.loads((built.path / decoder / "1" / "label_set.json").read_text())["name"] == EVIL
     manifest = json.loads((built.path / "cityserve_repo.json").read_text())
     assert manifest["models"]["render"]["card"] == EVIL
 
@@ -235,14 +237,15 @@ def test_latent_zero_makes_label2photo_deterministic(tmp_path):
     assert (rand.prepare(ids)["z"] != rand.prepare(ids)["z"]).any()
 
     card = tiny_spade_card(tmp_path / "gen", noise_dim=4)
-    for latent, want in (("zero", "zero"), ("random", None)):
-        out = tmp_path / latent
-        build_repository(
-            [card], "cpu", out, overrides={"latent": latent, "cpu_engine": "onnxruntime"}, configs_only=True
-        )
-        prep = read_configs(out)["prepare_render"]
+    for (latent, want), pipeline in itertools.product((("zero", "zero"), ("random", None)), ("ensemble", "fused")):
+        out = tmp_path / f"{latent}-{pipeline}"
+        overrides = {"latent": latent, "cpu_engine": "onnxruntime", "pipeline": pipeline}
+        build_repository([card], "cpu", out, overrides=overrides, configs_only=True)
+        model = "prepare_render" if pipeline == "ensemble" else "label2photo"  # the fused one prepares itself
+        prep = read_configs(out)[model]
         got = prep.parameters["latent"].string_value if "latent" in prep.parameters else None
         assert got == want
-        assert ("z = 0" in (out / "prepare_render" / "config.pbtxt").read_text()) == (latent == "zero")
+        if pipeline == "ensemble":
+            assert ("z = 0" in (out / "prepare_render" / "config.pbtxt").read_text()) == (latent == "zero")
     with pytest.raises(ConfigError, match="latent must be"):
         ServingOptions(latent="mean")

@@ -49,18 +49,31 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving-models")
     card = tiny_spade_card(root / "gen")
     render_onnx = export_onnx(card, root / "gen" / "exported")
+    # the same weights again, served as the label2photo_ens ensemble beside the fused label2photo
+    ensemble_card = tiny_spade_card(root / "gen-ens", name="ens", serving={"pipeline": "ensemble"})
+    ensemble_onnx = export_onnx(ensemble_card, root / "gen-ens" / "exported")
     segment_onnx = tiny_segmenter_onnx(root / "seg")
     layout = tiny_layout_card(root / "layout")
-    return {"card": card, "render_onnx": render_onnx, "segment_onnx": segment_onnx, "layout": layout, "root": root}
+    return {
+        "card": card,
+        "render_onnx": render_onnx,
+        "ensemble_onnx": ensemble_onnx,
+        "segment_onnx": segment_onnx,
+        "layout": layout,
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
 def cpu_repo(models):
+    """The cpu target: the first generator's label2photo fused (the default), the second's (same
+    weights, ``pipeline: ensemble`` in its card) the ensemble decode_png_ens -> prepare_render_ens ->
+    render_ens -> encode_png."""
     from cityserve.serving.repo import build_repository
 
     out = models["root"] / "repo-cpu"
     return build_repository(
-        [models["render_onnx"], models["segment_onnx"], models["layout"].path],
+        [models["render_onnx"], models["ensemble_onnx"], models["segment_onnx"], models["layout"].path],
         "cpu",
         out,
         overrides={"intra_op_threads": 1, "max_queue_delay_us": 5000},
@@ -173,20 +186,22 @@ def graph_tensors(onnx_path: Path) -> dict[str, tuple[str, list]]:
 TRITON_OF = {"uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "float32": "TYPE_FP32"}
 
 
-@pytest.mark.parametrize("target", ["gpu-trt", "gpu-onnx", "cpu"])
-def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
+@pytest.mark.parametrize("variant", ["gpu-trt", "gpu-onnx", "cpu", "cpu-ensemble"])
+def test_every_config_parses_and_matches_its_graph(models, tmp_path, variant):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     from cityserve.cli import main
 
-    out = tmp_path / f"repo-{target}"
+    target, fused = variant.removesuffix("-ensemble"), variant == "cpu"
+    out = tmp_path / f"repo-{variant}"
     rc = main(
         [
             "repo",
             "build",
             "--target",
             target,
+            *(["--pipeline", "ensemble"] if variant == "cpu-ensemble" else []),
             "--model",
             str(models["render_onnx"]),
             "--model",
@@ -222,6 +237,8 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         "photo2labels",
         "photo2photo",
     }
+    if fused:  # label2photo is one python model: no decode_png step
+        expected.remove("decode_png")
     assert set(configs) == expected
 
     graphs = {"render": graph_tensors(models["render_onnx"]), "segment": graph_tensors(models["segment_onnx"])}
@@ -249,10 +266,18 @@ def test_every_config_parses_and_matches_its_graph(models, tmp_path, target):
         assert set(cfg.model_warmup[0].inputs) == {t.name for t in cfg.input}
     assert list(configs["render"].input[0].dims) == [1, H, W]
     assert list(configs["render"].output[0].dims) == [H, W, 3]
-    assert configs["decode_png"].parameters["max_pixels"].string_value == "1000000"
+    decoder = configs["label2photo" if fused else "decode_png"]
+    assert decoder.parameters["max_pixels"].string_value == "1000000"
+    if fused:  # the ensemble's contract, batching and instances, the render model's engine
+        cfg = configs["label2photo"]
+        assert cfg.backend == "python" and cfg.max_batch_size == 4
+        io = [(t.name, model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in [*cfg.input, *cfg.output]]
+        assert io == [("LABELS_PNG", "TYPE_STRING", [1]), ("PHOTO_PNG", "TYPE_STRING", [1])]
+        assert list(cfg.dynamic_batching.preferred_batch_size) == [2, 4] and cfg.instance_group[0].count == 2
+        assert cfg.parameters["engine"].string_value == "onnxruntime"  # an exported .onnx: onnxruntime
 
     # ensembles: every step names a model of the repository and only tensors that model has
-    for ens in ("label2photo", "photo2labels", "photo2photo"):
+    for ens in ("photo2labels", "photo2photo") if fused else ("label2photo", "photo2labels", "photo2photo"):
         cfg = configs[ens]
         assert cfg.platform == "ensemble" and cfg.max_batch_size == 4
         produced = {t.name for t in cfg.input}
@@ -459,6 +484,32 @@ def test_label2photo_matches_the_local_engine(client, local_renderer):
         want = local_renderer.render(b)[0]
         assert_photo_close(decode_rgb_png(p), want)
         assert_photo_close(r, want)
+
+
+def test_fused_label2photo_gives_the_ensembles_photo(client):
+    """The cpu target's fused label2photo (one python model) and the ensemble of the same weights give
+    the same photo, bit for bit (the same engine on the same graph, lossless PNG); a bad PNG is
+    INVALID_ARGUMENT from both, with the same one-line problem, and the next request is served."""
+    from cityserve.client import ServerError
+    from cityserve.serving.codec import decode_rgb_png
+
+    assert client.model_config("label2photo")["backend"] == "python"
+    assert client.model_config("label2photo_ens")["platform"] == "ensemble"
+    pngs = [png_bytes(block_labels(s)) for s in (21, 22, 23)]
+    fused = client.label2photo(pngs)  # one batched request
+    ensemble = client.label2photo(pngs, model="label2photo_ens")
+    raw = client.render(np.stack([block_labels(s) for s in (21, 22, 23)]))
+    for f, e, r in zip(fused, ensemble, raw):
+        assert np.array_equal(decode_rgb_png(f), decode_rgb_png(e)) and np.array_equal(decode_rgb_png(f), r)
+    messages = []
+    for model in ("label2photo", "label2photo_ens"):
+        with pytest.raises(ServerError) as info:
+            client.label2photo([pngs[0], b"\x89PNG\r\n\x1a\n" + b"garbage" * 10], model=model)
+        assert info.value.status == "INVALID_ARGUMENT"
+        messages.append(str(info.value))
+        assert np.array_equal(decode_rgb_png(client.label2photo(pngs[1], model=model)), decode_rgb_png(fused[1]))
+    problem = [m[m.index("(batch item 1 of 2)") :] for m in messages]
+    assert problem[0] == problem[1] and "malformed PNG" in problem[0], messages
 
 
 def test_photo2labels_and_photo2photo_match_the_local_engines(client, local_renderer):

@@ -177,6 +177,25 @@ def make_torch_cuda_graphs(card, device: str, dtype: str = "fp16", **_) -> Runne
     return run
 
 
+def _chain(card, seg: Runner, gen: Runner) -> Runner:
+    """photo2photo as Triton's ensemble runs it: segment, resize the ids to the generator's size
+    (nearest), then render with the inputs the generator's graph takes (instances from the ids, zero z)."""
+    io = render_io(card.generator)
+
+    def chain(feeds):
+        labels = seg(feeds)
+        if labels.shape[-2:] != (card.generator.height, card.generator.width):
+            labels = resize_nearest(labels, card.generator.height, card.generator.width)
+        g = {"labels": labels}
+        if io.use_instance:
+            g["instances"] = labels.astype(np.int32)
+        if io.z_dim:
+            g["z"] = np.zeros((labels.shape[0], io.z_dim), np.float32)
+        return gen(g)
+
+    return chain
+
+
 def make_onnxruntime(card, device: str, threads: int | None = None, form: str | None = None, **_) -> Runner:
     """The project's onnxruntime engine (the same cached export ``cityserve render --engine onnxruntime``
     uses); photo2photo runs as two sessions, as Triton's ensemble runs it. ``form``: a SPADE inference
@@ -184,23 +203,9 @@ def make_onnxruntime(card, device: str, threads: int | None = None, form: str | 
     if form not in (None, "plain") and (card.kind != "generator" or card.arch != "spade"):
         raise Unavailable(f"--form {form} is for SPADE generators, not a {getattr(card, 'arch', '')} {card.kind}")
     if card.kind == "chain":
-        seg = make_onnxruntime(card.segmenter, device, threads)
-        gen = make_onnxruntime(card.generator, device, threads)
-
-        io = render_io(card.generator)
-
-        def chain(feeds):
-            labels = seg(feeds)
-            if labels.shape[-2:] != (card.generator.height, card.generator.width):
-                labels = resize_nearest(labels, card.generator.height, card.generator.width)
-            g = {"labels": labels}
-            if io.use_instance:
-                g["instances"] = labels.astype(np.int32)
-            if io.z_dim:
-                g["z"] = np.zeros((labels.shape[0], io.z_dim), np.float32)
-            return gen(g)
-
-        return chain
+        return _chain(
+            card, make_onnxruntime(card.segmenter, device, threads), make_onnxruntime(card.generator, device, threads)
+        )
     try:
         engine = OnnxRuntimeEngine(card, providers="cuda" if device == "cuda" else None, threads=threads, form=form)
     except (UnavailableError, ConfigError) as e:
@@ -215,21 +220,7 @@ def make_openvino(card, device: str, precision: str = "fp32", threads: int | Non
         raise Unavailable("the OpenVINO engine runs on the CPU here")
     if card.kind == "chain":
         seg = make_openvino(card.segmenter, device, precision, threads)
-        gen = make_openvino(card.generator, device, precision, threads)
-        io = render_io(card.generator)
-
-        def chain(feeds):
-            labels = seg(feeds)
-            if labels.shape[-2:] != (card.generator.height, card.generator.width):
-                labels = resize_nearest(labels, card.generator.height, card.generator.width)
-            g = {"labels": labels}
-            if io.use_instance:
-                g["instances"] = labels.astype(np.int32)
-            if io.z_dim:
-                g["z"] = np.zeros((labels.shape[0], io.z_dim), np.float32)
-            return gen(g)
-
-        return chain
+        return _chain(card, seg, make_openvino(card.generator, device, precision, threads))
     from ..engines.openvino_engine import OpenVINOEngine  # the openvino extra
 
     try:

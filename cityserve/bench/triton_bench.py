@@ -164,15 +164,20 @@ def run_triton(plan, doc: dict, cache: Path) -> dict:
         "sweep": [],
         "perf_analyzer": {"status": "not measured"},
     }
+    # the model whose compute runs the render engine: the fused label2photo runs it itself (its
+    # compute includes the PNG decode and encode), the ensemble through "render"
+    fused = built.models["label2photo"].get("pipeline") == "fused"
+    compute_model = {"render": "render", "label2photo": "label2photo" if fused else "render"}
     with TritonServer(repo_dir) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         for endpoint, make in (("render", raw_inputs), ("label2photo", png_inputs)):
             _sweep_point(server.grpc_url, endpoint, make, 1, 2)  # warm-up
             for c in plan.triton_concurrency:
-                before = _compute_ns(client, "render")
+                before = _compute_ns(client, compute_model[endpoint])
                 row = _sweep_point(server.grpc_url, endpoint, make, c, max(plan.triton_requests, c))
-                after = _compute_ns(client, "render")
+                after = _compute_ns(client, compute_model[endpoint])
                 n = after[1] - before[1]
+                row["server_compute_model"] = compute_model[endpoint]
                 row["server_render_compute_ms"] = (after[0] - before[0]) / n / 1e6 if n else None
                 row["engine_ms"] = engine_ms
                 row["outside_engine_share"] = (1 - engine_ms / row["latency_ms"]["p50"]) if engine_ms else None

@@ -2,7 +2,9 @@
 
     GET  /                 the page (static/index.html; plain HTML + JS, no build step)
     GET  /labels           the served model's palette, size and limits as JSON (?model=)
-    POST /render           label PNG body -> photo PNG (?model=label2photo&seed=N)
+    POST /render           label PNG body -> photo PNG (?model=label2photo&seed=N&format=png|jpeg); with
+                           Content-Type application/octet-stream the body is raw uint8 ids
+                           (row-major, exactly H*W bytes: what the page sends, no PNG coding)
     POST /upload           a label PNG of any size (ids or colors; ?nearest=1 snaps anti-aliased
                            colors) -> the palette-color PNG at the model's size, for the page to paint on
     GET  /examples         the starting layouts; GET /examples/NAME.png one of them
@@ -11,7 +13,9 @@
 Errors are one-line JSON, ``{"error": "..."}``: 400 for a bad label map, 413 over the size limits, 404
 for an unknown model or layout, 504 when Triton does not answer in time, 503 while it cannot be
 reached (the app keeps serving and recovers by itself when the server returns). Blocking gRPC calls
-run in Starlette's thread pool.
+run in Starlette's thread pool. A photo's answer carries ``Server-Timing`` (read: the body; check:
+decoding the label map; triton: the gRPC call; encode: the photo's PNG; total), which the page and
+``benchmarks/canvas_latency.py`` read to say where a render's time goes.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import CityserveError, ConfigError, LabelError
 from ..inference import RequestTimeout, ServerError, ServerUnavailable
-from .bridge import ENSEMBLE, TooLarge, TritonBridge
+from .bridge import ENSEMBLE, RAW_IDS, TooLarge, TritonBridge
 
 STATIC = Path(__file__).with_name("static")
 
@@ -97,20 +101,25 @@ def create_app(bridge: TritonBridge, examples_dir: Optional[Path] = None) -> Sta
         return JSONResponse(info.as_json())
 
     async def render(request: Request) -> Response:
+        t0 = time.perf_counter()
         try:
             model = request.query_params.get("model", ENSEMBLE)
             seed = _seed(request)
-            info = await run_in_threadpool(bridge.info, model)
+            info = bridge.known_info(model) or await run_in_threadpool(bridge.info, model)
             data = await _read_body(request, info.max_bytes)
-            t0 = time.perf_counter()
-            photo = await run_in_threadpool(bridge.render, data, model, seed)
+            raw = request.headers.get("content-type", "").split(";")[0].strip().lower() == RAW_IDS
+            fmt = request.query_params.get("format", "png")
+            t1 = time.perf_counter()
+            photo, media, times = await run_in_threadpool(bridge.render_timed, data, model, seed, raw, fmt)
         except CityserveError as e:
             return _status_for(e, bridge)
-        ms = (time.perf_counter() - t0) * 1000
+        t2 = time.perf_counter()
+        ms, read, total = (t2 - t1) * 1000, (t1 - t0) * 1000, (t2 - t0) * 1000
+        timing = f"read;dur={read:.1f}, {times.header()}, total;dur={total:.1f}"
         return Response(
             photo,
-            media_type="image/png",
-            headers={"X-Render-Ms": f"{ms:.1f}", "Cache-Control": "no-store", "Server-Timing": f"render;dur={ms:.1f}"},
+            media_type=media,
+            headers={"X-Render-Ms": f"{ms:.1f}", "Cache-Control": "no-store", "Server-Timing": timing},
         )
 
     async def upload(request: Request) -> Response:

@@ -106,7 +106,7 @@ def run(args) -> int:
             )
             print(f"canvas: http://{args.host}:{port}/  (Ctrl-C stops it)", flush=True)
             app = create_app(bridge, EXAMPLES_DIR)
-            uvicorn.run(app, host=args.host, port=port, log_level="warning")
+            uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
         finally:
             bridge.close()
     return 0

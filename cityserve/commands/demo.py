@@ -112,11 +112,11 @@ def run(args) -> int:
     if args.models:
         from ..export.onnx_export import card_from_onnx
 
-        cards, warning = list(args.models), ""
+        cards, warning, depth_pair = list(args.models), "", None
         known = [card_from_onnx(m) if str(m).endswith(".onnx") else load_card(m) for m in args.models]
     else:
         demo = demo_models()
-        cards, warning = demo.cards, demo.warning
+        cards, warning, depth_pair = demo.cards, demo.warning, demo.depth_pair
         known = cards
     if warning:
         print(warning, file=sys.stderr)
@@ -128,7 +128,7 @@ def run(args) -> int:
 
     with tempfile.TemporaryDirectory(prefix="cityserve-demo-") as tmp:
         t0 = time.perf_counter()
-        built = build_repository(cards, "cpu", Path(tmp) / "repo")
+        built = build_repository(cards, "cpu", Path(tmp) / "repo", depth_pair=depth_pair)
         print(f"built the cpu model repository ({len(built.models)} models) in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
         with TritonServer(built.path, startup_timeout=args.startup_timeout) as server:

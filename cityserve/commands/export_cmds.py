@@ -136,18 +136,24 @@ def run_onnx(args) -> int:
             + (f" ({', '.join(report.flagged[:5])}{' …' if len(report.flagged) > 5 else ''})" if report.flagged else "")
         )
     if args.verify:
-        ok = True
-        for stats in verify_onnx(card, path, form=form):
-            good = parity_ok(stats, card.kind)
-            ok &= good
-            print(
-                f"  batch {stats['batch']}: {stats['identical'] * 100:.3f}% identical, max diff {stats['max_diff']}"
-                f" -> {'ok' if good else 'MISMATCH'}"
-            )
-        if not ok:
-            print("onnxruntime and torch outputs differ beyond the parity bar", flush=True)
-            return 1
+        rows = (
+            (s["batch"], f"{s['identical'] * 100:.3f}% identical, max diff {s['max_diff']}", parity_ok(s, card.kind))
+            for s in verify_onnx(card, path, form=form)
+        )
+        return 0 if report_parity(rows) else 1
     return 0
+
+
+def report_parity(rows) -> bool:
+    """Print one line per ``(batch, what was compared, within the bar)`` row of an export's
+    onnxruntime-vs-torch check, then the verdict; True when every row is within the bar."""
+    ok = True
+    for batch, what, good in rows:
+        ok &= good
+        print(f"  batch {batch}: {what} -> {'ok' if good else 'MISMATCH'}", flush=True)
+    if not ok:
+        print("onnxruntime and torch outputs differ beyond the parity bar", flush=True)
+    return ok
 
 
 def run_tensorrt(args) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..cards import load_card
+from .export_cmds import report_parity
 
 DESCRIPTION = """\
 Export a stage of the depth-aware SPADE pair (train/spade.py --stage depth | photo-from-depth) to ONNX:
@@ -70,15 +71,16 @@ def run(args) -> int:
         path = export_depth_onnx(name, card, args.out, depth_card=dcard, opset=args.opset)
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) and {path.stem}.card.json")
         if args.verify:
-            for s in verify_depth_onnx(graph(), path, card.height, card.width):
-                good = s.get("depth_max_rel", 0.0) < 1e-4 and ("identical" not in s or s["identical"] >= 0.999)
-                good = good and s.get("max_diff", 0) <= 1
-                ok &= good
-                parts = [f"depth max rel diff {s['depth_max_rel']:.2e}"] if "depth_max_rel" in s else []
-                if "identical" in s:
-                    parts.append(f"image {s['identical'] * 100:.3f}% identical, max diff {s['max_diff']}")
-                print(f"  batch {s['batch']}: {', '.join(parts)} -> {'ok' if good else 'MISMATCH'}")
-    if not ok:
-        print("onnxruntime and torch outputs differ beyond the parity bar", flush=True)
-        return 1
-    return 0
+            rows = [_parity_row(s) for s in verify_depth_onnx(graph(), path, card.height, card.width)]
+            ok &= report_parity(rows)
+    return 0 if ok else 1
+
+
+def _parity_row(s: dict) -> tuple[int, str, bool]:
+    """A depth export's check: depth within 1e-4 relative, the image (where there is one) as the photo bar."""
+    good = s.get("depth_max_rel", 0.0) < 1e-4 and ("identical" not in s or s["identical"] >= 0.999)
+    good = good and s.get("max_diff", 0) <= 1
+    parts = [f"depth max rel diff {s['depth_max_rel']:.2e}"] if "depth_max_rel" in s else []
+    if "identical" in s:
+        parts.append(f"image {s['identical'] * 100:.3f}% identical, max diff {s['max_diff']}")
+    return s["batch"], ", ".join(parts), good

@@ -36,7 +36,9 @@ clamp(round((y + 1) * 127.5), 0, 255) of the generator's tanh output.
 Depth-aware pairs (docs/depth.md): --model is the photo-from-depth stage; --depth-aware DEPTH_CARD
 predicts the depth from the labels first, or --depth FILE gives your own depth map (16-bit PNG in
 millimetres or .npy in metres, at the model's size); --depth-out writes the depth used as a 16-bit
-millimetre PNG. Torch engine only (the exported graphs: `cityserve export depth`)."""
+millimetre PNG. Locally in torch (the exported graphs: `cityserve export depth`); with --server, through
+the server's label2depth2photo ensemble (--depth-aware without a card: the server has the pair) or,
+with --depth, its depth2photo ensemble (a bad depth map exits 2 with the server's one-line reason)."""
 
 EPILOG = """\
 examples:
@@ -53,6 +55,8 @@ examples:
       --depth-aware runs/depth/spade-tiny.card.json --out photo.png --depth-out depth.png
   cityserve render street.png --model runs/photo-dp/spade-tiny.card.json --depth my_depth.npy --out photo.png
   cityserve render examples/street_01.png --server 127.0.0.1:8001 --out photo.png   # a running `cityserve serve`
+  cityserve render street.png --server 127.0.0.1:8001 --depth-aware --out photo.png --depth-out depth.png
+  cityserve render street.png --server 127.0.0.1:8001 --depth my_depth.png --out photo.png
   cityserve render examples/street_01.png --server 10.0.0.1:8001,10.0.0.2:8001 --out photo.png   # replicas
 """
 
@@ -98,7 +102,12 @@ def register(sub, groups) -> None:
     )
     depth = p.add_mutually_exclusive_group()
     depth.add_argument(
-        "--depth-aware", metavar="DEPTH_CARD", help="--model is a photo-from-depth stage: predict depth with this card"
+        "--depth-aware",
+        nargs="?",
+        const="",
+        metavar="DEPTH_CARD",
+        help="--model is a photo-from-depth stage: predict depth with this card (with --server: no card, "
+        "the server's label2depth2photo)",
     )
     depth.add_argument(
         "--depth", metavar="DEPTH.png|.npy", help="--model is a photo-from-depth stage: render with this depth map"
@@ -195,7 +204,9 @@ def run_depth_aware(args) -> int:
     from ..export.depth_export import depth_graph_from_card, photo_graph_from_card
 
     if args.server:
-        raise ConfigError("--depth-aware / --depth render locally: the served pipelines take label maps only")
+        return run_remote_depth(args)
+    if not args.depth and not args.depth_aware:
+        raise ConfigError("--depth-aware DEPTH_CARD: name the stage-1 card (only with --server is none needed)")
     if args.engine != "torch":
         raise ConfigError("--depth-aware / --depth render with --engine torch (ONNX graphs: `cityserve export depth`)")
     for flag in ("style", "z", "seed"):
@@ -240,8 +251,48 @@ def run_depth_aware(args) -> int:
     return 0
 
 
+def run_remote_depth(args) -> int:
+    """``--server`` with ``--depth-aware`` (label2depth2photo) or ``--depth FILE`` (depth2photo): the label
+    PNG (and the depth file, checked here first for dtype and values, on the server for its size) go to
+    the server; the photo PNG, and with ``--depth-out`` the depth PNG, come back."""
+    from ..client import CityserveClient
+    from ..data.depth import read_depth, write_depth_png
+
+    if args.depth_aware:
+        raise ConfigError(
+            f"--depth-aware {args.depth_aware} with --server: the served pair predicts the depth; pass "
+            f"--depth-aware without a card (--model may name the ensemble)"
+        )
+    for flag in ("instances", "style", "z", "seed", "nearest"):
+        if getattr(args, flag, None):
+            raise ConfigError(f"--{flag} is not available with --server --depth-aware / --depth")
+    for flag in ("out", "depth_out"):
+        path = getattr(args, flag)
+        if path and not str(path).lower().endswith(".png"):
+            raise ConfigError(f"--{flag.replace('_', '-')} {path}: written as PNG; name it *.png")
+    model = args.model or ("depth2photo" if args.depth else "label2depth2photo")
+    started = time.perf_counter()
+    depth_png = None
+    with CityserveClient(args.server, timeout=float(getattr(args, "timeout", None) or 60.0)) as client:
+        if args.depth:
+            depth = read_depth(args.depth)  # one line naming the file: dtype, NaN/inf, <= 0
+            png = client.depth2photo(args.labels, args.depth, model=model)
+        else:
+            png, depth_png = client.label2depth2photo(args.labels, model=model)
+    atomic_write_bytes(args.out, png)
+    if args.depth_out:
+        if depth_png is not None:
+            atomic_write_bytes(args.depth_out, depth_png)
+        else:
+            write_depth_png(args.depth_out, depth)
+    ms = (time.perf_counter() - started) * 1000
+    more = f" and {args.depth_out}" if args.depth_out else ""
+    print(f"wrote {args.out}{more} (via {client.last_url or args.server} model {model!r}, {ms:.0f} ms)")
+    return 0
+
+
 def run(args) -> int:
-    if args.depth_aware or args.depth:
+    if args.depth_aware is not None or args.depth:
         return run_depth_aware(args)
     if args.server:
         return run_remote(args)

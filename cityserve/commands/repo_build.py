@@ -12,13 +12,19 @@ Write a Triton model repository for one target from the given model cards: a con
 cityserve/serving/triton_models/. triton_models/examples/ holds what it writes for the demo models.
 
 Per generator: a render model (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
-decode_png and the label2photo ensemble (label PNG bytes -> photo PNG bytes). Per segmenter: a segment
+and label2photo (label PNG bytes -> photo PNG bytes): on the cpu target by default ONE python model
+that decodes, renders and encodes (--pipeline fused: no python round trips between steps), elsewhere
+(and with --pipeline ensemble) an ensemble of decode_png -> [prepare_render] -> render -> encode_png.
+Per segmenter: a segment
 model and the photo2labels ensemble (photo PNG -> label PNG). With both: photo2photo (a street photo ->
-its labels -> a re-rendered photo). Per layout card (kind layout, train/layouts.py): random_layout
-(SEED int64 -> layout ids, instance map, id/color PNGs; the layout graph is its own model,
-layout_graph) and, with a generator, the random2photo ensemble (SEED -> LABELS_PNG, COLOR_PNG,
-PHOTO_PNG). The first generator/segmenter/layout card gets these plain names, later ones get
-_<card name> appended.
+its labels -> a re-rendered photo). The first generator/segmenter/layout card gets these plain names, later
+ones get _<card name> appended. With --depth-aware STAGE1 STAGE2 (a depth-aware SPADE pair, docs/depth.md):
+models depth (labels -> depth float32 metres) and render_from_depth (labels + depth -> photo), and the
+ensembles label2depth (label PNG -> 16-bit depth PNG in millimetres), label2depth2photo (label PNG ->
+photo PNG and the depth PNG it used) and depth2photo (label PNG + your own depth PNG/.npy -> photo).
+Per layout card (kind layout, train/layouts.py): random_layout (SEED int64 -> layout ids, instance map,
+id/color PNGs; the layout graph is its own model, layout_graph) and, with a generator, the random2photo
+ensemble (SEED -> LABELS_PNG, COLOR_PNG, PHOTO_PNG).
 
 Targets: cpu (onnxruntime inside Triton's python backend: the server bundled with nvidia-pytriton),
 gpu-onnx (onnxruntime_onnx models, CUDA EP; --onnx-accelerator tensorrt adds the TensorRT EP in FP16),
@@ -48,6 +54,10 @@ examples:
   cityserve repo build --target gpu-trt --model models/demo/spade-demo.card.json --configs-only --out review/
   cityserve repo build --target cpu --cpu-engine openvino --model models/demo/spade-demo.card.json --out repo-ov/
   cityserve repo build --target openvino --model models/demo/spade-demo.card.json --configs-only --out review-ov/
+  cityserve repo build --target cpu --depth-aware runs/depth/spade-tiny.card.json \\
+      runs/photo-dp/spade-tiny.card.json --out repo-depth/
+  cityserve repo build --target cpu --pipeline ensemble --model models/demo/spade-demo.card.json --configs-only \\
+      --out review-ensemble/
 """
 
 
@@ -76,9 +86,15 @@ def register(sub, groups) -> None:
         "--model",
         dest="models",
         action="append",
-        required=True,
+        default=[],
         metavar="CARD",
         help="a generator or segmenter (repeat for several)",
+    )
+    p.add_argument(
+        "--depth-aware",
+        nargs=2,
+        metavar=("STAGE1_CARD", "STAGE2_CARD"),
+        help="a depth-aware SPADE pair: the depth card and the photo-from-depth card (docs/depth.md)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the repository directory to write")
     p.add_argument("--force", action="store_true", help="replace DIR if it is an existing cityserve repository")
@@ -95,7 +111,12 @@ def register(sub, groups) -> None:
         metavar="N,N,..",
         help="dynamic batching preferred sizes (default powers of two up to max)",
     )
-    g.add_argument("--max-queue-delay-us", type=int, help="dynamic batching queue delay (default 2000)")
+    g.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        help="dynamic batching queue delay (default 2000; the cpu target's fused label2photo: no dynamic "
+        "batching unless this is given)",
+    )
     g.add_argument("--instances", type=int, help="model instances per model (default 1)")
     g.add_argument("--max-pixels", type=int, help="largest image accepted, in pixels (default 4096*4096)")
     g.add_argument("--max-bytes", type=int, help="largest PNG accepted, in bytes (default 64 MiB)")
@@ -134,6 +155,13 @@ def register(sub, groups) -> None:
         "or zero (the mean style: the same label map always gives the same photo)",
     )
     g.add_argument(
+        "--pipeline",
+        choices=("fused", "ensemble"),
+        help="cpu target label2photo: fused (default: decode + render + encode in ONE python model, no "
+        "python round trips between steps) or ensemble (decode_png -> [prepare_render] -> render -> "
+        "encode_png); the other targets always chain an ensemble",
+    )
+    g.add_argument(
         "--trust-aot",
         action="store_const",
         const=True,
@@ -164,6 +192,7 @@ OPTION_NAMES = (
     "cpu_precision",
     "trust_aot",
     "latent",
+    "pipeline",
 )
 
 
@@ -176,6 +205,8 @@ def run(args) -> int:
             raise ConfigError(f"--plan {item!r}: expected NAME=PATH (NAME: the card's or the model's name)")
         name, path = item.split("=", 1)
         plans[name] = path
+    if not args.models and not args.depth_aware:
+        raise ConfigError("no model cards given: pass --model CARD (repeat for several) and/or --depth-aware S1 S2")
     overrides = {k: getattr(args, k, None) for k in OPTION_NAMES}
     built = build_repository(
         args.models,
@@ -185,6 +216,7 @@ def run(args) -> int:
         plans=plans,
         overwrite=args.force,
         configs_only=args.configs_only,
+        depth_pair=tuple(args.depth_aware) if args.depth_aware else None,
     )
     print(f"wrote {args.target} repository {built.path}")
     for name, info in sorted(built.models.items()):

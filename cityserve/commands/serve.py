@@ -120,15 +120,16 @@ def build_default_repository(models, target: str, out_dir: Path) -> Path:
     from ..serving.defaults import demo_models
     from ..serving.repo import build_repository
 
+    depth_pair = None
     if models:
         cards = models
     else:
         demo = demo_models()
         if demo.warning:
             print(demo.warning, file=sys.stderr)
-        cards = demo.cards
+        cards, depth_pair = demo.cards, demo.depth_pair
     print(f"building a {target} model repository in {out_dir} ...", flush=True)
-    built = build_repository(cards, target, out_dir)
+    built = build_repository(cards, target, out_dir, depth_pair=depth_pair)
     for note in built.notes:
         print(f"note: {note}", file=sys.stderr)
     return built.path

@@ -24,12 +24,13 @@ import cv2
 import numpy as np
 import torch
 
+from ..contract import DEPTH_PNG_SCALE, depth_values_problem
 from ..errors import ConfigError
 from .synthetic_render import SKY_DEPTH
 from .validate import DatasetError, Problem
 
 DEPTH_EXTS = (".png", ".npy")
-PNG_SCALE = 1000.0  # 16-bit depth PNGs hold millimetres
+PNG_SCALE = DEPTH_PNG_SCALE  # 16-bit depth PNGs hold millimetres
 STAGES = ("depth", "photo-from-depth")
 
 
@@ -138,17 +139,6 @@ def read_depth(path: str | Path) -> np.ndarray:
     if problem:
         raise DatasetError(f"{p}: {problem}")
     return depth
-
-
-def depth_values_problem(depth: np.ndarray) -> str:
-    """What is wrong with a depth map's values ('' when nothing): NaN / inf, zero or negative metres."""
-    bad = ~np.isfinite(depth)
-    if bad.any():
-        return f"depth map has {int(bad.sum())} NaN/inf pixel(s)"
-    nonpos = depth <= 0
-    if nonpos.any():
-        return f"depth map has {int(nonpos.sum())} zero or negative pixel(s) (min {float(depth.min()):.3g})"
-    return ""
 
 
 def check_depth_file(path: Path, shape: tuple[int, int]) -> list[Problem]:

@@ -1,7 +1,8 @@
 """The models and ensembles each card gets in a repository, for each target.
 
 Per generator: ``render`` (its exported graph), ``decode_png``, ``prepare_render`` where the graph needs
-instances, a latent or ids of another size, and the ``label2photo`` ensemble; per segmenter:
+instances, a latent or ids of another size, and the ``label2photo`` ensemble (on the cpu target, by
+default, ``label2photo`` is instead one fused python model: decode + prepare + render + encode); per segmenter:
 ``segment``, ``decode_photo``, ``encode_labels`` and ``photo2labels``; for the first of each,
 ``photo2photo``. Every card-derived value goes into a config as a protobuf field (``configs.py``); in
 comments it passes through ``quoted`` (one safe line).
@@ -9,6 +10,7 @@ comments it passes through ``quoted`` (one safe line).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -97,7 +99,19 @@ def openvino_backend_params(opts: ServingOptions) -> dict[str, Any]:
     return params
 
 
-def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOptions, plans: dict[str, Path]):
+@dataclasses.dataclass(frozen=True)
+class GraphModel:
+    """What a graph model was built with: its engine, the files of its version directory (model.py
+    aside) and its parameters; the fused label2photo runs the same engine from the same files."""
+
+    engine: str
+    files: dict[str, FileContent]
+    params: dict[str, Any]
+
+
+def _add_graph_model(
+    repo: Repository, name: str, src: GraphSource, opts: ServingOptions, plans: dict[str, Path]
+) -> GraphModel:
     """The render or segment model of one card, for the repository's target."""
     role = "render" if src.kind == "generator" else "segment"
     ins = [Tensor.of(t) for t in src.inputs]
@@ -187,6 +201,7 @@ def _add_graph_model(repo: Repository, name: str, src: GraphSource, opts: Servin
         repo.python_model(spec, folder, info, **files)
     else:
         repo.add(spec, files, {"platform": spec.config.platform, **info})
+    return GraphModel(engine, files, params)
 
 
 def _render_steps(repo: Repository, render: str, gen: GraphSource, opts: ServingOptions, ids: Tensor, suffix: str):
@@ -213,9 +228,56 @@ def _render_steps(repo: Repository, render: str, gen: GraphSource, opts: Serving
     return render_steps(render, [t.name for t in render_inputs], prep)
 
 
+def fused_pipeline(repo: Repository, opts: ServingOptions) -> bool:
+    """Whether label2photo is one python model here: on the cpu target (every step a python model, so
+    each ensemble hop is a python round trip) unless ``pipeline: ensemble`` is asked for."""
+    return repo.target == "cpu" and opts.pipeline == "fused"
+
+
+def _add_fused_label2photo(repo: Repository, gen: GraphSource, suffix: str, opts: ServingOptions, graph: GraphModel):
+    """label2photo as ONE python model (``triton_models/label2photo_python``): the decode_png model's
+    parameters, the render model's engine, files and parameters, and the encoder's compression."""
+    io, labels = render_io(gen.card), Tensor.of(gen.tensor("labels"))
+    label_set, h, w = label_set_name(gen.card), labels.dims[1], labels.dims[2]
+    render, name = f"render{suffix}", f"label2photo{suffix}"
+    params = {k: v for k, v in graph.params.items() if k != "label_inputs"}
+    params.update(
+        engine=graph.engine,
+        height=h,
+        width=w,
+        dtype=labels.dtype,
+        label_set_file="label_set.json",
+        max_pixels=opts.max_pixels,
+        max_bytes=opts.max_bytes,
+        nearest=bool(opts.nearest_colors),
+        use_instance=bool(io.use_instance),
+        z_dim=io.z_dim,
+        render_outputs=",".join(t["name"] for t in gen.outputs),
+        compression=opts.png_compression,
+    )
+    if io.z_dim and opts.latent != "random":
+        params["latent"] = opts.latent
+    header = [
+        f'"{name}": a {h}x{w} label PNG (ids in the {quoted(label_set)} file convention, or palette colors) ->',
+        f'the photo PNG rendered by generator {quoted(gen.card.name)}, in ONE python model (pipeline "fused"):',
+        f'decode as decode_png does, prepare as prepare_render does, render with the engine of "{render}"',
+        f"({graph.engine}, from the same files), encode as encode_png does. No python round trips between",
+        "steps (each ensemble hop on the cpu target is one). PNG headers are checked before decoding: more",
+        f"than {opts.max_pixels} pixels or {opts.max_bytes} bytes is refused; a bad item fails only its own request.",
+        f'Raw tensors (ids in, RGB out, no PNG cost): call model "{render}" directly.',
+    ]
+    spec = C.label2photo_fused(name, opts, params, header)
+    files = {**graph.files, "label_set.json": _label_set_json(gen.card)}
+    info = {"role": "label2photo", "pipeline": "fused", "card": gen.card.name, "engine": graph.engine}
+    repo.python_model(spec, "label2photo_python", info, **files)
+
+
 def add_generator(repo: Repository, gen: GraphSource, suffix: str, opts: ServingOptions, plans, encode: str) -> str:
     render = f"render{suffix}"
-    _add_graph_model(repo, render, gen, opts, plans)
+    graph = _add_graph_model(repo, render, gen, opts, plans)
+    if fused_pipeline(repo, opts):
+        _add_fused_label2photo(repo, gen, suffix, opts, graph)
+        return render
     labels = Tensor.of(gen.tensor("labels"))
     label_set, h, w = label_set_name(gen.card), gen.card.height, gen.card.width
     decode = f"decode_png{suffix}"

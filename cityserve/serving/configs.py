@@ -13,7 +13,8 @@ Roles (each function returns a ``Spec``: the message and its header):
   ``onnxruntime_python``, ``aot_python`` or ``openvino_python`` (python backend);
 * ``decode_labels`` (label PNG -> ids), ``decode_photo`` (photo PNG/JPEG -> RGB);
 * ``encode_image`` (RGB -> PNG), ``encode_labels`` (ids -> id PNG + color PNG);
-* ``prepare_render`` (ids -> the render graph's labels / instances / z).
+* ``prepare_render`` (ids -> the render graph's labels / instances / z);
+* ``label2photo_fused`` (cpu target: label PNG -> photo PNG in one python model).
 
 Ensembles are built from steps in ``ensembles.py``. Model names are checked by ``check_model_name``.
 """
@@ -24,13 +25,13 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .. import contract
-from ..card_sections import ServingOptions
+from ..card_sections import DEFAULT_QUEUE_DELAY_US, FUSED_QUEUE_DELAY_US, ServingOptions
 from ..errors import ConfigError
 from .sources import graph_io
 
@@ -140,11 +141,14 @@ def new_config(
     return cfg
 
 
-def set_batching(cfg: mc.ModelConfig, opts: ServingOptions) -> None:
-    """Dynamic batching with the preferred sizes and queue delay; clients may set per-request timeouts."""
+def set_batching(cfg: mc.ModelConfig, opts: ServingOptions, delay_us: Optional[int] = DEFAULT_QUEUE_DELAY_US) -> None:
+    """Dynamic batching with the preferred sizes and queue delay (``delay_us`` unless the options name
+    one; None: no dynamic batching, requests run as they come); clients may set per-request timeouts."""
+    if opts.queue_delay_us(delay_us) is None:
+        return
     batching = cfg.dynamic_batching
     batching.preferred_batch_size.extend(s for s in opts.preferred if s <= opts.max_batch_size)
-    batching.max_queue_delay_microseconds = int(opts.max_queue_delay_us)
+    batching.max_queue_delay_microseconds = int(opts.queue_delay_us(delay_us))
     batching.default_queue_policy.allow_timeout_override = True
 
 
@@ -175,11 +179,17 @@ def add_warmup(cfg: mc.ModelConfig, batch_sizes: Iterable[int]) -> None:
 
 
 def python_model(
-    name: str, folder: str, inputs: list[Tensor], outputs: list[Tensor], opts: ServingOptions, params: Mapping[str, Any]
+    name: str,
+    folder: str,
+    inputs: list[Tensor],
+    outputs: list[Tensor],
+    opts: ServingOptions,
+    params: Mapping[str, Any],
+    delay_us: Optional[int] = DEFAULT_QUEUE_DELAY_US,
 ) -> mc.ModelConfig:
     """A python-backend model on CPU instances with dynamic batching (``folder``: its model.py's)."""
     cfg = new_config(name, opts.max_batch_size, inputs, outputs, backend="python")
-    set_batching(cfg, opts)
+    set_batching(cfg, opts, delay_us)
     set_instances(cfg, False, opts.instances)
     set_parameters(cfg, params)
     return cfg
@@ -307,6 +317,15 @@ def prepare_render(
         cfg,
         [f'"{name}": label ids -> the inputs of render model "{render}":', f"{what}.", source_line("prepare_render")],
     )
+
+
+def label2photo_fused(name: str, opts: ServingOptions, params: Mapping[str, Any], header: list[str]) -> Spec:
+    """The cpu target's fused label2photo: the ensemble's contract (``LABELS_PNG`` -> ``PHOTO_PNG``,
+    BYTES [B, 1]) in one python model that decodes, prepares, renders and encodes."""
+    ins, outs = [Tensor(contract.LABELS_PNG, "bytes", (1,))], [Tensor(contract.PHOTO_PNG, "bytes", (1,))]
+    params = {**params, "warmup": bool(opts.warmup)}
+    cfg = python_model(name, "label2photo_python", ins, outs, opts, params, FUSED_QUEUE_DELAY_US)
+    return Spec(cfg, [*header, source_line("label2photo_python")])
 
 
 # ---- checks -----------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ The trained demo models ship as package data, ``cityserve/assets/demo/`` (in a c
 ``importlib.resources`` so an installed wheel serves them as a checkout does. Only when they are
 missing (a trimmed install, or ``CITYSERVE_DEMO_MODEL`` pointing elsewhere) is a clearly labelled
 placeholder made instead: a small SPADE with seeded RANDOM weights, so the whole serving path can
-still be exercised; its photos are noise, and every command that uses it says so.
+still be exercised; its photos are noise, and every command that uses it says so. A depth-aware pair
+among the shipped cards (a depth card and the photo-from-depth card linked to it, ``depth_models.
+linked_pairs``) is served too (label2depth, label2depth2photo, depth2photo); none is shipped yet.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..cards import ModelCard, load_card
 from ..checkpoints import save_checkpoint
 from ..export.onnx_export import export_onnx
 from ..models.registry import family
+from .depth_models import linked_pairs
 
 ASSETS = Path(str(importlib.resources.files("cityserve") / "assets"))
 DEMO_DIR = Path(os.environ.get("CITYSERVE_DEMO_MODEL", ASSETS / "demo"))  # models/demo/ in a checkout
@@ -44,6 +47,7 @@ class DemoModels:
     cards: list[ModelCard]
     placeholder: bool
     warning: str = ""
+    depth_pair: Optional[tuple[ModelCard, ModelCard]] = None  # (stage 1, stage 2), when one is shipped
 
 
 def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
@@ -52,7 +56,9 @@ def shipped_demo_cards(directory: Path = DEMO_DIR) -> list[ModelCard]:
     if not directory.is_dir():
         return []
     cards = [load_card(p) for p in sorted(directory.glob("*.card.json"))]
-    cards = [c for c in cards if c.kind in ("generator", "segmenter", "layout")]
+    cards = [
+        c for c in cards if c.kind in ("generator", "segmenter", "layout") and c.depth is None
+    ]  # depth pairs: apart
     # one card per model: an exported copy (same weights, artifacts["onnx"]) stands for its source card
     chosen: dict[tuple[str, str], ModelCard] = {}
     for c in cards:
@@ -103,13 +109,23 @@ def cache_dir() -> Path:
     return path
 
 
+def shipped_depth_pair(directory: Path = DEMO_DIR) -> Optional[tuple[ModelCard, ModelCard]]:
+    """The depth-aware pair in ``models/demo/`` (source cards, not exported copies), if one is shipped."""
+    if not directory.is_dir():
+        return None
+    cards = [load_card(p) for p in sorted(directory.glob("*.card.json"))]
+    pairs = linked_pairs([c for c in cards if c.depth is not None and "graph" not in c.depth])
+    return pairs[0] if pairs else None
+
+
 def demo_models(placeholder_dir: Optional[Path] = None) -> DemoModels:
     cards = shipped_demo_cards()
+    pair = shipped_depth_pair()
     if any(c.kind == "generator" for c in cards):
-        return DemoModels(cards, placeholder=False)
+        return DemoModels(cards, placeholder=False, depth_pair=pair)
     card = placeholder_card(placeholder_dir or cache_dir() / "placeholder")
     warning = (
         f"WARNING: the trained demo models are missing ({DEMO_DIR} has no generator card); serving "
         f"a PLACEHOLDER SPADE with RANDOM weights ({card.height}x{card.width}): its photos are noise."
     )
-    return DemoModels([card] + cards, placeholder=True, warning=warning)
+    return DemoModels([card] + cards, placeholder=True, warning=warning, depth_pair=pair)

@@ -30,7 +30,7 @@ class Repository:
     target: str
     python_models: Path
     specs: dict[str, Spec] = dataclasses.field(default_factory=dict)
-    files: dict[str, dict[str, FileContent]] = dataclasses.field(default_factory=dict)
+    files: dict[str, dict[str, FileContent]] = dataclasses.field(default_factory=dict)  # under 1/ (or ../warmup/)
     info: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     ensembles: list[str] = dataclasses.field(default_factory=list)
     engine_builds: list[EngineBuild] = dataclasses.field(default_factory=list)
@@ -69,6 +69,7 @@ class Repository:
             version.mkdir()
             for rel, content in self.files[name].items():
                 dest = version / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)  # "../warmup/<file>": warm-up data
                 if isinstance(content, Path):
                     shutil.copyfile(content, dest)
                 elif isinstance(content, bytes):

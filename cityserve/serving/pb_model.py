@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..contract import depth_values_problem
 from ..errors import LabelError
 from ..labels.labelmap import check_ids
+from . import codec
 from .drain import ModelState
 
 try:
@@ -52,9 +54,63 @@ def input_array(request: Any, name: str) -> np.ndarray:
     return tensor.as_numpy()
 
 
+def decode_items(request: Any, name: str, decode: Any) -> list[Any]:
+    """``decode(bytes)`` of each item of the BYTES input ``name``; a bad item is a ValueError naming the
+    input (and the item, in a batch) and the problem: the one-line message its request fails with."""
+    items = input_array(request, name).reshape(-1)
+    decoded = []
+    for k, item in enumerate(items):
+        try:
+            decoded.append(decode(codec.as_bytes(item)))
+        except Exception as e:
+            where = f" (batch item {k} of {len(items)})" if len(items) > 1 else ""
+            raise ValueError(f"{name}{where}: {e}") from None
+    return decoded
+
+
 def response(outputs: dict[str, np.ndarray]) -> Any:
     """An ``InferenceResponse`` with one output tensor per ``{name: array}`` item, in that order."""
     return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
+
+
+def label_png_decoder(model: PythonModel) -> codec.LabelPngDecoder:
+    """The label PNG decoder a model's parameters describe (``decode_png`` in mode "labels", the fused
+    ``label2photo``): label set file, size, channels, dtype, limits, nearest-color snapping."""
+    p = model.params
+    return codec.LabelPngDecoder(
+        model.version_file("label_set_file", "label_set.json"),
+        int(p["height"]),
+        int(p["width"]),
+        int(p["num_classes"]),
+        np.dtype(p.get("dtype", "uint8")),
+        nearest=p.get("nearest", "false").lower() == "true",
+        **decoder_limits(model),
+    )
+
+
+def decoder_limits(model: PythonModel) -> dict[str, int]:
+    """``max_pixels`` / ``max_bytes`` from a decoding model's parameters (the codec's defaults without)."""
+    return dict(
+        max_pixels=int(model.params.get("max_pixels", codec.DEFAULT_MAX_PIXELS)),
+        max_bytes=int(model.params.get("max_bytes", codec.DEFAULT_MAX_BYTES)),
+    )
+
+
+def render_inputs(model: PythonModel) -> codec.RenderInputs:
+    """Label ids -> a render graph's inputs, as a model's parameters describe them (``prepare_render``,
+    the fused ``label2photo``): instances when the graph takes them (``use_instance``, or the model
+    outputs ``instances``), a latent of ``z_dim`` (``latent`` random | zero)."""
+    p = model.params
+    return codec.RenderInputs(
+        int(p["height"]),
+        int(p["width"]),
+        int(p["num_classes"]),
+        np.dtype(p.get("dtype", "uint8")),
+        use_instance=p.get("use_instance", "false") == "true" or "instances" in model.outputs,
+        z_dim=int(p.get("z_dim", "0") or 0),
+        seed=None,
+        latent=p.get("latent", "random") or "random",
+    )
 
 
 class PythonModel:
@@ -86,10 +142,17 @@ class PythonModel:
     def infer(self, request: Any) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def execute(self, requests: list[Any]) -> list[Any]:
+    def refused_while_draining(self, requests: list[Any]) -> list[Any] | None:
+        """UNAVAILABLE for every request when this is an entry model and the server drains, else None."""
         if self.entry and self.state.draining():
             message = f"{self.name}: the server is draining before it stops; retry on another replica or later"
             return [error_response(message, code="UNAVAILABLE") for _ in requests]
+        return None
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        refused = self.refused_while_draining(requests)
+        if refused is not None:
+            return refused
         with self.state.busy():
             responses = []
             for request in requests:
@@ -113,6 +176,7 @@ class BatchedPythonModel(PythonModel):
         super().initialize(args)
         self.label_inputs = [n for n in self.params.get("label_inputs", "").split(",") if n]
         self.num_classes = int(self.params.get("num_classes", "0") or 0)
+        self.depth_inputs = [n for n in self.params.get("depth_inputs", "").split(",") if n]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -124,11 +188,23 @@ class BatchedPythonModel(PythonModel):
                 check_ids(feeds[name], self.num_classes)
             except LabelError as e:
                 raise ValueError(f"{name}: {e}") from None
+        for name in self.depth_inputs:
+            problem = depth_values_problem(feeds[name])
+            if problem:
+                raise ValueError(f"{name}: {problem}")
         return feeds
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        refused = self.refused_while_draining(requests)
+        if refused is not None:
+            return refused
         with self.state.busy():
             return self._execute(requests)
+
+    def outputs_of(self, results: list[np.ndarray]) -> list[np.ndarray]:
+        """The arrays to answer with, in ``self.outputs`` order, from what ``run`` returned for a
+        batch (the fused label2photo encodes its photos here)."""
+        return results
 
     def _execute(self, requests: list[Any]) -> list[Any]:
         responses = [None] * len(requests)
@@ -136,7 +212,7 @@ class BatchedPythonModel(PythonModel):
         for i, request in enumerate(requests):
             try:
                 feeds = self.feeds(request)
-                ready.append((i, feeds, len(feeds[self.inputs[0]])))
+                ready.append((i, feeds, len(next(iter(feeds.values())))))
             except Exception as e:
                 responses[i] = error_response(f"{self.name}: {e}")
         if ready:
@@ -144,8 +220,8 @@ class BatchedPythonModel(PythonModel):
                 if len(ready) == 1:
                     batch_feeds = ready[0][1]
                 else:
-                    batch_feeds = {n: np.concatenate([f[n] for _, f, _ in ready]) for n in self.inputs}
-                results = self.run(batch_feeds)
+                    batch_feeds = {n: np.concatenate([f[n] for _, f, _ in ready]) for n in ready[0][1]}
+                results = self.outputs_of(self.run(batch_feeds))
                 start = 0
                 for i, _, n in ready:
                     responses[i] = response(

@@ -11,7 +11,8 @@
 
 Per generator: ``render`` (raw tensors: label ids uint8 [B,1,H,W] in, RGB uint8 [B,H,W,3] out),
 ``decode_png`` (label PNG -> ids), ``prepare_render`` where the graph needs instances or a latent, and
-the ``label2photo`` ensemble. Per segmenter: ``segment``, ``decode_photo``, ``encode_labels`` and the
+the ``label2photo`` ensemble; on ``cpu`` (``pipeline="fused"``, the default) ``label2photo`` is
+instead one python model doing all of it, so no tensor crosses between python stubs. Per segmenter: ``segment``, ``decode_photo``, ``encode_labels`` and the
 ``photo2labels`` ensemble. With both, ``photo2photo``. Per layout card, ``random_layout`` (and
 ``random2photo`` into the first generator: ``layout_models.py``). ``encode_png`` is shared. The first generator /
 segmenter gets the plain names; later ones get ``_<card name>`` appended (a card name that is not a
@@ -42,6 +43,7 @@ from ..extras import require
 from . import configs as C
 from .card_models import add_generator, add_photo2photo, add_segmenter, model_suffix, photo2photo_problem
 from .configs import check_config_against_onnx, parse_config
+from .depth_models import add_depth_pair, resolve_depth_pair
 from .engine_script import ENGINE_SCRIPT, write_engine_script
 from .layout import BuiltRepository, Repository
 from .layout_models import add_layouts, split_layout_cards
@@ -88,6 +90,7 @@ def build_repository(
     overwrite: bool = False,
     work_dir: Optional[Union[str, os.PathLike]] = None,
     configs_only: bool = False,
+    depth_pair: Optional[tuple[CardSpec, CardSpec]] = None,
 ) -> BuiltRepository:
     """Write a Triton model repository for ``target`` serving ``cards`` (model cards, their
     weights/directories, or exported ``.onnx`` graphs) into ``out_dir``.
@@ -95,7 +98,8 @@ def build_repository(
     ``overrides``: ServingOptions fields that win over the cards' own; ``plans``: card name (or model
     name) -> TensorRT engine file for the gpu-trt target; ``configs_only``: write the configs, the
     manifest and build_engines.sh but no version directories (for review, and the golden examples in
-    triton_models/examples/). The repository is assembled in a temporary directory beside
+    triton_models/examples/); ``depth_pair``: (stage-1 depth card, stage-2 photo-from-depth card), served
+    as ``depth_models.py`` describes. The repository is assembled in a temporary directory beside
     ``out_dir`` and moved into place only when complete.
     """
     require("serve", "tritonclient.grpc.model_config_pb2", "the repository builder")  # before any export
@@ -108,7 +112,7 @@ def build_repository(
         if out.is_dir() and not (out / MANIFEST).is_file():
             raise ConfigError(f"{out} is not a cityserve repository ({MANIFEST} missing); refusing to replace it")
     specs, layout_cards = split_layout_cards(cards)
-    if not specs and not layout_cards:
+    if not specs and not layout_cards and depth_pair is None:
         raise ConfigError("no model cards given: pass at least one generator or segmenter (--model CARD)")
     plans = {k: Path(v) for k, v in (plans or {}).items()}
     for k, p in plans.items():
@@ -143,6 +147,11 @@ def build_repository(
                 notes.append(f"photo2photo not built: {problem}")
             else:
                 add_photo2photo(repo, gens[0], segs[0], renders[0], gen_opts[0])
+        if depth_pair is not None:
+            pair = resolve_depth_pair(*depth_pair, work)
+            d_opts, p_opts = (serving_options(s.card, overrides) for s in (pair.depth, pair.photo))
+            add_depth_pair(repo, pair, p_opts, d_opts, plans)
+            notes.extend(pair.notes)
         layout_opts = [serving_options(c, overrides) for c in layout_cards]
         add_layouts(repo, layout_cards, layout_opts, gens, renders, work, plans, notes)
 

@@ -1,10 +1,12 @@
-// The cityserve canvas page: paint label ids, send them as an exact palette-colour PNG to POST /render,
-// show the photo. Plain JS, no build step. The label map lives in `ids` (one id per model pixel); the
-// <canvas> shows it in palette colours with no smoothing, so canvas.toBlob() *is* the label PNG.
+// The cityserve canvas page: paint label ids, send them (raw uint8 ids) to POST /render, show the
+// photo. Plain JS, no build step. The label map lives in `ids` (one id per model pixel); the <canvas>
+// shows it in palette colours with no smoothing, so canvas.toBlob() *is* the label PNG (downloads).
 "use strict";
 
 const MAX_UNDO = 40;
-const DRAG_INTERVAL_MS = 150; // while dragging: at most one render request per this many ms
+const DRAG_INTERVAL_MS = 150; // while dragging: at most one render request per this many ms,
+// and only after the server has been left idle for as long as the last request took: the server is
+// busy at most half the time of a drag, so the stroke's own render seldom waits for a drag render
 
 const $ = (id) => document.getElementById(id);
 const labelCanvas = $("labels");
@@ -22,6 +24,10 @@ const app = {
   undo: [],
   redo: [],
   inFlight: null, // AbortController of the render request in flight
+  pending: null, // {reason, t0}: the one render waiting for the one in flight
+  lastPhases: null, // where the last shown render's time went (see send())
+  lastDone: 0, // performance.now() when the last request ended
+  lastRequestMs: 0, // how long it took, sent -> answered
   seq: 0, // render requests sent
   shown: 0, // sequence number of the photo on screen
   renders: 0, // photos shown
@@ -220,7 +226,7 @@ labelCanvas.addEventListener("pointermove", (ev) => {
   stroke.last = p;
   redraw();
   const now = performance.now();
-  if (now - stroke.lastSent >= DRAG_INTERVAL_MS) {
+  if (!app.inFlight && now - stroke.lastSent >= DRAG_INTERVAL_MS && now - app.lastDone >= app.lastRequestMs) {
     stroke.lastSent = now;
     requestRender("drag");
   }
@@ -235,63 +241,135 @@ labelCanvas.addEventListener("pointerup", endStroke);
 labelCanvas.addEventListener("pointercancel", endStroke);
 
 // ---- rendering ---------------------------------------------------------------------------------
+// A seeded render is reproducible, so its live preview can be a JPEG (a fraction of a PNG's time to
+// encode and decode) and "download photo" asks the server for the same photo as a PNG.
 function renderUrl() {
   const q = new URLSearchParams({ model: app.info.model });
   const seed = $("seed").value.trim();
   if (seed !== "") q.set("seed", seed);
+  q.set("format", seed !== "" && $("jpeg-preview").checked ? "jpeg" : "png");
   return `/render?${q}`;
 }
 
-// A newer request supersedes the one in flight: it is aborted, and a late answer is never shown.
-async function requestRender(reason) {
+// The label map as the request body: raw uint8 ids (one byte a pixel, no PNG coding) where every id
+// fits a byte, else the canvas's palette-colour PNG.
+async function labelBody() {
+  if (app.info.num_classes <= 256) {
+    const bytes = new Uint8Array(app.ids.length);
+    bytes.set(app.ids);
+    return { body: bytes, type: "application/octet-stream" };
+  }
+  return { body: await labelPng(), type: "image/png" };
+}
+
+// "read;dur=0.3, check;dur=1.2" -> {read: 0.3, check: 1.2}
+function parseServerTiming(header) {
+  const out = {};
+  for (const part of (header || "").split(",")) {
+    const m = /^\s*([\w-]+)\s*;\s*dur=([\d.]+)/.exec(part);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+function nextFrame() {
+  // the frame that paints the new photo; a hidden page has no frames, so never wait long for one
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 100);
+    requestAnimationFrame(() => { clearTimeout(timer); resolve(); });
+  });
+}
+
+// At most one request in flight (the server renders one at a time anyway): a render asked for while
+// one is in flight waits for it, and a newer one replaces the waiting one, so at most one superseded
+// request is ever queued. Drag renders never wait: a busy server simply skips them.
+function requestRender(reason) {
   if (!app.info) return;
   const t0 = performance.now();
-  if (app.inFlight) app.inFlight.abort();
+  if (app.inFlight) {
+    if (reason !== "drag") app.pending = { reason, t0 };
+    return;
+  }
+  send(reason, t0);
+}
+
+// One request; ``t0``: when it was asked for. Records the phases of its time in app.lastPhases (ms):
+// wait (for the request in flight), encode (the body), request (sent -> the answer's headers),
+// download (the body), decode (the photo's <img> loaded), frame (the next frame, which paints it),
+// and the server's own Server-Timing entries.
+async function send(reason, t0) {
   const controller = new AbortController();
   app.inFlight = controller;
   const seq = ++app.seq;
+  const phases = { wait: performance.now() - t0 };
+  let t = performance.now();
+  const lap = (name) => { const now = performance.now(); phases[name] = now - t; t = now; };
   try {
-    const body = await labelPng();
-    const r = await fetch(renderUrl(), { method: "POST", body, signal: controller.signal,
-                                         headers: { "Content-Type": "image/png" } });
+    const { body, type } = await labelBody();
+    lap("encode");
+    const url = renderUrl();
+    const r = await fetch(url, { method: "POST", body, signal: controller.signal,
+                                         headers: { "Content-Type": type } });
+    lap("request");
     if (!r.ok) {
       const err = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
       if (r.status === 503) return connectionLost("triton", err.error);
       showMessage(`render refused: ${err.error}`, false);
       return;
     }
-    const blob = await r.blob();
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const blob = new Blob([bytes], { type: r.headers.get("Content-Type") || "image/png" });
+    lap("download");
     if (seq < app.shown || controller.signal.aborted) return;
+    phases.server = parseServerTiming(r.headers.get("Server-Timing"));
     app.lastServerMs = Number(r.headers.get("X-Render-Ms"));
-    await showPhoto(blob, seq);
+    app.photoSource = { url, body, type }; // what the photo on screen was rendered from
+    await showPhoto(blob, bytes, seq);
+    lap("decode");
+    await nextFrame();
+    lap("frame");
     const ms = performance.now() - t0;
+    phases.total = ms;
+    performance.measure(`cityserve render ${seq} (${reason})`, { start: t0, duration: ms });
     app.lastRenderMs = ms;
+    app.lastPhases = phases;
     app.lastReason = reason;
     app.renders++;
     if (app.lost) recovered();
     setStatus(`rendered in ${ms.toFixed(0)} ms (server ${app.lastServerMs.toFixed(0)} ms) at ` +
               new Date().toLocaleTimeString());
-    document.dispatchEvent(new CustomEvent("photo-shown", { detail: { seq, ms, reason } }));
+    document.dispatchEvent(new CustomEvent("photo-shown", { detail: { seq, ms, reason, phases } }));
   } catch (e) {
     if (e.name === "AbortError") return;
     connectionLost("canvas", String(e.message || e));
   } finally {
-    if (app.inFlight === controller) app.inFlight = null;
+    if (app.inFlight === controller) {
+      app.inFlight = null;
+      app.lastDone = performance.now();
+      app.lastRequestMs = phases.request || 0;
+      const next = app.pending;
+      app.pending = null;
+      if (next) send(next.reason, next.t0); // sets inFlight at once: never a moment of "idle" between
+    }
   }
 }
 
-function showPhoto(blob, seq) {
+function base64(bytes) {
+  if (bytes.toBase64) return bytes.toBase64();
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+// The photo into its <img>, as a data: URL (decoded in the page, no blob-store round trip: a few ms
+// less than an object URL here). Resolves on its load event; the next frame paints it. (img.decode()
+// would resolve a compositor frame later in Chromium: ~10 ms more to the screen.)
+function showPhoto(blob, bytes, seq) {
   return new Promise((resolve) => {
-    const url = URL.createObjectURL(blob);
-    const old = photo.src;
-    photo.onload = () => {
-      if (old.startsWith("blob:")) URL.revokeObjectURL(old);
-      resolve();
-    };
-    photo.onerror = () => resolve();
+    photo.onload = photo.onerror = () => resolve();
     app.shown = seq;
     app.photoBlob = blob;
-    photo.src = url;
+    photo.src = `data:${blob.type};base64,${base64(bytes)}`;
   });
 }
 
@@ -408,12 +486,21 @@ $("clear").addEventListener("click", () => {
   requestRender("edit");
 });
 $("seed").addEventListener("change", () => requestRender("seed"));
+$("jpeg-preview").addEventListener("change", () => requestRender("seed"));
 $("reseed").addEventListener("click", () => {
   $("seed").value = Math.floor(Math.random() * 2 ** 31);
   requestRender("seed");
 });
 $("download-labels").addEventListener("click", async () => download(await labelPng(), "labels.png"));
-$("download-photo").addEventListener("click", () => { if (app.photoBlob) download(app.photoBlob, "photo.png"); });
+$("download-photo").addEventListener("click", async () => {
+  if (!app.photoBlob) return;
+  if (app.photoBlob.type === "image/png") return download(app.photoBlob, "photo.png");
+  const src = app.photoSource; // a JPEG preview: the same (seeded) render, as a PNG
+  const r = await fetch(src.url.replace("format=jpeg", "format=png"),
+                        { method: "POST", body: src.body, headers: { "Content-Type": src.type } });
+  if (!r.ok) return showMessage(`photo download: HTTP ${r.status}`, false);
+  download(await r.blob(), "photo.png");
+});
 document.addEventListener("keydown", (ev) => {
   if (!(ev.ctrlKey || ev.metaKey) || ev.target.tagName === "INPUT") return;
   if (ev.key === "z") { ev.preventDefault(); restore(ev.shiftKey ? app.redo : app.undo, ev.shiftKey ? app.undo : app.redo); }

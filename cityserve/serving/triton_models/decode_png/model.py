@@ -19,7 +19,7 @@ sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.p
 import numpy as np
 
 from cityserve.serving import codec
-from cityserve.serving.pb_model import PythonModel, input_array
+from cityserve.serving.pb_model import PythonModel, decode_items, decoder_limits, label_png_decoder
 
 
 class TritonPythonModel(PythonModel):
@@ -29,33 +29,14 @@ class TritonPythonModel(PythonModel):
         super().initialize(args)
         self.mode = self.params["mode"]
         self.input_name, self.output_name = self.inputs[0], self.outputs[0]
-        limits = dict(
-            max_pixels=int(self.params.get("max_pixels", codec.DEFAULT_MAX_PIXELS)),
-            max_bytes=int(self.params.get("max_bytes", codec.DEFAULT_MAX_BYTES)),
-        )
-        height, width = int(self.params["height"]), int(self.params["width"])
         if self.mode == "labels":
-            self.decoder = codec.LabelPngDecoder(
-                self.version_file("label_set_file", "label_set.json"),
-                height,
-                width,
-                int(self.params["num_classes"]),
-                np.dtype(self.params.get("dtype", "uint8")),
-                nearest=self.params.get("nearest", "false").lower() == "true",
-                **limits,
-            )
+            self.decoder = label_png_decoder(self)
         elif self.mode == "photo":
-            self.decoder = codec.PhotoDecoder(height, width, **limits)
+            self.decoder = codec.PhotoDecoder(
+                int(self.params["height"]), int(self.params["width"]), **decoder_limits(self)
+            )
         else:
             raise ValueError(f"{self.name}: unknown mode {self.mode!r} (labels | photo)")
 
     def infer(self, request):
-        items = input_array(request, self.input_name).reshape(-1)
-        decoded = []
-        for k, item in enumerate(items):
-            try:
-                decoded.append(self.decoder.decode(codec.as_bytes(item)))
-            except Exception as e:
-                where = f" (batch item {k} of {len(items)})" if len(items) > 1 else ""
-                raise ValueError(f"{self.input_name}{where}: {e}") from None
-        return {self.output_name: np.stack(decoded)}
+        return {self.output_name: np.stack(decode_items(request, self.input_name, self.decoder.decode))}

@@ -14,23 +14,13 @@ sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.p
 
 import numpy as np
 
-from cityserve.serving import codec
-from cityserve.serving.pb_model import PythonModel, input_array
+from cityserve.serving.pb_model import PythonModel, input_array, render_inputs
 
 
 class TritonPythonModel(PythonModel):
     def initialize(self, args):
         super().initialize(args)
-        self.prepare = codec.RenderInputs(
-            int(self.params["height"]),
-            int(self.params["width"]),
-            int(self.params["num_classes"]),
-            np.dtype(self.params.get("dtype", "uint8")),
-            use_instance="instances" in self.outputs,
-            z_dim=int(self.params.get("z_dim", "0")),
-            seed=None,
-            latent=self.params.get("latent", "random"),
-        ).prepare
+        self.prepare = render_inputs(self).prepare
 
     def infer(self, request):
         prepared = [self.prepare(item) for item in input_array(request, "ids")]

@@ -10,38 +10,23 @@ repository is code as a whole (these ``model.py`` files run too), so serve only 
 batch axis) and are split again; out-of-range label ids fail only their own request.
 """
 
-import json
 import os
 import sys
 
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
 
+from cityserve.serving.graph_runners import graph_runner
 from cityserve.serving.pb_model import BatchedPythonModel
 
 
 class TritonPythonModel(BatchedPythonModel):
-    engine = "AOT package"
+    engine = "aot"
 
     def initialize(self, args):
-        import torch
-
-        from cityserve.cards import ModelCard
-        from cityserve.export.aot import AOTPackage, aot_artifact
-
         super().initialize(args)
-        # The server's environment sets OMP_NUM_THREADS=1 (several python stubs share the cores), which
-        # would leave torch on one thread: 0 here means every core this process may use.
-        threads = int(self.params.get("intra_op_threads", "0") or 0) or len(os.sched_getaffinity(0))
-        torch.set_num_threads(threads)
-        with open(self.version_file("card_file", "card.json")) as f:
-            aot = aot_artifact(ModelCard.from_dict(json.load(f)))
-        # refuses, with a one-line reason, a package for missing CPU flags / another torch / altered bytes;
-        # its origin was checked by the repository builder (this folder is a copy it made)
-        self.package = AOTPackage(aot, self.version_dir, trust=True)
-
-    def run(self, feeds):
-        return [self.package(feeds)]
+        # cityserve.serving.graph_runners: the same engine, loaded the same way, as the fused label2photo
+        self.run, self.engine = graph_runner("aot", self, self.outputs)
 
     def finalize(self):
-        self.package = None
+        self.run = None

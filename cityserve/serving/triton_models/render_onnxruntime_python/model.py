@@ -13,6 +13,7 @@ import sys
 # `cityserve serve` names where cityserve and its dependencies live (the stub ignores PYTHONPATH)
 sys.path.extend(p for p in os.environ.get("CITYSERVE_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
 
+from cityserve.serving.graph_runners import graph_runner
 from cityserve.serving.pb_model import BatchedPythonModel
 
 
@@ -20,21 +21,9 @@ class TritonPythonModel(BatchedPythonModel):
     engine = "onnxruntime"
 
     def initialize(self, args):
-        import onnxruntime as ort
-
         super().initialize(args)
-        options = ort.SessionOptions()
-        threads = int(self.params.get("intra_op_threads", "0") or 0)
-        if threads > 0:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            self.version_file("onnx_file", "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-
-    def run(self, feeds):
-        return self.session.run(self.outputs, feeds)
+        # cityserve.serving.graph_runners: the same engine, loaded the same way, as the fused label2photo
+        self.run, self.engine = graph_runner("onnxruntime", self, self.outputs)
 
     def finalize(self):
-        self.session = None
+        self.run = None

@@ -116,8 +116,27 @@ def test_oasis_trainer_moves_every_loss_and_learns_the_layout(tmp_path):
     # the discriminator learns to segment the real image (its loss falls from chance, ln 35) and the
     # generator to make fakes it segments as the labels
     d_real, g_adv = [float(h["D_real"]) for h in hist], [float(h["G_adv"]) for h in hist]
-    assert d_real[0] == pytest.approx(np.log(35), abs=0.05) and d_real[-1] < d_real[0] - 0.1, d_real
+    assert d_real[-1] < min(d_real[0], np.log(35)) - 0.1, d_real
     assert g_adv[-1] < g_adv[0] - 0.1, g_adv
+
+
+def test_a_fresh_discriminator_takes_its_first_steps_without_blowing_up(tmp_path):
+    """At the default learning rate a fresh U-Net discriminator's losses stay near chance (ln 35) over its
+    first steps: with SPADE's 0.02 init they jumped to 10-1e5 at the third step and the discriminator
+    then sat at exactly ln 35 (frozen by the gradient left in Adam's second moment)."""
+    torch.manual_seed(0)
+    t = _trainer(tmp_path)  # lr 2e-4: D at 4e-4, G at 1e-4, as the presets
+    t.train()
+    scenes = TinyScenes(4)
+    hist = []
+    for s in range(1, 13):
+        batch = {k: (v[None] if torch.is_tensor(v) else v) for k, v in scenes[s % 4].items()}
+        hist.append(t.train_step(batch, s))
+    for k in ("D_real", "D_fake", "G_adv"):
+        values = [float(h[k]) for h in hist]
+        assert max(values) < 2 * np.log(35), (k, values)
+    d_fake = [float(h["D_fake"]) for h in hist]
+    assert d_fake[-1] < d_fake[0] - 0.05, d_fake  # and it is learning: fakes are told apart
 
 
 def test_noise_gives_a_different_photo_per_latent_and_the_same_for_the_same(tmp_path):

@@ -48,6 +48,13 @@ from .runner import Runner, Trainer
 from .state import STATE_FORMAT
 
 OBJECTIVES = ("spade", "oasis")
+# The OASIS discriminator's spectral-normed convolutions start at xavier gain 1, not SPADE's init_variance
+# (0.02): Adam's first steps move every weight by about lr, which at 2e-4-4e-4 is a third of a weight
+# initialised at gain 0.02; the one power iteration per forward then underestimates the new spectral
+# norms, the 12-conv U-Net's logits jumped from 0.01 to 1e4-1e5 at the third step, and the gradient it
+# left in Adam's second moment froze the discriminator for thousands of steps (measured on the demo
+# preset: D_real stuck at ln(35), the loss of a uniform guess). tests/test_oasis.py keeps it out.
+OASIS_D_INIT_GAIN = 1.0
 #: photo: label -> photo (plain SPADE); depth: label -> normalised log-depth (stage 1 of the depth-aware
 #: pair); photo-from-depth: label + depth -> photo (stage 2).
 TRAIN_STAGES = ("photo",) + STAGES
@@ -245,7 +252,7 @@ class SPADETrainer(Trainer):
                     f"the OASIS discriminator with {dcfg.num_res_blocks} blocks needs height and width that are "
                     f"multiples of {2**dcfg.num_res_blocks}, not {gcfg.height}x{gcfg.width}"
                 )
-            D = init_weights(OASISDiscriminator(dcfg), tcfg.init_type, tcfg.init_variance)
+            D = init_weights(OASISDiscriminator(dcfg), tcfg.init_type, OASIS_D_INIT_GAIN)
         else:
             dcfg = MultiscaleDConfig(
                 input_nc=gcfg.input_nc + gcfg.output_nc,

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from _helpers_canvas import LIMITS, CanvasProcess, http, tiny_noise_spade_card
-from _helpers_serving import H, W, block_labels, png_bomb, png_bytes
+from _helpers_serving import H, W, block_labels, png_bomb, png_bytes, tiny_layout_card
 
 from cityserve.labels import get_label_set
 
@@ -29,7 +29,8 @@ def triton(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("canvas-api")
     onnx = export_onnx(tiny_noise_spade_card(root / "gen"), root / "gen" / "exported")
-    built = build_repository([onnx], "cpu", root / "repo")
+    layout = tiny_layout_card(root / "layout")  # the page's "random street"
+    built = build_repository([onnx, layout.path], "cpu", root / "repo")
     with TritonServer(built.path) as server:
         yield server
 
@@ -212,6 +213,22 @@ def test_page_examples_and_health(canvas):
     assert code == 200 and png.startswith(b"\x89PNG")
     code, _, body = http("GET", canvas.url + "/health")
     assert code == 200 and json.loads(body)["triton"] == "ready"
+
+
+def test_random_street_is_the_served_layout_models_for_the_seed(canvas, client):
+    """GET /random?seed=N: the label PNG random_layout draws for N (the same twice, another for another
+    seed), which /upload then fits to the painter's canvas; a bad seed is a one-line 400."""
+    code, headers, png = http("GET", canvas.url + "/random?seed=5")
+    assert code == 200 and headers["content-type"] == "image/png", png
+    served = client.infer("random_layout", {"SEED": np.array([[5]], np.int64)}, outputs=["LABELS_PNG"])
+    assert png == bytes(served["LABELS_PNG"].reshape(-1)[0])
+    assert http("GET", canvas.url + "/random?seed=5")[2] == png
+    other = http("GET", canvas.url + "/random?seed=6")[2]
+    ids = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert not np.array_equal(ids, cv2.imdecode(np.frombuffer(other, np.uint8), cv2.IMREAD_UNCHANGED))
+    code, _, fitted = http("POST", canvas.url + "/upload", png)
+    assert code == 200 and fitted.startswith(b"\x89PNG")
+    assert_json_error(http("GET", canvas.url + "/random?seed=x"), 400, "seed")
 
 
 def test_lost_triton_is_503_and_the_canvas_recovers_when_it_returns(canvas, triton):

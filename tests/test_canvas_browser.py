@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from _helpers_canvas import CanvasProcess, tiny_noise_spade_card
-from _helpers_serving import H, W, png_bytes
+from _helpers_serving import H, W, png_bytes, tiny_layout_card
 
 from cityserve.client import CityserveClient
 from cityserve.labels import get_label_set, read_label_png, resize_nearest
@@ -38,7 +38,8 @@ def canvas(tmp_path_factory):
     _browser_or_skip()
     root = tmp_path_factory.mktemp("canvas-browser")
     onnx = export_onnx(tiny_noise_spade_card(root), root / "exported")
-    proc = CanvasProcess(["--model", str(onnx)])
+    layout = tiny_layout_card(root / "layout")  # for the "random street" starting layout
+    proc = CanvasProcess(["--model", str(onnx), "--model", str(layout.path)])
     proc.triton = re.search(r"tritonserver ready: gRPC (\S+),", "".join(proc.lines)).group(1)
     yield proc
     assert proc.stop() == 0, "".join(proc.lines)
@@ -179,3 +180,24 @@ def test_starting_layout_loads(page):
     labels = read_label_png(download(page, "#download-labels"), CITYSCAPES)
     street = read_label_png(Path(__file__).resolve().parents[1] / "examples" / "street_01.png", CITYSCAPES)
     assert np.array_equal(labels, resize_nearest(street, H, W))
+
+
+def test_random_street_loads_the_layout_models_street_for_the_seed(page, canvas):
+    """The "random street" starting layout: the layout the served random_layout model draws for the
+    page's style seed, fitted (nearest) to the canvas."""
+    import cv2
+
+    from cityserve.client import CityserveClient
+
+    page.fill("#seed", "7")
+    n = renders(page)
+    page.select_option("#layouts", index=1)  # the first option after the placeholder
+    wait_photo(page, n)
+    labels = read_label_png(download(page, "#download-labels"), CITYSCAPES)
+    with CityserveClient(canvas.triton, timeout=30) as c:
+        png = c.infer("random_layout", {"SEED": np.array([[7]], np.int64)}, outputs=["LABELS_PNG"])["LABELS_PNG"]
+    ids = cv2.imdecode(np.frombuffer(bytes(png.reshape(-1)[0]), np.uint8), cv2.IMREAD_UNCHANGED)
+    # compared as colours: the page paints by colour, and ids sharing one (static and unlabeled) read back as one
+    colors = CITYSCAPES.ids_to_colors(resize_nearest(ids, H, W).astype(np.int64))
+    assert np.array_equal(CITYSCAPES.ids_to_colors(labels.astype(np.int64)), colors)
+    assert len(np.unique(labels)) >= 3  # a street, not a blank canvas

@@ -8,6 +8,8 @@
     POST /upload           a label PNG of any size (ids or colors; ?nearest=1 snaps anti-aliased
                            colors) -> the palette-color PNG at the model's size, for the page to paint on
     GET  /examples         the starting layouts; GET /examples/NAME.png one of them
+    GET  /random?seed=N    a random street: the label PNG the served random_layout model draws for N
+                           (404 where the server has no layout model)
     GET  /health           200 when Triton is ready, 503 when not
 
 Errors are one-line JSON, ``{"error": "..."}``: 400 for a bad label map, 413 over the size limits, 404
@@ -142,6 +144,14 @@ def create_app(bridge: TritonBridge, examples_dir: Optional[Path] = None) -> Sta
             return error(404, f"no starting layout named {request.path_params['name']!r}")
         return FileResponse(path, media_type="image/png")
 
+    async def random_street(request: Request) -> Response:
+        try:
+            seed = _seed(request)
+            png = await run_in_threadpool(bridge.random_layout, 0 if seed is None else seed)
+        except CityserveError as e:
+            return _status_for(e, bridge)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
     async def health(request: Request) -> Response:
         ready = await run_in_threadpool(bridge.ready)
         body = {"canvas": "ok", "triton": "ready" if ready else "unreachable", "server": bridge.url}
@@ -154,6 +164,7 @@ def create_app(bridge: TritonBridge, examples_dir: Optional[Path] = None) -> Sta
         Route("/upload", upload, methods=["POST"]),
         Route("/examples", example_list),
         Route("/examples/{name}.png", example),
+        Route("/random", random_street),
         Route("/health", health),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

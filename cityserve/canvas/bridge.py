@@ -31,6 +31,7 @@ from ..labels import LabelSet, check_ids, decode_image, get_label_set, label_ima
 from ..serving.codec import LabelPngDecoder, check_size, encode_rgb_png, png_check_inflated, png_header
 
 ENSEMBLE = "label2photo"
+RANDOM_LAYOUT = "random_layout"  # the layouts issue's seed -> street layout model, where served
 _MODEL_NAME = re.compile(r"^label2photo(_[A-Za-z0-9_.-]{1,100})?$")
 
 
@@ -252,6 +253,21 @@ class TritonBridge:
     def render(self, data: bytes, model: str = ENSEMBLE, seed: Optional[int] = None, raw: bool = False) -> bytes:
         """Label PNG bytes (``raw``: raw uint8 ids) -> photo PNG bytes; see ``render_timed``."""
         return self.render_timed(data, model, seed, raw)[0]
+
+    def random_layout(self, seed: int) -> bytes:
+        """A seed -> the label-id PNG of the street layout the served ``random_layout`` model draws for it
+        (the same seed, the same layout: ``cityserve generate --seed``); ConfigError (404) where the server
+        has no layout model."""
+        client = self.client
+        try:
+            client.model_config(RANDOM_LAYOUT)
+            feeds = {contract.SEED: np.array([[int(seed)]], dtype=np.int64)}
+            out = client.infer(RANDOM_LAYOUT, feeds, outputs=[contract.LABELS_PNG])
+        except ServerUnavailable:
+            if client is self.client:
+                self.reconnect()
+            raise
+        return bytes(out[contract.LABELS_PNG].reshape(-1)[0])
 
     def render_timed(
         self, data: bytes, model: str = ENSEMBLE, seed: Optional[int] = None, raw: bool = False, fmt: str = "png"

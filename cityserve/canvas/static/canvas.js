@@ -451,12 +451,26 @@ $("layouts").addEventListener("change", async (ev) => {
   const name = ev.target.value;
   ev.target.value = "";
   if (!name) return;
+  if (name === RANDOM_STREET) {  // the layout model's street for the style seed (same seed, same street)
+    const seed = $("seed").value || "0";
+    const r = await fetch(`/random?seed=${encodeURIComponent(seed)}`);
+    if (!r.ok) {
+      const err = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+      return showMessage(`random street: ${err.error}`, false);
+    }
+    return loadLabelPng(new Uint8Array(await r.arrayBuffer()), false, `random street ${seed}`);
+  }
   const r = await fetch(`/examples/${encodeURIComponent(name)}`);
   if (!r.ok) return showMessage(`layout ${name}: HTTP ${r.status}`, false);
   await loadLabelPng(new Uint8Array(await r.arrayBuffer()), false, name);
 });
 
+const RANDOM_STREET = "random street (layout model, style seed)";
+
 async function loadLayouts() {
+  const o = document.createElement("option");
+  o.value = o.textContent = RANDOM_STREET;
+  $("layouts").append(o);
   const r = await fetch("/examples");
   if (!r.ok) return;
   for (const name of (await r.json()).examples) {

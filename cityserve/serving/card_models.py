@@ -109,6 +109,25 @@ class GraphModel:
     params: dict[str, Any]
 
 
+def place_graph_model(
+    repo: Repository, spec, role: str, src: GraphSource, engine: str, ins, outs, folder, files
+) -> None:
+    """Put a graph model into ``repo``: as a python-backend model from ``folder`` (cpu target) or as a
+    backend model, with the manifest entry every graph model gets (role, card, graph hash, engine, tensors)."""
+    info = {
+        "role": role,
+        "card": src.card.name,
+        "onnx_sha256": sha256_file(src.onnx),
+        "engine": engine,
+        "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in ins],
+        "outputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in outs],
+    }
+    if folder:
+        repo.python_model(spec, folder, info, **files)
+    else:
+        repo.add(spec, files, {"platform": spec.config.platform, **info})
+
+
 def _add_graph_model(
     repo: Repository, name: str, src: GraphSource, opts: ServingOptions, plans: dict[str, Path]
 ) -> GraphModel:
@@ -189,18 +208,7 @@ def _add_graph_model(
         )
     spec = C.graph_model(name, runtime, ins, outs, opts, params, header)
     check_config_against_onnx(spec.config, src.onnx)
-    info = {
-        "role": role,
-        "card": src.card.name,
-        "onnx_sha256": sha256_file(src.onnx),
-        "engine": engine,
-        "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in ins],
-        "outputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in outs],
-    }
-    if folder:
-        repo.python_model(spec, folder, info, **files)
-    else:
-        repo.add(spec, files, {"platform": spec.config.platform, **info})
+    place_graph_model(repo, spec, role, src, engine, ins, outs, folder, files)
     return GraphModel(engine, files, params)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import contract
 from ..card_sections import ServingOptions
-from ..cards import ModelCard, file_stem, load_card, sha256_file
+from ..cards import ModelCard, file_stem, load_card
 from ..data.depth import card_depth
 from ..errors import ConfigError
 from ..export.depth_export import export_depth_onnx
@@ -38,7 +38,7 @@ from ..extras import MissingExtraError, missing_extra_message
 from ..labels import get_label_set
 from ..models.registry import config_from_card
 from . import configs as C
-from .card_models import label_set_name, openvino_backend_params, openvino_installed
+from .card_models import label_set_name, openvino_backend_params, openvino_installed, place_graph_model
 from .configs import PNG, Tensor, check_config_against_onnx, quoted
 from .engine_script import EngineBuild
 from .ensembles import Pipeline, Step
@@ -225,18 +225,7 @@ def _graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOpt
         spec.header.append(
             f"Warm-up depth: {WARMUP_DEPTH} (10 m everywhere, float32), as Triton reads it from warmup/."
         )
-    info = {
-        "role": name,
-        "card": src.card.name,
-        "onnx_sha256": sha256_file(src.onnx),
-        "engine": engine,
-        "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in ins],
-        "outputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in outs],
-    }
-    if folder:
-        repo.python_model(spec, folder, info, **files)
-    else:
-        repo.add(spec, files, {"platform": spec.config.platform, **info})
+    place_graph_model(repo, spec, name, src, engine, ins, outs, folder, files)
 
 
 def encode_depth(name: str, h: int, w: int, opts: ServingOptions) -> C.Spec:

@@ -216,8 +216,10 @@ class OnnxArtifact(Artifact):
         super().__post_init__()
         if self.fused and self.form == "plain":  # a card written before forms had names
             self.form = "fused"
-        if self.form not in ("plain", "fused", "boundary"):
-            raise ConfigError(f"OnnxArtifact form must be plain, fused or boundary, not {self.form!r:.40}")
+        from .export.forms import FORMS  # the one list of forms (a light module: no torch)
+
+        if self.form not in FORMS:
+            raise ConfigError(f"OnnxArtifact form must be one of {', '.join(FORMS)}, not {self.form!r:.40}")
 
 
 @dataclasses.dataclass

@@ -32,7 +32,10 @@ examples:
 same resized label map) into one conv, and each mlp_gamma/mlp_beta pair into one conv + split: the same
 math, fewer and wider layers. --form boundary computes SPADE's gamma/beta convolutions only at pixels
 near a label change or instance edge and takes them from a per-class table elsewhere: the same image,
-less work on real label maps (not for OASIS 3D-noise generators such as the shipped demo). The card records the form. --precision-report runs the model in float16 (or bfloat16) on the CPU against float32 and
+less work on real label maps (not for OASIS 3D-noise generators such as the shipped demo). --form table,
+for 1x1-kernel SPADE norms (the shipped demo's), looks every norm's gamma/beta up in a per-image table
+of the (class, edge) codes, OASIS noise included: exact, about 2x faster in torch eager, slower in
+onnxruntime and OpenVINO (benchmarks/table_form.py). The card records the form. --precision-report runs the model in float16 (or bfloat16) on the CPU against float32 and
 writes render.precision.json: layers that overflow or lose precision, which `export tensorrt` keeps in FP32.
 """
 
@@ -71,7 +74,8 @@ def register(sub, groups) -> None:
     p.add_argument(
         "--form",
         choices=FORMS,
-        help="SPADE inference form: plain (default), fused, or boundary (gamma/beta only at label boundaries)",
+        help="SPADE inference form: plain (default), fused, boundary (gamma/beta only at label boundaries) "
+        "or table (1x1 SPADE norms: gamma/beta looked up per pixel code)",
     )
     p.add_argument("--fused", action="store_true", help="SPADE: the fused inference form (= --form fused)")
     p.add_argument(

@@ -2,18 +2,20 @@
 
 ``plain``: the model as built (spectral norm folded). ``fused``: shared convs merged
 (``cityserve.export.fuse``). ``boundary``: gamma/beta convolutions only at label boundaries, a per-class
-table elsewhere (``cityserve.export.boundary``). All three compute the same image.
+table elsewhere (``cityserve.export.boundary``). ``table``: 1x1-kernel SPADE norms as a per-image lookup of
+pixel codes, OASIS noise included (``cityserve.export.table``). All compute the same image.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from torch import nn
+if TYPE_CHECKING:  # keep this module torch-free: cards read FORMS
+    from torch import nn
 
 from ..errors import ConfigError
 
-FORMS = ("plain", "fused", "boundary")
+FORMS = ("plain", "fused", "boundary", "table")
 
 
 def resolve_form(form: Optional[str], fused: bool = False) -> str:
@@ -27,7 +29,7 @@ def resolve_form(form: Optional[str], fused: bool = False) -> str:
     return form
 
 
-def apply_form(generator: nn.Module, form: str, what: str, arch: str) -> nn.Module:
+def apply_form(generator: "nn.Module", form: str, what: str, arch: str) -> "nn.Module":
     """``generator`` in ``form`` (``what``/``arch`` name the model in the error for non-SPADE models)."""
     if form == "plain":
         return generator
@@ -37,6 +39,10 @@ def apply_form(generator: nn.Module, form: str, what: str, arch: str) -> nn.Modu
         from .fuse import fuse_spade
 
         return fuse_spade(generator)
+    if form == "table":
+        from .table import table_spade
+
+        return table_spade(generator)
     from .boundary import boundary_spade
 
     return boundary_spade(generator)

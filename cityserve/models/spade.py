@@ -283,6 +283,12 @@ class SPADEGenerator(nn.Module):
                     [z.to(seg.dtype).reshape(b, cfg.noise_dim, 1, 1).expand(b, cfg.noise_dim, h, w), seg], 1
                 )
             x = self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
+        return self.synthesize(x, seg)
+
+    def synthesize(self, x: torch.Tensor, seg) -> torch.Tensor:
+        """The residual trunk from ``fc``'s output to the image; every block reads ``seg`` (the full-size SPADE
+        input here; an inference form's own per-block input where it replaced the blocks)."""
+        cfg = self.cfg
         x = self.head_0(x, seg)
         x = self.up(x)
         x = self.G_middle_0(x, seg)

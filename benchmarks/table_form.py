@@ -40,7 +40,11 @@ FORMS = ("plain", "table")
 def scene_feeds(card, seed: int, z_dim: int) -> dict[str, np.ndarray]:
     s = generate_scene(seed, card.height, card.width)
     z = np.random.default_rng(seed).standard_normal((1, z_dim)).astype(np.float32)
-    return {"labels": s.labels.astype(np.uint8)[None, None], "instances": s.instances.astype(np.int32)[None, None], "z": z}
+    return {
+        "labels": s.labels.astype(np.uint8)[None, None],
+        "instances": s.instances.astype(np.int32)[None, None],
+        "z": z,
+    }
 
 
 def runners(card, threads: int, tmp: Path) -> dict:

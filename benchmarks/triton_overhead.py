@@ -34,7 +34,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import types
 from pathlib import Path
@@ -152,34 +151,16 @@ def engine_summary(engine: EngineAlone, batch1: list[tuple[float, float]], batch
 def client_load(client, pngs: list[bytes], concurrency: int, requests: int, want: tuple[int, int]) -> dict:
     """``requests`` label2photo calls, ``concurrency`` threads each sending one after another through
     one shared ``CityserveClient``; every answer must be a PNG of size ``want``. Raw latencies."""
+    from cityserve.bench.load import closed_loop
     from cityserve.serving.codec import png_header
 
-    lat: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    per = max(1, requests // concurrency)
+    def call(_state, i: int) -> None:
+        header = png_header(client.label2photo(pngs[i % len(pngs)]))
+        if (header.height, header.width) != want:
+            raise ValueError(f"answer of the wrong size {header.height}x{header.width}")
 
-    def worker(k: int) -> None:
-        for j in range(per):
-            t = time.perf_counter()
-            try:
-                header = png_header(client.label2photo(pngs[(k * per + j) % len(pngs)]))
-            except Exception as e:  # recorded, not raised: one failure must not hide the sweep
-                with lock:
-                    errors.append(str(e)[:200])
-                continue
-            with lock:
-                lat.append(time.perf_counter() - t)
-                if (header.height, header.width) != want:
-                    errors.append("answer of the wrong size")
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return {"lat": lat, "errors": errors, "wall": time.perf_counter() - t0}
+    loop = closed_loop(call, concurrency, requests)
+    return {"lat": loop.latencies_s, "errors": loop.errors, "wall": loop.wall_s}
 
 
 def client_summary(concurrency: int, chunks: list[dict]) -> dict:

@@ -154,3 +154,26 @@ def test_photo2photo_chain_feeds_a_larger_generator_nearest_resized_ids(tmp_path
     ).card(tmp_path)
     with pytest.raises(ValueError, match="aspect ratio"):
         M.ChainCard(wide, gen)
+
+
+def test_closed_loop_issues_each_request_once_and_records_failures():
+    from cityserve.bench.load import closed_loop
+
+    seen, closed = [], []
+
+    class Client:
+        def close(self):
+            closed.append(self)
+
+    def call(client, i):
+        assert isinstance(client, Client)
+        seen.append(i)
+        if i % 5 == 0:
+            raise RuntimeError(f"request {i} refused")
+
+    loop = closed_loop(call, concurrency=3, requests=20, per_thread=Client)
+    assert sorted(seen) == list(range(20)) and len(closed) == 3
+    assert len(loop.latencies_s) == 16 and sorted(loop.errors) == sorted(
+        f"RuntimeError: request {i} refused" for i in (0, 5, 10, 15)
+    )
+    assert loop.wall_s >= max(loop.latencies_s)

@@ -1,7 +1,8 @@
-"""Closed-loop load on label2photo for the reliability figures: N requests, C at a time, every answer
-checked.
+"""Closed-loop load: N requests, C at a time, each thread sending the next as soon as its last came back.
 
-``run_load`` keeps ``concurrency`` threads busy, each sending the next label PNG as soon as its last
+``closed_loop`` is that loop for any call (the Triton sweeps of ``triton_bench`` and
+``benchmarks/triton_overhead.py`` time it); ``run_load`` is label2photo under it for the reliability
+figures, every answer checked: it keeps ``concurrency`` threads busy, each sending the next label PNG as soon as its last
 answer came back (through ``CityserveClient``, so with its failover and retries), and compares every
 photo with the one expected for that label map (``same_photo``: the served models are deterministic,
 with ``--latent zero`` for generators that take a latent).
@@ -15,7 +16,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -84,6 +85,53 @@ class LoadResult:
         }
 
 
+@dataclasses.dataclass
+class LoopTimes:
+    latencies_s: list[float]  # of the calls that returned
+    errors: list[str]  # of the calls that raised (recorded, not raised: one failure must not hide a sweep)
+    wall_s: float
+
+
+def closed_loop(
+    call: Callable[[Any, int], None], concurrency: int, requests: int, per_thread: Optional[Callable[[], Any]] = None
+) -> LoopTimes:
+    """``requests`` calls ``call(state, i)`` (i = 0..requests-1), ``concurrency`` threads at a time; each
+    thread's ``state`` is ``per_thread()`` (e.g. its own client; closed at the end if it has ``close``)."""
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    lat: list[float] = []
+    errors: list[str] = []
+
+    def worker() -> None:
+        state = per_thread() if per_thread is not None else None
+        try:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                t = time.perf_counter()
+                try:
+                    call(state, i)
+                except Exception as e:
+                    with lock:
+                        errors.append(f"{type(e).__name__}: {e}"[:300])
+                    continue
+                with lock:
+                    lat.append(time.perf_counter() - t)
+        finally:
+            if hasattr(state, "close"):
+                state.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, concurrency))]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return LoopTimes(lat, errors, time.perf_counter() - t0)
+
+
 def run_load(
     client,
     pngs: Sequence[bytes],
@@ -99,7 +147,7 @@ def run_load(
     whose tree RSS is sampled when the completed count reaches each of ``rss_every``; ``on_progress``
     gets every completed count (to trigger faults); ``gate(i)`` may hold request ``i`` back."""
     lock = threading.Lock()
-    state = {"next": 0, "done": 0}
+    done = [0]
     lat: list[float] = []
     errors: list[str] = []
     events: list[tuple[float, float, bool]] = []
@@ -110,41 +158,30 @@ def run_load(
     if rss_pid is not None and 0 in marks:
         rss[0] = tree_rss(rss_pid())
 
-    def worker() -> None:
-        while True:
-            with lock:
-                i = state["next"]
-                if i >= requests:
-                    return
-                state["next"] += 1
-            if gate is not None:
-                gate(i)
-            start = time.perf_counter()
-            try:
-                out = client.label2photo(pngs[i % len(pngs)])
-                good = same_photo(out, expected[i % len(expected)])
-                err = None
-            except Exception as e:
-                good, err = False, f"{type(e).__name__}: {e}"
-            end = time.perf_counter()
-            with lock:
-                events.append((start - t0, end - t0, err is None))
-                if err is None:
-                    lat.append((end - start) * 1000)
-                    wrong[0] += not good
-                else:
-                    errors.append(err)
-                state["done"] += 1
-                done = state["done"]
-            if rss_pid is not None and done in marks:
-                rss[done] = tree_rss(rss_pid())
-            if on_progress is not None:
-                on_progress(done)
+    def one(_state, i: int) -> None:
+        if gate is not None:
+            gate(i)
+        start = time.perf_counter()
+        try:
+            out = client.label2photo(pngs[i % len(pngs)])
+            good = same_photo(out, expected[i % len(expected)])
+            err = None
+        except Exception as e:
+            good, err = False, f"{type(e).__name__}: {e}"
+        end = time.perf_counter()
+        with lock:
+            events.append((start - t0, end - t0, err is None))
+            if err is None:
+                lat.append((end - start) * 1000)
+                wrong[0] += not good
+            else:
+                errors.append(err)
+            done[0] += 1
+            count = done[0]
+        if rss_pid is not None and count in marks:
+            rss[count] = tree_rss(rss_pid())
+        if on_progress is not None:
+            on_progress(count)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, concurrency))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - t0
+    seconds = closed_loop(one, concurrency, requests).wall_s
     return LoadResult(requests, len(lat), len(errors), wrong[0], seconds, lat, errors[:5], rss, events, t0)

@@ -15,9 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import cv2
@@ -30,6 +29,7 @@ from ..labels import get_label_set
 from ..models.registry import render_io
 from ..serving.repo import build_repository
 from ..serving.server import TritonServer
+from .load import closed_loop
 
 
 def _pick_generator(plan, doc) -> Optional[ModelCard]:
@@ -58,46 +58,30 @@ def _compute_ns(client, model: str) -> tuple[int, int]:
 
 
 def _sweep_point(url: str, endpoint: str, make_inputs, concurrency: int, requests: int) -> dict:
-    lat: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    per_worker = max(1, requests // concurrency)
+    """``requests`` infer calls on ``endpoint``, ``concurrency`` at a time, each thread with its own client."""
 
-    def worker():
+    def per_thread() -> SimpleNamespace:
         client = grpcclient.InferenceServerClient(url)
         inputs, outputs = make_inputs(grpcclient)
-        for _ in range(per_worker):
-            t = time.perf_counter()
-            try:
-                client.infer(endpoint, inputs, outputs=outputs, client_timeout=120)
-            except Exception as e:  # recorded, not raised: one failure must not hide the sweep
-                with lock:
-                    errors.append(str(e)[:200])
-                continue
-            with lock:
-                lat.append(time.perf_counter() - t)
-        client.close()
+        return SimpleNamespace(client=client, inputs=inputs, outputs=outputs, close=client.close)
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
+    def call(t: SimpleNamespace, _i: int) -> None:
+        t.client.infer(endpoint, t.inputs, outputs=t.outputs, client_timeout=120)
+
+    loop = closed_loop(call, concurrency, requests, per_thread=per_thread)
+    ms = np.array(loop.latencies_s) * 1e3 if loop.latencies_s else np.array([np.nan])
     return {
         "endpoint": endpoint,
         "concurrency": concurrency,
-        "requests": len(lat),
-        "errors": errors[:3],
+        "requests": len(loop.latencies_s),
+        "errors": loop.errors[:3],
         "latency_ms": {
             "p50": float(np.percentile(ms, 50)),
             "p90": float(np.percentile(ms, 90)),
             "p99": float(np.percentile(ms, 99)),
             "mean": float(ms.mean()),
         },
-        "throughput_ips": len(lat) / wall,
+        "throughput_ips": len(loop.latencies_s) / loop.wall_s,
     }
 
 

@@ -29,7 +29,7 @@ def resolve_form(form: Optional[str], fused: bool = False) -> str:
     return form
 
 
-def apply_form(generator: "nn.Module", form: str, what: str, arch: str) -> "nn.Module":
+def apply_form(generator: nn.Module, form: str, what: str, arch: str) -> nn.Module:
     """``generator`` in ``form`` (``what``/``arch`` name the model in the error for non-SPADE models)."""
     if form == "plain":
         return generator

@@ -118,7 +118,9 @@ class TableSPADE(nn.Module):
         if b == 1:
             gamma1, beta = (t.index_select(1, rows.reshape(-1)).reshape(1, -1, h, w) for t in (gamma1, beta))
         else:
-            gamma1, beta = (t.index_select(1, rows.reshape(-1)).reshape(-1, b, h, w).transpose(0, 1) for t in (gamma1, beta))
+            gamma1, beta = (
+                t.index_select(1, rows.reshape(-1)).reshape(-1, b, h, w).transpose(0, 1) for t in (gamma1, beta)
+            )
         return torch.addcmul(beta, self.param_free_norm(x), gamma1)
 
 

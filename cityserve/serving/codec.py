@@ -160,6 +160,12 @@ def image_header(data: bytes, allow_jpeg: bool = False) -> ImageHeader:
     return png_header(data)
 
 
+def check_length(data: bytes, max_bytes: int, what: str) -> None:
+    """The first check of every decoder of request bytes (label PNG, photo, depth map): their length."""
+    if len(data) > max_bytes:
+        raise LabelError(f"{what} is {len(data)} bytes, over the configured maximum of {max_bytes}")
+
+
 def check_size(header: ImageHeader, max_pixels: int, what: str) -> None:
     pixels = header.width * header.height
     if pixels > max_pixels:
@@ -203,8 +209,7 @@ class LabelPngDecoder:
         self.dtype = np.dtype(self.dtype)
 
     def decode(self, data: bytes) -> np.ndarray:
-        if len(data) > self.max_bytes:
-            raise LabelError(f"label PNG is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
+        check_length(data, self.max_bytes, "label PNG")
         header = png_header(data)
         check_size(header, self.max_pixels, "label PNG")
         if (header.height, header.width) != (self.height, self.width):
@@ -241,8 +246,7 @@ class PhotoDecoder:
     max_bytes: int = DEFAULT_MAX_BYTES
 
     def decode(self, data: bytes) -> np.ndarray:
-        if len(data) > self.max_bytes:
-            raise LabelError(f"photo is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
+        check_length(data, self.max_bytes, "photo")
         header = image_header(data, allow_jpeg=True)
         check_size(header, self.max_pixels, "photo")
         if header.format == "png":

@@ -27,7 +27,7 @@ import numpy as np
 from ..card_sections import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from ..contract import DEPTH_PNG_SCALE, depth_values_problem
 from ..errors import LabelError
-from .codec import check_size, png_check_inflated, png_header
+from .codec import check_length, check_size, png_check_inflated, png_header
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -53,8 +53,7 @@ class DepthDecoder:
     max_bytes: int = DEFAULT_MAX_BYTES
 
     def decode(self, data: bytes) -> np.ndarray:
-        if len(data) > self.max_bytes:
-            raise LabelError(f"depth map is {len(data)} bytes, over the configured maximum of {self.max_bytes}")
+        check_length(data, self.max_bytes, "depth map")
         if data[:6] == NPY_MAGIC:
             depth = self._npy(data)
         else:

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cityserve.cards import environment, load_card  # noqa: E402
+from cityserve.cards import environment, load_card, portable_path  # noqa: E402
 from cityserve.cliutil import parse_seeds  # noqa: E402
 from cityserve.data.synthetic import generate_scene  # noqa: E402
 from cityserve.labels import get_label_set  # noqa: E402
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     fake = [remove_specks(logits_to_ids(lg, n), card.layout.min_area) for lg in logits]
     doc = {
         "command": " ".join(["python", "benchmarks/layout_metrics.py", *(argv if argv is not None else sys.argv[1:])]),
-        "card": str(card.path),
+        "card": portable_path(card.path),
         "card_sha256": card.sha256,
         "steps": card.provenance.get("step"),
         "size": [h, w],

@@ -61,6 +61,16 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def portable_path(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory when it lies under it, else as given: what a card or a
+    result file records, so that it means the same in every clone."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def environment() -> dict[str, Any]:
     """Versions and hardware, recorded in provenance and benchmark results."""
     import torch

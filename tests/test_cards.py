@@ -235,3 +235,13 @@ def test_artifact_sections_are_typed_and_checked(demo_copy):
     ):
         with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
             ModelCard.from_dict({**d, "artifacts": bad})
+
+
+def test_portable_path_is_relative_inside_the_working_directory(tmp_path, monkeypatch):
+    from cityserve.cards import portable_path
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert portable_path(tmp_path / "runs" / "a.card.json") == "runs/a.card.json"
+    assert portable_path("runs/a.card.json") == "runs/a.card.json"
+    assert portable_path("/elsewhere/b.card.json") == "/elsewhere/b.card.json"

@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..cards import ModelCard, load_card
+from ..cards import ModelCard, load_card, portable_path
 from ..checkpoints import safe_load, state_dict_from
 from ..data.depth import STAGES, LogDepth, card_depth, depth_section
 from ..errors import CheckpointError, ConfigError
@@ -538,7 +538,7 @@ class SPADETrainer(Trainer):
         )
         if self.init_card is not None:
             card.provenance["init_from"] = {
-                "card": str(self.init_card.path),
+                "card": portable_path(self.init_card.path),
                 "name": self.init_card.name,
                 "sha256": self.init_card.sha256,
             }

@@ -21,7 +21,8 @@ from cityserve.data.depth import LogDepth, read_depth, write_depth_png
 from cityserve.data.synthetic import SKY_DEPTH, generate_scene
 from cityserve.data.validate import DatasetError
 from cityserve.errors import ConfigError
-from cityserve.metrics import DepthAccumulator, depth_scores
+from cityserve.evaluation import depth_patches
+from cityserve.metrics import DepthAccumulator, depth_scores, frechet_from_features
 from cityserve.models.registry import render_io
 from cityserve.models.spade import SPADEConfig, SPADEGenerator
 from cityserve.training.runner import state_files
@@ -365,6 +366,48 @@ def test_eval_depth_scores_stage_one_on_held_out_seeds(depth_run, tmp_path, caps
     r = json.loads(out.read_text())
     assert r["abs_rel"] == pytest.approx(scores.abs_rel) and r["rmse_log"] == pytest.approx(scores.rmse_log)
     assert r["seeds"] == "10000-10001"
+    # the depth-map distance: 8x8 patches of normalised log-depth, predicted vs true; 0 for the truth itself
+    assert depth_patches(np.arange(16 * 24, dtype=float).reshape(16, 24)).shape == (6, 64)
+    true = [g.norm.normalise(generate_scene(s, card.height, card.width).depth) for s in (10000, 10001)]
+    assert frechet_from_features(*[np.concatenate([depth_patches(t) for t in true])] * 2) == pytest.approx(0, abs=1e-6)
+    assert r["depth_patch_frechet"] > 0.01  # a 4-step stage 1 is far from the true maps
+
+
+def test_eval_generator_renders_stage_two_from_predicted_or_true_depth(depth_run, photo_run, tmp_path, capsys):
+    """(b) two stages, stage 1's depth, and (c) stage 2 on the true depth: the figures are those of the
+    torch graphs fed that depth."""
+    import json
+
+    from cityserve.cli import main
+    from cityserve.export.depth_export import depth_graph_from_card, photo_graph_from_card
+    from cityserve.metrics import l1
+
+    a, _ = depth_run
+    seg = str(REPO / "models" / "demo" / "segmenter-demo.card.json")
+    base = ["eval", "generator", str(photo_run), "--segmenter", seg, "--seeds", "10000-10001", "--no-progress"]
+    r = {}
+    for mode, extra in (("predicted", ["--depth-model", str(a)]), ("true", ["--true-depth"])):
+        assert main(base + extra + ["--out", str(tmp_path / f"{mode}.json")]) == 0
+        r[mode] = json.loads((tmp_path / f"{mode}.json").read_text())
+    assert r["predicted"]["depth_input"] == f"predicted by {load_card(a).name}"
+    assert r["true"]["depth_input"] == "true (the scenes' own)"
+    card = load_card(photo_run)
+    d_graph, p_graph = depth_graph_from_card(a), photo_graph_from_card(card)
+    want = {"predicted": [], "true": []}
+    for seed in (10000, 10001):
+        s = generate_scene(seed, card.height, card.width)
+        lab, inst = torch.from_numpy(s.labels.astype(np.int64))[None, None], torch.from_numpy(s.instances)[None, None]
+        with torch.no_grad():
+            for mode, d in (("predicted", d_graph(lab, inst)), ("true", torch.from_numpy(s.depth)[None, None])):
+                want[mode].append(l1(p_graph(lab, inst, d)[0].numpy(), s.photo))
+    for mode in want:
+        assert r[mode]["l1"] == pytest.approx(np.mean(want[mode]), abs=1e-9), mode
+    assert r["predicted"]["l1"] != r["true"]["l1"]  # stage 2 does read the depth it is given
+    # a photo-from-depth stage needs one depth source; a plain generator takes none
+    capsys.readouterr()
+    assert main(base) == 2 and "--depth-model STAGE1_CARD" in capsys.readouterr().err
+    plain = str(REPO / "models" / "demo" / "spade-demo.card.json")
+    assert main(["eval", "generator", plain, "--segmenter", seg, "--true-depth"]) == 2
 
 
 def test_render_depth_aware_and_bad_depth_maps(depth_run, photo_run, tmp_path, capsys):

@@ -322,13 +322,15 @@ def evaluate_generator(
     progress: bool = True,
     depth_model=None,
     true_depth: bool = False,
+    zero_latent: bool = False,
 ) -> GeneratorReport:
     """Render every scene's label map, segment the photo, score it against the labels; beside it, the
     same segmenter on the real photo, L1 / SSIM to the real photo, and ``segfeat_frechet`` (features of
     the generated vs the real photos, from the segmenting passes themselves). Scenes are drawn at (seeds)
     or resized to (folders) the generator's size; ``segfeat_pooling`` None skips the distance. A
     photo-from-depth stage renders from ``depth_model``'s (stage 1's card) depth or, ``true_depth``, from
-    the scenes' own depth."""
+    the scenes' own depth. ``zero_latent`` renders a generator that takes a latent (OASIS noise, VAE style)
+    with z = 0 instead of a latent drawn from each scene's seed, as the depth-aware stages always do."""
 
     net = None
     if inception is not None:  # a wrong weights file is refused before any scene is rendered
@@ -348,7 +350,8 @@ def evaluate_generator(
         if isinstance(renderer, DepthAwareRenderer):
             photo = renderer.render(scene.labels, scene.instances, scene.depth)[0]
         else:
-            photo = renderer.render(scene.labels, instances=scene.instances, seed=source.seed_of(i))[0]
+            z = np.zeros((1, renderer.io.z_dim), np.float32) if zero_latent and renderer.io.z_dim else None
+            photo = renderer.render(scene.labels, instances=scene.instances, z=z, seed=source.seed_of(i))[0]
         ids, feats = seg.segment(np.stack([photo, scene.photo]))
         gen_acc.update(ids[0], scene.labels)
         real_acc.update(ids[1], scene.labels)
@@ -364,6 +367,8 @@ def evaluate_generator(
     described = source.describe()
     if isinstance(renderer, DepthAwareRenderer):
         described["depth_input"] = renderer.description
+    elif zero_latent:
+        described["latent"] = "z = 0"
     report = GeneratorReport(described, gen_acc.scores(), real_acc.scores(), float(np.mean(l1s)), float(np.mean(ssims)))
     if f_gen:
         fg, fr = np.concatenate(f_gen), np.concatenate(f_real)

@@ -84,6 +84,12 @@ def register(sub, groups) -> None:
     g.add_argument(
         "--true-depth", action="store_true", help="a photo-from-depth MODEL renders from the scenes' own depth"
     )
+    g.add_argument(
+        "--zero-latent",
+        action="store_true",
+        help="render with the latent z = 0 (a generator with OASIS noise or a VAE) instead of one drawn from "
+        "each scene's seed: the depth-aware stages render that way",
+    )
     _common(g)
     g.set_defaults(func=run_generator)
 
@@ -174,6 +180,7 @@ def run_generator(args) -> int:
         progress=not args.no_progress,
         depth_model=load_card(args.depth_model) if args.depth_model else None,
         true_depth=args.true_depth,
+        zero_latent=args.zero_latent,
     )
     result = {
         "model": gen.name,

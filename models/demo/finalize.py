@@ -155,6 +155,8 @@ def _generator_metrics(res: dict, pre: str) -> dict:
         out[pre + "segfeat_frechet"] = round(res["segfeat_frechet"], 3)
     if "depth_input" in res:
         out[pre + "depth_input"] = res["depth_input"]
+    if "latent" in res:
+        out[pre + "latent"] = res["latent"]
     return out
 
 

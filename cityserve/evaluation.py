@@ -8,7 +8,11 @@ Scenes come from held-out synthetic seeds or a dataset folder's split (``cityser
   segmenter's own size: SPADE's protocol on Cityscapes val), L1 / SSIM to the real photos,
   ``segfeat_frechet`` (the Fréchet distance of the segmenter's encoder features of generated vs real
   photos, an in-domain stand-in for FID), and FID / KID when an Inception weights file is given.
-* ``evaluate_depth``: a depth-aware stage 1's abs-rel and RMSE of log-depth against the scenes' depth.
+  A depth-aware stage 2 is rendered from stage 1's predicted depth (``depth_model``) or from the
+  scenes' true depth (``true_depth``).
+* ``evaluate_depth``: a depth-aware stage 1's abs-rel and RMSE of log-depth against the scenes' depth;
+  ``evaluate_depth_maps`` adds ``depth_patch_frechet``, a distance between the distributions of
+  predicted and true depth maps (the paper's depth-map FID has no Inception weights here).
 * ``folder_fid``: FID / KID between two image folders.
 """
 
@@ -24,11 +28,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .data.depth import card_depth
 from .data.scenes import SceneSource, SyntheticScenes
 from .data.transforms import resize_photo
 from .engines import Renderer
 from .errors import CityserveError, ConfigError
-from .export.depth_export import depth_graph_from_card
+from .export.depth_export import depth_graph_from_card, photo_graph_from_card
 from .labels import get_label_set
 from .labels.labelmap import resize_nearest
 from .metrics import (
@@ -135,14 +140,46 @@ def evaluate_segmenter(
     return acc.scores()
 
 
-def evaluate_depth(depth_card, source: SceneSource | Sequence[int], progress: bool = True) -> DepthScores:
+DEPTH_PATCH = 8
+DEPTH_FRECHET_NOTE = (
+    f"Fréchet distance between Gaussians fitted to the {DEPTH_PATCH}x{DEPTH_PATCH} patches (one "
+    f"{DEPTH_PATCH * DEPTH_PATCH}-d vector per non-overlapping patch, sky included) of the predicted and of the "
+    "true normalised log-depth maps of the same scenes: how far the predicted maps' local structure "
+    "(edges, slopes, flat areas) is from the real maps' as a distribution, a stand-in for the paper's "
+    "depth-map FID (no Inception weights); 0 for identical maps, lower is better"
+)
+
+
+def depth_patches(norm_depth: np.ndarray, patch: int = DEPTH_PATCH) -> np.ndarray:
+    """[H,W] -> [N, patch*patch]: the non-overlapping patches of a map (edges that do not fill a patch dropped)."""
+    h, w = (norm_depth.shape[0] // patch) * patch, (norm_depth.shape[1] // patch) * patch
+    x = np.asarray(norm_depth, np.float64)[:h, :w].reshape(h // patch, patch, w // patch, patch)
+    return x.transpose(0, 2, 1, 3).reshape(-1, patch * patch)
+
+
+@dataclasses.dataclass
+class DepthReport:
+    scores: DepthScores
+    patch_frechet: float  # see DEPTH_FRECHET_NOTE
+
+    def to_dict(self) -> dict:
+        return {
+            **self.scores.to_dict(),
+            "depth_patch_frechet": self.patch_frechet,
+            "depth_patch_frechet_features": {"patch": DEPTH_PATCH, "note": DEPTH_FRECHET_NOTE},
+        }
+
+
+def evaluate_depth_maps(depth_card, source: SceneSource | Sequence[int], progress: bool = True) -> DepthReport:
     """Stage 1's depth (its exported-graph form in torch, in metres) against the true depth of ``source``'s
-    scenes, drawn at the card's size; pixels at the sky cap are left out (``DepthAccumulator``)."""
+    scenes, drawn at the card's size: abs-rel and RMSE of log-depth with the pixels at the sky cap left
+    out (``DepthAccumulator``), and the patch Fréchet distance of the normalised log-depth maps."""
     if not isinstance(source, SceneSource):
         source = SyntheticScenes(source)
     graph = depth_graph_from_card(depth_card)
     acc = DepthAccumulator(max_depth=graph.norm.far)
     size = (int(depth_card.height), int(depth_card.width))
+    f_pred, f_true = [], []
     for scene in tqdm(
         source.scenes(size), total=len(source), desc="depth", unit="image", leave=False, disable=not progress
     ):
@@ -153,7 +190,14 @@ def evaluate_depth(depth_card, source: SceneSource | Sequence[int], progress: bo
         with torch.no_grad():
             pred = graph(labels, inst if graph.use_instance else None)[0, 0].numpy()
         acc.update(pred, scene.depth)
-    return acc.scores()
+        f_pred.append(depth_patches(graph.norm.normalise(pred.astype(np.float64))))
+        f_true.append(depth_patches(graph.norm.normalise(scene.depth.astype(np.float64))))
+    return DepthReport(acc.scores(), frechet_from_features(np.concatenate(f_pred), np.concatenate(f_true)))
+
+
+def evaluate_depth(depth_card, source: SceneSource | Sequence[int], progress: bool = True) -> DepthScores:
+    """abs-rel and RMSE of log-depth of stage 1 on ``source`` (``evaluate_depth_maps``' scores)."""
+    return evaluate_depth_maps(depth_card, source, progress).scores
 
 
 SEGFEAT_NOTE = (
@@ -212,9 +256,59 @@ class GeneratorReport:
         if self.kid is not None:
             rows.append(f"| KID | {self.kid[0]:.4f} ± {self.kid[1]:.4f} | 0 |")
         notes = []
+        if "depth_input" in self.source:
+            notes.append(f"A depth-aware stage 2, rendered from depth {self.source['depth_input']}.")
         if self.segfeat_frechet is not None:
             notes.append(f"`segfeat_frechet`: {SEGFEAT_NOTE}. Features: {self.segfeat['features']}.")
         return "\n".join(rows) + "\n" + "".join(f"\n{n}\n" for n in notes)
+
+
+class DepthAwareRenderer:
+    """A depth-aware stage 2 in torch, fed stage 1's predicted depth (``depth_card``) or, with ``depth_card``
+    None, the depth each scene carries (its true depth): ``render(labels, instances, depth)`` -> [1,H,W,3]."""
+
+    def __init__(self, photo_card, depth_card=None):
+        self.photo = photo_graph_from_card(photo_card)
+        self.depth = None if depth_card is None else depth_graph_from_card(depth_card)
+        self.height, self.width = int(photo_card.height), int(photo_card.width)
+        if depth_card is not None and (int(depth_card.height), int(depth_card.width)) != (self.height, self.width):
+            raise ConfigError(
+                f"--depth-model {depth_card.name}: {depth_card.height}x{depth_card.width}, "
+                f"the photo stage renders {self.height}x{self.width}"
+            )
+        self.description = f"predicted by {depth_card.name}" if depth_card is not None else "true (the scenes' own)"
+
+    def render(self, labels: np.ndarray, instances: np.ndarray, depth: Optional[np.ndarray]) -> np.ndarray:
+        lab = torch.from_numpy(labels.astype(np.int64))[None, None]
+        inst = torch.from_numpy(instances.astype(np.int32))[None, None]
+        with torch.no_grad():
+            if self.depth is not None:
+                d = self.depth(lab, inst if self.depth.use_instance else None)
+            elif depth is None:
+                raise ConfigError("the scenes carry no depth: true-depth evaluation needs synthetic seeds")
+            else:
+                d = torch.from_numpy(np.ascontiguousarray(depth, np.float32))[None, None]
+            return self.photo(lab, inst if self.photo.use_instance else None, d).numpy()
+
+
+def _renderer(gen_card, engine: str, depth_model, true_depth: bool):
+    """The plain card's ``Renderer``, or a ``DepthAwareRenderer`` for a photo-from-depth stage."""
+    if getattr(gen_card, "depth", None) is None:
+        if depth_model is not None or true_depth:
+            raise ConfigError(
+                f"{gen_card.name} is not a photo-from-depth stage: --depth-model / --true-depth do not apply"
+            )
+        return Renderer.from_card(gen_card, engine=engine)
+    stage, _ = card_depth(gen_card)
+    if stage != "photo-from-depth":
+        raise ConfigError(f"{gen_card.name} is a {stage} stage: evaluate it with `cityserve eval depth`")
+    if (depth_model is None) == (not true_depth):
+        raise ConfigError(
+            f"{gen_card.name} renders from depth: give --depth-model STAGE1_CARD (predicted depth) or --true-depth"
+        )
+    if engine != "torch":
+        raise ConfigError("a depth-aware stage is evaluated with --engine torch")
+    return DepthAwareRenderer(gen_card, depth_model)
 
 
 def evaluate_generator(
@@ -226,16 +320,22 @@ def evaluate_generator(
     batch: int = 4,
     segfeat_pooling: Optional[str] = "positions",
     progress: bool = True,
+    depth_model=None,
+    true_depth: bool = False,
+    zero_latent: bool = False,
 ) -> GeneratorReport:
     """Render every scene's label map, segment the photo, score it against the labels; beside it, the
     same segmenter on the real photo, L1 / SSIM to the real photo, and ``segfeat_frechet`` (features of
     the generated vs the real photos, from the segmenting passes themselves). Scenes are drawn at (seeds)
-    or resized to (folders) the generator's size; ``segfeat_pooling`` None skips the distance."""
+    or resized to (folders) the generator's size; ``segfeat_pooling`` None skips the distance. A
+    photo-from-depth stage renders from ``depth_model``'s (stage 1's card) depth or, ``true_depth``, from
+    the scenes' own depth. ``zero_latent`` renders a generator that takes a latent (OASIS noise, VAE style)
+    with z = 0 instead of a latent drawn from each scene's seed, as the depth-aware stages always do."""
 
     net = None
     if inception is not None:  # a wrong weights file is refused before any scene is rendered
         net = load_fid_inception(inception)
-    renderer = Renderer.from_card(gen_card, engine=engine)
+    renderer = _renderer(gen_card, engine, depth_model, true_depth)
     if not isinstance(source, SceneSource):
         source = SyntheticScenes(source)
     seg = Segmenter(seg_card, native_size=True, features=segfeat_pooling)
@@ -247,7 +347,11 @@ def evaluate_generator(
         source.scenes(size), total=len(source), desc="rendering", unit="scene", leave=False, disable=not progress
     )
     for i, scene in enumerate(scenes):
-        photo = renderer.render(scene.labels, instances=scene.instances, seed=source.seed_of(i))[0]
+        if isinstance(renderer, DepthAwareRenderer):
+            photo = renderer.render(scene.labels, scene.instances, scene.depth)[0]
+        else:
+            z = np.zeros((1, renderer.io.z_dim), np.float32) if zero_latent and renderer.io.z_dim else None
+            photo = renderer.render(scene.labels, instances=scene.instances, z=z, seed=source.seed_of(i))[0]
         ids, feats = seg.segment(np.stack([photo, scene.photo]))
         gen_acc.update(ids[0], scene.labels)
         real_acc.update(ids[1], scene.labels)
@@ -260,9 +364,12 @@ def evaluate_generator(
         if inception is not None:
             fakes.append(photo)
             reals.append(scene.photo)
-    report = GeneratorReport(
-        source.describe(), gen_acc.scores(), real_acc.scores(), float(np.mean(l1s)), float(np.mean(ssims))
-    )
+    described = source.describe()
+    if isinstance(renderer, DepthAwareRenderer):
+        described["depth_input"] = renderer.description
+    elif zero_latent:
+        described["latent"] = "z = 0"
+    report = GeneratorReport(described, gen_acc.scores(), real_acc.scores(), float(np.mean(l1s)), float(np.mean(ssims)))
     if f_gen:
         fg, fr = np.concatenate(f_gen), np.concatenate(f_real)
         report.segfeat_frechet = frechet_from_features(fg, fr)

@@ -21,7 +21,8 @@ from cityserve.data.depth import LogDepth, read_depth, write_depth_png
 from cityserve.data.synthetic import SKY_DEPTH, generate_scene
 from cityserve.data.validate import DatasetError
 from cityserve.errors import ConfigError
-from cityserve.metrics import DepthAccumulator, depth_scores
+from cityserve.evaluation import depth_patches
+from cityserve.metrics import DepthAccumulator, depth_scores, frechet_from_features
 from cityserve.models.registry import render_io
 from cityserve.models.spade import SPADEConfig, SPADEGenerator
 from cityserve.training.runner import state_files
@@ -248,6 +249,28 @@ def test_photo_stage_reads_the_depth_and_its_losses_move(objective, tmp_path):
         assert max(values) - min(values) > 1e-3, (k, values)
 
 
+def test_a_photo_stage_with_oasis_noise_renders_the_same_photo_every_time():
+    """The stages take no latent: an OASIS generator's 3D noise is fixed at its mean (z = 0), not drawn
+    per call, so the served photo and the held-out figures are reproducible."""
+    from cityserve.models.depth_render import PhotoFromDepthGraph
+    from cityserve.models.render import to_uint8_image
+    from cityserve.training.spade_trainer import spade_config_for, stage_config
+
+    cfg = stage_config(spade_config_for("cityscapes", (32, 64), ngf=2, nhidden=8, noise_dim=4), "photo-from-depth")
+    torch.manual_seed(0)
+    G = SPADEGenerator(cfg).eval()
+    graph = PhotoFromDepthGraph(G, cfg.num_classes, True, LogDepth()).eval()
+    s = generate_scene(3, 32, 64)
+    lab, inst = torch.from_numpy(s.labels.astype(np.int64))[None, None], torch.from_numpy(s.instances)[None, None]
+    depth = torch.from_numpy(s.depth)[None, None]
+    with torch.no_grad():
+        a, b = graph(lab, inst, depth), graph(lab, inst, depth)
+        x = torch.cat([graph.semantics(lab, inst), LogDepth().normalise(depth)], 1)
+        other = graph.generator(x, torch.ones(1, 4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, to_uint8_image(other))  # the noise does reach the photo
+
+
 def test_photo_stage_trains_on_true_and_on_predicted_depth(depth_run, tmp_path):
     a, _ = depth_run
     true_a, true_b = tmp_path / "ta", tmp_path / "tb"
@@ -365,6 +388,48 @@ def test_eval_depth_scores_stage_one_on_held_out_seeds(depth_run, tmp_path, caps
     r = json.loads(out.read_text())
     assert r["abs_rel"] == pytest.approx(scores.abs_rel) and r["rmse_log"] == pytest.approx(scores.rmse_log)
     assert r["seeds"] == "10000-10001"
+    # the depth-map distance: 8x8 patches of normalised log-depth, predicted vs true; 0 for the truth itself
+    assert depth_patches(np.arange(16 * 24, dtype=float).reshape(16, 24)).shape == (6, 64)
+    true = [g.norm.normalise(generate_scene(s, card.height, card.width).depth) for s in (10000, 10001)]
+    assert frechet_from_features(*[np.concatenate([depth_patches(t) for t in true])] * 2) == pytest.approx(0, abs=1e-6)
+    assert r["depth_patch_frechet"] > 0.01  # a 4-step stage 1 is far from the true maps
+
+
+def test_eval_generator_renders_stage_two_from_predicted_or_true_depth(depth_run, photo_run, tmp_path, capsys):
+    """(b) two stages, stage 1's depth, and (c) stage 2 on the true depth: the figures are those of the
+    torch graphs fed that depth."""
+    import json
+
+    from cityserve.cli import main
+    from cityserve.export.depth_export import depth_graph_from_card, photo_graph_from_card
+    from cityserve.metrics import l1
+
+    a, _ = depth_run
+    seg = str(REPO / "models" / "demo" / "segmenter-demo.card.json")
+    base = ["eval", "generator", str(photo_run), "--segmenter", seg, "--seeds", "10000-10001", "--no-progress"]
+    r = {}
+    for mode, extra in (("predicted", ["--depth-model", str(a)]), ("true", ["--true-depth"])):
+        assert main(base + extra + ["--out", str(tmp_path / f"{mode}.json")]) == 0
+        r[mode] = json.loads((tmp_path / f"{mode}.json").read_text())
+    assert r["predicted"]["depth_input"] == f"predicted by {load_card(a).name}"
+    assert r["true"]["depth_input"] == "true (the scenes' own)"
+    card = load_card(photo_run)
+    d_graph, p_graph = depth_graph_from_card(a), photo_graph_from_card(card)
+    want = {"predicted": [], "true": []}
+    for seed in (10000, 10001):
+        s = generate_scene(seed, card.height, card.width)
+        lab, inst = torch.from_numpy(s.labels.astype(np.int64))[None, None], torch.from_numpy(s.instances)[None, None]
+        with torch.no_grad():
+            for mode, d in (("predicted", d_graph(lab, inst)), ("true", torch.from_numpy(s.depth)[None, None])):
+                want[mode].append(l1(p_graph(lab, inst, d)[0].numpy(), s.photo))
+    for mode in want:
+        assert r[mode]["l1"] == pytest.approx(np.mean(want[mode]), abs=1e-9), mode
+    assert r["predicted"]["l1"] != r["true"]["l1"]  # stage 2 does read the depth it is given
+    # a photo-from-depth stage needs one depth source; a plain generator takes none
+    capsys.readouterr()
+    assert main(base) == 2 and "--depth-model STAGE1_CARD" in capsys.readouterr().err
+    plain = str(REPO / "models" / "demo" / "spade-demo.card.json")
+    assert main(["eval", "generator", plain, "--segmenter", seg, "--true-depth"]) == 2
 
 
 def test_render_depth_aware_and_bad_depth_maps(depth_run, photo_run, tmp_path, capsys):

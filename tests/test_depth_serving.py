@@ -385,7 +385,8 @@ def test_the_default_repository_serves_a_shipped_pair(pair, tmp_path):
 
     from cityserve.serving.defaults import DEMO_DIR, shipped_demo_cards, shipped_depth_pair
 
-    assert shipped_depth_pair(DEMO_DIR) is None  # no depth-aware pair is shipped yet
+    shipped = shipped_depth_pair(DEMO_DIR)  # the demo pair (models/demo/README.md)
+    assert shipped is not None and [c.name for c in shipped] == ["depth-demo", "depth2photo-demo"]
     demo = tmp_path / "demo"
     for card in pair["cards"]:
         shutil.copytree(card.directory, demo, dirs_exist_ok=True)

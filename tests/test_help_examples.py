@@ -65,10 +65,12 @@ NOT_RUN = {  # a piece of the example -> why this test does not run it
     "--root /data/cityscapes": "a Cityscapes folder; tests/test_evaluation.py evaluates on dataset folders",
     "drive.mp4": "a dashcam video; tests/test_build_dataset.py builds datasets from generated videos",
     "--depth-aware runs/depth/": "needs the depth-aware cards of the train/spade.py examples; tests/test_depth.py",
-    "--server 127.0.0.1:8001 --depth": "a server with a depth-aware pair (none is shipped yet); "
+    "--server 127.0.0.1:8001 --depth": "a server with a depth-aware pair (the sandbox's tiny demo models have none); "
     "tests/test_depth_serving.py renders through one",
     "--depth my_depth.npy": "a user's depth map and the depth-aware cards; tests/test_depth.py renders with both",
     "eval depth runs/": "needs the depth card of the train/spade.py examples; tests/test_depth.py runs it",
+    "eval generator models/demo/depth2photo-demo": "the shipped depth-aware pair, which the sandbox's tiny demo "
+    "models lack; tests/test_demo_models.py runs both evaluations on the shipped cards",
     "export depth runs/": "needs the depth-aware cards of the train/spade.py examples, which run after the exports; "
     "tests/test_depth.py runs `cityserve export depth`",
     "cityserve canvas": "serves until Ctrl-C; tests/test_canvas_api.py and tests/test_canvas_browser.py run it",

@@ -23,6 +23,10 @@ examples:
       --data cityscapes --root /data/cityscapes --split val --out results/spade_val.json
   cityserve eval fid generated/ real/ --inception pt_inception-2015-12-05-6726825d.pth
   cityserve eval depth runs/depth/spade-tiny.card.json --seeds 10000-10049 --out results/depth_eval.json
+  cityserve eval generator models/demo/depth2photo-demo.card.json --segmenter models/demo/segmenter-demo.card.json \
+      --depth-model models/demo/depth-demo.card.json --seeds 10000-10049     # two stages, predicted depth
+  cityserve eval generator models/demo/depth2photo-demo.card.json --segmenter models/demo/segmenter-demo.card.json \
+      --true-depth --seeds 10000-10049                                      # stage 2 on the scenes' true depth
 
 Synthetic seeds are the held-out protocol: the demo models train on seeds 0-9999, and are evaluated on
 seeds from 10000 on. With --data and --root, the split of a dataset folder is used instead (validated
@@ -36,6 +40,10 @@ features of the generated and of the real photos of the same scenes (FCHarDNet: 
 position of its stride-32 stage; the choice is measured in benchmarks/studies/segfeat-frechet-choice.md):
 an in-domain stand-in for FID that needs no downloaded weights. It is not FID
 and its values are not comparable with published FIDs; compare generators with the same segmenter.
+A depth-aware stage 2 (photo-from-depth card) is rendered from --depth-model's predicted depth (the
+served label2depth2photo chain) or, with --true-depth, from the synthetic scenes' exact depth.
+`eval depth` adds depth_patch_frechet: the Fréchet distance between the 8x8 patches of the predicted
+and of the true normalised log-depth maps, a depth-map distance in place of the paper's depth-map FID.
 FID/KID use pytorch-fid's Inception weights from a file you supply (nothing is downloaded); with that
 file the numbers are comparable to published pytorch-fid figures.
 """
@@ -68,6 +76,20 @@ def register(sub, groups) -> None:
     _data(g)
     g.add_argument("--engine", default="torch", help="render engine (torch, onnxruntime, aot)")
     g.add_argument("--inception", help="pytorch-fid Inception weights file; adds FID and KID")
+    g.add_argument(
+        "--depth-model",
+        metavar="STAGE1_CARD",
+        help="a photo-from-depth MODEL renders from this depth stage's predictions (the two-stage chain)",
+    )
+    g.add_argument(
+        "--true-depth", action="store_true", help="a photo-from-depth MODEL renders from the scenes' own depth"
+    )
+    g.add_argument(
+        "--zero-latent",
+        action="store_true",
+        help="render with the latent z = 0 (a generator with OASIS noise or a VAE) instead of one drawn from "
+        "each scene's seed: the depth-aware stages render that way",
+    )
     _common(g)
     g.set_defaults(func=run_generator)
 
@@ -150,7 +172,15 @@ def run_generator(args) -> int:
 
     gen, seg = load_card(args.model), load_card(args.segmenter)
     report = evaluate_generator(
-        gen, seg, _source(args), engine=args.engine, inception=args.inception, progress=not args.no_progress
+        gen,
+        seg,
+        _source(args),
+        engine=args.engine,
+        inception=args.inception,
+        progress=not args.no_progress,
+        depth_model=load_card(args.depth_model) if args.depth_model else None,
+        true_depth=args.true_depth,
+        zero_latent=args.zero_latent,
     )
     result = {
         "model": gen.name,
@@ -165,15 +195,18 @@ def run_generator(args) -> int:
 
 def run_depth(args) -> int:
     from ..data.scenes import SyntheticScenes
-    from ..evaluation import evaluate_depth
+    from ..evaluation import DEPTH_FRECHET_NOTE, evaluate_depth_maps
 
     card = load_card(args.model)
     source = SyntheticScenes(args.seeds or parse_seeds("10000-10049"))
-    scores = evaluate_depth(card, source, progress=not args.no_progress)
-    result = {"model": card.name, "size": f"{card.height}x{card.width}", **source.describe(), **scores.to_dict()}
+    report = evaluate_depth_maps(card, source, progress=not args.no_progress)
+    scores = report.scores
+    result = {"model": card.name, "size": f"{card.height}x{card.width}", **source.describe(), **report.to_dict()}
     md = (
-        f"| {card.name} on {len(source)} synthetic scenes | abs-rel | RMSE of log-depth |\n| --- | ---: | ---: |\n"
-        f"| {card.height}x{card.width}, {scores.pixels} non-sky pixels | {scores.abs_rel:.4f} | {scores.rmse_log:.4f} |\n"
+        f"| {card.name} on {len(source)} synthetic scenes | abs-rel | RMSE of log-depth | depth-patch Fréchet |\n"
+        "| --- | ---: | ---: | ---: |\n"
+        f"| {card.height}x{card.width}, {scores.pixels} non-sky pixels | {scores.abs_rel:.4f} | {scores.rmse_log:.4f} "
+        f"| {report.patch_frechet:.4f} |\n\n`depth_patch_frechet`: {DEPTH_FRECHET_NOTE}.\n"
     )
     return _emit(args, result, md)
 

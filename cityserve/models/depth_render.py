@@ -35,12 +35,20 @@ class _Semantics(nn.Module):
             x = torch.cat([x, instance_edges(instances)], dim=1)
         return x
 
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator on ``x``; a generator with OASIS 3D noise gets z = 0 (the noise's mean): the stages'
+        contract has no latent input, and a noise sampled per call would make every render differ."""
+        noise = int(getattr(getattr(self.generator, "cfg", None), "noise_dim", 0) or 0)
+        if not noise:
+            return self.generator(x)
+        return self.generator(x, torch.zeros(x.shape[0], noise, dtype=x.dtype, device=x.device))
+
 
 class DepthGraph(_Semantics):
     """Stage 1: ``labels [+ instances] -> depth`` float32 [B,1,H,W] in metres."""
 
     def forward(self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.norm.metres(self.generator(self.semantics(labels, instances)))
+        return self.norm.metres(self.generate(self.semantics(labels, instances)))
 
 
 class PhotoFromDepthGraph(_Semantics):
@@ -50,7 +58,7 @@ class PhotoFromDepthGraph(_Semantics):
         self, labels: torch.Tensor, instances: Optional[torch.Tensor] = None, depth: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         x = torch.cat([self.semantics(labels, instances), self.norm.normalise(depth)], dim=1)
-        return to_uint8_image(self.generator(x))
+        return to_uint8_image(self.generate(x))
 
 
 class LabelToDepthToPhoto(nn.Module):

@@ -7,7 +7,8 @@ missing (a trimmed install, or ``CITYSERVE_DEMO_MODEL`` pointing elsewhere) is a
 placeholder made instead: a small SPADE with seeded RANDOM weights, so the whole serving path can
 still be exercised; its photos are noise, and every command that uses it says so. A depth-aware pair
 among the shipped cards (a depth card and the photo-from-depth card linked to it, ``depth_models.
-linked_pairs``) is served too (label2depth, label2depth2photo, depth2photo); none is shipped yet.
+linked_pairs``) is served too (label2depth, label2depth2photo, depth2photo): ``depth-demo`` and
+``depth2photo-demo`` (128x256, models/demo/README.md).
 """
 
 from __future__ import annotations

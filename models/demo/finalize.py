@@ -9,7 +9,7 @@ float32 modules, so the models still run in float32) and records that in the car
 recomputed for the new file. The training wall time (from the log written by ``runs/demo/launch.sh``)
 and the hardware (``nproc``, the CPU model from /proc/cpuinfo) go into the card's provenance.
 
-``metrics``: put the held-out figures of a ``cityserve eval segmenter|generator --out X.json`` result
+``metrics``: put the held-out figures of a ``cityserve eval segmenter|generator|depth --out X.json`` result
 (or of ``benchmarks/layout_metrics.py --out X.json`` for a layout card) into the card's ``metrics``
 (under ``heldout/...``); the weights are untouched.
 
@@ -90,10 +90,25 @@ def metrics(args) -> int:
     card = load_card(args.card)
     res = json.loads(Path(args.eval_json).read_text())
     m = card.metrics
-    for k in [k for k in m if k.startswith("heldout/")]:
+    pre = args.prefix
+    for k in [k for k in m if k.startswith(pre)]:
         del m[k]
-    m["heldout/command"] = args.command or ""
-    if "generated_vs_real" in res:  # layout (benchmarks/layout_metrics.py)
+    m[pre + "command"] = args.command or ""
+    if "abs_rel" in res:  # depth stage 1 (cityserve eval depth)
+        m.update(
+            {
+                pre + "seeds": res["seeds"],
+                pre + "abs_rel": round(res["abs_rel"], 4),
+                pre + "rmse_log": round(res["rmse_log"], 4),
+                pre + "depth_patch_frechet": round(res["depth_patch_frechet"], 4),
+                pre + "pixels": res["pixels"],
+            }
+        )
+    elif "segmentation_consistency" in res:  # generator
+        m.update(_generator_metrics(res, pre))
+    elif pre != "heldout/":
+        raise SystemExit(f"--prefix {pre}: only for generator and depth evaluations")
+    elif "generated_vs_real" in res:  # layout (benchmarks/layout_metrics.py)
         for group, prefix in (("generated_vs_real", "heldout/"), ("floor_real_vs_real", "heldout/floor_")):
             for key in ("class_frequency_jsd", "adjacency_jsd", "components_distance", "layout_fd"):
                 m[prefix + key] = round(float(res[group][key]), 4)
@@ -102,27 +117,6 @@ def metrics(args) -> int:
         m["heldout/layout_fd_encoder"] = res["generated_vs_real"]["layout_fd_encoder"]
         command = res["command"].split()
         m["heldout/seeds"] = command[command.index("--seeds") + 1] if "--seeds" in command else ""
-    elif "segmentation_consistency" in res:  # generator
-        sc = res["segmentation_consistency"]
-        m.update(
-            {
-                "heldout/seeds": res["seeds"],
-                "heldout/segmenter": res["segmenter"],
-                "heldout/consistency_miou_generated": round(sc["miou_generated"], 4),
-                "heldout/consistency_miou_real": round(sc["miou_real"], 4),
-                "heldout/l1": round(res["l1"], 4),
-                "heldout/ssim": round(res["ssim"], 4),
-                **(
-                    {"heldout/segfeat_frechet": round(res["segfeat_frechet"], 3)}
-                    if res.get("segfeat_frechet") is not None
-                    else {}
-                ),
-                "heldout/consistency_per_class_iou_generated": {
-                    n: (None if v["iou"] is None else round(v["iou"], 4))
-                    for n, v in sc["generated"]["per_class"].items()
-                },
-            }
-        )
     else:  # segmenter
         seeds = res["seeds"]
         m.update(
@@ -136,11 +130,34 @@ def metrics(args) -> int:
                 },
             }
         )
-    m["heldout/eval_json"] = str(Path(args.eval_json))
+    m[pre + "eval_json"] = str(Path(args.eval_json))
     path = card.save(card.path)
     load_card(path).verify()
     print(f"wrote held-out metrics into {path}")
     return 0
+
+
+def _generator_metrics(res: dict, pre: str) -> dict:
+    """The figures of a ``cityserve eval generator`` JSON, keys under ``pre``."""
+    sc = res["segmentation_consistency"]
+    out = {
+        pre + "seeds": res["seeds"],
+        pre + "segmenter": res["segmenter"],
+        pre + "consistency_miou_generated": round(sc["miou_generated"], 4),
+        pre + "consistency_miou_real": round(sc["miou_real"], 4),
+        pre + "l1": round(res["l1"], 4),
+        pre + "ssim": round(res["ssim"], 4),
+        pre + "consistency_per_class_iou_generated": {
+            n: (None if v["iou"] is None else round(v["iou"], 4)) for n, v in sc["generated"]["per_class"].items()
+        },
+    }
+    if res.get("segfeat_frechet") is not None:
+        out[pre + "segfeat_frechet"] = round(res["segfeat_frechet"], 3)
+    if "depth_input" in res:
+        out[pre + "depth_input"] = res["depth_input"]
+    if "latent" in res:
+        out[pre + "latent"] = res["latent"]
+    return out
 
 
 def main(argv=None) -> int:
@@ -162,6 +179,12 @@ def main(argv=None) -> int:
     m.add_argument("card")
     m.add_argument("eval_json")
     m.add_argument("--command", help="the eval command line, recorded beside the numbers")
+    m.add_argument(
+        "--prefix",
+        default="heldout/",
+        help="metrics key prefix (default heldout/; another, e.g. heldout_true_depth/ or heldout_check/, "
+        "keeps a second generator or depth evaluation beside the first)",
+    )
     m.set_defaults(func=metrics)
     args = p.parse_args(argv)
     return args.func(args)

@@ -197,6 +197,11 @@ class Artifact:
         return {**d, **details}
 
 
+# The SPADE inference forms an exported graph can take (``cityserve.export.forms`` applies them); named
+# here, torch-free, because every card that records an export is checked against them.
+SPADE_FORMS = ("plain", "fused", "boundary", "table")
+
+
 @dataclasses.dataclass
 class OnnxArtifact(Artifact):
     """``cityserve export onnx``: the render / segment graph and its tensors."""
@@ -216,10 +221,8 @@ class OnnxArtifact(Artifact):
         super().__post_init__()
         if self.fused and self.form == "plain":  # a card written before forms had names
             self.form = "fused"
-        from .export.forms import FORMS  # the one list of forms (a light module: no torch)
-
-        if self.form not in FORMS:
-            raise ConfigError(f"OnnxArtifact form must be one of {', '.join(FORMS)}, not {self.form!r:.40}")
+        if self.form not in SPADE_FORMS:
+            raise ConfigError(f"OnnxArtifact form must be one of {', '.join(SPADE_FORMS)}, not {self.form!r:.40}")
 
 
 @dataclasses.dataclass

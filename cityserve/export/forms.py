@@ -8,14 +8,14 @@ pixel codes, OASIS noise included (``cityserve.export.table``). All compute the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-if TYPE_CHECKING:  # keep this module torch-free: cards read FORMS
-    from torch import nn
+from torch import nn
 
+from ..card_sections import SPADE_FORMS
 from ..errors import ConfigError
 
-FORMS = ("plain", "fused", "boundary", "table")
+FORMS = SPADE_FORMS
 
 
 def resolve_form(form: Optional[str], fused: bool = False) -> str:

@@ -75,7 +75,9 @@ def cpu_model() -> str:
 
 
 def card_info(card) -> dict:
-    return {"path": str(card.path), "sha256": card.sha256, "step": card.provenance.get("step")}
+    path = Path(card.path).resolve()
+    rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return {"path": str(rel), "sha256": card.sha256, "step": card.provenance.get("step")}
 
 
 def two_stage_photos(layout_card, renderer: Renderer, seeds: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -105,7 +107,7 @@ class FeatureCache:
     """Per photo set, its per-photo feature arrays, in an .npz (None: no file, compute everything)."""
 
     def __init__(self, path: Path | None):
-        self.path, self.sets = path, {}
+        self.path, self.sets, self.reused = path, {}, []
         if path is not None and path.is_file():
             with np.load(path) as z:
                 for k in z.files:
@@ -113,7 +115,9 @@ class FeatureCache:
                     self.sets.setdefault(key, {})[int(i)] = z[k]
 
     def get(self, key: str, make) -> list[np.ndarray]:
-        if key not in self.sets:
+        if key in self.sets:
+            self.reused.append(key.split("|")[0])
+        else:
             self.sets[key] = dict(enumerate(make()))
             if self.path is not None:
                 arrays = {f"{k}#{i}": v for k, d in self.sets.items() for i, v in d.items()}
@@ -151,7 +155,13 @@ def markdown(doc: dict) -> str:
         "",
         f"Command ({doc['date']}, {doc['environment'].get('cpu', 'CPU')}, {os.cpu_count()} cores, 1-min load "
         f"{min(doc['load_average_1min']):.1f}-{max(doc['load_average_1min']):.1f}, torch {doc['environment'].get('torch')}; "
-        f"{doc['seconds']:.0f} s):",
+        f"{doc['seconds']:.0f} s"
+        + (
+            f"; the features of {', '.join(doc['cached_sets'])} came from --cache, an earlier run"
+            if doc["cached_sets"]
+            else ""
+        )
+        + "):",
         "",
         f"    {doc['command']}",
         "",
@@ -330,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "maps) and is read only against its own floor. Bootstrap: scenes resampled with replacement (repeated "
         "scenes raise every distance, so its mean sits above the full-set figure); read its ± as the spread."
     )
+    doc["cached_sets"] = cache.reused  # features read from --cache (computed by an earlier run), not timed here
     doc["load_average_1min"] = loads
     doc["environment"] = {**environment(), "cpu": cpu_model()}
     doc["seconds"] = round(time.time() - t0, 1)

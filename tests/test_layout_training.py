@@ -243,3 +243,8 @@ def test_photo_mode_resume_card_and_loader(data, tmp_path, capsys):
         layout_generator_from_card(card)
     assert cli(["generate", "--layout-model", str(card.path), "--seed", "1", "--out", str(tmp_path / "g")]) == 2
     assert "not a layout generator" in capsys.readouterr().err
+    from cityserve.errors import ConfigError
+    from cityserve.serving.sources import resolve_source
+
+    with pytest.raises(ConfigError, match="neither 'generator' nor 'segmenter'"):
+        resolve_source(card.path, tmp_path / "serve")

@@ -87,7 +87,9 @@ def environment() -> dict[str, Any]:
     return env
 
 
-KINDS = ("generator", "segmenter", "layout")  # layout: an unconditional label-map generator
+# layout: an unconditional label-map generator; photo-gan: an unconditional photo generator (the two-stage
+# comparison's baseline, cityserve.models.photo_gan): no serving path takes it
+KINDS = ("generator", "segmenter", "layout", "photo-gan")
 MAX_SIDE = 16384  # pixels: a card's height / width
 MAX_CARD_BYTES = 32 << 20  # a card with a 4096-class label set is well under 1 MiB
 

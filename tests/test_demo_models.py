@@ -14,6 +14,7 @@ from cityserve.serving.defaults import shipped_demo_cards, shipped_depth_pair
 
 DEMO_DIR = REPO / "models" / "demo"
 BASELINE = DEMO_DIR.parent / "baselines" / "pix2pix-demo" / "pix2pix-demo.card.json"
+PHOTO_GAN = DEMO_DIR.parent / "baselines" / "photo-gan-demo" / "photo-gan-demo.card.json"
 SPADE = DEMO_DIR / "spade-demo.card.json"
 SEGMENTER = DEMO_DIR / "segmenter-demo.card.json"
 DEPTH = DEMO_DIR / "depth-demo.card.json"
@@ -29,7 +30,9 @@ def test_shipped_cards_are_valid_and_fit_the_budget():
     pair = shipped_depth_pair(DEMO_DIR)
     assert pair is not None and [c.name for c in pair] == ["depth-demo", "depth2photo-demo"]
     total = 0
-    for c in cards + list(pair) + [load_card(BASELINE), load_card(SINGLE128)]:
+    photo_gan = load_card(PHOTO_GAN)  # the two-stage comparison's baseline: not a layout card, not served
+    assert photo_gan.kind == "photo-gan" and photo_gan.layout is None and photo_gan.provenance["step"] == 1000
+    for c in cards + list(pair) + [load_card(BASELINE), load_card(SINGLE128), photo_gan]:
         weights = c.directory / c.weights
         assert sha256_file(weights) == c.sha256, c.name
         assert c.provenance["source"] == "trained" and c.provenance["training_run"]["wall_s"] > 0

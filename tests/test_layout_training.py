@@ -190,3 +190,61 @@ def test_onnx_export_matches_torch(layout_card, tmp_path):
     got = run_layout_onnx(path, z.numpy())
     assert got.shape == (3, 1, 32, 64) and got.dtype == np.uint8
     assert (got == ref).mean() > 0.999  # argmax ties aside, the same ids
+
+
+def test_photo_mode_steps_move_losses_on_rgb(tmp_path):
+    """--target photos: the same StyleGAN2 with 3 RGB outputs; D is fed the photos, not one-hot maps."""
+    import dataclasses
+
+    from cityserve.training.layout_trainer import PRESETS, LayoutModelConfig, LayoutTrainer
+
+    preset = PRESETS["tiny"]
+    r = Runner(RunConfig(out=tmp_path, max_steps=1, progress=False, tensorboard=False, precision="fp32", threads=1))
+    t = LayoutTrainer(r, dataclasses.replace(preset.model, target="photos"), "cityscapes", preset.train, (32, 64))
+    assert t.D.fromlogits.in_channels == 3
+    ds = TinyScenes(2, 32, 64)
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("labels", "image")}
+    t.train()
+    hist = [{k: float(v) for k, v in t.train_step(batch, s).items()} for s in range(1, 5)]
+    assert all(np.isfinite(v) for h in hist for v in h.values())
+    assert len({round(h["G_adv"], 6) for h in hist}) > 1 and len({round(h["D_real"], 6) for h in hist}) > 1
+    assert t.G(torch.randn(2, 8)).shape == (2, 3, 32, 64)
+    fake, fake2, real = t.last_visuals
+    assert fake.shape == real.shape == (2, 3, 32, 64)
+    assert torch.allclose(real, (batch["image"] + 1) / 2)  # the real photos, not a label colouring
+    with pytest.raises(Exception, match="stylegan2"):
+        LayoutModelConfig(arch="dcgan", target="photos")
+
+
+def test_photo_mode_resume_card_and_loader(data, tmp_path, capsys):
+    from cityserve.cli import main as cli
+    from cityserve.models.layout_sample import layout_generator_from_card
+    from cityserve.models.photo_gan import photo_generator_from_card, sample_photos
+
+    main = entry().main
+    a, b = tmp_path / "a", tmp_path / "b"
+    more = ("--target", "photos", "--save-every", "1")
+    assert main(args_for("stylegan2", data, a, 2, *more)) == 0
+    assert main(args_for("stylegan2", data, b, 2, *more, "--stop-at", "1")) == 0
+    assert main(args_for("stylegan2", data, b, 2, *more, "--resume")) == 0
+    sa, sb = (safe_load(d / "state" / "step_00000002.pt")["modules"] for d in (a, b))
+    for m in sa:
+        for k in sa[m]:
+            assert torch.equal(sa[m][k], sb[m][k]), f"{m}.{k} differs"
+    card = load_card(b)
+    assert card.sha256 == load_card(a).sha256
+    assert card.kind == "photo-gan" and card.arch == "photo-stylegan2" and card.layout is None
+    G = photo_generator_from_card(card)
+    p1, p2 = sample_photos(G, [3, 4]), sample_photos(G, [3])
+    assert p1.shape == (2, 32, 64, 3) and p1.dtype == np.uint8 and np.array_equal(p1[:1], p2)
+    assert not np.array_equal(p1[0], p1[1])
+    # the layout paths refuse it with a clear error
+    with pytest.raises(CheckpointError, match="not a layout generator"):
+        layout_generator_from_card(card)
+    assert cli(["generate", "--layout-model", str(card.path), "--seed", "1", "--out", str(tmp_path / "g")]) == 2
+    assert "not a layout generator" in capsys.readouterr().err
+    from cityserve.errors import ConfigError
+    from cityserve.serving.sources import resolve_source
+
+    with pytest.raises(ConfigError, match="neither 'generator' nor 'segmenter'"):
+        resolve_source(card.path, tmp_path / "serve")

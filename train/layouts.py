@@ -6,7 +6,9 @@ logits of a label map from noise; `cityserve` snaps them to label ids (argmax, s
 maps) and SPADE renders the photo. Any dataset the project reads works: only its label maps are used.
 Presets: ``cityscapes`` (StyleGAN2, 128x256 Cityscapes ids), ``dcgan`` (the paper's baseline),
 ``demo`` (CPU widths on synthetic scenes, 64x128), ``tiny`` (tests). Every flag overrides the preset;
-``--arch`` picks the architecture. Multi-GPU / multi-node: ``torchrun``.
+``--arch`` picks the architecture. ``--target photos`` trains the same StyleGAN2 on the photos instead
+(the paper's one-stage baseline; a card of kind ``photo-gan``, not servable). Multi-GPU / multi-node:
+``torchrun``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ EPILOG = """examples:
   # the DCGAN baseline at the same tiny size
   python train/layouts.py --preset tiny --arch dcgan --seeds 0-3 --max-steps 4 --out runs/layout-dcgan-smoke
 
+  # the one-stage baseline: the same StyleGAN2 on the photos (3 outputs, RGB in [-1, 1])
+  python train/layouts.py --preset tiny --target photos --seeds 0-3 --max-steps 4 --out runs/photo-gan-smoke
+
   # CPU widths on 2000 synthetic scenes
   python train/layouts.py --preset demo --seeds 0-1999 --max-steps 2000 --out runs/layout-demo
 
@@ -36,7 +41,8 @@ EPILOG = """examples:
 
 Outputs in --out: NAME.pt + NAME.card.json (a card of kind "layout", with its layout section: z size,
 truncation, speck area), checkpoints/, state/ (for --resume), config.json, tensorboard/ (losses, learning
-rates, generated ids | generated soft colors | real grids).
+rates, generated ids | generated soft colors | real grids; with --target photos: a card of kind
+"photo-gan" and generated | generated | real photo grids).
 Exit codes: 0 done, 1 a loss became NaN/inf (the last good checkpoint is kept), 2 bad input, 3 unavailable.
 """
 

@@ -8,6 +8,11 @@ softmax (or Gumbel-softmax) of their logits, so D's gradients reach G. The Style
 styles from two z with ``style_mixing_prob``, updates the mean w it truncates toward, and an
 exponential moving average of its weights (``ema_decay``) is what gets exported, as StyleGAN's G_ema.
 DCGAN trains with the same loss (its BCE) and Adam (0.5, 0.999), no R1, no mixing.
+
+``target="photos"`` trains the same StyleGAN2 on the photos instead (the paper's one-stage baseline): G
+has 3 outputs read as RGB in [-1, 1] (StyleGAN2's ToRGB is a 3-output ToLogits), D sees the real photos
+and the raw fakes (no softmax); everything else is the same. It exports a card of kind ``photo-gan``,
+which no layout or serving path accepts (``cityserve.models.photo_gan`` draws its samples).
 """
 
 from __future__ import annotations
@@ -34,13 +39,15 @@ from ..models.layout_stylegan import (
 )
 from ..models.render import one_hot
 from ..options import option
-from .common import colorize, label_set_for_card, palette_tensor
+from .common import colorize, label_set_for_card, palette_tensor, to_unit
 from .ema import EMA
 from .entry import Preset
 from .runner import Runner, Trainer
 
 ARCHS = ("stylegan2", "dcgan")
 CARD_ARCHS = {"stylegan2": "layout-stylegan2", "dcgan": "layout-dcgan"}
+TARGETS = ("labels", "photos")
+PHOTO_KIND, PHOTO_ARCH = "photo-gan", "photo-stylegan2"  # the card of a photos-mode run
 
 
 @dataclasses.dataclass
@@ -58,10 +65,23 @@ class LayoutModelConfig:
     mbstd_group_size: int = option(4, "stylegan2: minibatch-stddev group size in D (0: off)")
     ngf: int = option(32, "dcgan: generator channels at full resolution")
     ndf: int = option(32, "dcgan: discriminator channels at full resolution")
+    target: str = option(
+        "labels",
+        "labels: label maps (per-class logits); photos: the same StyleGAN2 on RGB photos (the one-stage baseline)",
+        cli={"choices": TARGETS},
+    )
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ConfigError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.target == "photos" and self.arch != "stylegan2":
+            raise ConfigError("--target photos trains the stylegan2 architecture only")
+
+    @property
+    def photos(self) -> bool:
+        return self.target == "photos"
 
     def generator_config(self, num_classes: int, size: tuple[int, int]):
         h, w = size
@@ -110,7 +130,10 @@ class LayoutTrainConfig:
 
 
 def build_layout_networks(mcfg: LayoutModelConfig, num_classes: int, size: tuple[int, int]):
-    """(generator config, discriminator config, G, D) of ``mcfg`` at ``size`` for ``num_classes`` ids."""
+    """(generator config, discriminator config, G, D) of ``mcfg`` at ``size`` for ``num_classes`` ids
+    (for 3 RGB channels when ``mcfg.target`` is photos)."""
+    if mcfg.photos:
+        num_classes = 3
     gcfg, dcfg = mcfg.generator_config(num_classes, size), mcfg.discriminator_config(num_classes, size)
     if mcfg.arch == "dcgan":
         return gcfg, dcfg, DCGANGenerator(gcfg), DCGANDiscriminator(dcfg)
@@ -132,6 +155,7 @@ class LayoutTrainer(Trainer):
         self.num_classes = get_label_set(label_set).num_ids
         self.size = (int(size[0]), int(size[1]))
         self.stylegan = mcfg.arch == "stylegan2"
+        self.photos = mcfg.photos
         self.gcfg, self.dcfg, G, D = build_layout_networks(mcfg, self.num_classes, self.size)
         self.G, self.netG = runner.distribute(G)
         self.D, self.netD = runner.distribute(D)
@@ -170,6 +194,7 @@ class LayoutTrainer(Trainer):
             "seed": self.runner.cfg.seed,
             "batch_size": self.runner.cfg.batch_size,
             "world_size": self.runner.ctx.world_size,
+            **({"target": "photos"} if self.photos else {}),  # label runs keep their old identity
         }
 
     def _fake_logits(self, b: int, device: torch.device, update_emas: bool) -> torch.Tensor:
@@ -183,12 +208,17 @@ class LayoutTrainer(Trainer):
         return self.netG(z, mix_z=mix_z, mix_cutoff=cutoff, update_emas=update_emas)
 
     def _d_input(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.photos:  # RGB fakes reach D as they are, like StyleGAN2's
+            return self.runner.to_memory_format(logits)
         return self.runner.to_memory_format(soft_one_hot(logits, self.tcfg.fake_input, self.tcfg.tau))
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
         t = self.tcfg
         labels = batch["labels"]
-        real = self.runner.to_memory_format(one_hot(labels, self.num_classes))
+        if self.photos:
+            real = self.runner.to_memory_format(batch["image"].float())  # [-1, 1], as the dataset gives it
+        else:
+            real = self.runner.to_memory_format(one_hot(labels, self.num_classes))
         b = real.shape[0]
         # generator: non-saturating logistic loss
         with self.runner.autocast():
@@ -210,6 +240,9 @@ class LayoutTrainer(Trainer):
         self.runner.backward_step(sum(d.values()), self.opt_D, self.scaler_D)
         if self.ema is not None:
             self.ema.update(self.G, step)
+        if self.photos:  # generated (G's step) | generated (D's step) | real photos
+            self.last_visuals = (to_unit(logits), to_unit(fake_d), to_unit(real))
+            return {k: v.detach() for k, v in {**g, **d}.items()}
         fake_ids = logits.detach().argmax(1, keepdim=True)
         soft = torch.einsum(
             "bchw,cd->bdhw", torch.softmax(logits.detach().float(), 1), self.palette.to(real.device).float() / 255
@@ -221,6 +254,8 @@ class LayoutTrainer(Trainer):
         G = self.ema.module if self.ema is not None else self.G
         sd = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
         h, w = self.size
+        if self.photos:
+            return self._photo_card(), sd
         card = ModelCard(
             name=self.runner.cfg.name,
             kind="layout",
@@ -239,6 +274,25 @@ class LayoutTrainer(Trainer):
             notes={"discriminator": dataclasses.asdict(self.dcfg)},
         )
         return card, sd
+
+    def _photo_card(self) -> ModelCard:
+        h, w = self.size
+        return ModelCard(
+            name=self.runner.cfg.name,
+            kind=PHOTO_KIND,
+            arch=PHOTO_ARCH,
+            config=dataclasses.asdict(self.gcfg),
+            label_set=label_set_for_card(self.label_set),
+            height=h,
+            width=w,
+            training={**dataclasses.asdict(self.tcfg), "model": dataclasses.asdict(self.mcfg)},
+            notes={
+                "what": "unconditional StyleGAN2 trained on photos (no label maps): 3 outputs = RGB in [-1, 1]; "
+                "config.num_classes is the output channel count; label_set is the training data's only",
+                "sampling": "cityserve.models.photo_gan: z from each seed's CPU generator, truncation 1, const noise",
+                "discriminator": dataclasses.asdict(self.dcfg),
+            },
+        )
 
 
 def _preset(size, model: LayoutModelConfig, train: LayoutTrainConfig, batch_size: int, **kw) -> Preset:

@@ -14,7 +14,7 @@ import dataclasses
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .. import contract
 from ..card_sections import ServingOptions
@@ -128,6 +128,31 @@ def place_graph_model(
         repo.add(spec, files, {"platform": spec.config.platform, **info})
 
 
+def attach_plan(
+    repo: Repository,
+    name: str,
+    card_name: str,
+    plans: dict[str, Path],
+    files: dict[str, Any],
+    opts: ServingOptions,
+    prebuilt: Optional[Path] = None,
+    precision_report: Optional[Path] = None,
+) -> None:
+    """gpu-trt: the model's engine, ``plans[card_name]`` (or ``plans[name]``, or ``prebuilt``) if one was
+    built, else listed as missing; and its line in build_engines.sh (profile 1 / preferred / max batch)."""
+    plan = plans.get(card_name) or plans.get(name) or prebuilt
+    if plan is not None:
+        files["model.plan"] = Path(plan)
+    else:
+        repo.missing_plans.append(name)
+    if precision_report is not None:
+        files[PRECISION_REPORT] = precision_report
+    opt_batch = max([s for s in opts.preferred if s <= opts.max_batch_size] or [1])
+    repo.engine_builds.append(
+        EngineBuild(name, 1, opt_batch, opts.max_batch_size, precision_report=precision_report is not None)
+    )
+
+
 def _add_graph_model(
     repo: Repository, name: str, src: GraphSource, opts: ServingOptions, plans: dict[str, Path]
 ) -> GraphModel:
@@ -195,17 +220,7 @@ def _add_graph_model(
             "as a TensorRT FP16 engine: 1/model.plan, built on the serving GPU from 1/model.onnx by",
             "build_engines.sh (cityserve export tensorrt: normalization and flagged layers stay FP32).",
         ]
-        plan = plans.get(src.card.name) or plans.get(name) or src.plan
-        if plan is not None:
-            files["model.plan"] = Path(plan)
-        else:
-            repo.missing_plans.append(name)
-        if src.precision_report is not None:
-            files[PRECISION_REPORT] = src.precision_report
-        opt_batch = max([s for s in opts.preferred if s <= opts.max_batch_size] or [1])
-        repo.engine_builds.append(
-            EngineBuild(name, 1, opt_batch, opts.max_batch_size, precision_report=src.precision_report is not None)
-        )
+        attach_plan(repo, name, src.card.name, plans, files, opts, src.plan, src.precision_report)
     spec = C.graph_model(name, runtime, ins, outs, opts, params, header)
     check_config_against_onnx(spec.config, src.onnx)
     place_graph_model(repo, spec, role, src, engine, ins, outs, folder, files)

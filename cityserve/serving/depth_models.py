@@ -38,9 +38,14 @@ from ..extras import MissingExtraError, missing_extra_message
 from ..labels import get_label_set
 from ..models.registry import config_from_card
 from . import configs as C
-from .card_models import label_set_name, openvino_backend_params, openvino_installed, place_graph_model
+from .card_models import (
+    attach_plan,
+    label_set_name,
+    openvino_backend_params,
+    openvino_installed,
+    place_graph_model,
+)
 from .configs import PNG, Tensor, check_config_against_onnx, quoted
-from .engine_script import EngineBuild
 from .ensembles import Pipeline, Step
 from .layout import Repository
 from .sources import GraphSource, _exported_graph, graph_io
@@ -208,13 +213,7 @@ def _graph_model(repo: Repository, name: str, src: GraphSource, opts: ServingOpt
     else:  # gpu-trt
         runtime, engine = "tensorrt_plan", "tensorrt"
         header = [*what, "as a TensorRT FP16 engine: 1/model.plan, built on the serving GPU by build_engines.sh."]
-        plan = plans.get(name) or plans.get(src.card.name)
-        if plan is not None:
-            files["model.plan"] = Path(plan)
-        else:
-            repo.missing_plans.append(name)
-        opt_batch = max([s for s in opts.preferred if s <= opts.max_batch_size] or [1])
-        repo.engine_builds.append(EngineBuild(name, 1, opt_batch, opts.max_batch_size))
+        attach_plan(repo, name, src.card.name, plans, files, opts)
     spec = C.graph_model(name, runtime, ins, outs, opts, params, header)
     check_config_against_onnx(spec.config, src.onnx)
     depth_in = [t for t in ins if t.name == contract.DEPTH]

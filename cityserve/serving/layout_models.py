@@ -24,9 +24,8 @@ from ..errors import ConfigError
 from ..labels import get_label_set
 from ..models.registry import render_io
 from . import configs as C
-from .card_models import _render_steps, label_set_name, model_suffix, openvino_backend_params
+from .card_models import _render_steps, attach_plan, label_set_name, model_suffix, openvino_backend_params
 from .configs import Spec, Tensor, check_config_against_onnx, quoted
-from .engine_script import EngineBuild
 from .ensembles import Pipeline, Step
 from .layout import Repository
 from .sources import GraphSource, graph_io
@@ -88,13 +87,7 @@ def _add_graph_model(repo: Repository, name: str, card: ModelCard, onnx_path: Pa
     if runtime == "openvino":
         params.update(openvino_backend_params(opts))
     if runtime == "tensorrt_plan":
-        plan = plans.get(card.name) or plans.get(name)
-        if plan is not None:
-            files["model.plan"] = Path(plan)
-        else:
-            repo.missing_plans.append(name)
-        opt_batch = max([s for s in opts.preferred if s <= opts.max_batch_size] or [1])
-        repo.engine_builds.append(EngineBuild(name, 1, opt_batch, opts.max_batch_size))
+        attach_plan(repo, name, card.name, plans, files, opts)
     spec = C.graph_model(name, runtime, ins, outs, opts, params, header)
     check_config_against_onnx(spec.config, onnx_path)
     info = {"role": "layout_graph", "card": card.name, "onnx_sha256": sha256_file(onnx_path)}

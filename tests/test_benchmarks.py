@@ -177,3 +177,11 @@ def test_closed_loop_issues_each_request_once_and_records_failures():
         f"RuntimeError: request {i} refused" for i in (0, 5, 10, 15)
     )
     assert loop.wall_s >= max(loop.latencies_s)
+
+
+def test_demo_rows_time_the_models_the_demo_serves():
+    """The shipped folder also holds a layout generator and the depth-aware pair: the demo rows are still
+    the default generator and segmenter."""
+    from cityserve.bench.models import demo_cards
+
+    assert {k: c.name for k, c in demo_cards().items()} == {"generator": "spade-demo", "segmenter": "segmenter-demo"}

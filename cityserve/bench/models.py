@@ -172,11 +172,13 @@ QUICK = [TINY_SPADE, TINY_DEEPLAB]
 
 
 def demo_cards() -> dict[str, Optional[ModelCard]]:
-    """The shipped demo generator and segmenter, where present."""
+    """The shipped demo generator and segmenter, where present: the ones the demo serves by default
+    (not the depth-aware pair's stages, not the layout generator)."""
+    from ..serving.defaults import shipped_demo_cards
+
     out: dict[str, Optional[ModelCard]] = {"generator": None, "segmenter": None}
-    if DEMO_DIR.is_dir():
-        for p in sorted(DEMO_DIR.glob("*.card.json")):
-            c = load_card(p)
+    for c in shipped_demo_cards(DEMO_DIR) if DEMO_DIR.is_dir() else []:
+        if c.kind in out:
             out[c.kind] = out[c.kind] or c
     return out
 

@@ -20,6 +20,8 @@ SEGMENTER = DEMO_DIR / "segmenter-demo.card.json"
 DEPTH = DEMO_DIR / "depth-demo.card.json"
 DEPTH2PHOTO = DEMO_DIR / "depth2photo-demo.card.json"
 SINGLE128 = DEMO_DIR.parent / "baselines" / "spade128-demo" / "spade128-demo.card.json"
+HINGE128 = DEMO_DIR.parent / "baselines" / "spade128-hinge-demo" / "spade128-hinge-demo.card.json"
+PIX2PIX128 = DEMO_DIR.parent / "baselines" / "pix2pix128-demo" / "pix2pix128-demo.card.json"
 BUDGET_MB = 33  # models/demo/README.md says why (raised from 30 MB for the depth-aware pair)
 
 
@@ -32,7 +34,11 @@ def test_shipped_cards_are_valid_and_fit_the_budget():
     total = 0
     photo_gan = load_card(PHOTO_GAN)  # the two-stage comparison's baseline: not a layout card, not served
     assert photo_gan.kind == "photo-gan" and photo_gan.layout is None and photo_gan.provenance["step"] == 1000
-    for c in cards + list(pair) + [load_card(BASELINE), load_card(SINGLE128), photo_gan]:
+    budget128 = [load_card(p) for p in (SINGLE128, HINGE128, PIX2PIX128)]  # the objectives at one budget
+    assert {c.provenance["step"] for c in budget128} == {2000} and {(c.height, c.width) for c in budget128} == {
+        (128, 256)
+    }
+    for c in cards + list(pair) + [load_card(BASELINE), photo_gan] + budget128:
         weights = c.directory / c.weights
         assert sha256_file(weights) == c.sha256, c.name
         assert c.provenance["source"] == "trained" and c.provenance["training_run"]["wall_s"] > 0
@@ -151,3 +157,17 @@ def test_depth_stage_figures_are_what_cityserve_eval_depth_gives(tmp_path, monke
     for key in ("abs_rel", "rmse_log", "depth_patch_frechet"):
         assert r[key] == pytest.approx(m[f"heldout_check/{key}"], abs=6e-5), key
     assert r["pixels"] == m["heldout_check/pixels"] > 0
+
+
+@pytest.mark.parametrize("card_path", [HINGE128, PIX2PIX128], ids=["spade-hinge", "pix2pix"])
+def test_budget128_figures_are_what_cityserve_eval_gives(card_path, tmp_path, monkeypatch):
+    """The README's objectives-at-one-budget table (with spade128-demo, checked above): the card's 50-seed
+    figures are its committed eval JSON's; the same command on 5 seeds is rerun and must agree."""
+    m = load_card(card_path).metrics
+    full = json.loads((REPO / m["heldout/eval_json"]).read_text())
+    _generator_figures_match(full, m, "heldout/")
+    assert full["size"] == "128x256" and full["n_images"] == 50
+    _same_command_on_fewer_seeds(m["heldout/command"], m["heldout_check/command"])
+    _generator_figures_match(
+        _rerun(m["heldout_check/command"], tmp_path / "eval.json", monkeypatch), m, "heldout_check/"
+    )

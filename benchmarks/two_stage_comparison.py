@@ -49,6 +49,7 @@ from cityserve.data.synthetic import generate_scene  # noqa: E402
 from cityserve.data.transforms import resize_photo  # noqa: E402
 from cityserve.engines.base import Renderer  # noqa: E402
 from cityserve.evaluation import Segmenter  # noqa: E402
+from cityserve.hardware import cpu_name  # noqa: E402
 from cityserve.labels import fit_nearest, get_label_set  # noqa: E402
 from cityserve.labels.snapping import instance_map, logits_to_ids, remove_specks  # noqa: E402
 from cityserve.metrics import frechet_from_features  # noqa: E402
@@ -62,16 +63,6 @@ DEFAULTS = {
     "photo_gan": "models/baselines/photo-gan-demo/photo-gan-demo.card.json",
     "segmenter": "models/demo/segmenter-demo.card.json",
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def card_info(card) -> dict:
@@ -342,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     doc["cached_sets"] = cache.reused  # features read from --cache (computed by an earlier run), not timed here
     doc["load_average_1min"] = loads
-    doc["environment"] = {**environment(), "cpu": cpu_model()}
+    doc["environment"] = {**environment(), "cpu": cpu_name()}
     doc["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(doc, indent=1)
     print(text)

@@ -38,22 +38,40 @@ def montage(seeds: list[int], generators: list[tuple[str, str, int]], zoom: int 
     h, w = renderers[0][1].height, renderers[0][1].width
     palette = get_label_set("cityscapes")
     H, W = h * zoom, w * zoom
-    gap, header = 4, 28
     titles = ["label map"] + [t for t, _, _ in renderers] + ["real (synthetic) photo"]
-    cols = len(titles)
-    out = np.full((header + len(seeds) * (H + gap), cols * W + (cols - 1) * gap, 3), 255, np.uint8)
-    for c, t in enumerate(titles):
-        cv2.putText(out, t, (c * (W + gap) + 4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
-    for r, seed in enumerate(seeds):
+    rows = []
+    for seed in seeds:
         sc = generate_scene(seed, h, w)
         panels = [palette.ids_to_colors(sc.labels)]
         panels += [rd.render(sc.labels, instances=sc.instances, seed=seed + shift)[0] for _, rd, shift in renderers]
-        panels.append(sc.photo)
+        rows.append((f"seed {seed}", panels + [sc.photo]))
+    return labelled_grid(titles, rows, (H, W), header=28, title_y=20, title_scale=0.6, label_scale=0.5)
+
+
+def labelled_grid(
+    titles: list[str],
+    rows: list[tuple[str, list[np.ndarray]]],
+    size: tuple[int, int],
+    header: int,
+    title_y: int,
+    title_scale: float,
+    label_scale: float,
+    gap: int = 4,
+) -> np.ndarray:
+    """A white RGB sheet: a title over each column, then per (label, panels) row its panels nearest-resized to
+    ``size`` (H, W) and the label written white at the row's bottom left (docs' figures share this layout)."""
+    H, W = size
+    cols = len(titles)
+    out = np.full((header + len(rows) * (H + gap), cols * W + (cols - 1) * gap, 3), 255, np.uint8)
+    font, aa = cv2.FONT_HERSHEY_SIMPLEX, cv2.LINE_AA
+    for c, t in enumerate(titles):
+        cv2.putText(out, t, (c * (W + gap) + 4, title_y), font, title_scale, (30, 30, 30), 1, aa)
+    for r, (label, panels) in enumerate(rows):
         y = header + r * (H + gap)
         for c, p in enumerate(panels):
             big = cv2.resize(np.ascontiguousarray(p), (W, H), interpolation=cv2.INTER_NEAREST)
             out[y : y + H, c * (W + gap) : c * (W + gap) + W] = big
-        cv2.putText(out, f"seed {seed}", (6, y + H - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(out, label, (6, y + H - 8), font, label_scale, (255, 255, 255), 1, aa)
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from make_demo_figure import labelled_grid  # docs/: the figures' shared grid
 
 from cityserve.cards import load_card
 from cityserve.cliutil import parse_seeds
@@ -51,13 +52,9 @@ def montage(seeds: list[int], depth_card: str, photo_card: str, single_card: str
     h, w = chain.height, chain.width
     palette = get_label_set("cityscapes")
     H, W = h * zoom, w * zoom
-    gap, header = 4, 24
     titles = ["label map", "true depth", "stage 1 depth", "two-stage photo", "single-stage photo", "real photo"]
-    cols = len(titles)
-    out = np.full((header + len(seeds) * (H + gap), cols * W + (cols - 1) * gap, 3), 255, np.uint8)
-    for c, t in enumerate(titles):
-        cv2.putText(out, t, (c * (W + gap) + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (30, 30, 30), 1, cv2.LINE_AA)
-    for r, seed in enumerate(seeds):
+    rows = []
+    for seed in seeds:
         sc = generate_scene(seed, h, w)
         lab = torch.from_numpy(sc.labels.astype(np.int64))[None, None]
         inst = torch.from_numpy(sc.instances.astype(np.int32))[None, None]
@@ -71,14 +68,8 @@ def montage(seeds: list[int], depth_card: str, photo_card: str, single_card: str
             single.render(sc.labels, instances=sc.instances, seed=seed)[0],
             sc.photo,
         ]
-        y = header + r * (H + gap)
-        for c, p in enumerate(panels):
-            big = cv2.resize(np.ascontiguousarray(p), (W, H), interpolation=cv2.INTER_NEAREST)
-            out[y : y + H, c * (W + gap) : c * (W + gap) + W] = big
-        cv2.putText(
-            out, f"seed {seed}", (6, y + H - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA
-        )
-    return out
+        rows.append((f"seed {seed}", panels))
+    return labelled_grid(titles, rows, (H, W), header=24, title_y=17, title_scale=0.5, label_scale=0.45)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,16 +30,7 @@ import sys
 from pathlib import Path
 
 from cityserve.cards import load_card, sha256_file
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+from cityserve.hardware import cpu_name
 
 
 def parse_train_log(path: Path) -> dict:
@@ -74,7 +65,7 @@ def ship(args) -> int:
         card.sha256 = sha256_file(weights)
     card.weights = weights.name
     card.name = stem
-    training = {"hardware": {"nproc": os.cpu_count(), "cpu_model": cpu_model()}, "trained_from": str(Path(args.card))}
+    training = {"hardware": {"nproc": os.cpu_count(), "cpu_model": cpu_name()}, "trained_from": str(Path(args.card))}
     if args.train_log:
         training.update(parse_train_log(Path(args.train_log)))
     if args.note:

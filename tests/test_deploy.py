@@ -301,7 +301,7 @@ def test_gpu_entrypoint_starts_a_server_with_health_metrics_and_no_model_control
     import psutil
 
     from cityserve.client import CityserveClient
-    from cityserve.serving.server import assemble_backend_dir, find_tritonserver, free_port, server_environment
+    from cityserve.serving.server import assemble_backend_dir, find_tritonserver, free_ports, server_environment
 
     install = find_tritonserver("bundled")  # stands in for the NGC image's /opt/tritonserver/bin/tritonserver
     env = server_environment(install)
@@ -314,7 +314,7 @@ def test_gpu_entrypoint_starts_a_server_with_health_metrics_and_no_model_control
         CITYSERVE_EXIT_TIMEOUT="10",
         TRITONSERVER=str(install.binary),
     )
-    hp, gp, mp = free_port(), free_port(), free_port()
+    hp, gp, mp = free_ports(3)
     loopback = [f"--{k}-address=127.0.0.1" for k in ("http", "grpc", "metrics")]
     backends = assemble_backend_dir(install, tmp_path / "backends")
     cmd = [str(DOCKER / "entrypoint-gpu.sh"), f"--http-port={hp}", f"--grpc-port={gp}", f"--metrics-port={mp}"]

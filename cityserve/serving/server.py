@@ -50,10 +50,20 @@ ADMIN_APIS = ("shared-memory", "model-repository", "trace", "logging")
 ADMIN_HEADER = "cityserve-admin-key"
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct free ports: every socket stays bound until all are chosen (one after another, the
+    kernel may hand the same ephemeral port out twice, e.g. the HTTP and the metrics port of one server)."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM))) for _ in range(n)
+        ]
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def _set_pdeathsig() -> None:  # runs in the child before exec: die with the process that started us
@@ -91,9 +101,10 @@ class TritonServer:
         if not (self.repository.is_dir()):
             raise CityserveError(f"model repository {self.repository} does not exist")
         self.host = host
-        self.grpc_port = grpc_port or free_port()
-        self.http_port = http_port or free_port()
-        self.metrics_port = metrics_port or free_port()
+        spare = iter(free_ports(3))
+        self.grpc_port = grpc_port or next(spare)
+        self.http_port = http_port or next(spare)
+        self.metrics_port = metrics_port or next(spare)
         self.install = install or find_tritonserver()
         self.log_verbose = log_verbose
         self.startup_timeout = startup_timeout
